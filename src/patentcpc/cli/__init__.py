@@ -30,6 +30,12 @@ out = Console()
 # Command modules (each registers on `app`); imported for their side effect.
 from patentcpc.cli import core  # noqa: E402, F401
 
+for _name in ("transformers", "serving", "retrieval"):
+    import importlib.util as _util  # noqa: E402
+
+    if _util.find_spec(f"patentcpc.cli.{_name}") is not None:
+        __import__(f"patentcpc.cli.{_name}")
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""

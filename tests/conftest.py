@@ -1,0 +1,56 @@
+"""Shared fixtures. Unit tests build their own small data; integration tests use ../shared/data
+(beside the repository) and are skipped when it is absent."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip the test."""
+    if not (SHARED_DATA / "uspto-abstracts" / "patents.jsonl").exists():
+        pytest.skip("../shared/data is not available")
+    return SHARED_DATA
+
+
+TINY_DOCS = [
+    ("Plough with adjustable soil working tines for tractors", "A01B"),
+    ("Seed drill that plants seeds in furrows made in the soil", "A01C"),
+    ("Harrow for breaking up soil clods in agriculture", "A01B"),
+    ("Semiconductor transistor with a gate oxide layer on silicon", "H01L"),
+    ("Method of etching a silicon wafer to form a semiconductor device", "H01L"),
+    ("Wireless network base station scheduling data packets to user equipment", "H04W"),
+    ("Encryption of data packets transmitted over a digital network", "H04L"),
+    ("Routing digital data packets between network nodes with a protocol", "H04L"),
+    ("Mobile phone handover between wireless cells of a radio network", "H04W"),
+    ("Pharmaceutical composition containing an antibody for treating cancer", "A61K"),
+    ("Tablet formulation of a drug with a polymer coating for oral delivery", "A61K"),
+    ("Computer processor executing instructions from a cache memory", "G06F"),
+]
+
+
+@pytest.fixture
+def tiny_jsonl(tmp_path: Path) -> Path:
+    """A 24-row JSON Lines file (title, abstract, cpc) with 7 subclasses."""
+    path = tmp_path / "tiny.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        for rep in range(2):
+            for i, (text, code) in enumerate(TINY_DOCS):
+                extra = "H04L" if code == "H04W" else ""
+                cpc = f"{code} 1/00 (20130101)" + (f"; {extra} 5/00 (20130101)" if extra else "")
+                fh.write(json.dumps({"patent_id": f"P{rep}{i:02d}", "title": text.split(" ")[0] + f" {rep}",
+                                     "abstract": text, "cpc": cpc}) + "\n")
+    return path
