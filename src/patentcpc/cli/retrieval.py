@@ -1,0 +1,168 @@
+"""Retrieval commands: embed, index build, search, benchmark-embeddings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app, console, out
+from patentcpc.cli.core import (
+    IdField,
+    LabelField,
+    Level,
+    OnBadRow,
+    Split,
+    TextFields,
+    _data_config,
+    _report_skipped,
+    data_options,
+)
+
+index_app = typer.Typer(help="Build search indexes (BM25 + embeddings).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+Model = Annotated[str | None, typer.Option(
+    "--model", help="HF encoder (hub id or folder), sentence-transformers folder, arch:PRESET or lsa[:DIM].")]
+Pooling = Annotated[str | None, typer.Option("--pooling", help="mean or cls (default: the model's own, else mean).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")]
+MaxLength = Annotated[int | None, typer.Option("--max-length", help="Tokens kept per text.")]
+
+
+def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0):
+    from patentcpc.retrieval.embeddings import EmbedOptions  # noqa: PLC0415
+
+    return EmbedOptions(pooling=pooling, normalize=normalize, batch_size=batch_size, max_length=max_length,
+                        seed=seed)
+
+
+def _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=True):
+    from patentcpc.data import load_data  # noqa: PLC0415
+
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    loaded = load_data(data, **cfg.load_kwargs(), require_labels=require_labels)
+    _report_skipped(loaded)
+    return loaded
+
+
+@app.command()
+def embed(
+    model: Annotated[str, typer.Option("--model", help="HF encoder, sentence-transformers folder, arch:PRESET "
+                                                       "or lsa[:DIM].")],
+    data: Annotated[str, typer.Option("--data", help="File, save_to_disk folder or hub dataset id.")],
+    output: Annotated[Path, typer.Option("--output", help="Where to write the embeddings: .npz or .parquet.")],
+    pooling: Pooling = None, batch_size: BatchSize = 32, max_length: MaxLength = None,
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalize the vectors.")] = True,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Embed every document (batched, length-sorted) and save the vectors with the document ids."""
+    from patentcpc.retrieval.embeddings import _check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
+
+    _check_suffix(output)
+    loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
+    embedder = load_embedder(model, _embed_options(pooling, batch_size, max_length, normalize))
+    vectors = embed_data(embedder, loaded.texts, progress=True)
+    meta = {**embedder.describe(), "source": str(data), "text_fields": loaded.text_fields}
+    save_embeddings(output, loaded.ids, vectors, meta)
+    console.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}", highlight=False)
+
+
+@index_app.command("build")
+def index_build(
+    data: Annotated[str, typer.Option("--data", help="File, save_to_disk folder or hub dataset id.")],
+    output: Annotated[Path, typer.Option("--output", help="Index folder to write.")] = Path("patent-index"),
+    model: Model = None, pooling: Pooling = None, batch_size: BatchSize = 32, max_length: MaxLength = None,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Index documents for search: BM25 always, dense embeddings when --model is given."""
+    from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
+
+    loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
+    index = SearchIndex.build(loaded, model, _embed_options(pooling, batch_size, max_length), progress=True)
+    index.save(output)
+    kind = "BM25 + dense" if model else "BM25"
+    console.print(f"indexed {len(index.ids)} documents ({kind}, view {'+'.join(loaded.text_fields)}) in {output}",
+                  highlight=False)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Free-text query.")],
+    index: Annotated[Path, typer.Option("--index", help="Index folder from 'patentcpc index build'.")] = Path(
+        "patent-index"),
+    k: Annotated[int, typer.Option("--k", help="Results to show.")] = 10,
+    mode: Annotated[str | None, typer.Option("--mode", help="bm25, dense or hybrid (default: hybrid when the "
+                                                            "index has embeddings, else bm25).")] = None,
+    fusion: Annotated[str, typer.Option("--fusion", help="Hybrid fusion: minmax, zscore or rrf.")] = "minmax",
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the dense score in minmax/zscore.")] = 0.7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search an index; shows id, title, score and CPC codes."""
+    from patentcpc.retrieval.search import SearchIndex, SearchOptions, hits_as_dicts  # noqa: PLC0415
+
+    idx = SearchIndex.load(index)
+    mode = mode or ("hybrid" if idx.embeddings is not None else "bm25")
+    hits = idx.search(query, SearchOptions(k=k, mode=mode, fusion=fusion, alpha=alpha))
+    if as_json:
+        out.print_json(json.dumps({"query": query, "mode": mode, "results": hits_as_dicts(hits)}))
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{query!r} ({mode})")
+    for col in ("#", "id", "title", "score", "CPC"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        table.add_row(str(h.rank), h.id, h.title[:100], f"{h.score:.4f}", ", ".join(h.cpc))
+    out.print(table)
+
+
+@app.command("benchmark-embeddings")
+def benchmark_embeddings(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model specs (HF/sentence-transformers "
+                                                         "folders or ids, arch:PRESET, lsa[:DIM]).")],
+    data: Annotated[str, typer.Option("--data", help="Labelled file, save_to_disk folder or hub dataset id.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the CSV, PNG and cache go.")] = Path(
+        "embedding-benchmark"),
+    views: Annotated[str | None, typer.Option("--views", help="Text views, e.g. title,abstract,title+abstract "
+                                                              "(default: whatever the data has).")] = None,
+    qrels: Annotated[str | None, typer.Option("--qrels", help="TREC qrels (e.g. citations) instead of label "
+                                                              "overlap.")] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
+    knn_k: Annotated[int, typer.Option("--knn-k", help="Neighbours of kNN voting.")] = 20,
+    knn_weighting: Annotated[str, typer.Option("--knn-weighting", help="uniform, similarity or softmax.")] = "softmax",
+    knn_temperature: Annotated[float, typer.Option("--knn-temperature", help="Softmax temperature.")] = 0.05,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Cross-validate a linear probe too.")] = True,
+    zero_shot: Annotated[str, typer.Option("--zero-shot", help="centroid, title or off.")] = "centroid",
+    batch_size: BatchSize = 32,
+    label_field: LabelField = None, id_field: IdField = None, level: Level = None, on_bad_row: OnBadRow = None,
+    split: Split = None,
+) -> None:
+    """Retrieval, classification and clustering for each model and text view: table, CSV and PNG."""
+    from patentcpc.retrieval.benchmark import (  # noqa: PLC0415
+        BenchmarkOptions,
+        format_table,
+        plot_benchmark,
+        run_benchmark,
+        write_csv,
+    )
+    from patentcpc.retrieval.evaluation import KNNOptions  # noqa: PLC0415
+
+    cfg = _data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
+    knn = KNNOptions(k=knn_k, weighting=knn_weighting, temperature=knn_temperature)
+    opts = BenchmarkOptions(views=views, folds=folds, knn=knn, probe=probe,
+                            zero_shot=zero_shot, batch_size=batch_size)
+    specs = [m.strip() for m in models.split(",") if m.strip()]
+    rows = run_benchmark(specs, data, opts, output_dir, qrels, cfg.load_kwargs(),
+                         progress=lambda msg: console.print(msg, highlight=False, markup=False))
+    csv_path = write_csv(rows, output_dir / "embedding_benchmark.csv")
+    png_path = plot_benchmark(rows, output_dir / "embedding_benchmark.png")
+    lines = format_table(rows)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        out.print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)), markup=False, highlight=False,
+                  soft_wrap=True)
+    console.print(f"wrote {csv_path} and {png_path}", highlight=False)

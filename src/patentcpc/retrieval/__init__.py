@@ -1,0 +1,1 @@
+"""Patent embeddings, search (BM25, dense, hybrid) and embedding evaluation."""

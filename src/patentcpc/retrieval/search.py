@@ -1,0 +1,284 @@
+"""Patent search: BM25 (``bm25s``), dense exact inner product (FAISS when installed) and hybrids.
+
+Hybrid search combines the two score lists of every query over the whole collection, either by
+interpolation of normalized scores, ``alpha * dense + (1 - alpha) * bm25`` with ``minmax`` or
+``zscore`` normalization, or by reciprocal rank fusion (``rrf``: sum of ``1 / (rrf_k + rank)``).
+
+An index folder holds::
+
+    index.json        model spec, embedding options, text view, ids, titles and CPC codes
+    embeddings.npy    float32 unit vectors (absent for a BM25-only index)
+    bm25/             the bm25s index (NumPy arrays and JSON, no pickle)
+
+It is built in a temporary folder and moved into place, so a crash never leaves half an index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from patentcpc.errors import ConfigError, DataError, ModelError
+
+MODES = ("bm25", "dense", "hybrid")
+FUSIONS = ("rrf", "minmax", "zscore")
+INDEX_FILE = "index.json"
+EMBEDDINGS_FILE = "embeddings.npy"
+BM25_DIR = "bm25"
+
+
+@dataclass
+class SearchOptions:
+    """How a query is scored.
+
+    Args:
+        k: results returned.
+        mode: ``bm25``, ``dense`` or ``hybrid``.
+        fusion: for hybrid: ``rrf`` (reciprocal rank fusion), ``minmax`` or ``zscore`` interpolation.
+        alpha: weight of the dense score in interpolation (1 - alpha for BM25).
+        rrf_k: the constant of reciprocal rank fusion.
+    """
+
+    k: int = 10
+    mode: str = "hybrid"
+    fusion: str = "rrf"
+    alpha: float = 0.5
+    rrf_k: int = 60
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, not {self.k}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not '{self.fusion}'")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be between 0 and 1, not {self.alpha}")
+        if self.rrf_k < 0:
+            raise ConfigError(f"rrf_k must be >= 0, not {self.rrf_k}")
+
+
+# --------------------------------------------------------------------------- BM25
+
+
+def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """Lower-cased word tokens without English stop words (bm25s' tokenizer)."""
+    import bm25s  # noqa: PLC0415
+
+    return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
+
+
+def build_bm25(texts: Sequence[str]):
+    """A ``bm25s.BM25`` index (Lucene variant, k1=1.5, b=0.75) of ``texts``."""
+    import bm25s  # noqa: PLC0415
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokenize(texts), show_progress=False)
+    return retriever
+
+
+def bm25_scores(retriever, queries: Sequence[str]) -> np.ndarray:
+    """BM25 scores of every document for every query (queries x documents)."""
+    tokens = bm25_tokenize(queries)
+    return np.vstack([retriever.get_scores(t) for t in tokens]).astype(np.float64) if tokens else np.zeros((0, 0))
+
+
+# --------------------------------------------------------------------------- fusion
+
+
+def normalize_scores(scores: np.ndarray, method: str) -> np.ndarray:
+    """Row-wise ``minmax`` (to [0, 1]) or ``zscore`` normalization; a constant row becomes 0."""
+    s = np.asarray(scores, dtype=np.float64)
+    if method == "minmax":
+        lo, hi = s.min(axis=1, keepdims=True), s.max(axis=1, keepdims=True)
+        return np.where(hi > lo, (s - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    if method == "zscore":
+        mu, sd = s.mean(axis=1, keepdims=True), s.std(axis=1, keepdims=True)
+        return np.where(sd > 0, (s - mu) / np.where(sd > 0, sd, 1.0), 0.0)
+    raise ConfigError(f"normalization must be minmax or zscore, not '{method}'")
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every entry of each row (best = 1; ties by column order)."""
+    order = np.argsort(-np.asarray(scores), axis=1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(1, order.shape[1] + 1)[None, :].repeat(order.shape[0], 0), axis=1)
+    return out
+
+
+def fuse(bm25: np.ndarray, dense: np.ndarray, fusion: str = "rrf", alpha: float = 0.5, rrf_k: int = 60) -> np.ndarray:
+    """Hybrid scores of two (queries x documents) score matrices."""
+    if fusion == "rrf":
+        return 1.0 / (rrf_k + ranks(bm25)) + 1.0 / (rrf_k + ranks(dense))
+    return alpha * normalize_scores(dense, fusion) + (1 - alpha) * normalize_scores(bm25, fusion)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, scores) of the k best entries of each row, best first."""
+    scores = np.asarray(scores)
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def dense_top_k(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact maximum-inner-product search: FAISS ``IndexFlatIP`` when installed, else NumPy."""
+    try:
+        import faiss  # noqa: PLC0415
+    except ImportError:
+        return top_k(query_vectors @ doc_vectors.T, k)
+    index = faiss.IndexFlatIP(doc_vectors.shape[1])
+    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    scores, idx = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(k, len(doc_vectors)))
+    return idx, scores
+
+
+# --------------------------------------------------------------------------- the index
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: str
+    title: str
+    score: float
+    cpc: list[str]
+
+
+def display_titles(data) -> list[str]:
+    """A title per record: the first line of the text when the view starts with the title, else the
+    source's ``title`` column where it has one, else the first 100 characters of the text."""
+    texts = data.texts
+    if data.text_fields and data.text_fields[0].lower() == "title":
+        return [t.split("\n", 1)[0] for t in texts]
+    try:
+        from patentcpc.data import load_data  # noqa: PLC0415
+
+        titled = load_data(data.source, text_fields=["title"], id_field=data.id_field, require_labels=False,
+                           label_field=data.label_field, on_bad_row="skip", level=data.level)
+        by_id = dict(zip(titled.ids, titled.texts, strict=True))
+    except (DataError, OSError):
+        by_id = {}
+    return [by_id.get(i) or t[:100] for i, t in zip(data.ids, texts, strict=True)]
+
+
+@dataclass
+class SearchIndex:
+    """Documents (ids, titles, CPC codes) with a BM25 index and, when built with a model, embeddings."""
+
+    ids: list[str]
+    titles: list[str]
+    labels: list[list[str]]
+    bm25: object
+    embeddings: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    _embedder: object = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, data, model: str | None = None, embed_options=None, progress: bool = False) -> SearchIndex:
+        """Index a :class:`~patentcpc.data.PatentData`: BM25 always, embeddings when ``model`` is given."""
+        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
+
+        texts = data.texts
+        meta = {"source": data.source, "text_fields": list(data.text_fields), "n_docs": len(texts), "model": model}
+        embeddings = embedder = None
+        if model:
+            opts = embed_options or EmbedOptions()
+            embedder = load_embedder(model, opts)
+            if embedder.needs_fit:
+                raise ModelError(f"'{model}' must be fitted on the corpus and cannot embed queries from a saved "
+                                 "index; use a transformer model")
+            embeddings = embedder.encode(texts, progress=progress)
+            meta["embedding"] = {**embedder.describe(), "batch_size": opts.batch_size, "seed": opts.seed}
+        return cls(list(data.ids), display_titles(data), [list(x) for x in data.labels], build_bm25(texts),
+                   embeddings, meta, embedder)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            self.bm25.save(str(tmp / BM25_DIR), show_progress=False)
+            if self.embeddings is not None:
+                np.save(tmp / EMBEDDINGS_FILE, np.asarray(self.embeddings, dtype=np.float32), allow_pickle=False)
+            doc = {"format": 1, "meta": self.meta, "ids": self.ids, "titles": self.titles, "labels": self.labels}
+            (tmp / INDEX_FILE).write_text(json.dumps(doc), encoding="utf-8")
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            if folder.exists():
+                if not (folder / INDEX_FILE).exists():
+                    raise ConfigError(f"{folder} exists and is not a patentcpc index; choose another --output")
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> SearchIndex:
+        import bm25s  # noqa: PLC0415
+
+        folder = Path(folder)
+        if not (folder / INDEX_FILE).exists():
+            raise DataError(folder, f"not a search index (no {INDEX_FILE}); build one with 'patentcpc index build'")
+        try:
+            doc = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
+            emb_path = folder / EMBEDDINGS_FILE
+            embeddings = np.load(emb_path, allow_pickle=False) if emb_path.exists() else None
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(folder, f"broken search index ({str(exc).splitlines()[0]})") from None
+        return cls(doc["ids"], doc["titles"], doc["labels"], bm25, embeddings, doc["meta"])
+
+    # ----------------------------------------------------------------- querying
+    def embedder(self):
+        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
+
+        if self._embedder is None:
+            info = self.meta.get("embedding") or {}
+            if not self.meta.get("model"):
+                raise ModelError("this index has no embeddings (built without --model): use --mode bm25")
+            opts = EmbedOptions(pooling=info.get("pooling"), normalize=info.get("normalize", True),
+                                max_length=info.get("max_length"), seed=info.get("seed", 0))
+            self._embedder = load_embedder(self.meta["model"], opts)
+        return self._embedder
+
+    def scores(self, queries: Sequence[str], options: SearchOptions | None = None) -> np.ndarray:
+        """Scores of every document for every query (queries x documents) in ``options.mode``."""
+        opts = options or SearchOptions()
+        if opts.mode != "bm25" and self.embeddings is None:
+            raise ModelError(f"--mode {opts.mode} needs an index built with --model; this one has BM25 only")
+        dense = self.embedder().encode(list(queries)) @ self.embeddings.T if opts.mode != "bm25" else None
+        if opts.mode == "dense":
+            return dense.astype(np.float64)
+        sparse = bm25_scores(self.bm25, queries)
+        return sparse if opts.mode == "bm25" else fuse(sparse, dense, opts.fusion, opts.alpha, opts.rrf_k)
+
+    def search(self, query: str, options: SearchOptions | None = None) -> list[Hit]:
+        """The ``options.k`` best documents for ``query``."""
+        opts = options or SearchOptions()
+        if not query.strip():
+            raise ConfigError("the query is empty")
+        if opts.mode == "dense":
+            if self.embeddings is None:
+                raise ModelError("--mode dense needs an index built with --model; this one has BM25 only")
+            idx, sc = dense_top_k(self.embeddings, self.embedder().encode([query]), opts.k)
+        else:
+            idx, sc = top_k(self.scores([query], opts), opts.k)
+        return [Hit(r + 1, self.ids[j], self.titles[j], float(s), self.labels[j])
+                for r, (j, s) in enumerate(zip(idx[0], sc[0], strict=True))]
+
+
+def hits_as_dicts(hits: Sequence[Hit]) -> list[dict]:
+    return [asdict(h) for h in hits]
