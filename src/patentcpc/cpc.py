@@ -188,7 +188,9 @@ def parse_labels(value: object, level: str = "subclass") -> list[str]:
 def normalize(code: str, level: str | None = None) -> str:
     """Canonical form of one code, at its own depth or mapped to ``level``."""
     sym = parse_symbol(code)
-    result = sym.at_level(level or sym.depth)
+    if level is None:
+        return str(sym)  # as deep as written: a subgroup stays a subgroup
+    result = sym.at_level(level)
     if result is None:
         raise CPCError(f"'{code}' is coarser than the {level} level")
     return result
@@ -213,7 +215,7 @@ def tree_distance(a: str, b: str) -> int:
     """
     pa, pb = ancestors(a), ancestors(b)
     common = 0
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=False):
         if x != y:
             break
         common += 1
@@ -228,7 +230,7 @@ def distance_matrix(labels: Sequence[str]) -> list[list[int]]:
         row = []
         for pb in paths:
             common = 0
-            for x, y in zip(pa, pb):
+            for x, y in zip(pa, pb, strict=False):
                 if x != y:
                     break
                 common += 1
@@ -303,13 +305,41 @@ def to_master_form(code: str) -> str:
     return f"{sym.subclass}{int(sym.main_group):04d}{(sym.subgroup or '00').ljust(6, '0')}"
 
 
-def title(code: str) -> str | None:
-    """Human-readable title of a code, or None where none is known (see :func:`title_note`)."""
+_REF = re.compile(r"\(([^()]*)\)")
+_MASTER = re.compile(r"\b[A-HY]\d{2}[A-Z]\d{10}\b")
+_REF_CODE = re.compile(r"\b[A-H]\d{2}(?:[A-Z](?:\s*\d{1,4}(?:/\d+|\d{6})?)?)?\b")
+
+
+def clean_title(text: str) -> str:
+    """Drop the scheme's references to other places ("(making or covering furrows ...
+    A01C0005000000; ...)": parentheses that name a code) and collapse spaces."""
+    prev = None
+    while prev != text:  # innermost parentheses first, so nested references go too
+        prev = text
+        text = _REF.sub(lambda m: "\x02" if "\x02" in m.group(1) or _REF_CODE.search(m.group(1))
+                        else f"\x00{m.group(1)}\x01", text)
+    text = text.replace("\x02", "").replace("\x00", "(").replace("\x01", ")")
+    # codes left in the running text ("not provided for in groups A01B0051000000-A01B0075000000")
+    # are written the way people read them: A01B 51/00-A01B 75/00
+    text = _MASTER.sub(lambda m: str(parse_symbol(m.group(0))), text)
+    text = re.sub(r"\s+([;,.])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip(" ;,")
+
+
+def raw_title(code: str) -> str | None:
+    """The scheme's title as published (with its references to other codes), or None."""
     sym = parse_symbol(code)
     if sym.depth == "section":
         return SECTION_TITLES.get(sym.section)
     titles = _ipc_titles()
     return titles.get(to_master_form(code)) or titles.get(str(sym))
+
+
+def title(code: str) -> str | None:
+    """Human-readable title of a code (references to other codes removed), or None where none is
+    known (see :func:`title_note`)."""
+    raw = raw_title(code)
+    return clean_title(raw) if raw is not None else None
 
 
 def title_note(code: str) -> str | None:

@@ -13,9 +13,11 @@ iteration, so USPTO-3M-sized inputs never become Python lists of everything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,15 +63,15 @@ class PatentData:
 
     @property
     def texts(self) -> list[str]:
-        return self.dataset["text"]
+        return self.dataset["text"][:]  # a list (datasets >= 4 returns a lazy Column)
 
     @property
     def labels(self) -> list[list[str]]:
-        return self.dataset["labels"]
+        return self.dataset["labels"][:]  # a list (datasets >= 4 returns a lazy Column)
 
     @property
     def ids(self) -> list[str]:
-        return self.dataset["id"]
+        return self.dataset["id"][:]  # a list (datasets >= 4 returns a lazy Column)
 
     @property
     def text_view(self) -> dict:
@@ -79,7 +81,7 @@ class PatentData:
         """A content hash of the normalized records (order-sensitive), for model manifests."""
         h = hashlib.sha256()
         for batch in self.dataset.iter(batch_size=10_000):
-            for text, labels in zip(batch["text"], batch["labels"]):
+            for text, labels in zip(batch["text"], batch["labels"], strict=True):
                 h.update(text.encode())
                 h.update(b"\x00" + ",".join(labels).encode() + b"\x01")
         return h.hexdigest()[:16]
@@ -136,7 +138,8 @@ def read_raw(source: str | os.PathLike, split: str = "train"):
     """Read a source into a :class:`datasets.Dataset` with its own columns (no mapping yet)."""
     import datasets  # noqa: PLC0415 (heavy import)
 
-    datasets.disable_progress_bars() if os.environ.get("CI") else None
+    if os.environ.get("CI") or not sys.stderr.isatty():
+        datasets.disable_progress_bars()  # progress bars only for a person watching a terminal
     fmt = detect_format(source)
     src = str(source)
     try:
@@ -156,13 +159,21 @@ def read_raw(source: str | os.PathLike, split: str = "train"):
         kwargs = {"delimiter": "\t"} if fmt == "tsv" else {}
         if fmt in ("csv", "tsv"):
             kwargs["keep_default_na"] = False  # an empty cell is an empty string, not NaN
-        return datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
+            kwargs["encoding"] = "utf-8-sig"  # spreadsheet exports start with a byte-order mark
+        with _quiet_datasets():
+            return datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
     except DataError:
         raise
     except FileNotFoundError as exc:
         raise DataError(src, "file not found") from exc
     except Exception as exc:  # the readers raise many kinds: report them on one line
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        msg = _root_message(exc)
+        if "corresponds to no data" in msg:  # datasets' words for a file with a header and no rows
+            raise DataError(src, "has no rows") from None
+        if fmt == "jsonl":
+            bad = _first_bad_json_line(Path(src))
+            if bad is not None:
+                raise DataError(src, f"line {bad[0]}: {bad[1]}") from None
         if fmt == "hub":
             msg = f"cannot load the Hugging Face dataset ({msg})"
         raise DataError(src, f"cannot be read as {fmt}: {msg}") from None
@@ -223,6 +234,8 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
             parts = []
             for f in fields:
                 v = batch[f][j]
+                if isinstance(v, (list, tuple)):  # e.g. claims as a list of strings
+                    v = TEXT_JOINER.join(str(x).strip() for x in v if x is not None and str(x).strip())
                 if v is not None and str(v).strip():
                     parts.append(str(v).strip())
             text = TEXT_JOINER.join(parts)
@@ -249,6 +262,59 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
         return out
 
     return fn
+
+
+def _list_feature(datasets):
+    """A list-of-strings feature (``List`` in datasets >= 4, ``Sequence`` before)."""
+    lst = getattr(datasets, "List", None) or datasets.Sequence
+    return lst(datasets.Value("string"))
+
+
+def _root_message(exc: BaseException) -> str:
+    """The most specific message in an exception chain, on one line."""
+    msgs = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).strip()
+        if text:
+            msgs.append(text.splitlines()[-1] if len(text.splitlines()) else text)
+        exc = exc.__cause__ or exc.__context__
+    generic = ("An error occurred while generating the dataset",)
+    for msg in reversed(msgs):
+        if not msg.startswith(generic):
+            return msg[:300]
+    return msgs[0][:300] if msgs else "unknown error"
+
+
+def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+    """(line number, problem) of the first line of a JSON Lines file that is not a JSON object."""
+    import json  # noqa: PLC0415
+
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                return n, f"not valid JSON ({exc})"
+            if not isinstance(obj, dict):
+                return n, f"a JSON {type(obj).__name__}, not an object with fields"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """datasets logs reader failures itself; patentcpc reports them once, as a DataError."""
+    from datasets.utils import logging as ds_logging  # noqa: PLC0415
+
+    level = ds_logging.get_verbosity()
+    ds_logging.set_verbosity(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        ds_logging.set_verbosity(level)
 
 
 class _BadRow(Exception):
@@ -283,13 +349,19 @@ def load_data(
                                                 require_labels)
     fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels)
     small = len(raw) <= 200_000
+    import datasets  # noqa: PLC0415
+
+    # explicit output types: an input column named like an output ("text") must not lend it its type
+    features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
+                                  "labels": _list_feature(datasets),
+                                  "_error": datasets.Value("string")})
     try:
         ds = raw.map(fn, batched=True, batch_size=2000, with_indices=True, remove_columns=raw.column_names,
                      keep_in_memory=small, load_from_cache_file=False, num_proc=num_proc,
-                     desc="Reading records")
+                     features=features, desc="Reading records")
     except _BadRow as exc:
         raise DataError(src, *exc.args) from None
-    errors = [e for e in ds["_error"] if e] if small else None
+    errors = [e for e in ds["_error"][:] if e] if small else None
     if errors is None:
         errors = [e for b in ds.select_columns(["_error"]).iter(batch_size=50_000) for e in b["_error"] if e]
     if errors:
@@ -313,17 +385,30 @@ def records_from_texts(texts: Sequence[str], ids: Sequence[str] | None = None) -
 # --------------------------------------------------------------------------- splitting
 
 
+STRATIFY_MAX_ROWS = 200_000
+
+
 def split_data(
-    data: PatentData, fractions: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 42
+    data: PatentData, fractions: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 42,
+    stratify_max_rows: int = STRATIFY_MAX_ROWS,
 ) -> list[PatentData]:
     """Deterministic multi-label iterative stratification (Sechidis et al. 2011, via
-    ``iterative-stratification``) into len(fractions) parts."""
+    ``iterative-stratification``) into len(fractions) parts.
+
+    Iterative stratification needs a dense documents x labels matrix and a Python loop over rows;
+    above ``stratify_max_rows`` rows (where a seeded random split is stratified closely enough by the
+    law of large numbers) a seeded shuffle is used instead, so USPTO-3M splits in seconds.
+    """
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # noqa: PLC0415
     from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
     if abs(sum(fractions) - 1.0) > 1e-6 or any(f <= 0 for f in fractions):
         raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
-    y = MultiLabelBinarizer(sparse_output=False).fit_transform(data.labels)
+    if len(data) > stratify_max_rows:
+        order = np.random.default_rng(seed).permutation(len(data))
+        bounds = np.cumsum([round(f * len(data)) for f in fractions[:-1]])
+        return [data.select(np.sort(p).tolist()) for p in np.split(order, bounds)]
+    y = MultiLabelBinarizer(sparse_output=False).fit_transform(data.labels).astype(np.uint8)
     remaining = np.arange(len(data))
     parts: list[np.ndarray] = []
     left = 1.0
@@ -382,7 +467,7 @@ def compute_stats(data: PatentData, batch_size: int = 10_000) -> DataStats:
     chars = 0
     word_hist = np.zeros(4097, dtype=np.int64)  # words per doc, capped: median without a list
     for batch in iter_batches(data, batch_size):
-        for text, labels in zip(batch["text"], batch["labels"]):
+        for text, labels in zip(batch["text"], batch["labels"], strict=True):
             n_docs += 1
             n_assign += len(labels)
             counts.update(labels)

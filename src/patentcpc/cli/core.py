@@ -104,7 +104,7 @@ def data_split(
     cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs())
     _report_skipped(loaded)
-    for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed)):
+    for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
         n = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
                          for r in part.dataset), output / f"{name}.jsonl")
         out.print(f"{name}: {n} documents -> {output / f'{name}.jsonl'}")
@@ -219,14 +219,14 @@ def predict(
     model: Annotated[Path, typer.Option("--model", help="Model folder.")],
     text: Annotated[str | None, typer.Option("--text", help="One document's text.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="JSON Lines output for --input.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Output for --input: .jsonl or .parquet.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k)."""
     from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.inference import iter_predictions, predict_texts, write_jsonl  # noqa: PLC0415
+    from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
@@ -242,17 +242,14 @@ def predict(
         _print_prediction(res)
         return
     if output is None:
-        raise ConfigError("--input needs --output (a .jsonl file)")
+        raise ConfigError("--input needs --output (a .jsonl or .parquet file)")
+    from patentcpc.inference import InferenceOptions, stream_predict  # noqa: PLC0415
+
     cfg = _data_config(**data_options(text_fields, None, id_field, m.manifest.label_level, on_bad_row, split))
     docs = load_for_model(input, cfg, m, require_labels=False)
     _report_skipped(docs)
-    from rich.progress import Progress  # noqa: PLC0415
-
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("predicting", total=len(docs))
-        n = write_jsonl(iter_predictions(m, docs, top_k, batch_size=batch_size), output,
-                        progress=lambda k: progress.advance(task, k))
-    out.print(f"wrote {n} predictions to {output}")
+    stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True)
+    out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
 def _print_prediction(res: dict) -> None:

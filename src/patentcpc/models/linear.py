@@ -18,7 +18,9 @@ from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 
 WEIGHTS = "linear.skops"
-_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+# Types skops does not trust by default are accepted only from these packages (a scikit-learn
+# pipeline of ours needs none today); "builtins." is not here: it would admit eval, exec, getattr.
+_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
 
 
 def build_pipeline(cfg: LinearConfig, seed: int = 42):
@@ -98,5 +100,13 @@ class LinearCPCModel(CPCModel):
         bad = [t for t in untrusted if not t.startswith(_ALLOWED_PREFIXES)]
         if bad:
             raise ModelError(f"{file}: refuses to load types outside scikit-learn/NumPy/SciPy: {', '.join(bad)}")
-        pipeline = sio.load(file, trusted=untrusted)
+        try:
+            pipeline = sio.load(file, trusted=untrusted)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{file}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+        clf = pipeline.named_steps.get("clf") if hasattr(pipeline, "named_steps") else None
+        n_out = len(getattr(clf, "estimators_", []) or [])
+        if clf is None or "tfidf" not in pipeline.named_steps or n_out != len(manifest.labels):
+            raise ModelError(f"{file}: does not match the manifest ({n_out} classifiers for "
+                             f"{len(manifest.labels)} labels, or not a tfidf+clf pipeline)")
         return cls(manifest, pipeline)

@@ -1,0 +1,90 @@
+"""Typed configuration: defaults, YAML, --set overrides, validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from patentcpc.config import (
+    DataConfig,
+    LinearConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_yaml,
+    merge,
+    resolve,
+    to_dict,
+)
+from patentcpc.errors import ConfigError, PatentCPCError
+
+
+def test_defaults():
+    cfg = TrainConfig()
+    assert cfg.data.level == "subclass" and cfg.data.on_bad_row == "error" and cfg.seed == 42
+    assert cfg.linear == LinearConfig()
+    assert DataConfig(text_fields="title, abstract").text_fields == ["title", "abstract"]
+    assert DataConfig().load_kwargs() == {"text_fields": None, "label_field": None, "id_field": None,
+                                          "level": "subclass", "on_bad_row": "error", "split": "train"}
+
+
+def test_resolve_precedence(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: tfidf\nlinear:\n  C: 2.0\n  ngram_max: 2\ndata:\n  level: class\n")
+    cfg = resolve(TrainConfig, str(f), {"data": {"level": "section"}}, ["linear.C=0.25", "linear.class_weight=null"])
+    assert cfg.model == "tfidf"
+    assert cfg.linear.C == 0.25 and cfg.linear.ngram_max == 2 and cfg.linear.class_weight is None
+    assert cfg.data.level == "section"
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg  # the saved config reloads to the same thing
+
+
+def test_coercion():
+    cfg = resolve(TrainConfig, None, None, ["linear.sublinear_tf=no", "linear.max_features=null", "seed=7",
+                                            "data.text_fields=title,claims"])
+    assert cfg.linear.sublinear_tf is False and cfg.linear.max_features is None and cfg.seed == 7
+    assert cfg.data.text_fields == ["title", "claims"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["linear.C=-1"], "linear.C"),
+        (["linear.C=abc"], "number"),
+        (["linear.classifier=forest"], "svc"),
+        (["data.level=subgroup"], "data.level"),
+        (["data.on_bad_row=ignore"], "on_bad_row"),
+        (["linear.bogus=1"], "unknown option"),
+        (["linear.sublinear_tf=maybe"], "true or false"),
+        (["seed=1.5"], "integer"),
+        (["noequals"], "key=value"),
+        (["model=''"], "model must not be empty"),
+    ],
+)
+def test_invalid_values_are_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(TrainConfig, None, None, overrides)
+    assert issubclass(ConfigError, PatentCPCError)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("linear: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_yaml(lst)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_yaml(empty) == {}
+
+
+def test_merge_and_overrides_do_not_mutate():
+    base = {"a": {"b": 1, "c": 2}}
+    assert merge(base, {"a": {"b": 3, "c": None}}) == {"a": {"b": 3, "c": 2}}
+    out = apply_overrides(base, ["a.b=5", "x.y=[1, 2]"])
+    assert out == {"a": {"b": 5, "c": 2}, "x": {"y": [1, 2]}} and base == {"a": {"b": 1, "c": 2}}
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"a": 1}, ["a.b=2"])

@@ -1,0 +1,126 @@
+"""The TF-IDF + one-vs-rest linear baseline: training, scores, save/load, through train_model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from patentcpc.config import DataConfig, LinearConfig, TrainConfig
+from patentcpc.data import load_data, split_data
+from patentcpc.errors import ConfigError, ModelError
+from patentcpc.metrics import evaluate_scores
+from patentcpc.models import load_model
+from patentcpc.models.linear import LinearCPCModel, build_pipeline
+from patentcpc.training import TrainResult, evaluate_model, load_for_model, train_model
+
+
+@pytest.fixture
+def tiny_model(tiny_jsonl):
+    data = load_data(tiny_jsonl)
+    return LinearCPCModel.fit(data.texts, data.labels, LinearConfig(), manifest_fields={"text_view": data.text_view})
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = LinearConfig()
+    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight) == ("svc", 0.5, 1, True,
+                                                                                          "balanced")
+    pipe = build_pipeline(cfg)
+    tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]
+    assert tfidf.ngram_range == (1, 1) and tfidf.sublinear_tf
+    assert clf.estimator.C == 0.5 and clf.estimator.class_weight == "balanced"
+
+
+def test_fit_scores_and_vocab(tiny_model, tiny_jsonl):
+    data = load_data(tiny_jsonl)
+    assert tiny_model.labels == sorted({c for ls in data.labels for c in ls})
+    s = tiny_model.scores(data.texts)
+    assert s.shape == (len(data), len(tiny_model.labels)) and s.dtype == np.float32
+    assert tiny_model.manifest.score_type == "margin" and tiny_model.manifest.threshold == 0.0
+    m = evaluate_scores(s, data.labels, tiny_model.labels, tiny_model.thresholds)
+    assert m["precision@1"] == 1.0  # the training set itself
+    assert tiny_model.scores([]).shape == (0, len(tiny_model.labels))
+    # batching does not change scores
+    assert np.allclose(tiny_model.scores(data.texts, batch_size=5), s, atol=1e-6)
+
+
+def test_scores_match_sklearn_decision_function(tiny_model, tiny_jsonl):
+    texts = load_data(tiny_jsonl).texts
+    expected = tiny_model.pipeline.decision_function(texts)
+    assert np.allclose(tiny_model.scores(texts), expected, atol=1e-5)
+
+
+def test_logreg_gives_probabilities(tiny_jsonl):
+    data = load_data(tiny_jsonl)
+    m = LinearCPCModel.fit(data.texts, data.labels, LinearConfig(classifier="logreg", C=10.0))
+    s = m.scores(data.texts[:3])
+    assert m.manifest.score_type == "probability" and m.manifest.threshold == 0.5
+    assert ((s >= 0) & (s <= 1)).all()
+
+
+def test_fit_refuses_degenerate_input():
+    with pytest.raises(ModelError):
+        LinearCPCModel.fit([], [])
+    with pytest.raises(ModelError, match="2 distinct labels"):
+        LinearCPCModel.fit(["a", "b"], [["H04L"], ["H04L"]])
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        LinearConfig(C=0)
+    with pytest.raises(ConfigError):
+        LinearConfig(classifier="rf")
+
+
+def test_save_load_round_trip(tiny_model, tiny_jsonl, tmp_path):
+    texts = load_data(tiny_jsonl).texts
+    tiny_model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, LinearCPCModel)
+    assert loaded.labels == tiny_model.labels
+    assert np.array_equal(loaded.scores(texts), tiny_model.scores(texts))
+    files = {p.name for p in (tmp_path / "m").iterdir()}
+    assert files == {"manifest.json", "config.yaml", "linear.skops"}
+    assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in (tmp_path / "m").iterdir())
+
+
+def test_train_model_tfidf_end_to_end(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="tfidf", data=DataConfig())
+    result = train_model(cfg, str(tiny_jsonl), str(tiny_jsonl), tmp_path / "model")
+    assert isinstance(result, TrainResult) and result.output == str(tmp_path / "model")
+    assert result.metrics["f1@1"] > 0.5
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["kind"] == "linear" and manifest["label_level"] == "subclass"
+    assert manifest["text_view"] == {"fields": ["title", "abstract"], "joiner": "\n"}
+    assert manifest["training_data"]["n_docs"] == 24
+    assert manifest["training_data"]["fingerprint"] == load_data(tiny_jsonl).fingerprint()
+    assert manifest["metrics"]["f1@1"] == pytest.approx(result.metrics["f1@1"])
+    assert manifest["config"]["linear"]["C"] == 0.5 and manifest["config"]["model"] == "tfidf"
+    loaded = load_model(tmp_path / "model")
+    ev = load_for_model(str(tiny_jsonl), DataConfig(), loaded)
+    assert evaluate_model(loaded, ev)["f1@1"] == pytest.approx(result.metrics["f1@1"])
+
+
+def test_train_model_needs_data():
+    with pytest.raises(ConfigError, match="--data"):
+        train_model(TrainConfig(model="tfidf"), None)
+
+
+def test_train_model_class_level(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="tfidf", data=DataConfig(level="class"))
+    result = train_model(cfg, str(tiny_jsonl), None, None)
+    assert result.model.labels == ["A01", "A61", "G06", "H01", "H04"]
+    assert result.model.manifest.label_level == "class" and result.output is None
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_abstracts_holdout_f1(shared_data):
+    """On a stratified 80/20 split of the shared abstracts the default linear model reaches the
+    reference region (the CV figures are in benchmarks/linear.md)."""
+    data = load_data(shared_data / "uspto-abstracts" / "patents.jsonl")
+    train, test = split_data(data, (0.8, 0.2), seed=0)
+    m = LinearCPCModel.fit(train.texts, train.labels)
+    metrics = evaluate_scores(m.scores(test.texts), test.labels, m.labels, m.thresholds)
+    assert metrics["f1@1"] >= 0.30, metrics
