@@ -57,6 +57,9 @@ def test_coercion():
         (["seed=1.5"], "integer"),
         (["noequals"], "key=value"),
         (["model=''"], "model must not be empty"),
+        (["model="], "model must not be empty"),
+        (["data.hf_split=null"], "must not be empty"),
+        (["seed=null"], "must not be empty"),
     ],
 )
 def test_invalid_values_are_config_errors(overrides, match):

@@ -24,7 +24,8 @@ def tiny_model(tiny_jsonl):
 
 def test_defaults_are_the_documented_ones():
     cfg = LinearConfig()
-    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight) == ("svc", 0.5, 1, True,
+    # C=None: the strength chosen per model kind (0.5 for tfidf, build_pipeline's default)
+    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight) == ("svc", None, 1, True,
                                                                                           "balanced")
     pipe = build_pipeline(cfg)
     tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]

@@ -102,3 +102,15 @@ def test_scheme_model_uses_scheme_linear_settings_unless_configured(monkeypatch)
 
     result = train_model(TrainConfig(model="scheme", linear=LinearConfig(C=3.0)), None)
     assert result.model.manifest.config["linear"]["C"] == 3.0
+
+
+def test_explicit_C_is_kept_for_the_scheme_model(tmp_path, monkeypatch):
+    """An explicit linear.C, even one equal to the tfidf default, is not replaced by the scheme's."""
+    from patentcpc.config import LinearConfig
+
+    monkeypatch.setattr(scheme, "scheme_documents", lambda level="subclass": (
+        ["soil plough tines", "seed drill furrow", "transistor gate oxide", "silicon wafer etching"],
+        [["A01B"], ["A01C"], ["H01L"], ["H01L"]]))
+    result = train_model(TrainConfig(model="scheme", linear=LinearConfig(C=0.5)), None)
+    assert result.model.manifest.config["linear"]["C"] == 0.5
+    assert result.model.pipeline.named_steps["clf"].estimator.C == 0.5

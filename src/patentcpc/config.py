@@ -60,7 +60,8 @@ class LinearConfig:
 
     Args:
         classifier: ``svc`` (LinearSVC, margins) or ``logreg`` (logistic regression, probabilities).
-        C: inverse regularization strength.
+        C: inverse regularization strength (null: chosen for the model kind, 0.5 for ``tfidf`` and
+            0.02 for ``scheme``, see benchmarks/linear.md and benchmarks/cold_start.md).
         ngram_max: word n-grams from 1 to this.
         min_df: minimum document frequency of a term.
         max_features: vocabulary cap (None: no cap).
@@ -69,7 +70,7 @@ class LinearConfig:
     """
 
     classifier: str = "svc"
-    C: float = 0.5
+    C: float | None = None
     ngram_max: int = 1
     min_df: int = 1
     max_features: int | None = 500_000
@@ -79,12 +80,105 @@ class LinearConfig:
     def __post_init__(self) -> None:
         if self.classifier not in ("svc", "logreg"):
             raise ConfigError(f"linear.classifier must be 'svc' or 'logreg', not '{self.classifier}'")
-        if self.C <= 0:
+        if self.C is not None and self.C <= 0:
             raise ConfigError(f"linear.C must be > 0, not {self.C}")
         if self.ngram_max < 1 or self.min_df < 1:
             raise ConfigError("linear.ngram_max and linear.min_df must be >= 1")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"linear.class_weight must be null or 'balanced', not '{self.class_weight}'")
+
+
+@dataclass
+class TransformerConfig:
+    """Transformer classifier training (``patentcpc train --model <hub id | folder>`` or ``--arch``).
+
+    Args:
+        arch: random-init preset (modernbert-tiny|small|base, bert-tiny|base); wins over ``model``.
+        tokenizer: tokenizer folder or id for ``arch`` models (default: the model's own / MiniLM's).
+        pooling: ``mean`` (default) or ``cls``.
+        max_length: tokens per document (128-8192 for ModernBERT; at least 8).
+        loss: ``bce``, ``weighted`` (class-weighted BCE), ``focal`` or ``hierarchical``.
+        class_weight: for ``weighted``: ``balanced`` (sklearn compute_class_weight) or ``inv_sqrt``.
+        focal_gamma, focal_alpha: focal loss parameters (alpha null: no alpha weighting).
+        hierarchy_weight: weight of the tree-distance penalty of the ``hierarchical`` loss.
+        head_init: ``probe`` (fit the head on frozen embeddings first: LP-FT), ``prior`` (zero
+            weights, bias = log label prior) or ``random``.
+        refit_head: after fine-tuning, re-fit the head as a probe on the fine-tuned embeddings of
+            all training data (the validation split included): decoupled classifier
+            re-training (Kang et al., ICLR 2020).
+        lr: peak learning rate of the encoder; head_lr: of the head (null: same as lr).
+        epochs, batch_size, grad_accum, warmup_ratio, weight_decay: the usual; AdamW with betas
+            (0.9, 0.98), eps 1e-6, linear schedule with warm-up.
+        max_steps: stop after this many optimizer steps (null: epochs decide).
+        eval_steps: evaluate (and checkpoint) every N steps (null: every epoch).
+        patience: early stopping after this many evaluations without a better f1@1 (0: off).
+        group_by_length: batch documents of similar length together.
+        precision: ``auto`` (bf16 on a GPU that has it, else fp32), ``bf16`` or ``fp32``.
+        threshold_min_support: validation positives a label needs for its own threshold.
+        valid_fraction: share of the training data held out for validation when no eval data.
+        tensorboard: also log to TensorBoard (needs the tensorboard package).
+        keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
+    """
+
+    arch: str | None = None
+    tokenizer: str | None = None
+    pooling: str = "mean"
+    max_length: int = 512
+    dropout: float = 0.1
+    loss: str = "bce"
+    class_weight: str = "balanced"
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = None
+    hierarchy_weight: float = 1.0
+    head_init: str = "probe"
+    probe_C: float = 10.0
+    refit_head: bool = False
+    lr: float = 1e-4
+    head_lr: float | None = 1e-3
+    epochs: float = 3.0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+    eval_steps: int | None = None
+    patience: int = 3
+    group_by_length: bool = True
+    precision: str = "auto"
+    threshold_min_support: int = 5
+    valid_fraction: float = 0.1
+    tensorboard: bool = False
+    keep_checkpoints: bool = False
+    save_total_limit: int = 2
+
+    def __post_init__(self) -> None:
+        choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
+                   "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
+                   "precision": ("auto", "bf16", "fp32")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"transformer.{name} must be one of {', '.join(allowed)}, "
+                                  f"not '{getattr(self, name)}'")
+        if not 8 <= self.max_length <= 8192:
+            raise ConfigError(f"transformer.max_length must be in 8..8192, not {self.max_length}")
+        for name in ("lr", "epochs", "batch_size", "eval_batch_size", "grad_accum", "probe_C"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"transformer.{name} must be > 0, not {getattr(self, name)}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError(f"transformer.head_lr must be > 0, not {self.head_lr}")
+        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.dropout < 1:
+            raise ConfigError("transformer.warmup_ratio and transformer.dropout must be in [0, 1)")
+        if not 0 < self.valid_fraction < 1:
+            raise ConfigError(f"transformer.valid_fraction must be in (0, 1), not {self.valid_fraction}")
+        if self.focal_gamma < 0 or self.hierarchy_weight < 0 or self.weight_decay < 0 or self.patience < 0:
+            raise ConfigError("transformer.focal_gamma, hierarchy_weight, weight_decay and patience must be >= 0")
+        if self.focal_alpha is not None and not 0 < self.focal_alpha < 1:
+            raise ConfigError(f"transformer.focal_alpha must be in (0, 1) or null, not {self.focal_alpha}")
+        for name in ("max_steps", "eval_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"transformer.{name} must be >= 1 or null")
 
 
 @dataclass
@@ -95,6 +189,7 @@ class TrainConfig:
     model: str = "answerdotai/ModernBERT-base"
     data: DataConfig = field(default_factory=DataConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -123,6 +218,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
+    if value is None and tp in (str, int, float, bool):
+        raise ConfigError(f"{where} must not be empty")
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping")

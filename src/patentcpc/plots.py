@@ -54,3 +54,25 @@ def plot_rank_frequency(label_counts: Sequence[tuple[str, int]], path: str | os.
     ax.set_title(f"{title} ({len(counts)} labels)")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_training_curves(metrics_jsonl: str | os.PathLike, path: str | os.PathLike,
+                         title: str = "Validation F1 during training") -> Path:
+    """Micro and macro F1 (and f1@1) per evaluation from a trainer's ``metrics.jsonl`` log."""
+    import json  # noqa: PLC0415
+
+    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    evals = [r for r in rows if "eval_micro_f1" in r]
+    if not evals:
+        raise ValueError(f"{metrics_jsonl}: no evaluation records")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    steps = [r["step"] for r in evals]
+    for key, label in (("eval_micro_f1", "micro F1"), ("eval_macro_f1", "macro F1"), ("eval_f1@1", "F1@1")):
+        ax.plot(steps, [r.get(key, float("nan")) for r in evals], marker="o", label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation score")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

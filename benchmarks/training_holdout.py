@@ -1,0 +1,75 @@
+"""Held-out estimate of a transformer trained with ``patentcpc train``'s settings on the shared
+abstracts (or titles): a stratified 80/20 split (seed 42) of the file, training on the 80% (which
+itself holds out 10% for validation, as ``train`` does by default), evaluation on the 20%.
+
+    python benchmarks/training_holdout.py --model <MiniLM folder> [--set transformer.loss=focal ...]
+        [--data ../shared/data/uspto-abstracts/patents.jsonl] [--tag NAME]
+
+One JSON line per run is appended to benchmarks/training_results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "uspto-abstracts" / "patents.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--arch", default=None)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--test-fraction", type=float, default=0.2)
+    args = ap.parse_args()
+
+    import torch
+
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.data import load_data, split_data
+    from patentcpc.inference import write_jsonl
+    from patentcpc.training import evaluate_model, train_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    full = load_data(args.data)
+    train, test = split_data(full, (1 - args.test_fraction, args.test_fraction), args.seed)
+    cli: dict = {"seed": args.seed}
+    if args.model:
+        cli["model"] = args.model
+    if args.arch:
+        cli["transformer"] = {"arch": args.arch}
+    cfg = resolve(TrainConfig, None, cli, args.sets)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.jsonl"
+        write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in train.dataset),
+                    train_file)
+        t0 = time.time()
+        result = train_model(cfg, str(train_file), None, Path(tmp) / "model")
+        train_s = time.time() - t0
+        test_metrics = evaluate_model(result.model, test)
+        extra = result.model.manifest.extra.get("training", {})
+    keys = ("f1@1", "precision@1", "f1@3", "micro_f1", "macro_f1", "section_accuracy@1", "class_accuracy@1")
+    rec = {"tag": args.tag, "data": Path(args.data).name, "model": cfg.model if not args.arch else args.arch,
+           "overrides": args.sets, "n_train": len(train), "n_test": len(test), "train_seconds": round(train_s, 1),
+           **{k: round(float(test_metrics[k]), 4) for k in keys}, "training": extra,
+           "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(rec))
+    with open(HERE / "training_results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Transformer commands: ``pretrain`` (domain MLM) and ``tokenizer train`` (patent vocabulary).
+
+``patentcpc train --model <hub id | folder>`` / ``--arch`` itself lives in :mod:`patentcpc.cli.core`
+and runs :func:`patentcpc.trainer.train_transformer`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app, out
+from patentcpc.cli.core import IdField, LabelField, OnBadRow, Split, TextFields
+
+tokenizer_app = typer.Typer(help="Train a patent tokenizer (WordPiece or BPE).", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+def _load_texts(data: str, text_fields, label_field, id_field, on_bad_row, split):
+    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+    from patentcpc.data import load_data  # noqa: PLC0415
+
+    opts = {"text_fields": text_fields, "label_field": label_field, "id_field": id_field,
+            "on_bad_row": on_bad_row, "hf_split": split}
+    cfg = from_dict(DataConfig, {k: v for k, v in opts.items() if v is not None}, "data")
+    return load_data(data, **cfg.load_kwargs(), require_labels=False)
+
+
+@app.command()
+def pretrain(
+    data: Annotated[str, typer.Option("--data", help="Patent texts (any supported format; labels not needed).")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for the pretrained model.")],
+    model: Annotated[str | None, typer.Option("--model", help="Encoder to continue (hub id or folder).")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Random-init preset instead of --model.")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer (default: the model's).")] = None,
+    max_length: Annotated[int, typer.Option("--max-length")] = 512,
+    mlm_probability: Annotated[float | None, typer.Option(
+        "--mlm-probability", help="Masking rate (default 0.3 for ModernBERT, else 0.15).")] = None,
+    lr: Annotated[float, typer.Option("--lr")] = 5e-5,
+    epochs: Annotated[float, typer.Option("--epochs")] = 1.0,
+    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Masked-language-model pretraining on patent text; the output folder is a valid train --model."""
+    from patentcpc.pretraining import PretrainConfig  # noqa: PLC0415
+    from patentcpc.pretraining import pretrain as run
+
+    cfg = PretrainConfig(model=model, arch=arch, tokenizer=tokenizer, max_length=max_length,
+                         mlm_probability=mlm_probability, lr=lr, epochs=epochs, max_steps=max_steps,
+                         batch_size=batch_size, grad_accum=grad_accum, seed=seed)
+    texts = _load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
+    summary = run(cfg, texts, output)
+    out.print(json.dumps(summary))
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    data: Annotated[str, typer.Option("--data", help="Patent texts (any supported format).")],
+    output: Annotated[Path, typer.Option("--output", help="Tokenizer folder to write.")],
+    vocab_size: Annotated[int, typer.Option("--vocab-size")] = 32_000,
+    kind: Annotated[str, typer.Option("--kind", help="wordpiece (BERT style) or bpe (byte-level).")] = "wordpiece",
+    min_frequency: Annotated[int, typer.Option("--min-frequency")] = 2,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    on_bad_row: OnBadRow = None, split: Split = None,
+) -> None:
+    """Train a patent vocabulary (usable as --tokenizer of a random-init --arch model)."""
+    from patentcpc.tokenization import tokenizer_stats, train_tokenizer  # noqa: PLC0415
+
+    texts = _load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
+    tok = train_tokenizer(texts, output, vocab_size, kind, min_frequency)
+    sample = texts.texts[:1000]
+    out.print(json.dumps({"output": str(output), "kind": kind, **tokenizer_stats(tok, sample)}))

@@ -1,0 +1,457 @@
+"""Fine-tuning transformer classifiers with the Hugging Face :class:`~transformers.Trainer`.
+
+:func:`train_transformer` is what ``patentcpc train --model <hub id | folder>`` (or ``--arch``)
+runs. What happens, in order:
+
+1. data: the training file, and validation data (``--eval-data``, else a stratified
+   ``transformer.valid_fraction`` of the training file); the label vocabulary is the training
+   labels;
+2. model: :meth:`TransformerCPCModel.create` (pretrained encoder, or a random-init ``arch``
+   preset), then the head is initialized (``head_init``): ``probe`` fits it as a one-vs-rest
+   logistic regression on the frozen pooled embeddings before fine-tuning ("LP-FT", Kumar et al.,
+   ICLR 2022), which works much better than a random head on a few hundred documents;
+3. training: ``Trainer`` with AdamW (betas 0.9/0.98, eps 1e-6, weight decay, a larger learning
+   rate for the head), a linear schedule with warm-up, gradient accumulation, length-grouped
+   batches, bf16 on a GPU and fp32 on CPU, a fixed seed; evaluation every epoch (or N steps) with
+   :func:`patentcpc.metrics.evaluate_scores`, the best checkpoint by f1@1, early stopping;
+4. the decision thresholds (global and per label) are tuned on the validation data, and the model
+   folder is written atomically with ``logs/metrics.jsonl`` and ``logs/curves.png``.
+
+Checkpoints live in ``<output>/checkpoints/checkpoint-<step>``; a checkpoint counts only once its
+``COMMITTED`` marker is written (after everything else), so a run killed while saving resumes from
+the previous one. ``--resume`` restores weights, optimizer, scheduler, RNG states and the position
+in the data, so it ends where an uninterrupted run would. Under ``accelerate launch`` (DDP) the
+same code runs in every process and only the main process writes the model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patentcpc.config import TrainConfig, TransformerConfig, to_dict
+from patentcpc.cpc import LabelVocab
+from patentcpc.data import PatentData, load_data, read_raw, split_data
+from patentcpc.errors import ConfigError
+from patentcpc.losses import build_loss
+from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
+from patentcpc.models.transformer import TransformerCPCModel
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+METRICS_LOG = "metrics.jsonl"
+COMMITTED = "COMMITTED"
+RUN_CONFIG = "run_config.json"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_train_eval(cfg: TrainConfig, data: str | None, eval_data: str | None) -> tuple[PatentData, PatentData]:
+    """Training data and validation data (``eval_data`` or a stratified split of ``data``)."""
+    if not data:
+        raise ConfigError("--data is required to train a transformer")
+    train = load_data(data, **cfg.data.load_kwargs())
+    if len(train) < 2:
+        raise ConfigError(f"{data}: need at least 2 labelled documents to train")
+    if eval_data:
+        kwargs = cfg.data.load_kwargs()
+        if not kwargs.get("text_fields"):  # the training text view, where the eval data has those fields
+            cols = read_raw(eval_data, kwargs.get("split", "train")).column_names
+            if all(f in cols for f in train.text_fields):
+                kwargs["text_fields"] = train.text_fields
+        return train, load_data(eval_data, **kwargs)
+    frac = cfg.transformer.valid_fraction
+    train_part, valid = split_data(train, (1 - frac, frac), cfg.seed)
+    train_part.n_skipped = train.n_skipped
+    return train_part, valid
+
+
+def encode(model: TransformerCPCModel, data: PatentData, vocab: LabelVocab):
+    """A ``datasets.Dataset`` with input_ids, attention_mask, length and label_ids."""
+    index = vocab.index
+
+    def fn(batch: dict) -> dict:
+        enc = model.tokenize(batch["text"])
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "length": [len(x) for x in enc["input_ids"]],
+                "label_ids": [[index[c] for c in labels if c in index] for labels in batch["labels"]]}
+
+    ds = data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc="tokenizing")
+    return ds
+
+
+class MultiLabelCollator:
+    """Pads a batch and turns label index lists into a float multi-hot ``labels`` tensor."""
+
+    def __init__(self, pad_token_id: int, n_labels: int):
+        self.pad, self.n_labels = pad_token_id, n_labels
+
+    def __call__(self, features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        labels = torch.zeros((len(features), self.n_labels), dtype=torch.float32)
+        for r, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[r, :n] = torch.as_tensor(f["input_ids"])
+            mask[r, :n] = 1
+            labels[r, list(f["label_ids"])] = 1.0
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def multi_hot(label_ids: list[list[int]], n_labels: int) -> np.ndarray:
+    y = np.zeros((len(label_ids), n_labels), dtype=np.float32)
+    for i, cols in enumerate(label_ids):
+        y[i, cols] = 1.0
+    return y
+
+
+# ----------------------------------------------------------------------------- head initialization
+
+
+@torch.no_grad()
+def pooled_embeddings(model: TransformerCPCModel, ds, batch_size: int = 64) -> torch.Tensor:
+    """Frozen pooled encoder output of every row of an encoded dataset (in order)."""
+    net = model.network
+    was_training = net.training
+    net.eval()
+    collate = MultiLabelCollator(model.tokenizer.pad_token_id or 0, len(model.labels))
+    order = np.argsort(ds["length"], kind="stable")
+    out = torch.zeros(len(ds), net.head.in_features)
+    device = next(net.parameters()).device
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([ds[int(i)] for i in idx])
+        emb = net.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        out[torch.as_tensor(idx)] = emb.float().cpu()
+    net.train(was_training)
+    return out
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0,
+              max_iter: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-vs-rest L2 logistic regression ``sum(logloss) + ||W||^2 / (2C)`` fitted with L-BFGS
+    (deterministic); returns (weight (L, H), bias (L,))."""
+    n, h = x.shape
+    w = torch.zeros(y.shape[1], h, dtype=torch.float64, requires_grad=True)
+    prior = y.double().mean(0).clamp(1e-4, 1 - 1e-4)
+    b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
+    xd, yd = x.double(), y.double()
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = xd @ w.T + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, reduction="sum")
+                + (w * w).sum() / (2 * C)) / n
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().float(), b.detach().float()
+
+
+def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``."""
+    head = model.network.head
+    x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
+    w, b = fit_probe(x, torch.as_tensor(y), tcfg.probe_C)
+    with torch.no_grad():
+        head.weight.copy_(w.to(head.weight.device))
+        head.bias.copy_(b.to(head.bias.device))
+
+
+def init_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """Initialize the classification head as ``tcfg.head_init`` says."""
+    head = model.network.head
+    if tcfg.head_init == "random":
+        return
+    if tcfg.head_init == "prior":
+        prior = torch.as_tensor(y.mean(0)).clamp(1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            head.bias.copy_(torch.log(prior / (1 - prior)))
+        return
+    fit_head(model, ds, y, tcfg)
+
+
+# ----------------------------------------------------------------------------- trainer pieces
+
+
+def _make_trainer_class():
+    from transformers import Trainer  # noqa: PLC0415
+
+    class CPCTrainer(Trainer):
+        """Trainer with a multi-label loss and a larger learning rate for the head."""
+
+        loss_is_scaled_for_ga = False
+
+        def __init__(self, *args, loss_fn=None, head_lr: float | None = None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_fn = loss_fn
+            self.head_lr = head_lr
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            logits = model(inputs["input_ids"], inputs["attention_mask"])
+            loss = self.loss_fn.to(logits.device)(logits, labels)
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+        def _get_eval_sampler(self, eval_dataset):
+            # keep the validation order (compute_metrics matches rows to the gold label lists)
+            if self.args.world_size <= 1:
+                return torch.utils.data.SequentialSampler(eval_dataset)
+            return None
+
+        def create_optimizer(self, model=None):
+            if self.optimizer is not None:
+                return self.optimizer
+            net = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(net))
+            groups: dict[tuple[bool, bool], list] = {}
+            for name, p in net.named_parameters():
+                if p.requires_grad:
+                    groups.setdefault((name.startswith("head."), name in decay), []).append(p)
+            head_lr = self.head_lr or self.args.learning_rate
+            params = [{"params": ps, "weight_decay": self.args.weight_decay if dec else 0.0,
+                       "lr": head_lr if is_head else self.args.learning_rate}
+                      for (is_head, dec), ps in groups.items()]
+            self.optimizer = torch.optim.AdamW(params, lr=self.args.learning_rate,
+                                               betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                               eps=self.args.adam_epsilon)
+            return self.optimizer
+
+    return CPCTrainer
+
+
+def _callbacks(run_dir: Path):
+    from transformers import TrainerCallback  # noqa: PLC0415
+
+    class JsonlLogger(TrainerCallback):
+        """Every log record (training loss, evaluation metrics) as one JSON line."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            path = run_dir / LOGS / METRICS_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rec = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, default=float) + "\n")
+
+    class CommitCheckpoint(TrainerCallback):
+        """Mark a checkpoint complete once the Trainer has written all of it."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    atomic_write_text(ckpt / COMMITTED, f"{state.global_step}\n")
+
+    return [JsonlLogger(), CommitCheckpoint()]
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The committed checkpoint with the highest step in ``folder`` (None if there is none)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / COMMITTED).exists() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, run_config: dict, main: bool) -> Path | None:
+    """Clean or check ``run_dir`` (checkpoints + logs); returns the checkpoint to resume from."""
+    ckpt_dir = run_dir / CHECKPOINTS
+    if not resume:
+        if main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            shutil.rmtree(run_dir / LOGS, ignore_errors=True)
+        return None
+    ckpt = last_checkpoint(ckpt_dir)
+    if ckpt is None:
+        log.warning("--resume: no committed checkpoint in %s, starting from scratch", ckpt_dir)
+        return None
+    saved = ckpt_dir / RUN_CONFIG
+    if saved.exists() and json.loads(saved.read_text()) != run_config:
+        raise ConfigError(f"--resume: the configuration differs from the one {ckpt_dir} was trained with")
+    if main:
+        step = int(ckpt.name[11:])
+        for p in ckpt_dir.glob("checkpoint-*"):  # partial checkpoints written after the last commit
+            if p.name[11:].isdigit() and int(p.name[11:]) > step:
+                shutil.rmtree(p, ignore_errors=True)
+        _truncate_log(run_dir / LOGS / METRICS_LOG, step)
+    return ckpt
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after ``step`` by a run that was killed."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _precision(tcfg: TransformerConfig) -> bool:
+    """Whether to train in bf16."""
+    if tcfg.precision == "fp32":
+        return False
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if tcfg.precision == "bf16" and not has_bf16:
+        raise ConfigError("transformer.precision bf16 needs a GPU with bf16 support")
+    return has_bf16
+
+
+def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has_eval: bool = True):
+    from transformers import TrainingArguments  # noqa: PLC0415
+
+    strategy = "steps" if tcfg.eval_steps else "epoch"
+    report = ["tensorboard"] if tcfg.tensorboard else "none"
+    if tcfg.tensorboard:
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(output_dir.parent / LOGS / "tensorboard"))
+    return TrainingArguments(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        learning_rate=tcfg.lr, weight_decay=tcfg.weight_decay, adam_beta1=0.9, adam_beta2=0.98,
+        adam_epsilon=1e-6, lr_scheduler_type="linear", warmup_steps=tcfg.warmup_ratio,
+        max_grad_norm=tcfg.max_grad_norm, num_train_epochs=tcfg.epochs,
+        max_steps=tcfg.max_steps or -1, per_device_train_batch_size=tcfg.batch_size,
+        per_device_eval_batch_size=tcfg.eval_batch_size, gradient_accumulation_steps=tcfg.grad_accum,
+        bf16=_precision(tcfg), use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if tcfg.group_by_length else "random",
+        length_column_name="length",
+        eval_strategy=strategy if has_eval else "no", save_strategy=strategy, eval_steps=tcfg.eval_steps,
+        save_steps=tcfg.eval_steps, logging_strategy="steps",
+        logging_steps=max(1, min(50, tcfg.eval_steps or 50)),
+        load_best_model_at_end=has_eval, metric_for_best_model="f1@1", greater_is_better=True,
+        save_total_limit=tcfg.save_total_limit, report_to=report,
+        remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=os.environ.get("PATENTCPC_PROGRESS", "1") != "1",
+    )
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
+                      output: str | os.PathLike | None = None, resume: bool = False,
+                      callbacks: list | None = None):
+    """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
+    module docstring. Returns a :class:`~patentcpc.training.TrainResult`."""
+    from datasets import concatenate_datasets  # noqa: PLC0415
+    from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
+
+    from patentcpc.training import TrainResult  # noqa: PLC0415
+
+    tcfg = cfg.transformer
+    if output is None:
+        raise ConfigError("--output is required to train a transformer (checkpoints are written there)")
+    run_dir = Path(output)
+    set_seed(cfg.seed)
+    train, valid = load_train_eval(cfg, data, eval_data)
+    # a validation split is part of the training data: its labels belong to the vocabulary
+    vocab = LabelVocab.from_label_lists(train.labels + ([] if eval_data else valid.labels), cfg.data.level)
+    if len(vocab) == 0:
+        raise ConfigError(f"{data}: no labels to learn")
+    train_info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
+                  "n_skipped": train.n_skipped, "eval_source": str(eval_data) if eval_data else "split",
+                  "n_eval_docs": len(valid)}
+    model = TransformerCPCModel.create(
+        vocab.labels, model=None if tcfg.arch else cfg.model, arch=tcfg.arch, tokenizer=tcfg.tokenizer,
+        pooling=tcfg.pooling, max_length=tcfg.max_length, dropout=tcfg.dropout,
+        manifest_fields={"label_level": cfg.data.level, "text_view": train.text_view,
+                         "training_data": train_info, "config": to_dict(cfg),
+                         "extra": {"model_name": cfg.model if not tcfg.arch else tcfg.arch}})
+    max_pos = getattr(model.network.encoder.config, "max_position_embeddings", None)
+    if max_pos and tcfg.max_length > max_pos:
+        raise ConfigError(f"transformer.max_length {tcfg.max_length} is longer than the model allows ({max_pos})")
+    train_ds, valid_ds = encode(model, train, vocab), encode(model, valid, vocab)
+    y_train = multi_hot(train_ds["label_ids"], len(vocab))
+
+    run_config = to_dict(cfg) | {"data": str(data), "eval_data": str(eval_data)}
+    main = int(os.environ.get("RANK", "0")) == 0
+    ckpt = _prepare_run_dir(run_dir, resume, run_config, main)
+    if ckpt is None:
+        init_head(model, train_ds, y_train, tcfg)
+    if main:
+        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+
+        atomic_write_text(run_dir / CHECKPOINTS / RUN_CONFIG, json.dumps(run_config, default=str))
+
+    gold = valid.labels
+
+    def compute_metrics(pred) -> dict:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        scores = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        return evaluate_scores(scores, gold[: len(scores)], vocab.labels, 0.5)
+
+    loss_fn = build_loss(tcfg.loss, vocab.labels, y_train, class_weight=tcfg.class_weight,
+                         focal_gamma=tcfg.focal_gamma, focal_alpha=tcfg.focal_alpha,
+                         hierarchy_weight=tcfg.hierarchy_weight)
+    cbs = _callbacks(run_dir) + list(callbacks or [])
+    if tcfg.patience:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=tcfg.patience))
+    trainer = _make_trainer_class()(
+        model=model.network, args=training_arguments(tcfg, run_dir / CHECKPOINTS, cfg.seed),
+        train_dataset=train_ds, eval_dataset=valid_ds,
+        data_collator=MultiLabelCollator(model.tokenizer.pad_token_id or 0, len(vocab)),
+        compute_metrics=compute_metrics, callbacks=cbs, loss_fn=loss_fn, head_lr=tcfg.head_lr)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if not trainer.is_world_process_zero():
+        return TrainResult(model, {}, None)
+
+    # head re-training, thresholds on the validation data, final metrics, the model folder
+    model.network.eval()
+    model.device = next(model.network.parameters()).device
+    if tcfg.refit_head:
+        refit_data = train_ds if eval_data else concatenate_datasets([train_ds, valid_ds])
+        fit_head(model, refit_data, multi_hot(refit_data["label_ids"], len(vocab)), tcfg)
+    scores = model.scores(valid.texts, batch_size=tcfg.eval_batch_size)
+    threshold, _ = tune_global_threshold(scores, gold, vocab.labels)
+    model.manifest.threshold = threshold
+    per_label = tune_label_thresholds(scores, gold, vocab.labels, threshold, tcfg.threshold_min_support)
+    model.manifest.label_thresholds = per_label.tolist()
+    metrics = evaluate_scores(scores, gold, vocab.labels, model.thresholds)
+    best = trainer.state.best_metric
+    model.manifest.metrics = {"eval_data": str(eval_data) if eval_data else "validation split",
+                              "thresholds_tuned_on_this_data": True, **metrics}
+    model.manifest.extra["training"] = {
+        "global_steps": trainer.state.global_step, "epochs": trainer.state.epoch,
+        "best_checkpoint_f1@1": None if best is None or math.isinf(best) else float(best),
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
+        if trainer.state.best_model_checkpoint else None}
+    _write_model_folder(model, run_dir, tcfg.keep_checkpoints)
+    return TrainResult(model, metrics, str(run_dir))
+
+
+def _write_model_folder(model: TransformerCPCModel, run_dir: Path, keep_checkpoints: bool) -> None:
+    """Save atomically: weights + manifest + logs (+ curves PNG), checkpoints only if asked."""
+    from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
+
+    logs = run_dir / LOGS
+    with atomic_dir(run_dir) as tmp:
+        model._save_weights(tmp)
+        write_manifest(tmp, model.manifest)
+        if logs.is_dir():
+            shutil.copytree(logs, tmp / LOGS)
+            try:
+                from patentcpc.plots import plot_training_curves  # noqa: PLC0415
+
+                plot_training_curves(tmp / LOGS / METRICS_LOG, tmp / LOGS / "curves.png")
+            except (ImportError, ValueError) as exc:  # plotting is optional
+                log.warning("no training curves: %s", exc)
+        if keep_checkpoints and (run_dir / CHECKPOINTS).is_dir():
+            shutil.copytree(run_dir / CHECKPOINTS, tmp / CHECKPOINTS)

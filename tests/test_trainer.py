@@ -1,0 +1,180 @@
+"""Transformer training with the HF Trainer: a tiny random-init ModernBERT end to end, the model
+folder through evaluate/predict, kill -9 and --resume, configuration errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from patentcpc.config import TrainConfig, TransformerConfig, resolve
+from patentcpc.errors import ConfigError
+
+TINY = ["transformer.epochs=2", "transformer.batch_size=4", "transformer.max_length=32",
+        "transformer.eval_batch_size=8", "transformer.head_lr=0.005", "transformer.lr=0.001"]
+
+
+def _cfg(*extra: str, arch: str = "modernbert-tiny") -> TrainConfig:
+    return resolve(TrainConfig, None, {"transformer": {"arch": arch}}, [*TINY, *extra])
+
+
+def test_transformer_config_validates():
+    assert TransformerConfig().max_length == 512
+    for bad in ({"loss": "mse"}, {"pooling": "max"}, {"max_length": 9000}, {"lr": 0}, {"valid_fraction": 1.0},
+                {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}):
+        with pytest.raises(ConfigError):
+            TransformerConfig(**bad)
+    cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, ["transformer.loss=focal"])
+    assert cfg.transformer.arch == "modernbert-tiny" and cfg.transformer.loss == "focal"
+
+
+@pytest.mark.slow
+def test_tiny_modernbert_trains_and_its_folder_evaluates_and_predicts(tiny_jsonl, tmp_path, capsys):
+    from patentcpc.cli import main
+    from patentcpc.models import load_model
+    from patentcpc.training import train_model
+
+    out = tmp_path / "model"
+    result = train_model(_cfg("transformer.loss=hierarchical"), str(tiny_jsonl), str(tiny_jsonl), out)
+    assert (out / "manifest.json").exists() and (out / "head.safetensors").exists()
+    assert (out / "encoder" / "model.safetensors").exists()
+    assert not (out / "checkpoints").exists()  # removed once the model folder is written
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "transformer" and len(manifest["label_thresholds"]) == len(manifest["labels"])
+    assert 0 < manifest["threshold"] < 1 and "f1@1" in manifest["metrics"]
+    assert manifest["config"]["transformer"]["loss"] == "hierarchical"
+    logs = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert sum("eval_f1@1" in r for r in logs) == 2  # one evaluation per epoch
+    assert (out / "logs" / "curves.png").stat().st_size > 0
+    assert result.metrics["n_docs"] == 24  # --eval-data is the validation data
+
+    model = load_model(out)
+    texts = ["Wireless base station scheduling packets", "Plough tines for soil"]
+    scores = model.scores(texts)
+    assert scores.shape == (2, len(model.labels)) and np.all((scores >= 0) & (scores <= 1))
+    assert np.allclose(scores, result.model.scores(texts), atol=1e-5)
+
+    capsys.readouterr()
+    assert _run_cli(main, ["evaluate", "--model", str(out), "--data", str(tiny_jsonl), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["n_docs"] == 24 and 0 <= metrics["f1@1"] <= 1
+    assert _run_cli(main, ["predict", "--model", str(out), "--text", "A seed drill for planting"]) == 0
+    assert "CPC prediction" in capsys.readouterr().out
+
+
+def _run_cli(main, argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from transformers import TrainerCallback
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.trainer import train_transformer
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step >= int(sys.argv[3]):
+                os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after a checkpoint
+
+    cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, sys.argv[4:])
+    train_transformer(cfg, sys.argv[1], None, sys.argv[2], callbacks=[Kill()])
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tiny_jsonl, tmp_path):
+    from safetensors.torch import load_file
+
+    from patentcpc.training import train_model
+
+    sets = [*TINY, "transformer.epochs=3", "transformer.patience=0", "transformer.dropout=0.1"]
+    cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, sets)
+    full = tmp_path / "full"
+    train_model(cfg, str(tiny_jsonl), None, full)
+
+    killed = tmp_path / "killed"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PATENTCPC_PROGRESS": "0"}
+    proc = subprocess.run([sys.executable, str(script), str(tiny_jsonl), str(killed), "6", *sets],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (killed / "manifest.json").exists()
+    ckpts = sorted(p.name for p in (killed / "checkpoints").glob("checkpoint-*"))
+    assert ckpts == ["checkpoint-6"] and (killed / "checkpoints" / "checkpoint-6" / "COMMITTED").exists()
+    # a half-written checkpoint (killed while saving) is ignored and removed
+    (killed / "checkpoints" / "checkpoint-9").mkdir()
+
+    with pytest.raises(ConfigError):  # resuming with another configuration is refused
+        train_model(resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}},
+                            [*sets, "transformer.lr=0.01"]), str(tiny_jsonl), None, killed, resume=True)
+    train_model(cfg, str(tiny_jsonl), None, killed, resume=True)
+    a, b = load_file(str(full / "head.safetensors")), load_file(str(killed / "head.safetensors"))
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-5), key
+    ea = load_file(str(full / "encoder" / "model.safetensors"))
+    eb = load_file(str(killed / "encoder" / "model.safetensors"))
+    assert all(np.allclose(ea[k].numpy(), eb[k].numpy(), atol=1e-5) for k in ea)
+    steps = [json.loads(line)["step"] for line in (killed / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # no duplicated records from the killed run
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tiny_jsonl, tmp_path):
+    """torchrun (what ``accelerate launch`` runs on GPUs) with 2 CPU processes, gloo backend."""
+    import shutil
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not installed")
+    out = tmp_path / "ddp"
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "patentcpc", "train", "--arch",
+           "modernbert-tiny", "--data", str(tiny_jsonl), "--output", str(out),
+           *[x for s in TINY for x in ("--set", s)]]
+    proc = subprocess.run(cmd, env={**os.environ, "PATENTCPC_PROGRESS": "0"}, capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0 and "gloo" in proc.stderr.lower():
+        pytest.skip("the gloo backend is not usable here")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    training = json.loads((out / "manifest.json").read_text())["extra"]["training"]
+    # 21 training documents, batch 4 per process, 2 processes: 3 optimizer steps per epoch
+    assert training["global_steps"] == 6
+
+
+def test_training_errors_are_user_errors(tiny_jsonl, tmp_path):
+    from patentcpc.errors import ModelError
+    from patentcpc.training import train_model
+
+    with pytest.raises(ConfigError):
+        train_model(_cfg(), None, None, tmp_path / "m")
+    with pytest.raises(ModelError):
+        train_model(_cfg(arch="no-such-arch"), str(tiny_jsonl), None, tmp_path / "m")
+    with pytest.raises(ModelError):
+        train_model(resolve(TrainConfig, None, {"model": str(tmp_path / "missing")}, TINY),
+                    str(tiny_jsonl), None, tmp_path / "m")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tiny_modernbert_one_epoch_on_shared_titles(shared_data, tmp_path):
+    """The issue's 'done' check, shortened: one epoch of tiny ModernBERT on a slice of the titles."""
+    import datasets
+
+    from patentcpc.training import train_model
+
+    src = datasets.load_dataset("csv", data_files=str(shared_data / "uspto-titles" / "train.csv"))["train"]
+    part = tmp_path / "titles.csv"
+    src.select(range(300)).to_csv(str(part))
+    cfg = _cfg("transformer.epochs=1", "transformer.batch_size=32", "transformer.max_length=48",
+               "transformer.head_init=prior", "transformer.valid_fraction=0.2", "transformer.refit_head=true")
+    result = train_model(cfg, str(part), None, tmp_path / "m")
+    assert result.metrics["n_docs"] >= 50 and 0 <= result.metrics["f1@1"] <= 1
