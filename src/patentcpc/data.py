@@ -205,21 +205,18 @@ def resolve_columns(
         if not fields:
             raise DataError(source, f"no text column found (looked for text, title, abstract, claims, "
                                     f"description; columns: {available}); name one with --text-fields")
-    if label_field:
-        if label_field not in cols:
-            raise DataError(source, f"no column '{label_field}' for the labels (columns: {available})")
-        labels = label_field
-    else:
-        labels = next((lower[c] for c in LABEL_COLUMN_CANDIDATES if c in lower), None)
-        if labels is None and require_labels:
-            raise DataError(source, f"no label column found (looked for {', '.join(LABEL_COLUMN_CANDIDATES[:6])}, "
-                                    f"…; columns: {available}); name one with --label-field")
-    if id_field:
-        if id_field not in cols:
-            raise DataError(source, f"no column '{id_field}' for the ids (columns: {available})")
-        ids = id_field
-    else:
-        ids = next((lower[c] for c in ID_COLUMN_CANDIDATES if c in lower), None)
+    def pick(explicit: str | None, candidates: Sequence[str], role: str) -> str | None:
+        if explicit:
+            if explicit not in cols:
+                raise DataError(source, f"no column '{explicit}' for the {role} (columns: {available})")
+            return explicit
+        return next((lower[c] for c in candidates if c in lower), None)
+
+    labels = pick(label_field, LABEL_COLUMN_CANDIDATES, "labels")
+    if labels is None and require_labels:
+        raise DataError(source, f"no label column found (looked for {', '.join(LABEL_COLUMN_CANDIDATES[:6])}, "
+                                f"…; columns: {available}); name one with --label-field")
+    ids = pick(id_field, ID_COLUMN_CANDIDATES, "ids")
     return fields, labels, ids
 
 
