@@ -178,3 +178,43 @@ def test_tiny_modernbert_one_epoch_on_shared_titles(shared_data, tmp_path):
                "transformer.head_init=prior", "transformer.valid_fraction=0.2", "transformer.refit_head=true")
     result = train_model(cfg, str(part), None, tmp_path / "m")
     assert result.metrics["n_docs"] >= 50 and 0 <= result.metrics["f1@1"] <= 1
+
+
+def test_wise_interpolation_lands_halfway_between_start_and_fine_tuned(tmp_path):
+    """WiSE-FT with alpha 0.5: every encoder weight is the mean of the pretrained one (reloaded from
+    its folder) and the fine-tuned one; the head is the mean of the start probe and the tuned head."""
+    import torch
+
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.data import load_data
+    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.trainer import encode, fit_head, multi_hot, wise_interpolate
+
+    base = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
+    base.network.encoder.save_pretrained(tmp_path / "base")
+    start_enc = {k: v.clone() for k, v in base.network.encoder.state_dict().items()}
+    data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
+    vocab = LabelVocab.from_label_lists(data.labels)
+    ds = encode(base, data, vocab)
+    y = multi_hot(ds["label_ids"], len(vocab))
+    tcfg = TransformerConfig(wise_alpha=0.5, probe_C=1.0)
+    fit_head(base, ds, y, tcfg)
+    start_head = base.network.head.weight.detach().clone()
+    with torch.no_grad():  # "fine-tuning": move every weight
+        for p in base.network.parameters():
+            p.add_(0.1)
+    tuned_enc = {k: v.clone() for k, v in base.network.encoder.state_dict().items()}
+    tuned_head = base.network.head.weight.detach().clone()
+    wise_interpolate(base, str(tmp_path / "base"), ds, y, tcfg)
+    name = "embeddings.word_embeddings.weight"
+    mixed = base.network.encoder.state_dict()[name]
+    assert not torch.allclose(tuned_enc[name], start_enc[name])
+    torch.testing.assert_close(mixed, (start_enc[name] + tuned_enc[name]) / 2)
+    torch.testing.assert_close(base.network.head.weight, (start_head + tuned_head) / 2, atol=1e-4, rtol=1e-4)
+
+
+def _write_two_label_jsonl(path):
+    rows = [("plough tines soil", "A01B"), ("harrow soil clods", "A01B"), ("transistor gate oxide", "H01L"),
+            ("silicon wafer etching", "H01L")] * 3
+    path.write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in rows), encoding="utf-8")
+    return path

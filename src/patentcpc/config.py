@@ -106,6 +106,10 @@ class TransformerConfig:
         refit_head: after fine-tuning, re-fit the head as a probe on the fine-tuned embeddings of
             all training data (the validation split included): decoupled classifier
             re-training (Kang et al., ICLR 2020).
+        wise_alpha: after fine-tuning, interpolate the weights between the starting point
+            (pretrained encoder + probe head) and the fine-tuned ones, ``(1 - a) * start + a *
+            fine-tuned`` (WiSE-FT, Wortsman et al., CVPR 2022); default 0.5, null or 1: off. Pretrained
+            models only (benchmarks/training.md).
         lr: peak learning rate of the encoder; head_lr: of the head (null: same as lr).
         epochs, batch_size, grad_accum, warmup_ratio, weight_decay: the usual; AdamW with betas
             (0.9, 0.98), eps 1e-6, linear schedule with warm-up.
@@ -133,6 +137,7 @@ class TransformerConfig:
     head_init: str = "probe"
     probe_C: float = 10.0
     refit_head: bool = False
+    wise_alpha: float | None = 0.5
     lr: float = 1e-4
     head_lr: float | None = 1e-3
     epochs: float = 3.0
@@ -174,6 +179,8 @@ class TransformerConfig:
             raise ConfigError(f"transformer.valid_fraction must be in (0, 1), not {self.valid_fraction}")
         if self.focal_gamma < 0 or self.hierarchy_weight < 0 or self.weight_decay < 0 or self.patience < 0:
             raise ConfigError("transformer.focal_gamma, hierarchy_weight, weight_decay and patience must be >= 0")
+        if self.wise_alpha is not None and not 0 < self.wise_alpha <= 1:
+            raise ConfigError(f"transformer.wise_alpha must be in (0, 1] or null, not {self.wise_alpha}")
         if self.focal_alpha is not None and not 0 < self.focal_alpha < 1:
             raise ConfigError(f"transformer.focal_alpha must be in (0, 1) or null, not {self.focal_alpha}")
         for name in ("max_steps", "eval_steps"):

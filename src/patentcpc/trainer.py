@@ -171,6 +171,21 @@ def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerCon
         head.bias.copy_(b.to(head.bias.device))
 
 
+def wise_interpolate(model: TransformerCPCModel, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """WiSE-FT (Wortsman et al., CVPR 2022): replace the fine-tuned weights by
+    ``(1 - a) * start + a * fine-tuned``, where the start is the pretrained encoder ``base_model``
+    with a probe head fitted on its frozen embeddings of ``ds`` (the LP-FT starting point)."""
+    from patentcpc.models.transformer import load_encoder  # noqa: PLC0415
+
+    net = model.network
+    tuned = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.encoder.load_state_dict(load_encoder(base_model).state_dict())
+    fit_head(model, ds, y, tcfg)
+    start = net.state_dict()
+    a = tcfg.wise_alpha
+    net.load_state_dict({k: ((1 - a) * start[k] + a * v) if v.is_floating_point() else v for k, v in tuned.items()})
+
+
 def init_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
     """Initialize the classification head as ``tcfg.head_init`` says."""
     head = model.network.head
@@ -416,6 +431,8 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     # head re-training, thresholds on the validation data, final metrics, the model folder
     model.network.eval()
     model.device = next(model.network.parameters()).device
+    if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch:
+        wise_interpolate(model, cfg.model, train_ds, y_train, tcfg)
     if tcfg.refit_head:
         refit_data = train_ds if eval_data else concatenate_datasets([train_ds, valid_ds])
         fit_head(model, refit_data, multi_hot(refit_data["label_ids"], len(vocab)), tcfg)
