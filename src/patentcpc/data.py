@@ -329,11 +329,14 @@ def load_data(
     split: str = "train",
     require_labels: bool = True,
     num_proc: int | None = None,
+    preferred_text_fields: Sequence[str] | None = None,
 ) -> PatentData:
     """Load any supported source into a :class:`PatentData`.
 
     ``on_bad_row='error'`` stops at the first bad row with a :class:`DataError` naming file, row
     and field; ``'skip'`` drops bad rows and counts them in ``n_skipped``.
+    ``preferred_text_fields`` (e.g. a model's text view) is used when ``text_fields`` is not given
+    and the source has every one of those fields; otherwise the text view is auto-detected.
     """
     check_level(level)
     if on_bad_row not in ("error", "skip"):
@@ -342,6 +345,8 @@ def load_data(
     if len(raw) == 0:
         raise DataError(source, "has no rows")
     src = str(source)
+    if not text_fields and preferred_text_fields and all(f in raw.column_names for f in preferred_text_fields):
+        text_fields = preferred_text_fields
     fields, label_col, id_col = resolve_columns(raw.column_names, src, text_fields, label_field, id_field,
                                                 require_labels)
     fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels)

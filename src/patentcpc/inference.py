@@ -3,7 +3,7 @@ inference; streaming files in, JSON Lines / Parquet out.
 
 Read top to bottom:
 
-* :func:`format_predictions`, :func:`predict_texts`, :func:`iter_predictions`, :func:`write_jsonl`:
+* :func:`format_predictions`, :func:`predict_texts`, :func:`write_jsonl`:
   scores to ranked codes, for any model kind;
 * :class:`InferenceOptions`, :func:`plan_batches`, :func:`predict_logits`: the transformer batch
   predictor. Documents are tokenized once, sorted by length and cut into batches under a *token
@@ -62,15 +62,6 @@ def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> l
 def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_size: int = 64) -> list[dict]:
     """Predictions for raw texts (see :func:`format_predictions`)."""
     return format_predictions(model, model.scores(list(texts), batch_size=batch_size), top_k)
-
-
-def iter_predictions(model: CPCModel, data, top_k: int = 5, chunk_size: int = 2048,
-                     batch_size: int = 64) -> Iterator[dict]:
-    """Predictions for a :class:`~patentcpc.data.PatentData`, chunk by chunk, with ids."""
-    for batch in data.dataset.iter(batch_size=chunk_size):
-        results = predict_texts(model, batch["text"], top_k, batch_size)
-        for doc_id, res in zip(batch["id"], results, strict=True):
-            yield {"id": doc_id, **res}
 
 
 def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None) -> int:

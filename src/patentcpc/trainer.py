@@ -38,7 +38,7 @@ import torch
 
 from patentcpc.config import TrainConfig, TransformerConfig, to_dict
 from patentcpc.cpc import LabelVocab
-from patentcpc.data import PatentData, load_data, read_raw, split_data
+from patentcpc.data import PatentData, load_data, split_data
 from patentcpc.errors import ConfigError
 from patentcpc.losses import build_loss
 from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
@@ -63,13 +63,8 @@ def load_train_eval(cfg: TrainConfig, data: str | None, eval_data: str | None) -
     train = load_data(data, **cfg.data.load_kwargs())
     if len(train) < 2:
         raise ConfigError(f"{data}: need at least 2 labelled documents to train")
-    if eval_data:
-        kwargs = cfg.data.load_kwargs()
-        if not kwargs.get("text_fields"):  # the training text view, where the eval data has those fields
-            cols = read_raw(eval_data, kwargs.get("split", "train")).column_names
-            if all(f in cols for f in train.text_fields):
-                kwargs["text_fields"] = train.text_fields
-        return train, load_data(eval_data, **kwargs)
+    if eval_data:  # the training text view, where the eval data has those fields
+        return train, load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=train.text_fields)
     frac = cfg.transformer.valid_fraction
     train_part, valid = split_data(train, (1 - frac, frac), cfg.seed)
     train_part.n_skipped = train.n_skipped

@@ -38,13 +38,7 @@ def load_for_model(source: str, cfg_data, model: CPCModel | None = None, require
     kwargs["require_labels"] = require_labels
     if model is not None:
         kwargs["level"] = model.manifest.label_level
-        if not kwargs.get("text_fields"):
-            fields = model.manifest.text_view.get("fields")
-            from patentcpc.data import read_raw  # noqa: PLC0415
-
-            cols = read_raw(source, kwargs.get("split", "train")).column_names
-            if fields and all(f in cols for f in fields):
-                kwargs["text_fields"] = fields
+        kwargs["preferred_text_fields"] = model.manifest.text_view.get("fields")
     return load_data(source, **kwargs)
 
 

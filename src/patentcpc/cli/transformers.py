@@ -13,19 +13,16 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, out
-from patentcpc.cli.core import IdField, LabelField, OnBadRow, Split, TextFields
+from patentcpc.cli.core import IdField, LabelField, OnBadRow, Split, TextFields, _data_config, data_options
 
 tokenizer_app = typer.Typer(help="Train a patent tokenizer (WordPiece or BPE).", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 
 
 def _load_texts(data: str, text_fields, label_field, id_field, on_bad_row, split):
-    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
     from patentcpc.data import load_data  # noqa: PLC0415
 
-    opts = {"text_fields": text_fields, "label_field": label_field, "id_field": id_field,
-            "on_bad_row": on_bad_row, "hf_split": split}
-    cfg = from_dict(DataConfig, {k: v for k, v in opts.items() if v is not None}, "data")
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, None, on_bad_row, split))
     return load_data(data, **cfg.load_kwargs(), require_labels=False)
 
 
