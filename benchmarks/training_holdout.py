@@ -24,6 +24,30 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "uspto-abstracts" / "patents.jsonl"
 
 
+KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "macro_f1", "section_accuracy@1", "class_accuracy@1")
+
+
+def write_training_file(data, path: Path) -> Path:
+    """The training part of a split as a JSONL file ``train`` reads (raw CPC lists joined by commas)."""
+    from patentcpc.inference import write_jsonl
+
+    write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset), path)
+    return path
+
+
+def holdout_split(data_path: str, seed: int, test_fraction: float):
+    """The stratified (1 - test_fraction, test_fraction) split every training benchmark uses."""
+    from patentcpc.data import load_data, split_data
+
+    return split_data(load_data(data_path), (1 - test_fraction, test_fraction), seed)
+
+
+def append_result(rec: dict) -> None:
+    print(json.dumps(rec))
+    with open(HERE / "training_results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
@@ -38,13 +62,9 @@ def main() -> None:
     import torch
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.data import load_data, split_data
-    from patentcpc.inference import write_jsonl
     from patentcpc.training import evaluate_model, train_model
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    full = load_data(args.data)
-    train, test = split_data(full, (1 - args.test_fraction, args.test_fraction), args.seed)
+    train, test = holdout_split(args.data, args.seed, args.test_fraction)
     cli: dict = {"seed": args.seed}
     if args.model:
         cli["model"] = args.model
@@ -52,23 +72,18 @@ def main() -> None:
         cli["transformer"] = {"arch": args.arch}
     cfg = resolve(TrainConfig, None, cli, args.sets)
     with tempfile.TemporaryDirectory() as tmp:
-        train_file = Path(tmp) / "train.jsonl"
-        write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in train.dataset),
-                    train_file)
+        train_file = write_training_file(train, Path(tmp) / "train.jsonl")
         t0 = time.time()
         result = train_model(cfg, str(train_file), None, Path(tmp) / "model")
         train_s = time.time() - t0
         test_metrics = evaluate_model(result.model, test)
         extra = result.model.manifest.extra.get("training", {})
-    keys = ("f1@1", "precision@1", "f1@3", "micro_f1", "macro_f1", "section_accuracy@1", "class_accuracy@1")
-    rec = {"tag": args.tag, "data": Path(args.data).name, "model": cfg.model if not args.arch else args.arch,
-           "overrides": args.sets, "n_train": len(train), "n_test": len(test), "train_seconds": round(train_s, 1),
-           **{k: round(float(test_metrics[k]), 4) for k in keys}, "training": extra,
-           "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    print(json.dumps(rec))
-    with open(HERE / "training_results.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(rec) + "\n")
+    append_result({"tag": args.tag, "data": Path(args.data).name, "model": cfg.model if not args.arch else args.arch,
+                   "overrides": args.sets, "n_train": len(train), "n_test": len(test),
+                   "train_seconds": round(train_s, 1), **{k: round(float(test_metrics[k]), 4) for k in KEYS},
+                   "training": extra,
+                   "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
+                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
 
 
 if __name__ == "__main__":

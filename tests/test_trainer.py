@@ -26,7 +26,7 @@ def _cfg(*extra: str, arch: str = "modernbert-tiny") -> TrainConfig:
 def test_transformer_config_validates():
     assert TransformerConfig().max_length == 512
     for bad in ({"loss": "mse"}, {"pooling": "max"}, {"max_length": 9000}, {"lr": 0}, {"valid_fraction": 1.0},
-                {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}):
+                {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}, {"probe_class_weight": "x"}):
         with pytest.raises(ConfigError):
             TransformerConfig(**bad)
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, ["transformer.loss=focal"])
@@ -218,3 +218,23 @@ def _write_two_label_jsonl(path):
             ("silicon wafer etching", "H01L")] * 3
     path.write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in rows), encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_fit_probe_matches_scikit_learn_logistic_regression(balanced):
+    """The head's probe is scikit-learn's L2 logistic regression (lbfgs), one label at a time,
+    with or without class_weight="balanced"."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from patentcpc.trainer import fit_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    y = np.stack([(x[:, 0] + 0.5 * rng.normal(size=60) > 1.0), (x[:, 1] - x[:, 2] > 0)], axis=1).astype(float)
+    w, b = fit_probe(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y), C=2.0, balanced=balanced)
+    for j in range(y.shape[1]):
+        ref = LogisticRegression(C=2.0, class_weight="balanced" if balanced else None, tol=1e-10, max_iter=10_000)
+        ref.fit(x, y[:, j])
+        np.testing.assert_allclose(w[j].numpy(), ref.coef_[0], atol=2e-3)
+        np.testing.assert_allclose(b[j].item(), ref.intercept_[0], atol=2e-3)

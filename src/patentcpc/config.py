@@ -103,6 +103,9 @@ class TransformerConfig:
         hierarchy_weight: weight of the tree-distance penalty of the ``hierarchical`` loss.
         head_init: ``probe`` (fit the head on frozen embeddings first: LP-FT), ``prior`` (zero
             weights, bias = log label prior) or ``random``.
+        probe_C: inverse L2 strength of that probe (and of WiSE-FT's start); probe_class_weight:
+            null or ``balanced`` (per label, positives and negatives weigh the same in total, as
+            scikit-learn's ``class_weight="balanced"`` for each one-vs-rest problem).
         refit_head: after fine-tuning, re-fit the head as a probe on the fine-tuned embeddings of
             all training data (the validation split included): decoupled classifier
             re-training (Kang et al., ICLR 2020).
@@ -136,6 +139,7 @@ class TransformerConfig:
     hierarchy_weight: float = 1.0
     head_init: str = "probe"
     probe_C: float = 10.0
+    probe_class_weight: str | None = None
     refit_head: bool = False
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
@@ -161,11 +165,12 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
+                   "probe_class_weight": (None, "balanced"),
                    "precision": ("auto", "bf16", "fp32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"transformer.{name} must be one of {', '.join(allowed)}, "
-                                  f"not '{getattr(self, name)}'")
+                names = ", ".join("null" if a is None else a for a in allowed)
+                raise ConfigError(f"transformer.{name} must be one of {names}, not '{getattr(self, name)}'")
         if not 8 <= self.max_length <= 8192:
             raise ConfigError(f"transformer.max_length must be in 8..8192, not {self.max_length}")
         for name in ("lr", "epochs", "batch_size", "eval_batch_size", "grad_accum", "probe_C"):

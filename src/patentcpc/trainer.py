@@ -133,21 +133,27 @@ def pooled_embeddings(model: TransformerCPCModel, ds, batch_size: int = 64) -> t
     return out
 
 
-def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0,
-              max_iter: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
-    """One-vs-rest L2 logistic regression ``sum(logloss) + ||W||^2 / (2C)`` fitted with L-BFGS
-    (deterministic); returns (weight (L, H), bias (L,))."""
+def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int = 200,
+              balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-vs-rest L2 logistic regression ``sum(weight * logloss) + ||W||^2 / (2C)`` fitted with
+    L-BFGS (deterministic); weight 1, or with ``balanced`` ``n / (2 n_pos)`` on a label's positives
+    and ``n / (2 n_neg)`` on its negatives (scikit-learn's ``class_weight="balanced"``). Returns
+    (weight (L, H), bias (L,))."""
     n, h = x.shape
     w = torch.zeros(y.shape[1], h, dtype=torch.float64, requires_grad=True)
     prior = y.double().mean(0).clamp(1e-4, 1 - 1e-4)
     b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
     xd, yd = x.double(), y.double()
+    sample_w = None
+    if balanced:
+        n_pos = yd.sum(0).clamp(min=1)
+        sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
         logits = xd @ w.T + b
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, reduction="sum")
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, weight=sample_w, reduction="sum")
                 + (w * w).sum() / (2 * C)) / n
         loss.backward()
         return loss
@@ -160,25 +166,35 @@ def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerCon
     """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``."""
     head = model.network.head
     x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
-    w, b = fit_probe(x, torch.as_tensor(y), tcfg.probe_C)
+    w, b = fit_probe(x, torch.as_tensor(y), tcfg.probe_C, balanced=tcfg.probe_class_weight == "balanced")
     with torch.no_grad():
         head.weight.copy_(w.to(head.weight.device))
         head.bias.copy_(b.to(head.bias.device))
 
 
-def wise_interpolate(model: TransformerCPCModel, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
-    """WiSE-FT (Wortsman et al., CVPR 2022): replace the fine-tuned weights by
-    ``(1 - a) * start + a * fine-tuned``, where the start is the pretrained encoder ``base_model``
-    with a probe head fitted on its frozen embeddings of ``ds`` (the LP-FT starting point)."""
+def wise_start(model: TransformerCPCModel, base_model: str, ds, y: np.ndarray,
+               tcfg: TransformerConfig) -> dict[str, torch.Tensor]:
+    """Load WiSE-FT's starting point into ``model`` and return a copy of its weights: the pretrained
+    encoder ``base_model`` with a probe head fitted on its frozen embeddings of ``ds`` (the LP-FT start)."""
     from patentcpc.models.transformer import load_encoder  # noqa: PLC0415
 
-    net = model.network
-    tuned = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    net.encoder.load_state_dict(load_encoder(base_model).state_dict())
+    model.network.encoder.load_state_dict(load_encoder(base_model).state_dict())
     fit_head(model, ds, y, tcfg)
-    start = net.state_dict()
-    a = tcfg.wise_alpha
-    net.load_state_dict({k: ((1 - a) * start[k] + a * v) if v.is_floating_point() else v for k, v in tuned.items()})
+    return {k: v.detach().clone() for k, v in model.network.state_dict().items()}
+
+
+def interpolate_weights(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                        alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * start + alpha * tuned`` for every floating-point tensor (others from ``tuned``)."""
+    return {k: ((1 - alpha) * start[k] + alpha * v) if v.is_floating_point() else v for k, v in tuned.items()}
+
+
+def wise_interpolate(model: TransformerCPCModel, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """WiSE-FT (Wortsman et al., CVPR 2022): replace the fine-tuned weights by
+    ``(1 - a) * start + a * fine-tuned`` (:func:`wise_start`), ``a = tcfg.wise_alpha``."""
+    tuned = {k: v.detach().clone() for k, v in model.network.state_dict().items()}
+    start = wise_start(model, base_model, ds, y, tcfg)
+    model.network.load_state_dict(interpolate_weights(start, tuned, tcfg.wise_alpha))
 
 
 def init_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:

@@ -196,9 +196,11 @@ def knn_scores(sims: np.ndarray, train_y: np.ndarray, options: KNNOptions | None
     return np.einsum("qk,qkl->ql", w, train_y[top].astype(np.float64))
 
 
-def linear_probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, C: float = 10.0) -> np.ndarray:
-    """One-vs-rest logistic regression on frozen embeddings: probabilities (test x labels). Labels
-    with no positive (or no negative) training example get a constant score."""
+def linear_probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, C: float = 10.0,
+                        class_weight: str | None = "balanced") -> np.ndarray:
+    """One-vs-rest logistic regression on frozen embeddings: probabilities (test x labels);
+    ``class_weight`` as scikit-learn's (per binary problem). Labels with no positive (or no
+    negative) training example get a constant score."""
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     out = np.zeros((len(test_x), train_y.shape[1]))
@@ -207,7 +209,7 @@ def linear_probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.nda
         if col.all() or not col.any():
             out[:, j] = float(col.mean())
             continue
-        clf = LogisticRegression(C=C, max_iter=1000, class_weight="balanced")
+        clf = LogisticRegression(C=C, max_iter=1000, class_weight=class_weight)
         out[:, j] = clf.fit(train_x, col).predict_proba(test_x)[:, 1]
     return out
 

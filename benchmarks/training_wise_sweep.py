@@ -1,0 +1,81 @@
+"""WiSE-FT mixing-coefficient sweep on one holdout split (same protocol as ``training_holdout.py``).
+
+Fine-tunes once with ``train``'s settings but no interpolation (``transformer.wise_alpha=null``), then
+for each alpha loads ``(1 - alpha) * start + alpha * fine-tuned`` (``patentcpc.trainer.wise_start``:
+the pretrained encoder with a probe head fitted on the training part) and scores both the
+validation part ``train`` held out and the 20 % test part. alpha 0 is the linear probe on frozen
+embeddings (LP), alpha 1 plain fine-tuning.
+
+    python benchmarks/training_wise_sweep.py --model <MiniLM folder> --seed 3
+
+Appends one JSON line per split to benchmarks/training_results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from training_holdout import DEFAULT_DATA, append_result, holdout_split, write_training_file  # noqa: E402
+
+ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--test-fraction", type=float, default=0.2)
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--start-on-all", action="store_true",
+                    help="fit the start's probe head on the validation part too (its valid scores are then biased)")
+    args = ap.parse_args()
+
+    from datasets import concatenate_datasets
+
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.trainer import encode, interpolate_weights, load_train_eval, multi_hot, wise_start
+    from patentcpc.training import evaluate_model, train_model
+
+    train, test = holdout_split(args.data, args.seed, args.test_fraction)
+    cfg = resolve(TrainConfig, None, {"seed": args.seed, "model": args.model},
+                  [*args.sets, "transformer.wise_alpha=null"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = str(write_training_file(train, Path(tmp) / "train.jsonl"))
+        t0 = time.time()
+        model = train_model(cfg, train_file, None, Path(tmp) / "model").model
+        train_s = time.time() - t0
+        # the same train / validation parts train_model used (same config, same seed)
+        fit_part, valid = load_train_eval(cfg, train_file, None)
+    vocab = LabelVocab.from_label_lists(fit_part.labels + valid.labels, cfg.data.level)
+    assert vocab.labels == list(model.labels), "label vocabulary differs from the trained model's"
+    ds = encode(model, fit_part, vocab)
+    if args.start_on_all:
+        ds = concatenate_datasets([ds, encode(model, valid, vocab)])
+    tuned = {k: v.detach().clone() for k, v in model.network.state_dict().items()}
+    start = wise_start(model, cfg.model, ds, multi_hot(ds["label_ids"], len(vocab)), cfg.transformer)
+    sweep = []
+    for alpha in ALPHAS:
+        model.network.load_state_dict(interpolate_weights(start, tuned, alpha))
+        v, t = evaluate_model(model, valid), evaluate_model(model, test)
+        sweep.append({"alpha": alpha, "valid_f1@1": round(float(v["f1@1"]), 4),
+                      "test_f1@1": round(float(t["f1@1"]), 4), "test_precision@1": round(float(t["precision@1"]), 4),
+                      "test_section_accuracy@1": round(float(t["section_accuracy@1"]), 4)})
+        print(sweep[-1], flush=True)
+    tag = "WiSE-FT alpha sweep" + (", start probe on train + validation" if args.start_on_all else "")
+    append_result({"tag": f"{tag}, split seed {args.seed}", "data": Path(args.data).name,
+                   "model": cfg.model, "overrides": args.sets, "n_train": len(train), "n_valid": len(valid),
+                   "n_test": len(test), "train_seconds": round(train_s, 1), "sweep": sweep,
+                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+
+
+if __name__ == "__main__":
+    main()
