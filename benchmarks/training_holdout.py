@@ -27,11 +27,22 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "uspto-abstracts" / "pat
 KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "macro_f1", "section_accuracy@1", "class_accuracy@1")
 
 
-def write_training_file(data, path: Path) -> Path:
-    """The training part of a split as a JSONL file ``train`` reads (raw CPC lists joined by commas)."""
+def write_training_file(data, path: Path, augment_scheme: bool = False) -> Path:
+    """The training part of a split as a JSONL file ``train`` reads (raw CPC lists joined by commas);
+    with ``augment_scheme``, plus one document per subclass of the training labels that the IPC
+    scheme has: its class and subclass titles (``patentcpc.scheme.scheme_documents``)."""
     from patentcpc.inference import write_jsonl
 
-    write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset), path)
+    rows = [{"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset]
+    if augment_scheme:
+        from patentcpc.scheme import scheme_documents
+
+        wanted = {code for labels in data.labels for code in labels}
+        for text, (code,) in zip(*scheme_documents("subclass", max_subgroups=0), strict=True):
+            if code in wanted:  # the first document of a subclass is its title document
+                wanted.discard(code)
+                rows.append({"id": f"scheme-{code}", "text": text, "cpc_ids": code})
+    write_jsonl(iter(rows), path)
     return path
 
 
@@ -57,6 +68,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--test-fraction", type=float, default=0.2)
+    ap.add_argument("--augment-scheme", action="store_true",
+                    help="add one IPC-title document per training subclass to the training file")
     args = ap.parse_args()
 
     import torch
@@ -72,14 +85,15 @@ def main() -> None:
         cli["transformer"] = {"arch": args.arch}
     cfg = resolve(TrainConfig, None, cli, args.sets)
     with tempfile.TemporaryDirectory() as tmp:
-        train_file = write_training_file(train, Path(tmp) / "train.jsonl")
+        train_file = write_training_file(train, Path(tmp) / "train.jsonl", args.augment_scheme)
         t0 = time.time()
         result = train_model(cfg, str(train_file), None, Path(tmp) / "model")
         train_s = time.time() - t0
         test_metrics = evaluate_model(result.model, test)
         extra = result.model.manifest.extra.get("training", {})
     append_result({"tag": args.tag, "data": Path(args.data).name, "model": cfg.model if not args.arch else args.arch,
-                   "overrides": args.sets, "n_train": len(train), "n_test": len(test),
+                   "overrides": args.sets + (["augment_scheme"] if args.augment_scheme else []),
+                   "n_train": len(train), "n_test": len(test),
                    "train_seconds": round(train_s, 1), **{k: round(float(test_metrics[k]), 4) for k in KEYS},
                    "training": extra,
                    "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",

@@ -1,6 +1,8 @@
 """WiSE-FT mixing-coefficient sweep on one holdout split (same protocol as ``training_holdout.py``).
 
-Fine-tunes once with ``train``'s settings but no interpolation (``transformer.wise_alpha=null``), then
+Fine-tunes once with ``train``'s settings but no interpolation and no head re-fit
+(``transformer.wise_alpha=null``, ``transformer.refit_head=false``: the settings of the runs in
+benchmarks/training.md, made before the re-fit became a default), then
 for each alpha loads ``(1 - alpha) * start + alpha * fine-tuned`` (``patentcpc.trainer.wise_start``:
 the pretrained encoder with a probe head fitted on the training part) and scores both the
 validation part ``train`` held out and the 20 % test part. alpha 0 is the linear probe on frozen
@@ -47,7 +49,7 @@ def main() -> None:
 
     train, test = holdout_split(args.data, args.seed, args.test_fraction)
     cfg = resolve(TrainConfig, None, {"seed": args.seed, "model": args.model},
-                  [*args.sets, "transformer.wise_alpha=null"])
+                  [*args.sets, "transformer.wise_alpha=null", "transformer.refit_head=false"])
     with tempfile.TemporaryDirectory() as tmp:
         train_file = str(write_training_file(train, Path(tmp) / "train.jsonl"))
         t0 = time.time()

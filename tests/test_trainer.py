@@ -26,7 +26,8 @@ def _cfg(*extra: str, arch: str = "modernbert-tiny") -> TrainConfig:
 def test_transformer_config_validates():
     assert TransformerConfig().max_length == 512
     for bad in ({"loss": "mse"}, {"pooling": "max"}, {"max_length": 9000}, {"lr": 0}, {"valid_fraction": 1.0},
-                {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}, {"probe_class_weight": "x"}):
+                {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}, {"probe_class_weight": "x"},
+                {"refit_class_weight": "x"}, {"refit_C": 0}):
         with pytest.raises(ConfigError):
             TransformerConfig(**bad)
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, ["transformer.loss=focal"])
@@ -211,6 +212,49 @@ def test_wise_interpolation_lands_halfway_between_start_and_fine_tuned(tmp_path)
     assert not torch.allclose(tuned_enc[name], start_enc[name])
     torch.testing.assert_close(mixed, (start_enc[name] + tuned_enc[name]) / 2)
     torch.testing.assert_close(base.network.head.weight, (start_head + tuned_head) / 2, atol=1e-4, rtol=1e-4)
+
+
+def test_fit_head_uses_the_probe_or_the_refit_settings(tmp_path):
+    """LP-FT's start probe uses probe_C / probe_class_weight, the re-fit after fine-tuning
+    refit_C / refit_class_weight: the head equals fit_probe on the pooled embeddings with those."""
+    import torch
+
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.data import load_data
+    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.trainer import encode, fit_head, fit_probe, multi_hot, pooled_embeddings
+
+    model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
+    data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
+    ds = encode(model, data, LabelVocab.from_label_lists(data.labels))
+    y = multi_hot(ds["label_ids"], 2)
+    x = pooled_embeddings(model, ds)
+    tcfg = TransformerConfig(probe_C=10.0, probe_class_weight=None, refit_C=0.5, refit_class_weight="balanced")
+    heads = {}
+    for refit, (C, balanced) in ((False, (10.0, False)), (True, (0.5, True))):
+        fit_head(model, ds, y, tcfg, refit=refit)
+        w, b = fit_probe(x, torch.as_tensor(y), C, balanced=balanced)
+        torch.testing.assert_close(model.network.head.weight.detach(), w)
+        torch.testing.assert_close(model.network.head.bias.detach(), b)
+        heads[refit] = w
+    assert not torch.allclose(heads[False], heads[True])
+
+
+def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):
+    from patentcpc import trainer
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.data import load_data
+    from patentcpc.models.transformer import TransformerCPCModel
+
+    model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
+    data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
+    ds = trainer.encode(model, data, LabelVocab.from_label_lists(data.labels))
+    seen = []
+    original = trainer.pooled_embeddings
+    monkeypatch.setattr(trainer, "pooled_embeddings", lambda m, d, *a: seen.append(len(d)) or original(m, d, *a))
+    for cap in (5, None):
+        trainer.fit_head(model, ds, trainer.multi_hot(ds["label_ids"], 2), TransformerConfig(probe_max_docs=cap))
+    assert seen == [5, 12] and len(ds) == 12
 
 
 def _write_two_label_jsonl(path):

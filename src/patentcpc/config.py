@@ -106,9 +106,13 @@ class TransformerConfig:
         probe_C: inverse L2 strength of that probe (and of WiSE-FT's start); probe_class_weight:
             null or ``balanced`` (per label, positives and negatives weigh the same in total, as
             scikit-learn's ``class_weight="balanced"`` for each one-vs-rest problem).
-        refit_head: after fine-tuning, re-fit the head as a probe on the fine-tuned embeddings of
-            all training data (the validation split included): decoupled classifier
-            re-training (Kang et al., ICLR 2020).
+        refit_head: after fine-tuning (and WiSE-FT), re-fit the head as a probe on the final
+            embeddings of the training part (not the validation data, which tunes the
+            thresholds): decoupled classifier re-training (Kang et al., ICLR 2020). Default on;
+            refit_C, refit_class_weight: that probe's inverse L2 strength and class weighting
+            (null or ``balanced``), default 1 and balanced (benchmarks/training.md).
+        probe_max_docs: every probe (start, WiSE-FT start, re-fit) is fitted on at most this many
+            training documents (a seeded random subset; null: all), which bounds its memory.
         wise_alpha: after fine-tuning, interpolate the weights between the starting point
             (pretrained encoder + probe head) and the fine-tuned ones, ``(1 - a) * start + a *
             fine-tuned`` (WiSE-FT, Wortsman et al., CVPR 2022); default 0.5, null or 1: off. Pretrained
@@ -140,7 +144,10 @@ class TransformerConfig:
     head_init: str = "probe"
     probe_C: float = 10.0
     probe_class_weight: str | None = None
-    refit_head: bool = False
+    refit_head: bool = True
+    refit_C: float = 1.0
+    refit_class_weight: str | None = "balanced"
+    probe_max_docs: int | None = 100_000
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
     head_lr: float | None = 1e-3
@@ -165,7 +172,7 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
-                   "probe_class_weight": (None, "balanced"),
+                   "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
                    "precision": ("auto", "bf16", "fp32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -173,7 +180,7 @@ class TransformerConfig:
                 raise ConfigError(f"transformer.{name} must be one of {names}, not '{getattr(self, name)}'")
         if not 8 <= self.max_length <= 8192:
             raise ConfigError(f"transformer.max_length must be in 8..8192, not {self.max_length}")
-        for name in ("lr", "epochs", "batch_size", "eval_batch_size", "grad_accum", "probe_C"):
+        for name in ("lr", "epochs", "batch_size", "eval_batch_size", "grad_accum", "probe_C", "refit_C"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"transformer.{name} must be > 0, not {getattr(self, name)}")
         if self.head_lr is not None and self.head_lr <= 0:
@@ -188,7 +195,7 @@ class TransformerConfig:
             raise ConfigError(f"transformer.wise_alpha must be in (0, 1] or null, not {self.wise_alpha}")
         if self.focal_alpha is not None and not 0 < self.focal_alpha < 1:
             raise ConfigError(f"transformer.focal_alpha must be in (0, 1) or null, not {self.focal_alpha}")
-        for name in ("max_steps", "eval_steps"):
+        for name in ("max_steps", "eval_steps", "probe_max_docs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"transformer.{name} must be >= 1 or null")
 

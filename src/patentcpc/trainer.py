@@ -14,7 +14,10 @@ runs. What happens, in order:
    rate for the head), a linear schedule with warm-up, gradient accumulation, length-grouped
    batches, bf16 on a GPU and fp32 on CPU, a fixed seed; evaluation every epoch (or N steps) with
    :func:`patentcpc.metrics.evaluate_scores`, the best checkpoint by f1@1, early stopping;
-4. the decision thresholds (global and per label) are tuned on the validation data, and the model
+4. after training: WiSE-FT weight interpolation with the start (``wise_alpha``, pretrained models)
+   and a class-balanced probe re-fitted as the head on the final embeddings of the training part
+   (``refit_head``);
+5. the decision thresholds (global and per label) are tuned on the validation data, and the model
    folder is written atomically with ``logs/metrics.jsonl`` and ``logs/curves.png``.
 
 Checkpoints live in ``<output>/checkpoints/checkpoint-<step>``; a checkpoint counts only once its
@@ -162,11 +165,17 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
     return w.detach().float(), b.detach().float()
 
 
-def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
-    """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``."""
+def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig, refit: bool = False) -> None:
+    """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``: with
+    ``probe_C`` / ``probe_class_weight``, or for the re-fit after fine-tuning (``refit``) with
+    ``refit_C`` / ``refit_class_weight``."""
     head = model.network.head
+    if tcfg.probe_max_docs and len(ds) > tcfg.probe_max_docs:  # bounded memory on large corpora
+        rows = np.sort(np.random.default_rng(0).choice(len(ds), tcfg.probe_max_docs, replace=False))
+        ds, y = ds.select(rows), y[rows]
     x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
-    w, b = fit_probe(x, torch.as_tensor(y), tcfg.probe_C, balanced=tcfg.probe_class_weight == "balanced")
+    C, weight = (tcfg.refit_C, tcfg.refit_class_weight) if refit else (tcfg.probe_C, tcfg.probe_class_weight)
+    w, b = fit_probe(x, torch.as_tensor(y), C, balanced=weight == "balanced")
     with torch.no_grad():
         head.weight.copy_(w.to(head.weight.device))
         head.bias.copy_(b.to(head.bias.device))
@@ -377,7 +386,6 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
                       callbacks: list | None = None):
     """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
     module docstring. Returns a :class:`~patentcpc.training.TrainResult`."""
-    from datasets import concatenate_datasets  # noqa: PLC0415
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
     from patentcpc.training import TrainResult  # noqa: PLC0415
@@ -444,9 +452,8 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     model.device = next(model.network.parameters()).device
     if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch:
         wise_interpolate(model, cfg.model, train_ds, y_train, tcfg)
-    if tcfg.refit_head:
-        refit_data = train_ds if eval_data else concatenate_datasets([train_ds, valid_ds])
-        fit_head(model, refit_data, multi_hot(refit_data["label_ids"], len(vocab)), tcfg)
+    if tcfg.refit_head:  # on the training part only: the validation data stays clean for the thresholds
+        fit_head(model, train_ds, y_train, tcfg, refit=True)
     scores = model.scores(valid.texts, batch_size=tcfg.eval_batch_size)
     threshold, _ = tune_global_threshold(scores, gold, vocab.labels)
     model.manifest.threshold = threshold
