@@ -10,9 +10,9 @@
   decoding;
 * ``refit_<raw|l2>_C<C>_<fit|all>``: the head re-fitted as a one-vs-rest logistic regression with
   balanced class weights (scikit-learn) on the model's pooled embeddings (raw, or L2-normalized)
-  of the training part (``fit``) or of training + validation parts (``all``); ``refit_raw_C1.0_fit``
+  of the training part (``fit``) or of training + validation parts (``all``); ``refit_raw_C1.0_all``
   is what ``train`` now does by default (``refit_head``, ``refit_C`` 1, ``refit_class_weight``
-  balanced);
+  balanced, ``refit_on`` all);
 * ``frozen_balanced``: the same probe (C=10, L2-normalized, ``all``) on *frozen* MiniLM embeddings,
   the frozen-embedding reference (``training_probe_reference.py``);
 * ``ensemble_frozen``: the mean of ``no_refit``'s and ``frozen_balanced``'s probabilities.

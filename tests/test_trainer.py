@@ -27,7 +27,7 @@ def test_transformer_config_validates():
     assert TransformerConfig().max_length == 512
     for bad in ({"loss": "mse"}, {"pooling": "max"}, {"max_length": 9000}, {"lr": 0}, {"valid_fraction": 1.0},
                 {"focal_alpha": 2.0}, {"class_weight": "x"}, {"precision": "fp8"}, {"probe_class_weight": "x"},
-                {"refit_class_weight": "x"}, {"refit_C": 0}):
+                {"refit_class_weight": "x"}, {"refit_C": 0}, {"refit_on": "valid"}):
         with pytest.raises(ConfigError):
             TransformerConfig(**bad)
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, ["transformer.loss=focal"])
@@ -238,6 +238,32 @@ def test_fit_head_uses_the_probe_or_the_refit_settings(tmp_path):
         torch.testing.assert_close(model.network.head.bias.detach(), b)
         heads[refit] = w
     assert not torch.allclose(heads[False], heads[True])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refit_on", ["train", "all"])
+def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, refit_on):
+    """After training, the saved head is the balanced probe (refit_C) on the final model's pooled
+    embeddings of the training part, or of the training + validation parts with refit_on=all."""
+    import torch
+    from datasets import concatenate_datasets
+
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.trainer import encode, fit_probe, load_train_eval, multi_hot, pooled_embeddings
+    from patentcpc.training import train_model
+
+    cfg = _cfg("transformer.epochs=1", "transformer.valid_fraction=0.25", "transformer.refit_C=0.5",
+               f"transformer.refit_on={refit_on}")
+    model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m").model
+    train, valid = load_train_eval(cfg, str(tiny_jsonl), None)
+    vocab = LabelVocab(list(model.labels))
+    ds = encode(model, train, vocab)
+    if refit_on == "all":
+        ds = concatenate_datasets([ds, encode(model, valid, vocab)])
+    w, b = fit_probe(pooled_embeddings(model, ds), torch.as_tensor(multi_hot(ds["label_ids"], len(vocab))), 0.5,
+                     balanced=True)
+    torch.testing.assert_close(model.network.head.weight.detach().cpu(), w, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(model.network.head.bias.detach().cpu(), b, atol=1e-4, rtol=1e-3)
 
 
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):

@@ -110,7 +110,10 @@ class TransformerConfig:
             embeddings of the training part (not the validation data, which tunes the
             thresholds): decoupled classifier re-training (Kang et al., ICLR 2020). Default on;
             refit_C, refit_class_weight: that probe's inverse L2 strength and class weighting
-            (null or ``balanced``), default 1 and balanced (benchmarks/training.md).
+            (null or ``balanced``), default 1 and balanced (benchmarks/training.md); refit_on:
+            ``train`` (the training part only) or ``all`` (default): once the thresholds are tuned
+            with the training-part head, re-fit it again on the training and validation parts (a
+            validation split of the training file only, never ``--eval-data``), keeping them.
         probe_max_docs: every probe (start, WiSE-FT start, re-fit) is fitted on at most this many
             training documents (a seeded random subset; null: all), which bounds its memory.
         wise_alpha: after fine-tuning, interpolate the weights between the starting point
@@ -147,6 +150,7 @@ class TransformerConfig:
     refit_head: bool = True
     refit_C: float = 1.0
     refit_class_weight: str | None = "balanced"
+    refit_on: str = "all"
     probe_max_docs: int | None = 100_000
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
@@ -173,6 +177,7 @@ class TransformerConfig:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
                    "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
+                   "refit_on": ("train", "all"),
                    "precision": ("auto", "bf16", "fp32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -17,8 +17,9 @@ runs. What happens, in order:
 4. after training: WiSE-FT weight interpolation with the start (``wise_alpha``, pretrained models)
    and a class-balanced probe re-fitted as the head on the final embeddings of the training part
    (``refit_head``);
-5. the decision thresholds (global and per label) are tuned on the validation data, and the model
-   folder is written atomically with ``logs/metrics.jsonl`` and ``logs/curves.png``.
+5. the decision thresholds (global and per label) are tuned on the validation data; with
+   ``refit_on: all`` the head is then re-fitted on training + validation split, keeping them; the
+   model folder is written atomically with ``logs/metrics.jsonl`` and ``logs/curves.png``.
 
 Checkpoints live in ``<output>/checkpoints/checkpoint-<step>``; a checkpoint counts only once its
 ``COMMITTED`` marker is written (after everything else), so a run killed while saving resumes from
@@ -386,6 +387,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
                       callbacks: list | None = None):
     """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
     module docstring. Returns a :class:`~patentcpc.training.TrainResult`."""
+    from datasets import concatenate_datasets  # noqa: PLC0415
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
     from patentcpc.training import TrainResult  # noqa: PLC0415
@@ -452,7 +454,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     model.device = next(model.network.parameters()).device
     if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch:
         wise_interpolate(model, cfg.model, train_ds, y_train, tcfg)
-    if tcfg.refit_head:  # on the training part only: the validation data stays clean for the thresholds
+    if tcfg.refit_head:  # on the training part first: the validation data stays clean for the thresholds
         fit_head(model, train_ds, y_train, tcfg, refit=True)
     scores = model.scores(valid.texts, batch_size=tcfg.eval_batch_size)
     threshold, _ = tune_global_threshold(scores, gold, vocab.labels)
@@ -460,6 +462,11 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     per_label = tune_label_thresholds(scores, gold, vocab.labels, threshold, tcfg.threshold_min_support)
     model.manifest.label_thresholds = per_label.tolist()
     metrics = evaluate_scores(scores, gold, vocab.labels, model.thresholds)
+    if tcfg.refit_head and tcfg.refit_on == "all" and not eval_data:
+        # the thresholds (and metrics) above come from the training-part head; the final head also
+        # learns from the validation split (a separate --eval-data never joins)
+        both = concatenate_datasets([train_ds, valid_ds])
+        fit_head(model, both, multi_hot(both["label_ids"], len(vocab)), tcfg, refit=True)
     best = trainer.state.best_metric
     model.manifest.metrics = {"eval_data": str(eval_data) if eval_data else "validation split",
                               "thresholds_tuned_on_this_data": True, **metrics}
