@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,6 +54,51 @@ def holdout_split(data_path: str, seed: int, test_fraction: float):
     return split_data(load_data(data_path), (1 - test_fraction, test_fraction), seed)
 
 
+def add_split_args(ap: argparse.ArgumentParser) -> None:
+    """The options that pick the data and the split, shared by every training benchmark."""
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--test-fraction", type=float, default=0.2)
+
+
+@dataclass
+class SplitRun:
+    """One fine-tuning on the training part of a split: the model, the split's parts and the
+    training/validation parts ``train`` itself used."""
+
+    cfg: object
+    model: object
+    train: object
+    test: object
+    fit_part: object
+    valid: object
+    train_seconds: float
+
+
+def fine_tune_on_split(args: argparse.Namespace, forced: list[str] = ()) -> SplitRun:
+    """Fine-tune ``args.model`` (or a random-init ``args.arch``) with ``train``'s settings,
+    ``args.sets`` and then ``forced`` overrides, on the training part of the split ``args``
+    describes (plus the IPC-title documents with ``args.augment_scheme``)."""
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.trainer import load_train_eval
+    from patentcpc.training import train_model
+
+    train, test = holdout_split(args.data, args.seed, args.test_fraction)
+    cli: dict = {"seed": args.seed}
+    if args.model:
+        cli["model"] = args.model
+    if getattr(args, "arch", None):
+        cli["transformer"] = {"arch": args.arch}
+    cfg = resolve(TrainConfig, None, cli, [*args.sets, *forced])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = str(write_training_file(train, Path(tmp) / "train.jsonl", getattr(args, "augment_scheme", False)))
+        t0 = time.time()
+        model = train_model(cfg, train_file, None, Path(tmp) / "model").model
+        train_s = time.time() - t0
+        fit_part, valid = load_train_eval(cfg, train_file, None)  # the same config and seed: the same parts
+    return SplitRun(cfg, model, train, test, fit_part, valid, train_s)
+
+
 def append_result(rec: dict) -> None:
     print(json.dumps(rec))
     with open(HERE / "training_results.jsonl", "a", encoding="utf-8") as fh:
@@ -63,39 +109,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
     ap.add_argument("--arch", default=None)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    add_split_args(ap)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--tag", default="")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--test-fraction", type=float, default=0.2)
     ap.add_argument("--augment-scheme", action="store_true",
                     help="add one IPC-title document per training subclass to the training file")
     args = ap.parse_args()
 
     import torch
 
-    from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training import evaluate_model, train_model
+    from patentcpc.training import evaluate_model
 
-    train, test = holdout_split(args.data, args.seed, args.test_fraction)
-    cli: dict = {"seed": args.seed}
-    if args.model:
-        cli["model"] = args.model
-    if args.arch:
-        cli["transformer"] = {"arch": args.arch}
-    cfg = resolve(TrainConfig, None, cli, args.sets)
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file = write_training_file(train, Path(tmp) / "train.jsonl", args.augment_scheme)
-        t0 = time.time()
-        result = train_model(cfg, str(train_file), None, Path(tmp) / "model")
-        train_s = time.time() - t0
-        test_metrics = evaluate_model(result.model, test)
-        extra = result.model.manifest.extra.get("training", {})
-    append_result({"tag": args.tag, "data": Path(args.data).name, "model": cfg.model if not args.arch else args.arch,
+    run = fine_tune_on_split(args)
+    test_metrics = evaluate_model(run.model, run.test)
+    append_result({"tag": args.tag, "data": Path(args.data).name,
+                   "model": run.cfg.model if not args.arch else args.arch,
                    "overrides": args.sets + (["augment_scheme"] if args.augment_scheme else []),
-                   "n_train": len(train), "n_test": len(test),
-                   "train_seconds": round(train_s, 1), **{k: round(float(test_metrics[k]), 4) for k in KEYS},
-                   "training": extra,
+                   "n_train": len(run.train), "n_test": len(run.test), "train_seconds": round(run.train_seconds, 1),
+                   **{k: round(float(test_metrics[k]), 4) for k in KEYS},
+                   "training": run.model.manifest.extra.get("training", {}),
                    "device": "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)",
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
 

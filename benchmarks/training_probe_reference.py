@@ -17,14 +17,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from training_holdout import DEFAULT_DATA, KEYS, append_result, holdout_split  # noqa: E402
+from training_holdout import KEYS, add_split_args, append_result, holdout_split  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--test-fraction", type=float, default=0.2)
+    add_split_args(ap)
     ap.add_argument("--C", type=float, default=10.0)
     ap.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
     args = ap.parse_args()

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from training_holdout import DEFAULT_DATA, append_result, holdout_split, write_training_file  # noqa: E402
+from training_holdout import add_split_args, append_result, fine_tune_on_split  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
 
@@ -32,9 +31,7 @@ ALPHAS = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--test-fraction", type=float, default=0.2)
+    add_split_args(ap)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--start-on-all", action="store_true",
                     help="fit the start's probe head on the validation part too (its valid scores are then biased)")
@@ -42,21 +39,12 @@ def main() -> None:
 
     from datasets import concatenate_datasets
 
-    from patentcpc.config import TrainConfig, resolve
     from patentcpc.cpc import LabelVocab
-    from patentcpc.trainer import encode, interpolate_weights, load_train_eval, multi_hot, wise_start
-    from patentcpc.training import evaluate_model, train_model
+    from patentcpc.trainer import encode, interpolate_weights, multi_hot, wise_start
+    from patentcpc.training import evaluate_model
 
-    train, test = holdout_split(args.data, args.seed, args.test_fraction)
-    cfg = resolve(TrainConfig, None, {"seed": args.seed, "model": args.model},
-                  [*args.sets, "transformer.wise_alpha=null", "transformer.refit_head=false"])
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file = str(write_training_file(train, Path(tmp) / "train.jsonl"))
-        t0 = time.time()
-        model = train_model(cfg, train_file, None, Path(tmp) / "model").model
-        train_s = time.time() - t0
-        # the same train / validation parts train_model used (same config, same seed)
-        fit_part, valid = load_train_eval(cfg, train_file, None)
+    run = fine_tune_on_split(args, ["transformer.wise_alpha=null", "transformer.refit_head=false"])
+    cfg, model, fit_part, valid, test = run.cfg, run.model, run.fit_part, run.valid, run.test
     vocab = LabelVocab.from_label_lists(fit_part.labels + valid.labels, cfg.data.level)
     assert vocab.labels == list(model.labels), "label vocabulary differs from the trained model's"
     ds = encode(model, fit_part, vocab)
@@ -74,8 +62,8 @@ def main() -> None:
         print(sweep[-1], flush=True)
     tag = "WiSE-FT alpha sweep" + (", start probe on train + validation" if args.start_on_all else "")
     append_result({"tag": f"{tag}, split seed {args.seed}", "data": Path(args.data).name,
-                   "model": cfg.model, "overrides": args.sets, "n_train": len(train), "n_valid": len(valid),
-                   "n_test": len(test), "train_seconds": round(train_s, 1), "sweep": sweep,
+                   "model": cfg.model, "overrides": args.sets, "n_train": len(run.train), "n_valid": len(valid),
+                   "n_test": len(test), "train_seconds": round(run.train_seconds, 1), "sweep": sweep,
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
 
 
