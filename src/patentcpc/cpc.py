@@ -54,7 +54,9 @@ _SYMBOL = re.compile(
     """,
     re.VERBOSE,
 )
-_DATE = re.compile(r"^\(?\d{8}\)?$")
+_DATE = re.compile(r"^\(?(?:\d{8}|\d{4}(?:[.-]\d{2}){1,2})\)?$")  # (20130101), (2013.01), 2006-01-01
+# value markers some databases add after a symbol: I(nventive) / A(dditional), F(irst) / L(ater), ...
+_MARKER = re.compile(r"^\[?[A-Z](?:\s*,\s*[A-Z])*\]?$")
 
 
 @dataclass(frozen=True, order=True)
@@ -118,6 +120,8 @@ def parse_symbol(text: str) -> CPCSymbol:
     for token in rest:
         if _DATE.match(token) or (len(head) == 4 and token.startswith(head)):
             continue
+        if (m.group("m14") or m.group("main")) and _MARKER.match(token):
+            continue
         raise CPCError(f"'{raw.strip()}' is not a CPC symbol (unexpected '{token}')")
     main = m.group("m14") or m.group("main")
     sub = m.group("s14") or m.group("sub")
@@ -157,7 +161,7 @@ def split_symbols(value: object) -> list[str]:
         if not isinstance(items, list):
             raise CPCError(f"'{s[:60]}' is not a list of CPC symbols")
         return split_symbols(items)
-    parts = re.split(r"[;,|]", s)
+    parts = re.split(r"[;,|\n]", s)
     return [p.strip() for p in parts if p.strip()]
 
 

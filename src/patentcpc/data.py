@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -33,11 +34,31 @@ log = logging.getLogger(__name__)
 TEXT_COLUMN_CANDIDATES = ("text", "document", "content", "body")
 VIEW_FIELDS = ("title", "abstract", "claims", "description")
 DEFAULT_VIEW = ("title", "abstract")
+# Patent-database exports name the text fields in many ways; each alias (compared with
+# :func:`column_key`) maps to one of VIEW_FIELDS.
+VIEW_FIELD_ALIASES = {
+    "title": ("title", "invention_title", "title_of_invention", "title_en", "english_title", "ti"),
+    "abstract": ("abstract", "abstract_text", "abstract_en", "english_abstract", "ab"),
+    "claims": ("claims", "claim", "claims_text", "first_claim", "independent_claims", "claims_en", "clm"),
+    "description": ("description", "description_text", "full_description", "description_en", "desc"),
+}
 LABEL_COLUMN_CANDIDATES = (
     "cpc_ids", "labels", "cpc", "cpc_codes", "cpc_subclasses", "cpc_labels", "codes", "ipc",
     "ipc_codes", "label", "classification", "cpc_classes",
+    # patent-database exports (compared with column_key: case, spaces and punctuation ignored)
+    "cpc_current", "cpc_current_full", "cpc_classification", "cpc_classifications", "cpc_symbols",
+    "cpc_full", "cpc_inventive", "cpc_all", "cpc_code", "current_cpc", "cpc_current_codes", "cpc_class",
+    "cooperative_patent_classification", "ipc_current", "ipc_classification", "ipc_classifications",
+    "ipc_symbols", "ipc_full", "ipc_code", "ipcr", "ipcr_codes", "ic", "international_patent_classification",
+    "classifications_cpc", "classifications_ipc",
 )
-ID_COLUMN_CANDIDATES = ("id", "patent_id", "publication_number", "doc_id", "docid", "patent_number")
+ID_COLUMN_CANDIDATES = (
+    "id", "patent_id", "publication_number", "doc_id", "docid", "patent_number",
+    # patent-database exports
+    "publication_no", "pub_number", "pub_no", "publication_id", "publication", "patent_no", "patent",
+    "document_number", "document_id", "doc_number", "lens_id", "family_id", "application_number",
+    "application_no", "application_id", "app_number", "pn", "an",
+)
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
     ".json": "json", ".parquet": "parquet", ".pq": "parquet",
@@ -179,6 +200,26 @@ def read_raw(source: str | os.PathLike, split: str = "train"):
         raise DataError(src, f"cannot be read as {fmt}: {msg}") from None
 
 
+def column_key(name: str) -> str:
+    """A column name compared the way exports vary it: ``CPC - Current`` -> ``cpc_current``,
+    ``Publication Number`` -> ``publication_number`` (case, spaces and punctuation ignored)."""
+    return "_".join(re.findall(r"[a-z0-9]+", str(name).lower()))
+
+
+def _find_column(keys: dict[str, str], candidates: Sequence[str]) -> str | None:
+    return next((keys[column_key(c)] for c in candidates if column_key(c) in keys), None)
+
+
+def _fallback_label_column(cols: Sequence[str]) -> str | None:
+    """A column whose name starts with CPC (then IPC), e.g. ``CPC Classification (Current)``."""
+    for scheme_name in ("cpc", "ipc"):
+        for c in cols:
+            words = column_key(c).split("_")
+            if words[0] == scheme_name and not {"count", "number", "n", "date", "version"} & set(words[1:]):
+                return c
+    return None
+
+
 def resolve_columns(
     columns: Sequence[str],
     source: str,
@@ -187,37 +228,65 @@ def resolve_columns(
     id_field: str | None = None,
     require_labels: bool = True,
 ) -> tuple[list[str], str | None, str | None]:
-    """Pick the text fields, label column and id column (explicit choices first, then detection)."""
+    """Pick the text fields, label column and id column (explicit choices first, then detection).
+
+    Names are matched as exports write them: ``Publication Number``, ``publication_number`` and
+    ``PUBLICATION-NUMBER`` are the same column (see :func:`column_key`); an explicit name is
+    matched exactly first, then the same way.
+    """
     cols = list(columns)
-    lower = {c.lower(): c for c in cols}
+    keys: dict[str, str] = {}
+    for c in cols:
+        keys.setdefault(column_key(c), c)
     available = ", ".join(cols)
+    view = {f: _find_column(keys, VIEW_FIELD_ALIASES[f]) for f in VIEW_FIELDS}  # title -> "Title", ...
+
+    def lookup(name: str) -> str | None:
+        if name in cols:
+            return name
+        return keys.get(column_key(name)) or view.get(column_key(name))
+
     if text_fields:
-        missing = [f for f in text_fields if f not in cols and f.lower() not in lower]
+        found = [lookup(f) for f in text_fields]
+        missing = [f for f, c in zip(text_fields, found, strict=True) if c is None]
         if missing:
             raise DataError(source, f"no column '{missing[0]}' for the text view (columns: {available})")
-        fields = [f if f in cols else lower[f.lower()] for f in text_fields]
+        fields = list(dict.fromkeys(found))
     else:
-        fields = next(([lower[c]] for c in TEXT_COLUMN_CANDIDATES if c in lower), [])
+        fields = next(([keys[c]] for c in TEXT_COLUMN_CANDIDATES if c in keys), [])
         if not fields:
-            fields = [lower[c] for c in DEFAULT_VIEW if c in lower]
+            fields = [view[f] for f in DEFAULT_VIEW if view[f] is not None]
         if not fields:
-            fields = [lower[c] for c in VIEW_FIELDS if c in lower][:1]
+            fields = [view[f] for f in VIEW_FIELDS if view[f] is not None][:1]
         if not fields:
             raise DataError(source, f"no text column found (looked for text, title, abstract, claims, "
                                     f"description; columns: {available}); name one with --text-fields")
+
     def pick(explicit: str | None, candidates: Sequence[str], role: str) -> str | None:
         if explicit:
-            if explicit not in cols:
+            col = explicit if explicit in cols else keys.get(column_key(explicit))
+            if col is None:
                 raise DataError(source, f"no column '{explicit}' for the {role} (columns: {available})")
-            return explicit
-        return next((lower[c] for c in candidates if c in lower), None)
+            return col
+        return _find_column(keys, candidates)
 
     labels = pick(label_field, LABEL_COLUMN_CANDIDATES, "labels")
+    if labels is None and not label_field:
+        labels = _fallback_label_column(cols)
     if labels is None and require_labels:
         raise DataError(source, f"no label column found (looked for {', '.join(LABEL_COLUMN_CANDIDATES[:6])}, "
-                                f"…; columns: {available}); name one with --label-field")
+                                f"CPC Codes, IPC, …; columns: {available}); name one with --label-field")
     ids = pick(id_field, ID_COLUMN_CANDIDATES, "ids")
     return fields, labels, ids
+
+
+def _has_fields(columns: Sequence[str], fields: Sequence[str]) -> bool:
+    """Whether every one of ``fields`` is found in ``columns`` (matched as :func:`resolve_columns` does)."""
+    try:
+        resolve_columns(columns, "", fields, require_labels=False)
+    except DataError:
+        return False
+    return True
 
 
 def _normalizer(source, fields, label_field, id_field, level, on_bad_row, require_labels):
@@ -345,8 +414,8 @@ def load_data(
     if len(raw) == 0:
         raise DataError(source, "has no rows")
     src = str(source)
-    if not text_fields and preferred_text_fields and all(f in raw.column_names for f in preferred_text_fields):
-        text_fields = preferred_text_fields
+    if not text_fields and preferred_text_fields and _has_fields(raw.column_names, preferred_text_fields):
+        text_fields = preferred_text_fields  # e.g. a model's view: Title,Abstract,Claims -> title,abstract,claims
     fields, label_col, id_col = resolve_columns(raw.column_names, src, text_fields, label_field, id_field,
                                                 require_labels)
     fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels)

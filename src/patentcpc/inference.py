@@ -1,5 +1,5 @@
 """Prediction: scores -> ranked CPC codes with titles and hierarchy paths; fast batched transformer
-inference; streaming files in, JSON Lines / Parquet out.
+inference; streaming files in, CSV / TSV / JSON Lines / Parquet out.
 
 Read top to bottom:
 
@@ -11,7 +11,8 @@ Read top to bottom:
   input order. ``torch.inference_mode``, SDPA attention, bf16 autocast on a GPU, optional
   ``torch.compile``, and on a GPU with flash attention a padding-free path for ModernBERT (all the
   documents of a batch packed into one row, ``position_ids`` restarting at each document);
-* :func:`stream_predict`: a file of any size, chunk by chunk (constant memory), JSONL or Parquet out.
+* :func:`stream_predict`: a file of any size, chunk by chunk (constant memory), CSV, TSV, JSONL or
+  Parquet out (by the output's extension), gold labels and hits carried when the input has labels.
 """
 
 from __future__ import annotations
@@ -356,7 +357,9 @@ def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: 
 
 # ----------------------------------------------------------------------------- streaming
 
-OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+                  ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
+LIST_SEPARATOR = ";"
 
 
 @dataclass
@@ -377,24 +380,27 @@ class StreamStats:
 def output_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise ConfigError(f"{path}: output must end in .jsonl or .parquet")
+        raise ConfigError(f"{path}: output must end in .csv, .tsv, .jsonl or .parquet")
     return OUTPUT_FORMATS[suffix]
 
 
-def _parquet_schema():
+def _parquet_schema(with_gold: bool = False):
     import pyarrow as pa  # noqa: PLC0415
 
     node = pa.struct([("code", pa.string()), ("title", pa.string())])
     pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("above_threshold", pa.bool_()),
                       ("title", pa.string()), ("path", pa.list_(node))])
-    return pa.schema([("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))])
+    fields = [("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))]
+    if with_gold:
+        fields += [("gold", pa.list_(pa.string())), ("hits", pa.list_(pa.string()))]
+    return pa.schema(fields)
 
 
-def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> int:
+def _write_parquet(chunks: Iterator[list[dict]], path: Path, with_gold: bool = False) -> int:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    schema = _parquet_schema()
+    schema = _parquet_schema(with_gold)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
     try:
@@ -409,12 +415,55 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> int:
     return n
 
 
+def table_row(rec: dict, id_name: str = "id", with_gold: bool = False) -> dict[str, str]:
+    """One prediction record as a flat CSV/TSV row: ``id_name``, ``codes`` and ``scores``
+    (``;``-separated, best first, in the same order), ``assigned`` (the codes above their
+    threshold) and, with gold labels, ``gold`` and ``hits`` (the gold codes among ``assigned``)."""
+    preds = rec["predictions"]
+    row = {id_name: rec["id"],
+           "codes": LIST_SEPARATOR.join(p["code"] for p in preds),
+           "scores": LIST_SEPARATOR.join(f"{p['score']:.4f}" for p in preds),
+           "assigned": LIST_SEPARATOR.join(rec["labels"])}
+    if with_gold:
+        row["gold"] = LIST_SEPARATOR.join(rec.get("gold", []))
+        row["hits"] = LIST_SEPARATOR.join(rec.get("hits", []))
+    return row
+
+
+def _write_table(records: Iterator[dict], path: Path, delimiter: str, id_name: str, with_gold: bool) -> int:
+    """CSV/TSV, one row per document, written atomically."""
+    import csv  # noqa: PLC0415
+
+    columns = [id_name, "codes", "scores", "assigned"] + (["gold", "hits"] if with_gold else [])
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delimiter)
+            writer.writeheader()
+            for rec in records:
+                writer.writerow(table_row(rec, id_name, with_gold))
+                n += 1
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def has_gold(data) -> bool:
+    """Whether ``data`` (a PatentData) came with a label column: its labels go to the output."""
+    return getattr(data, "label_field", None) is not None
+
+
 def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: int = 4096,
                            options: InferenceOptions | None = None,
                            progress: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
     """Lists of ``{"id", "labels", "predictions"}``, one per chunk of ``data`` (a PatentData):
-    only one chunk of texts, token ids and scores is in memory at a time."""
+    only one chunk of texts, token ids and scores is in memory at a time. When ``data`` has gold
+    labels, each record also has ``gold`` and ``hits`` (the gold codes among ``labels``)."""
     opts = options or InferenceOptions()
+    gold = has_gold(data)
     for batch in data.dataset.iter(batch_size=chunk_size):
         texts = batch["text"]
         if getattr(model, "kind", "") == "transformer":
@@ -423,7 +472,12 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
         else:
             scores = model.scores(texts)
         results = format_predictions(model, scores, top_k)
-        yield [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
+        records = [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
+        if gold:
+            for rec, labels in zip(records, batch["labels"], strict=True):
+                rec["gold"] = list(labels)
+                rec["hits"] = [code for code in labels if code in rec["labels"]]
+        yield records
         if progress is not None:
             progress(len(texts))
 
@@ -432,7 +486,9 @@ def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int 
                    options: InferenceOptions | None = None, progress: bool = False) -> StreamStats:
     """Predict every document of ``data`` (a PatentData, e.g. from
     :func:`patentcpc.training.load_for_model`, memory-mapped Arrow) and write ``output``
-    (``.jsonl`` or ``.parquet``, atomically), chunk by chunk, showing docs/s when ``progress``."""
+    atomically, chunk by chunk, showing docs/s when ``progress``. The format follows the extension:
+    ``.jsonl`` and ``.parquet`` hold every prediction with its title and path; ``.csv`` and ``.tsv``
+    one row per document (see :func:`table_row`), the id under the input's own id column name."""
     if top_k < 1:
         raise ConfigError("top_k must be >= 1")
     if chunk_size < 1:
@@ -444,8 +500,13 @@ def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int 
     t0 = time.perf_counter()
     try:
         chunks = iter_prediction_chunks(model, data, top_k, chunk_size, options, bar.update if bar else None)
+        gold = has_gold(data)
         if fmt == "parquet":
-            n = _write_parquet(chunks, path)
+            n = _write_parquet(chunks, path, gold)
+        elif fmt in ("csv", "tsv"):
+            id_name = getattr(data, "id_field", None) or "id"
+            n = _write_table((rec for chunk in chunks for rec in chunk), path, "\t" if fmt == "tsv" else ",",
+                             id_name, gold)
         else:
             n = write_jsonl((rec for chunk in chunks for rec in chunk), path)
     finally:

@@ -398,6 +398,13 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     run_dir = Path(output)
     set_seed(cfg.seed)
     train, valid = load_train_eval(cfg, data, eval_data)
+    overlap = None
+    if eval_data:  # shared documents make the validation scores (and tuned thresholds) optimistic
+        from patentcpc.overlap import find_overlap  # noqa: PLC0415
+
+        overlap = find_overlap(train, valid)
+        if overlap.any:
+            log.warning("%s", overlap.message(str(data), str(eval_data)))
     # a validation split is part of the training data: its labels belong to the vocabulary
     vocab = LabelVocab.from_label_lists(train.labels + ([] if eval_data else valid.labels), cfg.data.level)
     if len(vocab) == 0:
@@ -476,7 +483,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
         if trainer.state.best_model_checkpoint else None}
     _write_model_folder(model, run_dir, tcfg.keep_checkpoints)
-    return TrainResult(model, metrics, str(run_dir))
+    return TrainResult(model, metrics, str(run_dir), overlap)
 
 
 def _write_model_folder(model: TransformerCPCModel, run_dir: Path, keep_checkpoints: bool) -> None:

