@@ -61,8 +61,8 @@ def predict_batch(
     output_format(output)
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
     m = _load(model, device, onnx)
-    cfg = from_dict(DataConfig, {k: v for k, v in {"text_fields": text_fields, "id_field": id_field,
-                                                   "label_field": label_field, "on_bad_row": on_bad_row}.items() if v is not None}, "data")
+    options = {"text_fields": text_fields, "id_field": id_field, "label_field": label_field, "on_bad_row": on_bad_row}
+    cfg = from_dict(DataConfig, {k: v for k, v in options.items() if v is not None}, "data")
     docs = load_for_model(input, cfg, m, require_labels=False)
     stats = stream_predict(m, docs, output, top_k, chunk_size, opts, progress=not quiet)
     out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
