@@ -424,8 +424,9 @@ def _dotted_scheme(location: str) -> _DottedScheme:
                     continue  # a header or note line
                 level, text = (row[1].strip(), row[2]) if len(row) >= 3 else ("", row[1])
                 stripped = text.lstrip("•·. ")
-                dots = int(level) if level.isdigit() else (text.count("•") + text[: len(text) - len(stripped)].count(".")
-                                                            if sym.depth == "group" else None)
+                lead = text[: len(text) - len(stripped)]
+                dots = int(level) if level.isdigit() else \
+                    (lead.count("•") + lead.count("·") + lead.count(".") if sym.depth == "group" else None)
                 code = str(sym)
                 scheme.titles.setdefault(code, stripped.strip())
                 if sym.depth == "group" and dots is not None:
