@@ -137,7 +137,7 @@ def test_stream_predict_rejects_unknown_output(tmp_path, tiny_jsonl, linear_mode
     from patentcpc.data import load_data
 
     with pytest.raises(ConfigError):
-        stream_predict(linear_model, load_data(tiny_jsonl, require_labels=False), tmp_path / "out.csv")
+        stream_predict(linear_model, load_data(tiny_jsonl, require_labels=False), tmp_path / "out.xlsx")
 
 
 def test_predict_batch_cli(tmp_path, tiny_jsonl, linear_model):
