@@ -81,7 +81,8 @@ def test_predict_text_and_documents(client, linear_model):
 def test_bad_requests_get_4xx_and_service_stays_up(client, payload, status, words):
     r = client.post("/predict", content=payload, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
-    assert words in r.json()["error"]
+    err = r.json()["error"]
+    assert words in err["message"] and err["code"] and "details" in err
     assert client.get("/health").json()["status"] == "ok"
     assert client.post("/predict", json={"text": "Harrow for soil clods"}).status_code == 200
 
@@ -153,6 +154,7 @@ def test_model_failure_is_a_500_and_the_service_stays_up(linear_model):
 
     with TestClient(create_app(Flaky(), ServeConfig(max_wait_ms=0)), raise_server_exceptions=False) as c:
         r = c.post("/predict", json={"text": "boom"})
-        assert r.status_code == 500 and "boom" in r.json()["error"]
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        assert "boom" not in r.text  # no exception text to the client
         assert c.get("/health").json()["status"] == "ok"
         assert c.post("/predict", json={"text": "Plough tines"}).status_code == 200

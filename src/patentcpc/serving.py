@@ -1,32 +1,52 @@
 """The HTTP service: FastAPI over any patentcpc model, with micro-batching.
 
 ``POST /predict`` takes ``{"text": "..."}`` or ``{"documents": [{"text": ...} | {"title": ...,
-"abstract": ...}, ...]}``; ``GET /health``; ``GET /labels``; OpenAPI docs at ``/docs``.
+"abstract": ...}, ...]}``; ``GET /health``; ``GET /labels``; a web page at ``/`` (paste a text or
+upload a CSV, see the codes, download a CSV); OpenAPI docs at ``/docs`` (Swagger UI shipped in the
+package: no CDN).
 
 Concurrent requests are queued and a single worker takes what is waiting (after waiting
 ``max_wait_ms`` for more, adding requests until ``max_batch_docs`` documents are reached) and
 scores it in one model call on a worker thread, so the event loop stays free and the model sees
-full batches. Limits on body size, documents per request and characters per document answer 413;
-malformed JSON 400; empty or missing text 422. Errors are ``{"error": "..."}``.
+full batches.
+
+One request cannot break the others: every text is checked before it joins a batch (valid Unicode,
+and read by the model's tokenizer where the model has one: 422 otherwise), and when a batch still
+fails its requests are scored again one by one, so only the bad one fails (500, without the
+exception's text, which goes to the log).
+
+Limits: body size (counted while the body streams in, 413), documents per request and characters
+per document 413; malformed or too deeply nested JSON 400; empty or missing text 422; a body that
+does not arrive within ``body_timeout_s`` 408; with :func:`run_server`, request headers that do not
+arrive within ``header_timeout_s`` 408 and the connection is closed. SIGTERM stops accepting
+connections, finishes the requests in flight (up to ``graceful_timeout_s``), then exits.
+
+Every error, 4xx or 5xx, FastAPI's own included, is ``{"error": {"code": ..., "message": ...,
+"details": ...}}``.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the route signatures at run time.)
 """
 
 import asyncio
+import copy
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from patentcpc.errors import ConfigError
 from patentcpc.models.base import CPCModel
 
 DOC_FIELDS = ("title", "abstract", "claims", "description")
+STATIC_DIR = Path(__file__).parent / "static"
+logger = logging.getLogger("patentcpc.serving")
 
 
 @dataclass
 class ServeConfig:
-    """Service limits and micro-batching."""
+    """Service limits, micro-batching and timeouts (seconds)."""
 
     max_batch_docs: int = 64
     max_wait_ms: float = 5.0
@@ -34,29 +54,79 @@ class ServeConfig:
     max_chars: int = 50_000
     max_body_bytes: int = 4_000_000
     max_top_k: int = 50
+    max_id_chars: int = 1_000
+    body_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    graceful_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_docs", "max_docs", "max_chars", "max_body_bytes", "max_top_k"):
+        for name in ("max_batch_docs", "max_docs", "max_chars", "max_body_bytes", "max_top_k", "max_id_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
-        if self.max_wait_ms < 0:
+        if not self.max_wait_ms >= 0:
             raise ConfigError(f"max_wait_ms must be >= 0, not {self.max_wait_ms}")
+        for name in ("body_timeout_s", "header_timeout_s", "keep_alive_s", "graceful_timeout_s"):
+            if not 0 < getattr(self, name) < 86_400:
+                raise ConfigError(f"{name} must be > 0 seconds (and under a day), not {getattr(self, name)}")
+
+
+# ----------------------------------------------------------------------------- errors
+
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+               413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+               500: "internal_error", 503: "unavailable"}
+
+
+def error_body(status: int, message: str, code: str | None = None, details: object = None) -> dict:
+    """The one error shape of the service: ``{"error": {"code", "message", "details"}}``."""
+    return {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message, "details": details}}
 
 
 class RequestError(Exception):
-    """A bad request: HTTP ``status`` and a one-line message."""
+    """A bad request: HTTP ``status``, a one-line message, a machine-readable ``code`` and optional
+    ``details`` (JSON-serializable)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None, details: object = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code or ERROR_CODES.get(status, "error")
+        self.details = details
+
+    def body(self) -> dict:
+        return error_body(self.status, self.message, self.code, self.details)
 
 
-def document_text(doc: dict, index: int, max_chars: int, fields: list[str] | None = None) -> str:
+# ----------------------------------------------------------------------------- request parsing
+
+
+def parse_json(raw: bytes) -> object:
+    """The JSON value of a request body, or :class:`RequestError` 400 (malformed, not UTF-8, nested
+    too deeply)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply", "invalid_json") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"malformed JSON: {str(exc)[:200]}", "invalid_json") from None
+
+
+def _check_unicode(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(422, f"{where}: not valid Unicode (a lone surrogate at character {exc.start})",
+                           "invalid_text") from None
+
+
+def document_text(doc: dict, index: int, max_chars: int, fields: list[str] | None = None,
+                  where: str | None = None) -> str:
     """The text of one request document: ``text``, else its title/abstract/... fields joined by a
     newline (in the order of the model's text view where it names them)."""
+    where = where or f"documents[{index}]"
     if not isinstance(doc, dict):
-        raise RequestError(422, f"documents[{index}] must be an object with 'text' or 'title'/'abstract'")
+        raise RequestError(422, f"{where} must be an object with 'text' or 'title'/'abstract'")
     if doc.get("text") is not None:
         parts = [doc["text"]]
     else:
@@ -64,15 +134,32 @@ def document_text(doc: dict, index: int, max_chars: int, fields: list[str] | Non
         order += [f for f in DOC_FIELDS if f not in order]
         parts = [doc[f] for f in order if doc.get(f) is not None]
         if not parts:
-            raise RequestError(422, f"documents[{index}] has no 'text' and none of {', '.join(DOC_FIELDS)}")
+            raise RequestError(422, f"{where} has no 'text' and none of {', '.join(DOC_FIELDS)}")
     if not all(isinstance(p, str) for p in parts):
-        raise RequestError(422, f"documents[{index}]: text fields must be strings")
+        raise RequestError(422, f"{where}: text fields must be strings")
     text = "\n".join(p.strip() for p in parts if p.strip())
     if not text:
-        raise RequestError(422, f"documents[{index}]: text is empty")
+        raise RequestError(422, f"{where}: text is empty")
     if len(text) > max_chars:
-        raise RequestError(413, f"documents[{index}]: {len(text)} characters, more than the limit {max_chars}")
+        raise RequestError(413, f"{where}: {len(text)} characters, more than the limit {max_chars}")
+    _check_unicode(text, where)
     return text
+
+
+def _document_id(doc: dict, index: int, cfg: ServeConfig):
+    value = doc.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RequestError(422, f"documents[{index}].id must be a string or an integer")
+    if isinstance(value, int):
+        if abs(value) >= 2**53:
+            raise RequestError(422, f"documents[{index}].id: integers must be within +-2^53 (send a string)")
+        return value
+    if len(value) > cfg.max_id_chars:
+        raise RequestError(413, f"documents[{index}].id: more than {cfg.max_id_chars} characters")
+    _check_unicode(value, f"documents[{index}].id")
+    return value
 
 
 def parse_request(body: object, cfg: ServeConfig, fields: list[str] | None = None) -> tuple[list[str], list, int]:
@@ -87,14 +174,66 @@ def parse_request(body: object, cfg: ServeConfig, fields: list[str] | None = Non
     if "text" in body:
         if not isinstance(body["text"], str):
             raise RequestError(422, "'text' must be a string")
-        return [document_text({"text": body["text"]}, 0, cfg.max_chars)], [None], top_k
+        return [document_text({"text": body["text"]}, 0, cfg.max_chars, where="text")], [None], top_k
     docs = body["documents"]
     if not isinstance(docs, list) or not docs:
         raise RequestError(422, "'documents' must be a non-empty list")
     if len(docs) > cfg.max_docs:
         raise RequestError(413, f"{len(docs)} documents, more than the limit {cfg.max_docs} per request")
     texts = [document_text(d, i, cfg.max_chars, fields) for i, d in enumerate(docs)]
-    return texts, [d.get("id") for d in docs], top_k
+    return texts, [_document_id(d, i, cfg) for i, d in enumerate(docs)], top_k
+
+
+class TextChecker:
+    """Runs the model's tokenizer (a private copy, on its own thread) over a request's texts before
+    they join a batch, so a text the model cannot read fails alone with 422. Models without a
+    ``tokenizer`` attribute get the Unicode check of :func:`document_text` only."""
+
+    def __init__(self, model: CPCModel):
+        tok = getattr(model, "tokenizer", None)
+        self._max_length = int(getattr(model, "max_length", 512) or 512)
+        self._tok = None
+        if callable(tok):
+            try:
+                self._tok = copy.deepcopy(tok)  # tokenizers are not safe to share across threads
+            except Exception:  # noqa: BLE001  (no copy: skip the check; the batch fallback still isolates)
+                logger.warning("could not copy the model's tokenizer; texts are checked for Unicode only")
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _encode(self, texts: list[str]) -> None:
+        self._tok(texts, truncation=True, max_length=self._max_length, padding=False)
+
+    def check_sync(self, texts: list[str], where: list[str] | None = None) -> None:
+        if self._tok is None:
+            return
+        try:
+            self._encode(texts)
+            return
+        except Exception:  # noqa: BLE001  (find the text at fault)
+            pass
+        for i, text in enumerate(texts):
+            try:
+                self._encode([text])
+            except Exception as exc:  # noqa: BLE001
+                label = where[i] if where else f"documents[{i}]"
+                logger.info("%s: tokenizer refused the text: %s: %s", label, type(exc).__name__, exc)
+                raise RequestError(422, f"{label}: the model's tokenizer cannot read this text",
+                                   "invalid_text") from None
+
+    async def check(self, texts: list[str], where: list[str] | None = None) -> None:
+        if self._tok is None:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, "patentcpc-check")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.check_sync, texts, where)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+# ----------------------------------------------------------------------------- micro-batching
 
 
 @dataclass
@@ -106,13 +245,15 @@ class _Job:
 
 @dataclass
 class MicroBatcher:
-    """Collects concurrent jobs and scores them together on one worker thread."""
+    """Collects concurrent jobs and scores them together on one worker thread. When a batch fails,
+    its jobs are scored again one by one: only the job at fault gets the exception."""
 
     model: CPCModel
     max_batch_docs: int = 64
     max_wait_ms: float = 5.0
     n_batches: int = 0
     n_docs: int = 0
+    n_retries: int = 0
     _queue: asyncio.Queue | None = field(default=None, repr=False)
     _task: asyncio.Task | None = field(default=None, repr=False)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -142,16 +283,36 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
                 jobs.append(job)
                 n += len(job.texts)
-            try:
-                results = await loop.run_in_executor(self._executor, self._score, jobs)
-            except Exception as exc:  # noqa: BLE001  (reported to every waiting request)
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            jobs = [j for j in jobs if not j.future.done()]  # (a client that went away)
+            if not jobs:
                 continue
+            try:
+                results = await loop.run_in_executor(self._executor, self._score_isolated, jobs)
+            except Exception as exc:  # noqa: BLE001  (reported to every waiting request)
+                results = [exc] * len(jobs)
             for job, res in zip(jobs, results, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if isinstance(res, BaseException):
+                    job.future.set_exception(res)
+                else:
                     job.future.set_result(res)
+
+    def _score_isolated(self, jobs: list[_Job]) -> list:
+        """Results (or the exception) of each job: the batch in one call, else job by job."""
+        try:
+            return self._score(jobs)
+        except Exception as exc:  # noqa: BLE001
+            if len(jobs) == 1:
+                return [exc]
+        self.n_retries += 1
+        out: list = []
+        for job in jobs:
+            try:
+                out.extend(self._score([job]))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
 
     def _score(self, jobs: list[_Job]) -> list[list[dict]]:
         from patentcpc.inference import format_predictions  # noqa: PLC0415
@@ -175,53 +336,127 @@ class MicroBatcher:
             self._executor = None
 
 
-class BodyLimit:
-    """ASGI middleware: a body over ``max_bytes`` (declared or streamed) gets 413."""
+# ----------------------------------------------------------------------------- ASGI middleware
 
-    def __init__(self, app, max_bytes: int):
+
+class BodyLimit:
+    """ASGI middleware: a body over ``max_bytes`` (declared in Content-Length, or counted as it
+    streams in) gets 413; a body that has not fully arrived ``timeout_s`` after the request started
+    gets 408. Both close the connection."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        too_big = RequestError(413, f"request body larger than the limit of {self.max_bytes} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = f"request body larger than the limit of {self.max_bytes} bytes"
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _send_json(send, 413, {"error": too_big})
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            return await send_error(send, too_big, close=True)
         seen = 0
+        complete = False
+        deadline = time.monotonic() + self.timeout_s
+        started = False
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # the body is in: waits for a disconnect are the app's business
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                raise _BodyError(RequestError(
+                    408, f"the request body did not arrive within {self.timeout_s:g} s")) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise RequestError(413, too_big)
+                    raise _BodyError(too_big)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            return await self.app(scope, limited_receive, send)
-        except RequestError as exc:
-            return await _send_json(send, exc.status, {"error": exc.message})
+            return await self.app(scope, limited_receive, tracking_send)
+        except _BodyError as exc:
+            if started:  # too late for an error response
+                raise
+            return await send_error(send, exc.error, close=True)
 
 
-async def _send_json(send, status: int, payload: dict) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+class _BodyError(Exception):
+    def __init__(self, error: RequestError):
+        super().__init__(error.message)
+        self.error = error
+
+
+async def send_error(send, error: RequestError, close: bool = False) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+# ----------------------------------------------------------------------------- OpenAPI schemas
+
 _DOC_SCHEMA = {"type": "object", "properties": {
-    "id": {"type": "string"}, "text": {"type": "string"},
+    "id": {"anyOf": [{"type": "string", "maxLength": 1000}, {"type": "integer"}],
+           "description": "Echoed back with the document's predictions."},
+    "text": {"type": "string", "description": "The whole text (else the fields below are joined)."},
     **{f: {"type": "string"} for f in DOC_FIELDS}}}
 PREDICT_SCHEMA = {"type": "object", "properties": {
     "text": {"type": "string", "description": "One document (or use 'documents')."},
-    "documents": {"type": "array", "items": _DOC_SCHEMA},
+    "documents": {"type": "array", "items": _DOC_SCHEMA, "minItems": 1},
     "top_k": {"type": "integer", "default": 5, "minimum": 1}}}
 PREDICT_EXAMPLE = {"documents": [{"id": "1", "title": "Plough", "abstract": "A plough with adjustable tines."}],
                    "top_k": 5}
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}
+_NODE = {"type": "object", "required": ["code", "title"],
+         "properties": {"code": {"type": "string"}, "title": {"type": ["string", "null"]}}}
+_PREDICTION = {"type": "object", "required": ["code", "score", "above_threshold", "title", "path"], "properties": {
+    "code": {"type": "string"}, "score": {"type": "number"}, "above_threshold": {"type": "boolean"},
+    "title": {"type": ["string", "null"]}, "path": {"type": "array", "items": _NODE}}}
+_RESULT_PROPS = {"labels": {"type": "array", "items": {"type": "string"}},
+                 "predictions": {"type": "array", "items": _PREDICTION}}
+PREDICT_RESPONSE_SCHEMA = {"anyOf": [
+    {"type": "object", "required": ["labels", "predictions"], "properties": _RESULT_PROPS},
+    {"type": "object", "required": ["documents"], "properties": {"documents": {"type": "array", "items": {
+        "type": "object", "required": ["labels", "predictions"],
+        "properties": {"id": {"anyOf": [{"type": "string"}, {"type": "integer"}]}, **_RESULT_PROPS}}}}},
+]}
+HEALTH_SCHEMA = {"type": "object", "required": ["status", "model_kind", "n_labels"], "properties": {
+    "status": {"type": "string"}, "model_kind": {"type": "string"}, "n_labels": {"type": "integer"},
+    "label_level": {"type": ["string", "null"]}, "score_type": {"type": ["string", "null"]},
+    "uptime_s": {"type": "number"}, "queue_depth": {"type": "integer"}, "batches": {"type": "integer"},
+    "documents": {"type": "integer"}, "limits": {"type": "object"}}}
+LABELS_SCHEMA = {"type": "object", "required": ["labels"], "properties": {
+    "label_level": {"type": ["string", "null"]}, "labels": {"type": "array", "items": _NODE}}}
+
+
+def _json_response(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error_responses(*statuses: int) -> dict:
+    text = {400: "Malformed JSON", 408: "The body did not arrive in time", 413: "Too large a request",
+            422: "Invalid request", 500: "The model failed on this request"}
+    return {s: _json_response(ERROR_SCHEMA, text.get(s, "Error")) for s in statuses}
+
+
+# ----------------------------------------------------------------------------- the app
 
 
 def create_app(model: CPCModel, cfg: ServeConfig | None = None):
@@ -229,13 +464,18 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
     from contextlib import asynccontextmanager  # noqa: PLC0415
 
     from fastapi import FastAPI, Request  # noqa: PLC0415
-    from fastapi.responses import JSONResponse  # noqa: PLC0415
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
+    from fastapi.openapi.docs import get_swagger_ui_html  # noqa: PLC0415
+    from fastapi.responses import FileResponse, JSONResponse  # noqa: PLC0415
+    from starlette.exceptions import HTTPException  # noqa: PLC0415
+    from starlette.staticfiles import StaticFiles  # noqa: PLC0415
 
     from patentcpc import __version__  # noqa: PLC0415
     from patentcpc.cpc import title  # noqa: PLC0415
 
     cfg = cfg or ServeConfig()
     batcher = MicroBatcher(model, cfg.max_batch_docs, cfg.max_wait_ms)
+    checker = TextChecker(model)
     fields = list(model.manifest.text_view.get("fields") or [])
     started = time.time()
 
@@ -243,45 +483,161 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
     async def lifespan(_app):
         yield
         batcher.close()
+        checker.close()
 
-    app = FastAPI(title="patentcpc", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="patentcpc", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Assign CPC codes to patent text. POST /predict with {\"text\": ...} or "
-                              "{\"documents\": [{\"text\": ...} | {\"title\": ..., \"abstract\": ...}]}.")
+                              "{\"documents\": [{\"text\": ...} | {\"title\": ..., \"abstract\": ...}]}. "
+                              "Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.batcher = batcher
 
     @app.exception_handler(RequestError)
     async def _request_error(_request: Request, exc: RequestError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else ERROR_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(exc.status_code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                    "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse(error_body(422, "invalid request", details=details), status_code=422)
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, exc: Exception):
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {str(exc)[:200]}"}, status_code=500)
+        logger.error("internal error: %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse(error_body(500, "internal error (see the service log)"), status_code=500)
 
-    @app.get("/health")
+    @app.get("/health", responses={200: _json_response(HEALTH_SCHEMA, "Service status")})
     async def health() -> dict:
+        """Status, model, counters and the request limits."""
         return {"status": "ok", "model_kind": model.kind, "n_labels": len(model.labels),
-                "label_level": model.manifest.label_level, "uptime_s": round(time.time() - started, 1),
-                "queue_depth": batcher.queue_depth, "batches": batcher.n_batches, "documents": batcher.n_docs}
+                "label_level": model.manifest.label_level, "score_type": model.manifest.score_type,
+                "uptime_s": round(time.time() - started, 1), "queue_depth": batcher.queue_depth,
+                "batches": batcher.n_batches, "documents": batcher.n_docs,
+                "limits": {"max_docs": cfg.max_docs, "max_chars": cfg.max_chars, "max_top_k": cfg.max_top_k,
+                           "max_body_bytes": cfg.max_body_bytes}}
 
-    @app.get("/labels")
+    @app.get("/labels", responses={200: _json_response(LABELS_SCHEMA, "The label vocabulary with titles")})
     async def labels() -> dict:
+        """The model's labels with their titles."""
         return {"label_level": model.manifest.label_level,
                 "labels": [{"code": c, "title": title(c)} for c in model.labels]}
 
+    predict_schema = copy.deepcopy(PREDICT_SCHEMA)
+    predict_schema["properties"]["top_k"]["maximum"] = cfg.max_top_k
+    predict_schema["properties"]["documents"]["maxItems"] = cfg.max_docs
+
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": PREDICT_SCHEMA, "example": PREDICT_EXAMPLE}}}})
+        "application/json": {"schema": predict_schema, "example": PREDICT_EXAMPLE}}}},
+        responses={200: _json_response(PREDICT_RESPONSE_SCHEMA, "Ranked CPC codes"),
+                   **_error_responses(400, 408, 413, 422, 500)})
     async def predict(request: Request) -> dict:
         """Ranked CPC codes (labels above threshold plus the top k) for one text or a list of documents."""
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"malformed JSON: {exc}") from None
+        body = parse_json(await request.body())
         texts, ids, top_k = parse_request(body, cfg, fields)
-        results = await batcher.submit(texts, top_k)
+        await checker.check(texts, ["text"] if "text" in body else None)
+        try:
+            results = await batcher.submit(texts, top_k)
+        except RequestError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (logged here; the client gets no exception text)
+            logger.error("the model failed on a request of %d document(s)", len(texts), exc_info=exc)
+            raise RequestError(500, "the model failed on this request (see the service log)") from None
         if "text" in body:
             return results[0]
         return {"documents": [{"id": i, **r} if i is not None else r for i, r in zip(ids, results, strict=True)]}
 
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    # the web page and the docs: every asset from the package, none from a CDN
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                       "base-uri 'none'; frame-ancestors 'none'",
+            "Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title="patentcpc API",
+            swagger_js_url=f"{root}/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None})
+
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     return app
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def _h11_protocol(header_timeout_s: float):
+    """uvicorn's h11 protocol with a deadline for the request line and headers: a client that sends
+    part of them and stalls gets 408 and the connection is closed (uvicorn alone waits forever)."""
+    import h11  # noqa: PLC0415
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+
+    body = json.dumps(error_body(408, f"the request headers did not arrive within {header_timeout_s:g} s")).encode()
+    response = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    class HeaderTimeoutH11Protocol(H11Protocol):
+        _header_timer = None
+
+        def _arm_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(header_timeout_s, self._header_timeout)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # the headers are in
+                self._cancel_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_header_timer()  # the next request on this connection
+
+        def connection_lost(self, exc) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE \
+                    and not self.transport.is_closing():
+                self.transport.write(response)
+                self.transport.close()
+
+    return HeaderTimeoutH11Protocol
+
+
+def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
+               log_level: str = "info") -> None:
+    """Serve ``model`` with uvicorn until SIGINT/SIGTERM; in-flight requests are finished first
+    (up to ``cfg.graceful_timeout_s``)."""
+    import uvicorn  # noqa: PLC0415
+
+    cfg = cfg or ServeConfig()
+    config = uvicorn.Config(create_app(model, cfg), host=host, port=port, log_level=log_level,
+                            http=_h11_protocol(cfg.header_timeout_s),
+                            timeout_keep_alive=max(1, round(cfg.keep_alive_s)),
+                            timeout_graceful_shutdown=max(1, round(cfg.graceful_timeout_s)))
+    uvicorn.Server(config).run()

@@ -115,16 +115,21 @@ def serve(
     device: Device = None,
     onnx: Onnx = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    header_timeout: Annotated[float, typer.Option("--header-timeout", help="Seconds a client has to send the "
+                                                                           "request headers (else 408).")] = 10.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a client has to send the "
+                                                                       "request body (else 408).")] = 30.0,
+    graceful_timeout: Annotated[float, typer.Option("--graceful-timeout", help="On SIGTERM, seconds to finish "
+                                                                               "the requests in flight.")] = 30.0,
 ) -> None:
-    """HTTP service: POST /predict, GET /health, GET /labels, OpenAPI docs at /docs."""
-    import uvicorn  # noqa: PLC0415
-
-    from patentcpc.serving import ServeConfig, create_app  # noqa: PLC0415
+    """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs."""
+    from patentcpc.serving import ServeConfig, run_server  # noqa: PLC0415
 
     cfg = ServeConfig(max_batch_docs=max_batch_docs, max_wait_ms=max_wait_ms, max_docs=max_docs,
-                      max_chars=max_chars, max_body_bytes=max_body_bytes)
+                      max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
+                      body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)
     m = _load(model, device, onnx)
-    uvicorn.run(create_app(m, cfg), host=host, port=port, log_level=log_level)
+    run_server(m, cfg, host=host, port=port, log_level=log_level)
 
 
 @export_app.command("onnx")
