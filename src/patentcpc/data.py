@@ -133,8 +133,8 @@ def _check_text_file(path: Path) -> int | None:
                 block.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad_line = line_no + block[: exc.start].count(b"\n") + 1
-                raise DataError(path, f"line {bad_line} (byte offset {offset + exc.start}): bytes that are not "
-                                      f"UTF-8 (byte 0x{block[exc.start]:02x}); re-save the file as UTF-8") from None
+                raise DataError(path, f"line {bad_line}: bytes that are not UTF-8 (byte 0x{block[exc.start]:02x}) "
+                                      f"at byte offset {offset + exc.start}; re-save the file as UTF-8") from None
             if nul_line is None and (pos := block.find(b"\x00")) >= 0:
                 nul_line = line_no + block[:pos].count(b"\n") + 1
             line_no += block.count(b"\n")
@@ -252,7 +252,7 @@ def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit
     try:
         for rec in make_rows(stop):
             batch.append(rec)
-            if len(batch) >= 10_000:
+            if fmt == "csv" and len(batch) >= 10_000:  # JSON: one table at the end (types of all rows)
                 tables.append(_rows_table(batch, fmt))
                 batch = []
     except ic.BadRecordError as exc:
@@ -267,20 +267,43 @@ def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit
         problem, field_name = bad[min(bad)]
         first = DataError(src, problem, min(bad), field_name)
         raise DataError(src, f"every row is bad ({len(bad)} skipped); first: {first}")
-    try:
-        table = pa.concat_tables(tables, promote_options="default")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise DataError(src, f"cannot be read as {fmt}: {_root_message(exc)}") from None
+    table = pa.concat_tables(tables)
+    if _PLACEHOLDER in table.column_names:
+        table = table.drop_columns([_PLACEHOLDER])
     return datasets.Dataset(table)
 
 
 def _rows_table(rows: list[dict], fmt: str):
+    """An Arrow table of rows: CSV values are strings; a JSON column whose values are all lists
+    becomes a list of strings, any other a string column (lists in a mixed column as JSON text)."""
+    import json  # noqa: PLC0415
+
     import pyarrow as pa  # noqa: PLC0415
 
     if fmt == "csv":  # every value a string (None for a bad record's placeholder)
         names = list(next((r for r in rows if r), rows[0]))
         return pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
-    return pa.Table.from_pylist(rows)
+    names = list(dict.fromkeys(k for r in rows for k in r))  # every key, in first-seen order
+    if not names:  # bad records only
+        return pa.table({_PLACEHOLDER: pa.nulls(len(rows))})
+
+    def text(v):
+        if v is None or isinstance(v, str):
+            return v
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+
+    cols = {}
+    for n in names:
+        values = [r.get(n) for r in rows]
+        if all(v is None or isinstance(v, list) for v in values) and any(v is not None for v in values):
+            cols[n] = pa.array([None if v is None else [None if x is None else text(x) for x in v]
+                                for v in values], pa.list_(pa.string()))
+        else:
+            cols[n] = pa.array([text(v) for v in values], pa.string())
+    return pa.table(cols)
+
+
+_PLACEHOLDER = "__patentcpc_bad_rows__"
 
 
 def resolve_columns(
