@@ -152,6 +152,9 @@ def train(
     else:
         result = train_model(cfg, data, eval_data, output, resume=resume)
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
+    n_skipped = (getattr(result.model.manifest, "training_data", None) or {}).get("n_skipped")
+    if n_skipped:
+        console.print(f"[yellow]skipped {n_skipped} bad row(s)[/] of {data} (--on-bad-row skip)", highlight=False)
     if result.metrics:
         _print_metrics(result.metrics)
 
