@@ -192,6 +192,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow  # two processes that import the training stack (~20 s on 2 cores)
 def test_cli_unterminated_quote_default_and_skip(tmp_path):
     rows = "".join(f"row {i} about wireless networks,H04L\nrow {i} about ploughs,A01B\n" for i in range(10))
     (tmp_path / "bad.csv").write_bytes(HEADER + rows.encode() + b'"broken text,H04L\n' + rows.encode())
@@ -281,6 +282,7 @@ def _read(path: Path) -> None:
 
 READER = settings(max_examples=60, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+READER_SMALL = settings(READER, max_examples=25)  # each example loads a dataset twice
 
 
 @READER
@@ -316,7 +318,7 @@ JSON_VALUE = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(
                           max_leaves=8)
 
 
-@READER
+@READER_SMALL
 @given(st.lists(st.dictionaries(st.sampled_from(["text", "cpc", "title", "x"]), JSON_VALUE, max_size=4),
                 min_size=1, max_size=5))
 def test_jsonl_from_arbitrary_objects(tmp_path_factory, records):
@@ -325,7 +327,7 @@ def test_jsonl_from_arbitrary_objects(tmp_path_factory, records):
     _read(path)
 
 
-@READER
+@READER_SMALL
 @given(st.lists(st.fixed_dictionaries({"text": st.one_of(st.none(), CELL), "cpc": st.one_of(st.none(), CELL)}),
                 min_size=1, max_size=5), st.booleans())
 def test_parquet_from_arbitrary_text(tmp_path_factory, records, binary):

@@ -112,8 +112,9 @@ def detect_format(source: str | os.PathLike) -> str:
     raise DataError(source, "file not found")
 
 
-def _check_text_file(path: Path) -> int | None:
-    """Fail early, with the line number, on an empty file or bytes that are not UTF-8.
+def _check_text_file(path: Path, decode: bool = True) -> int | None:
+    """Fail early, with the line number, on an empty file or bytes that are not UTF-8 (``decode``;
+    the CSV structure scan decodes the file itself and calls this again only when that fails).
 
     Returns the line of the first NUL byte (None when there is none): the caller decides."""
     if path.stat().st_size == 0:
@@ -130,7 +131,8 @@ def _check_text_file(path: Path) -> int | None:
             cut = data.rfind(b"\n") + 1 if len(chunk) == 1 << 24 else len(data)
             block, carry = data[:cut], data[cut:]
             try:
-                block.decode("utf-8")
+                if decode:
+                    block.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad_line = line_no + block[: exc.start].count(b"\n") + 1
                 raise DataError(path, f"line {bad_line}: bytes that are not UTF-8 (byte 0x{block[exc.start]:02x}) "
@@ -175,10 +177,17 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
         if fmt == "hub":
             return datasets.load_dataset(src, split=split), bad
         path = Path(src)
-        nul_line = _check_text_file(path) if fmt != "parquet" else None
+        scanned = fmt in ("csv", "tsv") and ic.can_scan(path)
+        nul_line = _check_text_file(path, decode=not scanned) if fmt != "parquet" else None
+        if scanned and nul_line is not None:
+            _check_text_file(path)  # the row-by-row reader needs the UTF-8 check first
         if fmt in ("csv", "tsv"):
             delimiter = "\t" if fmt == "tsv" else ","
-            first = ic.scan_csv(path, delimiter, limit, src) if ic.can_scan(path) and nul_line is None else None
+            try:
+                first = ic.scan_csv(path, delimiter, limit, src) if scanned and nul_line is None else None
+            except UnicodeDecodeError:
+                _check_text_file(path)  # raises with the line and byte offset
+                raise
             if first is not None and (on_bad_row == "error" or first.row is None):
                 raise DataError(src, first.problem, first.row, first.field)
             if first is not None or nul_line is not None:
