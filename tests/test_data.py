@@ -192,7 +192,7 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(DataError, match="line 2: not valid JSON"):
         load_data(tmp_path / "broken.jsonl")
     (tmp_path / "ragged.csv").write_text("text,cpc_ids\na,H04L\nb,H04L,extra\n")
-    with pytest.raises(DataError, match="cannot be read as csv"):
+    with pytest.raises(DataError, match="row 2: line 3: too many fields"):
         load_data(tmp_path / "ragged.csv")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="cannot be read as parquet"):

@@ -133,36 +133,60 @@ def detect_format(source: str | os.PathLike) -> str:
     raise DataError(source, "file not found")
 
 
-def _check_text_file(path: Path) -> None:
-    """Fail early, with the line number, on an empty file or bytes that are not UTF-8."""
+def _check_text_file(path: Path, decode: bool = True) -> int | None:
+    """Fail early, with the line number, on an empty file or bytes that are not UTF-8 (``decode``;
+    the CSV structure scan decodes the file itself and calls this again only when that fails).
+
+    Returns the line of the first NUL byte (None when there is none): the caller decides."""
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     if path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst"):
-        return
+        return None
+    nul_line = None
     with open(path, "rb") as fh:
         line_no = 0
+        offset = 0
         carry = b""
         while chunk := fh.read(1 << 24):
             data = carry + chunk
             cut = data.rfind(b"\n") + 1 if len(chunk) == 1 << 24 else len(data)
             block, carry = data[:cut], data[cut:]
             try:
-                block.decode("utf-8")
+                if decode:
+                    block.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad_line = line_no + block[: exc.start].count(b"\n") + 1
-                raise DataError(path, f"line {bad_line}: bytes that are not UTF-8 "
-                                      f"(byte 0x{block[exc.start]:02x}); re-save the file as UTF-8") from None
+                raise DataError(path, f"line {bad_line}: bytes that are not UTF-8 (byte 0x{block[exc.start]:02x}) "
+                                      f"at byte offset {offset + exc.start}; re-save the file as UTF-8") from None
+            if nul_line is None and (pos := block.find(b"\x00")) >= 0:
+                nul_line = line_no + block[:pos].count(b"\n") + 1
             line_no += block.count(b"\n")
+            offset += len(block)
+    return nul_line
 
 
-def read_raw(source: str | os.PathLike, split: str = "train"):
-    """Read a source into a :class:`datasets.Dataset` with its own columns (no mapping yet)."""
+def read_raw(source: str | os.PathLike, split: str = "train", *, on_bad_row: str = "error",
+             max_field_chars: int | None = None):
+    """Read a source into a :class:`datasets.Dataset` with its own columns (no mapping yet).
+
+    Text files are checked for structure first (see :mod:`patentcpc.input_checks`): a bad record
+    raises a :class:`DataError` naming its row, line and field. With ``on_bad_row='skip'`` bad
+    records become rows of empty values (use :func:`load_data` to drop and count them)."""
+    return _read_raw(source, split, on_bad_row, max_field_chars)[0]
+
+
+def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field_chars: int | None = None):
+    """(dataset, bad records: row -> (problem, field)) for :func:`read_raw` and :func:`load_data`."""
     import datasets  # noqa: PLC0415 (heavy import)
+
+    from patentcpc import input_checks as ic  # noqa: PLC0415
 
     if os.environ.get("CI") or not sys.stderr.isatty():
         datasets.disable_progress_bars()  # progress bars only for a person watching a terminal
     fmt = detect_format(source)
     src = str(source)
+    limit = ic.max_field_chars(max_field_chars)
+    bad: dict[int, tuple[str, str | None]] = {}
     try:
         if fmt == "disk":
             ds = datasets.load_from_disk(src)
@@ -170,31 +194,67 @@ def read_raw(source: str | os.PathLike, split: str = "train"):
                 if split not in ds:
                     raise DataError(src, f"has no split '{split}' (splits: {', '.join(ds)})")
                 ds = ds[split]
-            return ds
+            return ds, bad
         if fmt == "hub":
-            return datasets.load_dataset(src, split=split)
+            return datasets.load_dataset(src, split=split), bad
         path = Path(src)
-        if fmt != "parquet":
-            _check_text_file(path)
+        scanned = fmt in ("csv", "tsv") and ic.can_scan(path)
+        nul_line = _check_text_file(path, decode=not scanned) if fmt != "parquet" else None
+        if scanned and nul_line is not None:
+            _check_text_file(path)  # the row-by-row reader needs the UTF-8 check first
+        if fmt in ("csv", "tsv"):
+            delimiter = "\t" if fmt == "tsv" else ","
+            try:
+                first = ic.scan_csv(path, delimiter, limit, src) if scanned and nul_line is None else None
+            except UnicodeDecodeError:
+                _check_text_file(path)  # raises with the line and byte offset
+                raise
+            if first is not None and (on_bad_row == "error" or first.row is None):
+                raise DataError(src, first.problem, first.row, first.field)
+            if first is not None or nul_line is not None:
+                return _read_rows(path, src, "csv", bad, on_bad_row, limit,
+                                  lambda stop: ic.iter_csv_rows(path, delimiter, limit, src, bad, stop)), bad
+        if fmt in ("jsonl", "json") and ic.can_scan(path) and not _starts_with(path, b"["):
+            deep = ic.scan_json_depth(path)
+            if deep is not None:
+                if on_bad_row == "error":
+                    raise DataError(src, f"line {deep}: JSON nested deeper than {ic.MAX_JSON_DEPTH} levels")
+                return _read_rows(path, src, fmt, bad, on_bad_row, limit,
+                                  lambda stop: ic.iter_jsonl_rows(path, bad, stop)), bad
         builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "json": "json", "parquet": "parquet"}[fmt]
         kwargs = {"delimiter": "\t"} if fmt == "tsv" else {}
         if fmt in ("csv", "tsv"):
             kwargs["keep_default_na"] = False  # an empty cell is an empty string, not NaN
             kwargs["encoding"] = "utf-8-sig"  # spreadsheet exports start with a byte-order mark
-        with _quiet_datasets():
-            return datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
+        try:
+            with _quiet_datasets():
+                ds = datasets.load_dataset(builder, data_files=str(path.resolve()), split="train", **kwargs)
+        except Exception:
+            if fmt in ("jsonl", "json") and on_bad_row == "skip" and not _starts_with(path, b"["):
+                return _read_rows(path, src, fmt, bad, on_bad_row, limit,
+                                  lambda stop: ic.iter_jsonl_rows(path, bad, stop)), bad
+            raise
+        if fmt == "parquet":
+            problem = ic.check_header(list(ds.column_names), src)
+            if problem:
+                raise DataError(src, problem)
+        return ds, bad
     except DataError:
         raise
     except FileNotFoundError as exc:
         raise DataError(src, "file not found") from exc
+    except RecursionError:
+        raise DataError(src, f"cannot be read as {fmt}: nested too deeply") from None
     except Exception as exc:  # the readers raise many kinds: report them on one line
         msg = _root_message(exc)
         if "corresponds to no data" in msg:  # datasets' words for a file with a header and no rows
             raise DataError(src, "has no rows") from None
-        if fmt == "jsonl":
-            bad = _first_bad_json_line(Path(src))
-            if bad is not None:
-                raise DataError(src, f"line {bad[0]}: {bad[1]}") from None
+        if fmt in ("jsonl", "json") and not _starts_with(Path(src), b"["):
+            bad_line = _first_bad_json_line(Path(src))
+            if bad_line is not None:
+                raise DataError(src, f"line {bad_line[0]}: {bad_line[1]}") from None
+        if "depth limit" in msg:
+            raise DataError(src, f"cannot be read as {fmt}: JSON nested too deeply ({msg})") from None
         if fmt == "hub":
             msg = f"cannot load the Hugging Face dataset ({msg})"
         raise DataError(src, f"cannot be read as {fmt}: {msg}") from None
@@ -218,6 +278,80 @@ def _fallback_label_column(cols: Sequence[str]) -> str | None:
             if words[0] == scheme_name and not {"count", "number", "n", "date", "version"} & set(words[1:]):
                 return c
     return None
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    """Whether a plain text file starts (after a byte-order mark and white space) with ``prefix``."""
+    if path.suffix.lower() in (".gz", ".bz2", ".xz", ".zst"):
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(prefix)
+
+
+def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit: int, make_rows):
+    """A dataset built row by row from ``make_rows(stop_at_first)`` (the slow, careful path for a file
+    with bad records); under ``on_bad_row='error'`` the first bad record raises."""
+    import datasets  # noqa: PLC0415
+    import pyarrow as pa  # noqa: PLC0415
+
+    from patentcpc import input_checks as ic  # noqa: PLC0415
+
+    stop = on_bad_row == "error"
+    tables, batch = [], []
+    try:
+        for rec in make_rows(stop):
+            batch.append(rec)
+            if fmt == "csv" and len(batch) >= 10_000:  # JSON: one table at the end (types of all rows)
+                tables.append(_rows_table(batch, fmt))
+                batch = []
+    except ic.BadRecordError as exc:
+        r = exc.record
+        raise DataError(src, r.problem, r.row, r.field) from None
+    if batch:
+        tables.append(_rows_table(batch, fmt))
+    n_rows = sum(t.num_rows for t in tables)
+    if not n_rows:
+        raise DataError(src, "has no rows")
+    if len(bad) == n_rows:
+        problem, field_name = bad[min(bad)]
+        first = DataError(src, problem, min(bad), field_name)
+        raise DataError(src, f"every row is bad ({len(bad)} skipped); first: {first}")
+    table = pa.concat_tables(tables)
+    if _PLACEHOLDER in table.column_names:
+        table = table.drop_columns([_PLACEHOLDER])
+    return datasets.Dataset(table)
+
+
+def _rows_table(rows: list[dict], fmt: str):
+    """An Arrow table of rows: CSV values are strings; a JSON column whose values are all lists
+    becomes a list of strings, any other a string column (lists in a mixed column as JSON text)."""
+    import json  # noqa: PLC0415
+
+    import pyarrow as pa  # noqa: PLC0415
+
+    if fmt == "csv":  # every value a string (None for a bad record's placeholder)
+        names = list(next((r for r in rows if r), rows[0]))
+        return pa.table({n: pa.array([r.get(n) for r in rows], pa.string()) for n in names})
+    names = list(dict.fromkeys(k for r in rows for k in r))  # every key, in first-seen order
+    if not names:  # bad records only
+        return pa.table({_PLACEHOLDER: pa.nulls(len(rows))})
+
+    def text(v):
+        if v is None or isinstance(v, str):
+            return v
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+
+    cols = {}
+    for n in names:
+        values = [r.get(n) for r in rows]
+        if all(v is None or isinstance(v, list) for v in values) and any(v is not None for v in values):
+            cols[n] = pa.array([None if v is None else [None if x is None else text(x) for x in v]
+                                for v in values], pa.list_(pa.string()))
+        else:
+            cols[n] = pa.array([text(v) for v in values], pa.string())
+    return pa.table(cols)
+
+
+_PLACEHOLDER = "__patentcpc_bad_rows__"
 
 
 def resolve_columns(
@@ -289,14 +423,30 @@ def _has_fields(columns: Sequence[str], fields: Sequence[str]) -> bool:
     return True
 
 
-def _normalizer(source, fields, label_field, id_field, level, on_bad_row, require_labels):
-    """The batched map function that builds (id, text, labels) and flags bad rows."""
+def _normalizer(source, fields, label_field, id_field, level, on_bad_row, require_labels,
+                pre_bad: dict | None = None, max_chars: int | None = None):
+    """The batched map function that builds (id, text, labels) and flags bad rows.
+
+    ``pre_bad`` (row -> (problem, field)) holds records the reader already found bad; ``max_chars``
+    bounds every field used."""
+    pre_bad = pre_bad or {}
+    used = [*fields, *([label_field] if label_field else [])]
 
     def fn(batch: dict, indices: list[int]) -> dict:
         out = {"id": [], "text": [], "labels": [], "_error": []}
         for j, idx in enumerate(indices):
             row = idx + 1
             err: tuple = ()
+            if row in pre_bad:
+                err = (pre_bad[row][0], row, pre_bad[row][1])
+            elif max_chars:
+                for f in used:
+                    v = batch[f][j]
+                    n = len(v) if isinstance(v, str) else 0
+                    if n > max_chars:
+                        err = (f"field of {n:,} characters, over the limit of {max_chars:,} "
+                               f"(raise it with PATENTCPC_MAX_FIELD_CHARS)", row, f)
+                        break
             parts = []
             for f in fields:
                 v = batch[f][j]
@@ -306,8 +456,12 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
                     parts.append(str(v).strip())
             text = TEXT_JOINER.join(parts)
             labels: list[str] = []
-            if not text:
+            if err:
+                text = ""
+            elif not text:
                 err = ("empty text", row, "+".join(fields))
+            elif "\x00" in text:
+                err = ("a NUL character in the text", row, "+".join(fields))
             elif label_field is not None:
                 raw = batch[label_field][j]
                 try:
@@ -355,18 +509,13 @@ def _root_message(exc: BaseException) -> str:
 
 def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
     """(line number, problem) of the first line of a JSON Lines file that is not a JSON object."""
-    import json  # noqa: PLC0415
+    from patentcpc.input_checks import json_line_problem  # noqa: PLC0415
 
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                return n, f"not valid JSON ({exc})"
-            if not isinstance(obj, dict):
-                return n, f"a JSON {type(obj).__name__}, not an object with fields"
+            _, problem = json_line_problem(line)
+            if problem:
+                return n, problem
     return None
 
 
@@ -399,6 +548,7 @@ def load_data(
     require_labels: bool = True,
     num_proc: int | None = None,
     preferred_text_fields: Sequence[str] | None = None,
+    max_field_chars: int | None = None,
 ) -> PatentData:
     """Load any supported source into a :class:`PatentData`.
 
@@ -406,11 +556,15 @@ def load_data(
     and field; ``'skip'`` drops bad rows and counts them in ``n_skipped``.
     ``preferred_text_fields`` (e.g. a model's text view) is used when ``text_fields`` is not given
     and the source has every one of those fields; otherwise the text view is auto-detected.
+    ``max_field_chars`` bounds every field used (default 10 million characters, or
+    ``$PATENTCPC_MAX_FIELD_CHARS``); a longer one is a bad row.
     """
     check_level(level)
     if on_bad_row not in ("error", "skip"):
         raise DataError(source, f"on_bad_row must be 'error' or 'skip', not '{on_bad_row}'")
-    raw = read_raw(source, split)
+    from patentcpc.input_checks import max_field_chars as _limit  # noqa: PLC0415
+
+    raw, pre_bad = _read_raw(source, split, on_bad_row, max_field_chars)
     if len(raw) == 0:
         raise DataError(source, "has no rows")
     src = str(source)
@@ -418,7 +572,8 @@ def load_data(
         text_fields = preferred_text_fields  # e.g. a model's view: Title,Abstract,Claims -> title,abstract,claims
     fields, label_col, id_col = resolve_columns(raw.column_names, src, text_fields, label_field, id_field,
                                                 require_labels)
-    fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels)
+    fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels, pre_bad,
+                     _limit(max_field_chars))
     small = len(raw) <= 200_000
     import datasets  # noqa: PLC0415
 

@@ -158,6 +158,9 @@ def train(
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
     if result.overlap is not None and result.overlap.any:
         _warn(result.overlap.message(str(data), str(eval_data)))
+    n_skipped = (getattr(result.model.manifest, "training_data", None) or {}).get("n_skipped")
+    if n_skipped:
+        console.print(f"[yellow]skipped {n_skipped} bad row(s)[/] of {data} (--on-bad-row skip)", highlight=False)
     if result.metrics:
         _print_metrics(result.metrics)
 
