@@ -51,7 +51,10 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     assert unp["kernel"] == "sdpa_repad"  # no flash kernel on a CPU
     assert unp["padded_positions_all"] == res["lengths"]["tokens"] < padded["padded_positions_all"]
     assert [t["status"] for t in res["training"]] == ["ok", "ok"] and res["training"][0]["batch_size"] == 32
-    assert all(c["max_abs_diff"] < 1e-3 for c in res["checks"]), res["checks"]
+    logits = [c for c in res["checks"] if "gradients" not in c["dtype"]]
+    grads = [c for c in res["checks"] if "gradients" in c["dtype"]]
+    assert len(logits) == 2 and len(grads) == 1, res["checks"]
+    assert all(c["max_abs_diff"] < 1e-3 for c in logits) and grads[0]["max_abs_diff"] < 0.05, res["checks"]
     assert not FORBIDDEN & set(res["imported_top_level_modules"]), FORBIDDEN & set(res["imported_top_level_modules"])
     md = (out / "results.md").read_text()
     assert "SMOKE" in md and "| modernbert-tiny | bf16 | unpadded | no | sdpa_repad |" in md

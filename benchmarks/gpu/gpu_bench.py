@@ -96,6 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--compile", choices=("bf16", "all", "none"), default=None,
                     help="which configurations also run with torch.compile (default bf16; smoke none)")
     ap.add_argument("--train-steps", type=int, default=None, help="timed training steps at most (default 60; smoke 2)")
+    ap.add_argument("--rows", choices=("all", "eager", "compile"), default="all",
+                    help="inference rows: all, only those without torch.compile, or only the compiled ones "
+                         "(a second call after a first run that ran out of time)")
+    ap.add_argument("--no-train", dest="train", action="store_false", help="leave out the training rows")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.n_docs is None:
@@ -298,6 +302,7 @@ def inference_config(net, docs, mode: str, dtype_name: str, compiled: bool, args
                 else len(idx) * max(len(docs[i]) for i in idx)) for idx in idx_batches]
     fn_packed, fn_padded = packed_logits, padded_logits
     if compiled:
+        torch._dynamo.reset()  # each compiled row compiles afresh (and stays under the recompile limit)
         fn_packed = torch.compile(packed_logits, dynamic=True)
         fn_padded = torch.compile(padded_logits, dynamic=True)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if dtype_name == "bf16"
@@ -341,7 +346,34 @@ def agreement_checks(net, docs, device, name: str) -> list[dict]:
         scale = padded.abs().max().item()
         out.append({"model": name, "dtype": dtype_name, "kernel": kernel, "docs": len(idx),
                     "max_abs_diff": diff, "max_abs_logit": scale})
+    out.append(gradient_check(net, docs, device, name))
     return out
+
+
+def gradient_check(net, docs, device, name: str) -> dict:
+    """Training: gradients of a BCE loss through the unpadded kernel vs the padded forward, bf16
+    autocast, 16 documents; ||g_unpadded - g_padded|| / ||g_padded|| over all parameters."""
+    import torch
+
+    from patentcpc.unpadded import select_kernel
+
+    kernel = select_kernel(device, torch.bfloat16) or "sdpa_repad"
+    idx = list(range(min(16, len(docs))))
+    ids, mask = (t.to(device) for t in prepare(docs, idx, "sorted"))
+    y = (torch.arange(len(idx) * N_LABELS, device=device).view(len(idx), N_LABELS) % 97 == 0).float()
+    grads = []
+    net.train()
+    for k in (None, kernel):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = net(ids, mask, k)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y).backward()
+        grads.append(torch.cat([p.grad.float().flatten() for p in net.parameters() if p.grad is not None]))
+    net.zero_grad(set_to_none=True)
+    net.eval()
+    rel = ((grads[1] - grads[0]).norm() / grads[0].norm()).item()
+    return {"model": name, "dtype": "bf16 (gradients)", "kernel": kernel, "docs": len(idx),
+            "max_abs_diff": rel, "max_abs_logit": float("nan"), "what": "relative L2 difference of all gradients"}
 
 
 # ----------------------------------------------------------------------------- training
@@ -472,7 +504,8 @@ def markdown(results: dict) -> str:
         else:
             lines.append(f"| {r.get('attention', '–')} | – | – | – | – | – | {r['status']} |")
     lines += ["", "## Unpadded vs padded logits (same documents)", "",
-              "| model | dtype | attention | docs | max abs diff | max abs logit |", "|---|---|---|---:|---:|---:|"]
+              "| model | dtype | attention | docs | max abs diff (gradients: relative L2) | max abs logit |",
+              "|---|---|---|---:|---:|---:|"]
     for c in results["checks"]:
         if "error" in c:
             lines.append(f"| {c['model']} | – | – | – | {c['error']} | – |")
@@ -557,17 +590,19 @@ def main(argv=None) -> int:
     write_outputs(outdir, results)
 
     # most informative first, so that a cut run still answers the goal question
-    configs = []
-    for compiled in (False, True):
-        for dtype in ("bf16", "fp32"):
-            if compiled and (args.compile == "none" or (args.compile == "bf16" and dtype != "bf16")):
-                continue
-            for name in (mb_name, bert_name):
-                for mode in ("unpadded", "sorted", "padded"):
-                    if mode == "unpadded" and name == bert_name:
-                        continue
-                    configs.append((name, dtype, mode, compiled))
-    train_after = 3  # training right after the headline bf16 eager rows
+    # most informative first, so that a cut run still answers the goal question: bf16 eager,
+    # training, fp32 eager, then the torch.compile rows (compiling is slow); within each group the
+    # best candidates of both models before the rest
+    order = [(mb_name, "unpadded"), (bert_name, "sorted"), (mb_name, "sorted"), (bert_name, "padded"),
+             (mb_name, "padded")]
+    groups = [] if args.rows == "compile" else [("bf16", False), ("fp32", False)]
+    if args.rows != "eager" and args.compile != "none":
+        groups += [("bf16", True)] + ([("fp32", True)] if args.compile == "all" else [])
+    configs = [(name, dtype, mode, compiled) for dtype, compiled in groups for name, mode in order]
+    train_after = 5 if args.train and groups and not groups[0][1] else -1
+    if args.train and train_after < 0:
+        run_training(nets[mb_name], docs[mb_name], args, device, clock, rng, results, log, over_budget)
+        write_outputs(outdir, results)
     for i, (name, dtype, mode, compiled) in enumerate(configs):
         if i == train_after:
             run_training(nets[mb_name], docs[mb_name], args, device, clock, rng, results, log, over_budget)
@@ -576,7 +611,7 @@ def main(argv=None) -> int:
         reserve = args.compile_reserve_s if compiled else 0.0
         if over_budget(reserve):
             row["status"] = (f"skipped: past the {args.budget_s - reserve:.0f} s start limit "
-                             f"({'compile reserve, ' if compiled else ''}5-minute budget)")
+                             f"(--budget-s {args.budget_s:.0f}{' less the compile reserve' if compiled else ''})")
         else:
             try:
                 row.update(inference_config(nets[name], docs[name], mode, dtype, compiled, args, device, clock, rng))
@@ -590,7 +625,7 @@ def main(argv=None) -> int:
                 torch.cuda.empty_cache()
         results["inference"].append(row)
         write_outputs(outdir, results)
-    if len(configs) <= train_after:
+    if 0 <= len(configs) <= train_after:
         run_training(nets[mb_name], docs[mb_name], args, device, clock, rng, results, log, over_budget)
     results["status"] = "done"
     results["wall_seconds"] = round(time.perf_counter() - start, 1)

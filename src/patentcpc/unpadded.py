@@ -306,7 +306,7 @@ def autocast_dtype(device):
     try:
         if torch.is_autocast_enabled(dev):
             return torch.get_autocast_dtype(dev)
-    except TypeError:  # torch < 2.4: no device argument
+    except (TypeError, AttributeError):  # torch < 2.4: no device argument, no get_autocast_dtype
         if dev == "cuda" and torch.is_autocast_enabled():
             return torch.get_autocast_gpu_dtype()
     return None
