@@ -128,3 +128,48 @@ def test_auto_picks_a_fast_kernel_on_cuda_bf16(monkeypatch):
     assert unpadded.select_kernel("cuda", torch.float32) is None
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert unpadded.select_kernel("cuda", torch.bfloat16) is None
+
+
+def test_aten_flash_wrapper_plumbing(monkeypatch):
+    """The autograd wrapper around aten's FlashAttention varlen op (CUDA-only) hands cu_seqlens,
+    scale and window to forward and backward as the op's schema wants: checked with stand-in ops
+    that compute the reference attention on the CPU."""
+    def ref(q, k, v, cu, scale, window):
+        lens = (cu[1:] - cu[:-1]).long()
+        layout = (lens, None, None)
+        return unpadded.varlen_attention(q, k, v, cu, int(lens.max()), None if window < 0 else window, scale,
+                                         "reference", layout=layout)
+
+    seen = {}
+
+    def fake_forward(q, k, v, cu_q, cu_k, max_q, max_k, dropout, causal, debug, *, scale, window_size_left,
+                     window_size_right):
+        assert cu_q is cu_k and max_q == max_k and dropout == 0.0 and not causal and not debug
+        assert window_size_left == window_size_right
+        seen["forward"] = (scale, window_size_left, max_q)
+        out = ref(q, k, v, cu_q, scale, window_size_left)
+        return out, torch.zeros(1), torch.tensor([7]), torch.tensor([8]), torch.zeros(0)
+
+    def fake_backward(grad, q, k, v, out, lse, cu_q, cu_k, max_q, max_k, dropout, causal, rng, unused, *, scale,
+                      window_size_left, window_size_right):
+        assert rng.item() == 7 and unused.item() == 8 and window_size_left == window_size_right
+        seen["backward"] = (scale, window_size_left)
+        with torch.enable_grad():
+            qkv = [x.detach().requires_grad_() for x in (q, k, v)]
+            return torch.autograd.grad(ref(*qkv, cu_q, scale, window_size_left), qkv, grad)
+
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", fake_forward)
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_backward", fake_backward)
+    torch.manual_seed(0)
+    cu, max_len, layout = unpadded.pack_layout([5, 11, 3], "cpu")
+    q, k, v = (torch.randn(19, 2, 8, requires_grad=True) for _ in range(3))
+    for window in (None, 2):
+        got = unpadded.varlen_attention(q, k, v, cu, max_len, window, 0.3, "aten_flash")
+        want = unpadded.varlen_attention(q, k, v, cu, max_len, window, 0.3, "sdpa_repad", layout=layout)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        g_got = torch.autograd.grad(got.square().sum(), (q, k, v))
+        g_want = torch.autograd.grad(want.square().sum(), (q, k, v))
+        for a, b in zip(g_got, g_want, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        w = -1 if window is None else window
+        assert seen == {"forward": (0.3, w, 11), "backward": (0.3, w)}
