@@ -9,8 +9,8 @@ Read top to bottom:
   predictor. Documents are tokenized once, sorted by length and cut into batches under a *token
   budget* (rows x longest row), so padding is small and batch memory bounded; rows come back in
   input order. ``torch.inference_mode``, SDPA attention, bf16 autocast on a GPU, optional
-  ``torch.compile``, and on a GPU with flash attention a padding-free path for ModernBERT (all the
-  documents of a batch packed into one row, ``position_ids`` restarting at each document);
+  ``torch.compile``, and on a CUDA GPU a padding-free path for ModernBERT (the documents of a batch
+  packed back to back, variable-length attention: :mod:`patentcpc.unpadded`);
 * :func:`stream_predict`: a file of any size, chunk by chunk (constant memory), CSV, TSV, JSONL or
   Parquet out (by the output's extension), gold labels and hits carried when the input has labels.
 """
@@ -97,11 +97,14 @@ class InferenceOptions:
 
     ``batch_size`` caps the documents of a batch, ``token_budget`` its padded tokens (rows x the
     longest row). ``autocast``: ``auto`` is bf16 on a GPU that has it and fp32 on a CPU.
-    ``padding_free``: ``auto`` packs ModernBERT batches into one row on a GPU with flash attention
-    (where it pays); ``on`` forces it (on a CPU it runs with a block-diagonal mask: a test path,
-    not a fast one). ``cls_last_layer``: with ``cls`` pooling on ModernBERT (SDPA or eager
-    attention), the last layer computes only the [CLS] row (queries, attention output and MLP of
-    one token; keys and values of all), which is all the head reads.
+    ``padding_free``: ``auto`` runs ModernBERT batches unpadded on a CUDA GPU where a
+    variable-length attention kernel exists for the compute dtype (bf16/fp16; see
+    :mod:`patentcpc.unpadded`), padded otherwise; ``on`` forces it (with no such kernel, e.g. on a
+    CPU or in fp32, the layers run unpadded and attention alone is re-padded for SDPA: exact,
+    a test path there, not a fast one); ``off``: padded batches. ``cls_last_layer``: with ``cls``
+    pooling on ModernBERT (SDPA or eager attention, padded batches), the last layer computes only the [CLS] row
+    (queries, attention output and MLP of one token; keys and values of all), which is all the head
+    reads.
     """
 
     batch_size: int = 64
@@ -161,16 +164,18 @@ class BatchPredictor:
         self.pad_id = model.tokenizer.pad_token_id or 0
         net = model.network
         self.net = net
+        self.embed_packed = net.embed_packed
         if self.options.compile:
             cached = getattr(model, "_patentcpc_compiled", None)
             if cached is None:
-                cached = torch.compile(net, dynamic=True)
+                cached = (torch.compile(net, dynamic=True), torch.compile(net.embed_packed, dynamic=True))
                 model._patentcpc_compiled = cached
-            self.net = cached
+            self.net, self.embed_packed = cached
         self.autocast_dtype = self._autocast_dtype()
         self.padding_free = self._use_padding_free()
         enc = net.encoder
         self.cls_last_layer = (self.options.cls_last_layer and not self.options.compile and net.pooling == "cls"
+                               and not self.padding_free
                                and getattr(enc.config, "model_type", "") == "modernbert"
                                and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
 
@@ -186,20 +191,28 @@ class BatchPredictor:
             return torch.bfloat16
         return torch.float16
 
-    def _use_padding_free(self) -> bool:
+    def _use_padding_free(self) -> str | None:
+        """None (padded batches), ``packed`` (one row through transformers' flash attention) or
+        the kernel of :mod:`patentcpc.unpadded` that runs the batches unpadded."""
         mode = self.options.padding_free
-        enc = self.model.network.encoder
+        net = self.model.network
+        enc = net.encoder
         model_type = getattr(enc.config, "model_type", "")
         attn = str(getattr(enc.config, "_attn_implementation", ""))
         if mode == "off" or model_type != "modernbert":
             if mode == "on" and model_type != "modernbert":
                 raise ConfigError(f"padding-free inference supports ModernBERT only, not '{model_type}'")
-            return False
-        if mode == "on":
-            if not (attn.startswith("flash") or attn == "sdpa"):
-                raise ConfigError(f"padding-free inference needs sdpa or flash attention, not '{attn}'")
-            return True
-        return self.device.type == "cuda" and attn.startswith("flash")
+            return None
+        if attn.startswith("flash"):
+            return "packed" if mode == "on" or self.device.type == "cuda" else None
+        if attn not in ("sdpa", "eager"):
+            if mode == "on":
+                raise ConfigError(f"padding-free inference needs sdpa, eager or flash attention, not '{attn}'")
+            return None
+        kernel = net.unpadded_kernel(self.device, self.autocast_dtype or net.head.weight.dtype)
+        if kernel is None and mode == "on":
+            kernel = "sdpa_repad"  # unpadded layers, attention alone re-padded: any device and dtype
+        return kernel
 
     def _autocast(self):
         import contextlib  # noqa: PLC0415
@@ -225,15 +238,30 @@ class BatchPredictor:
         with self._autocast():
             if self.cls_last_layer:
                 return modernbert_cls_logits(self.model.network, input_ids, attention_mask).float()
-            return self.net(input_ids, attention_mask).float()
+            return self.net(input_ids, attention_mask, None).float()
+
+    def forward_unpadded(self, ids: Sequence[Sequence[int]]):
+        """Logits of one batch with no padding at all: the documents packed back to back and run
+        through :func:`patentcpc.unpadded.unpadded_hidden` (variable-length attention kernel
+        ``self.padding_free``)."""
+        import torch  # noqa: PLC0415
+
+        from patentcpc.unpadded import pack_layout  # noqa: PLC0415
+
+        flat = torch.tensor([t for row in ids for t in row], dtype=torch.long).to(self.device, non_blocking=True)
+        cu, max_len, layout = pack_layout([len(x) for x in ids], self.device)
+        net = self.model.network
+        with self._autocast():
+            pooled = self.embed_packed(flat, cu, max_len, layout, self.padding_free)
+            return net.head(net.dropout(pooled)).float()
 
     def forward_packed(self, ids: Sequence[Sequence[int]]):
         """Logits of one batch packed into a single row (ModernBERT): no padding at all.
 
-        ``position_ids`` restart at each document (rotary positions). With flash attention the
-        document boundaries go to the varlen kernels as ``cu_seq_lens``; with SDPA the encoder gets
-        block-diagonal masks (exact, for tests; not faster). The flash branch is untested here
-        (no GPU).
+        Used when the encoder was loaded with ``attn_implementation="flash_attention_2"``
+        (transformers' own varlen path; otherwise :meth:`forward_unpadded` does this job).
+        ``position_ids`` restart at each document (rotary positions); the document boundaries go
+        to the varlen kernels as ``cu_seq_lens``. Untested here (no GPU, no flash-attn).
         """
         import torch  # noqa: PLC0415
 
@@ -244,17 +272,11 @@ class BatchPredictor:
         positions = (torch.arange(flat.shape[1]) - torch.repeat_interleave(starts, lens)).to(self.device)[None]
         enc = self.model.network.encoder
         kwargs: dict = {"input_ids": flat, "position_ids": positions}
-        if str(enc.config._attn_implementation).startswith("flash"):
-            # varlen flash attention: document boundaries as cumulative lengths (the encoder does
-            # not hand position_ids to the attention functions)
-            cu = torch.cat([starts, starts[-1:] + lens[-1:]]).to(self.device, torch.int32)
-            kwargs.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=int(lens.max()),
-                          max_length_k=int(lens.max()))
-        else:
-            same = doc[:, None] == doc[None, :]
-            window = int(getattr(enc.config, "sliding_window", 0) or 0)
-            local = same & ((positions[0][:, None] - positions[0][None, :]).abs() <= window)
-            kwargs["attention_mask"] = {"full_attention": same[None, None], "sliding_attention": local[None, None]}
+        # varlen flash attention: document boundaries as cumulative lengths (the encoder does
+        # not hand position_ids to the attention functions)
+        cu = torch.cat([starts, starts[-1:] + lens[-1:]]).to(self.device, torch.int32)
+        kwargs.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=int(lens.max()),
+                      max_length_k=int(lens.max()))
         net = self.model.network
         with self._autocast():
             hidden = enc(**kwargs).last_hidden_state[0]
@@ -276,7 +298,8 @@ class BatchPredictor:
             return out
         bar = _progress_bar(len(ids), progress is True)
         step = bar.update if bar is not None else (progress if callable(progress) else None)
-        forward = self.forward_packed if self.padding_free else self.forward_padded
+        forward = {None: self.forward_padded, "packed": self.forward_packed}.get(self.padding_free,
+                                                                                self.forward_unpadded)
         was_training = self.model.network.training
         self.model.network.eval()
         try:

@@ -112,12 +112,14 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
 class EncoderClassifier(nn.Module):
     """encoder -> pooled vector (``cls`` or ``mean``) -> dropout -> linear -> one logit per label."""
 
-    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
+                 attention: str = "auto"):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ModelError(f"pooling must be 'cls' or 'mean', not '{pooling}'")
         self.encoder = encoder
         self.pooling = pooling
+        self.attention = attention
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
@@ -127,12 +129,73 @@ class EncoderClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def attention(self) -> str:
+        """``auto`` (unpadded variable-length attention for ModernBERT on a CUDA device where a
+        kernel exists for the compute dtype, else transformers' padded forward), ``padded``, or
+        one kernel of :data:`patentcpc.unpadded.KERNELS` (unpadded, forced)."""
+        return self._attention
+
+    @attention.setter
+    def attention(self, mode: str) -> None:
+        from patentcpc.unpadded import KERNELS, UnsupportedEncoder, check_encoder  # noqa: PLC0415
+
+        if mode not in ("auto", "padded", *KERNELS):
+            raise ModelError(f"attention must be auto, padded or one of {', '.join(KERNELS)}, not '{mode}'")
+        if mode not in ("auto", "padded"):
+            try:
+                check_encoder(self.encoder)
+            except UnsupportedEncoder as exc:
+                raise ModelError(str(exc)) from None
+        self._attention = mode
+        self._auto_kernels: dict = {}
+
+    def unpadded_kernel(self, device: torch.device, dtype: torch.dtype | None = None) -> str | None:
+        """The attention kernel :meth:`embed` uses on ``device`` with matmuls in ``dtype``
+        (default: autocast's, else the weights'); None: the padded forward."""
+        from patentcpc import unpadded  # noqa: PLC0415
+
+        if self._attention == "padded":
+            return None
+        if self._attention != "auto":
+            return self._attention
+        if dtype is None:
+            dtype = unpadded.autocast_dtype(device) or self.head.weight.dtype
+        key = (str(device), dtype)
+        if key not in self._auto_kernels:
+            kernel = unpadded.select_kernel(device, dtype)
+            if kernel is not None:
+                try:
+                    unpadded.check_encoder(self.encoder)
+                except unpadded.UnsupportedEncoder:
+                    kernel = None
+            self._auto_kernels[key] = kernel
+        return self._auto_kernels[key]
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attention_kernel: str | None = "auto"
+              ) -> torch.Tensor:
+        """Pooled vectors of a right-padded batch. ``attention_kernel``: ``auto`` (see
+        :attr:`attention`), None (the padded forward), or a kernel name (unpadded, forced)."""
+        kernel = self.unpadded_kernel(input_ids.device) if attention_kernel == "auto" else attention_kernel
+        if kernel is not None:
+            from patentcpc.unpadded import unpad  # noqa: PLC0415
+
+            flat, cu, max_len, layout = unpad(input_ids, attention_mask)
+            return self.embed_packed(flat, cu, max_len, layout, kernel)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
+    def embed_packed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int, layout,
+                     kernel: str) -> torch.Tensor:
+        """Pooled vectors of documents packed back to back (see :mod:`patentcpc.unpadded`)."""
+        from patentcpc.unpadded import pool_packed, unpadded_hidden  # noqa: PLC0415
+
+        hidden = unpadded_hidden(self.encoder, input_ids, cu_seqlens, max_len, layout, kernel)
+        return pool_packed(hidden, cu_seqlens, layout, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attention_kernel: str | None = "auto",
+                **_: object) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask, attention_kernel)))
 
 
 class TransformerCPCModel(CPCModel):
