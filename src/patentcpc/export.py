@@ -19,6 +19,7 @@ import numpy as np
 from patentcpc.errors import ModelError
 from patentcpc.inference import plan_batches
 from patentcpc.models.base import CPCModel
+from patentcpc.numeric import sigmoid
 
 # the second text is longer than ModernBERT's local attention window, so that the traced graph
 # and the parity check cover sliding-window masks
@@ -129,7 +130,7 @@ class OnnxCPCModel(CPCModel):
 
     def scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Sigmoid probabilities, like the PyTorch model."""
-        return 1.0 / (1.0 + np.exp(-self.logits(texts)))
+        return sigmoid(self.logits(texts))
 
 
 def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = None) -> float:

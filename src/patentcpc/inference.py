@@ -30,6 +30,7 @@ from patentcpc.cpc import hierarchy_path, title
 from patentcpc.errors import ConfigError
 from patentcpc.metrics import top_k_indices
 from patentcpc.models.base import CPCModel
+from patentcpc.numeric import sigmoid
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -419,7 +420,7 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
         texts = batch["text"]
         if getattr(model, "kind", "") == "transformer":
             logits = predict_logits(model, texts, options=opts)
-            scores = 1.0 / (1.0 + np.exp(-logits))
+            scores = sigmoid(logits)
         else:
             scores = model.scores(texts)
         results = format_predictions(model, scores, top_k)

@@ -26,6 +26,7 @@ from torch import nn
 from patentcpc.errors import ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
+from patentcpc.numeric import pool, sigmoid
 
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
@@ -122,10 +123,7 @@ class EncoderClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return pool(hidden, attention_mask, self.pooling)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -188,7 +186,7 @@ class TransformerCPCModel(CPCModel):
         from patentcpc.inference import predict_logits  # noqa: PLC0415
 
         logits = predict_logits(self, texts, batch_size=batch_size, progress=progress)
-        return 1.0 / (1.0 + np.exp(-logits))
+        return sigmoid(logits)
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:
