@@ -48,6 +48,7 @@ from patentcpc.losses import build_loss
 from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
 from patentcpc.models.transformer import TransformerCPCModel
 from patentcpc.numeric import sigmoid
+from patentcpc.results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -387,11 +388,9 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
                       output: str | os.PathLike | None = None, resume: bool = False,
                       callbacks: list | None = None):
     """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
-    module docstring. Returns a :class:`~patentcpc.training.TrainResult`."""
+    module docstring. Returns a :class:`~patentcpc.results.TrainResult`."""
     from datasets import concatenate_datasets  # noqa: PLC0415
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
-
-    from patentcpc.training import TrainResult  # noqa: PLC0415
 
     tcfg = cfg.transformer
     if output is None:

@@ -12,6 +12,7 @@ from patentcpc.models.base import CPCModel
 
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
+    "scheme": "patentcpc.models.scheme:SchemeCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
 }
 
