@@ -151,6 +151,9 @@ def read_raw(source: str | os.PathLike, split: str = "train"):
                 ds = ds[split]
             return ds
         if fmt == "hub":
+            from patentcpc.hub import check_hub  # noqa: PLC0415
+
+            check_hub(src, "dataset")  # fails in seconds, with a hint, when the hub is unreachable
             return datasets.load_dataset(src, split=split)
         path = Path(src)
         if fmt != "parquet":

@@ -23,14 +23,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from patentcpc.cpc import hierarchy_path, title
 from patentcpc.errors import ConfigError
 from patentcpc.metrics import top_k_indices
-from patentcpc.models.base import CPCModel
-from patentcpc.numeric import sigmoid
+
+if TYPE_CHECKING:  # inference takes any model; it imports none (models.transformer imports this module)
+    from patentcpc.models.base import CPCModel
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -418,11 +420,7 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
     opts = options or InferenceOptions()
     for batch in data.dataset.iter(batch_size=chunk_size):
         texts = batch["text"]
-        if getattr(model, "kind", "") == "transformer":
-            logits = predict_logits(model, texts, options=opts)
-            scores = sigmoid(logits)
-        else:
-            scores = model.scores(texts)
+        scores = model.predict_scores(texts, options=opts)
         results = format_predictions(model, scores, top_k)
         yield [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
         if progress is not None:

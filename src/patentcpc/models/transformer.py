@@ -62,8 +62,17 @@ def default_tokenizer_path() -> str:
     return DEFAULT_MODEL
 
 
+def _check_hub(name_or_path: str) -> None:
+    from patentcpc.hub import check_hub, is_hub_id  # noqa: PLC0415
+
+    if is_hub_id(name_or_path):
+        check_hub(name_or_path, "model")
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer  # noqa: PLC0415
+
+    _check_hub(name_or_path)
 
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -98,6 +107,7 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
     """A pretrained encoder (hub id or local folder), weights from safetensors only."""
     from transformers import AutoModel  # noqa: PLC0415
 
+    _check_hub(name_or_path)
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -140,6 +150,7 @@ class TransformerCPCModel(CPCModel):
     """
 
     kind = "transformer"
+    uses_inference_options = True
 
     def __init__(self, manifest: Manifest, network: EncoderClassifier, tokenizer, device: str | None = None):
         super().__init__(manifest)
@@ -181,11 +192,13 @@ class TransformerCPCModel(CPCModel):
                               padding=False)
 
     @torch.inference_mode()
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Sigmoid probabilities (len(texts), n_labels), batches sorted by length."""
+    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+               options=None) -> np.ndarray:
+        """Sigmoid probabilities (len(texts), n_labels), batches sorted by length (``options``: an
+        :class:`~patentcpc.inference.InferenceOptions`)."""
         from patentcpc.inference import predict_logits  # noqa: PLC0415
 
-        logits = predict_logits(self, texts, batch_size=batch_size, progress=progress)
+        logits = predict_logits(self, texts, batch_size=batch_size, progress=progress, options=options)
         return sigmoid(logits)
 
     # ----------------------------------------------------------------- persistence
