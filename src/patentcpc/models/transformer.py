@@ -128,6 +128,9 @@ class EncoderClassifier(nn.Module):
         if pooling not in ("cls", "mean"):
             raise ModelError(f"pooling must be 'cls' or 'mean', not '{pooling}'")
         self.encoder = encoder
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):  # BERT's own pooler is never used here: not trained (and DDP
+            pooler.requires_grad_(False)  # refuses parameters that get no gradient)
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
