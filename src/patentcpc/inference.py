@@ -103,7 +103,8 @@ class InferenceOptions:
     (where it pays); ``on`` forces it (on a CPU it runs with a block-diagonal mask: a test path,
     not a fast one). ``cls_last_layer``: with ``cls`` pooling on ModernBERT (SDPA or eager
     attention), the last layer computes only the [CLS] row (queries, attention output and MLP of
-    one token; keys and values of all), which is all the head reads.
+    one token; keys and values of all), which is all the head reads; off by default (it calls private
+    transformers internals, and only with the versions :data:`CLS_SHORTCUT_TRANSFORMERS` names).
     """
 
     batch_size: int = 64
@@ -111,7 +112,7 @@ class InferenceOptions:
     autocast: str = "auto"
     compile: bool = False
     padding_free: str = "auto"
-    cls_last_layer: bool = True
+    cls_last_layer: bool = False  # private ModernBERT internals: opt in (see cls_shortcut_supported)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -172,7 +173,8 @@ class BatchPredictor:
         self.autocast_dtype = self._autocast_dtype()
         self.padding_free = self._use_padding_free()
         enc = net.encoder
-        self.cls_last_layer = (self.options.cls_last_layer and not self.options.compile and net.pooling == "cls"
+        self.cls_last_layer = (self.options.cls_last_layer and cls_shortcut_supported() and not self.options.compile
+                               and net.pooling == "cls"
                                and getattr(enc.config, "model_type", "") == "modernbert"
                                and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
 
@@ -298,6 +300,22 @@ class BatchPredictor:
         if not texts:
             return np.zeros((0, len(self.model.labels)), dtype=np.float32)
         return self.logits_from_ids(self.model.tokenize(texts)["input_ids"], progress)
+
+
+# modernbert_cls_logits calls private ModernBERT internals of transformers 5.x (masking_utils, the
+# layers' attention_type, rotary_emb's signature): other major versions take the full forward
+CLS_SHORTCUT_TRANSFORMERS = (5, 6)  # major versions [from, to)
+
+
+def cls_shortcut_supported() -> bool:
+    """Whether the installed transformers is one :func:`modernbert_cls_logits` was written for."""
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        major = int(version("transformers").split(".")[0])
+    except (ImportError, ValueError):
+        return False
+    return CLS_SHORTCUT_TRANSFORMERS[0] <= major < CLS_SHORTCUT_TRANSFORMERS[1]
 
 
 def modernbert_cls_logits(net, input_ids, attention_mask):
