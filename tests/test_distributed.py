@@ -61,7 +61,8 @@ train_model(cfg, sys.argv[1], None, sys.argv[2], callbacks=[Record()])
 @pytest.mark.slow
 def test_two_process_gloo_ddp_training(tiny_jsonl, tmp_path):
     """The real training entry point under torchrun with 2 CPU processes (gloo): both ranks train
-    the same steps, only rank 0 writes the model folder, and the folder loads."""
+    the same steps, only rank 0 writes the model folder, and the folder loads. A BERT encoder (its
+    unused pooler once broke DDP; test_trainer's DDP test covers ModernBERT through the CLI)."""
     import os
     import subprocess
     import sys
