@@ -79,9 +79,9 @@ def fine_tune_on_split(args: argparse.Namespace, forced: list[str] = ()) -> Spli
     """Fine-tune ``args.model`` (or a random-init ``args.arch``) with ``train``'s settings,
     ``args.sets`` and then ``forced`` overrides, on the training part of the split ``args``
     describes (plus the IPC-title documents with ``args.augment_scheme``)."""
-    from patentcpc.config import TrainConfig, resolve
+    import patentcpc
+    from patentcpc.api import train_config
     from patentcpc.trainer import load_train_eval
-    from patentcpc.training import train_model
 
     train, test = holdout_split(args.data, args.seed, args.test_fraction)
     cli: dict = {"seed": args.seed}
@@ -89,11 +89,11 @@ def fine_tune_on_split(args: argparse.Namespace, forced: list[str] = ()) -> Spli
         cli["model"] = args.model
     if getattr(args, "arch", None):
         cli["transformer"] = {"arch": args.arch}
-    cfg = resolve(TrainConfig, None, cli, [*args.sets, *forced])
+    cfg = train_config(cli, [*args.sets, *forced])
     with tempfile.TemporaryDirectory() as tmp:
         train_file = str(write_training_file(train, Path(tmp) / "train.jsonl", getattr(args, "augment_scheme", False)))
         t0 = time.time()
-        model = train_model(cfg, train_file, None, Path(tmp) / "model").model
+        model = patentcpc.train(cfg, data=train_file, output=Path(tmp) / "model")
         train_s = time.time() - t0
         fit_part, valid = load_train_eval(cfg, train_file, None)  # the same config and seed: the same parts
     return SplitRun(cfg, model, train, test, fit_part, valid, train_s)
@@ -118,10 +118,10 @@ def main() -> None:
 
     import torch
 
-    from patentcpc.training import evaluate_model
+    import patentcpc
 
     run = fine_tune_on_split(args)
-    test_metrics = evaluate_model(run.model, run.test)
+    test_metrics = patentcpc.evaluate(run.model, run.test)
     append_result({"tag": args.tag, "data": Path(args.data).name,
                    "model": run.cfg.model if not args.arch else args.arch,
                    "overrides": args.sets + (["augment_scheme"] if args.augment_scheme else []),

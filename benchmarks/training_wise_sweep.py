@@ -39,9 +39,9 @@ def main() -> None:
 
     from datasets import concatenate_datasets
 
+    from patentcpc import evaluate
     from patentcpc.cpc import LabelVocab
     from patentcpc.trainer import encode, interpolate_weights, multi_hot, wise_start
-    from patentcpc.training import evaluate_model
 
     run = fine_tune_on_split(args, ["transformer.wise_alpha=null", "transformer.refit_head=false"])
     cfg, model, fit_part, valid, test = run.cfg, run.model, run.fit_part, run.valid, run.test
@@ -55,7 +55,7 @@ def main() -> None:
     sweep = []
     for alpha in ALPHAS:
         model.network.load_state_dict(interpolate_weights(start, tuned, alpha))
-        v, t = evaluate_model(model, valid), evaluate_model(model, test)
+        v, t = evaluate(model, valid), evaluate(model, test)
         sweep.append({"alpha": alpha, "valid_f1@1": round(float(v["f1@1"]), 4),
                       "test_f1@1": round(float(t["f1@1"]), 4), "test_precision@1": round(float(t["precision@1"]), 4),
                       "test_section_accuracy@1": round(float(t["section_accuracy@1"]), 4)})

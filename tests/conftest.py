@@ -15,6 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 REPO = Path(__file__).resolve().parents[1]
+# ranx's numba kernels are compiled with cache=True: keep the cache where every run finds it (a
+# read-only site-packages would otherwise mean compiling them again in every test session)
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".pytest_cache" / "numba"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

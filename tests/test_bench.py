@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -20,7 +21,9 @@ def test_run_bench_tiny_synthetic():
     assert res["n_docs"] == 24 and res["model"] == "arch:modernbert-tiny"
     assert res["max_abs_diff"] <= 1e-4 and res["outputs_match_1e-4"]
     assert res["padded_positions"]["ours"] <= res["padded_positions"]["naive"]
-    assert len(res["speedup_per_rep"]) == 2 and res["speedup"] > 0
+    # the summary is what the repetitions measured (timings themselves are not asserted: shared CPUs)
+    assert len(res["speedup_per_rep"]) == 2
+    assert res["speedup"] == pytest.approx(statistics.median(res["speedup_per_rep"]), abs=2e-3)
 
 
 def test_bench_cli_prints_one_json_object(tmp_path, tiny_jsonl):
@@ -34,7 +37,7 @@ def test_bench_cli_prints_one_json_object(tmp_path, tiny_jsonl):
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(obj) >= KEYS and obj["n_docs"] == 24
-    assert json.loads(out.read_text())["speedup"] == obj["speedup"]
+    assert json.loads(out.read_text()) == obj  # --output holds the printed object, all of it
 
 
 @pytest.mark.parametrize("kw", [{}, {"arch": "modernbert-tiny", "model": "x"}, {"arch": "bert-tiny", "repeats": 0}])

@@ -87,3 +87,23 @@ def test_export_and_predict_batch_cli(exported, tmp_path, tiny_jsonl):
     import pyarrow.parquet as pq
 
     assert pq.read_table(out).num_rows == 24
+
+
+def test_onnx_is_a_registered_kind(exported, tmp_path):
+    """load_model(folder, onnx_file=...) and a saved ``onnx`` folder both give the same scores."""
+    from patentcpc.api import load_model
+    from patentcpc.models import MODEL_KINDS
+    from patentcpc.models.artifact import read_manifest
+
+    model, folder, path = exported
+    assert "onnx" in MODEL_KINDS
+    m = load_model(folder, onnx_file=path)
+    assert m.kind == "onnx" and m.labels == model.labels
+    m.save(tmp_path / "onnx-model")
+    assert read_manifest(tmp_path / "onnx-model").kind == "onnx"
+    again = load_model(tmp_path / "onnx-model")
+    assert type(again).__name__ == "OnnxCPCModel"
+    ref = 1 / (1 + np.exp(-predict_logits(model, TEXTS)))
+    np.testing.assert_allclose(again.predict_scores(TEXTS), ref, atol=1e-5)
+    (preds,) = again.predict(TEXTS[:1], top_k=2)
+    assert [p.code for p in preds] == [model.labels[j] for j in np.argsort(-ref[0], kind="stable")[:2]]

@@ -157,11 +157,22 @@ def test_cls_last_layer_shortcut_matches_full_forward(tiny_models):
     from patentcpc.inference import BatchPredictor
 
     model = tiny_models["modernbert-tiny"]
-    assert BatchPredictor(model, InferenceOptions()).cls_last_layer
-    assert not BatchPredictor(model, InferenceOptions(cls_last_layer=False)).cls_last_layer
-    short = predict_logits(model, TEXTS, options=InferenceOptions(batch_size=3))
-    full = predict_logits(model, TEXTS, options=InferenceOptions(batch_size=3, cls_last_layer=False))
+    on, off = InferenceOptions(batch_size=3, cls_last_layer=True), InferenceOptions(batch_size=3, cls_last_layer=False)
+    assert BatchPredictor(model, on).cls_last_layer
+    assert not BatchPredictor(model, off).cls_last_layer
+    short = predict_logits(model, TEXTS, options=on)
+    full = predict_logits(model, TEXTS, options=off)
     np.testing.assert_allclose(short, full, atol=1e-5)
+
+
+def test_cls_last_layer_needs_a_known_transformers(tiny_models, monkeypatch):
+    """The shortcut uses private ModernBERT internals: another transformers major takes the full forward."""
+    from patentcpc import inference
+
+    monkeypatch.setattr(inference, "CLS_SHORTCUT_TRANSFORMERS", (99, 100))
+    model = tiny_models["modernbert-tiny"]
+    assert not inference.cls_shortcut_supported()
+    assert not inference.BatchPredictor(model, InferenceOptions(cls_last_layer=True)).cls_last_layer
 
 
 def test_cpu_runs_fp32_without_packing(tiny_models):

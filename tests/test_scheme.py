@@ -71,7 +71,7 @@ def test_train_scheme_model(monkeypatch, tmp_path, tiny_jsonl):
     monkeypatch.setattr(scheme, "scheme_documents", _small_scheme)
     result = train_model(TrainConfig(model="scheme", data=DataConfig()), None, str(tiny_jsonl), tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["kind"] == "linear" and manifest["extra"]["model_name"] == "scheme"
+    assert manifest["kind"] == "scheme" and manifest["extra"]["model_name"] == "scheme"
     assert manifest["training_data"]["source"].startswith("IPC scheme")
     assert manifest["text_view"]["fields"] == ["title", "abstract"]
     assert result.model.labels == ["A01B", "A01C", "H01L", "H04L", "H04W"]

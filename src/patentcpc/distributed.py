@@ -1,4 +1,4 @@
-"""Batch prediction beyond one machine with Ray Data (optional extra: ``pip install patentcpc[ray]``).
+"""Batch prediction beyond one machine with Ray Data (optional extra: ``pip install patentcpc[distributed]``).
 
 :func:`predict_parquet_ray` reads Parquet shards (``id`` and ``text`` columns, or the fields of
 the model's text view), runs :class:`RayPredictor` actors over them with ``map_batches`` (one
@@ -25,11 +25,11 @@ class RayPredictor:
 
     def __init__(self, model_dir: str, top_k: int = 5, batch_size: int = 64, token_budget: int = 16384,
                  text_fields: Sequence[str] | None = None):
+        from patentcpc.api import load_model  # noqa: PLC0415
         from patentcpc.inference import InferenceOptions  # noqa: PLC0415
-        from patentcpc.models import load_model  # noqa: PLC0415
 
         self.model = load_model(model_dir)
-        self.model.inference_options = InferenceOptions(batch_size=batch_size, token_budget=token_budget)
+        self.options = InferenceOptions(batch_size=batch_size, token_budget=token_budget)
         self.top_k = top_k
         view = self.model.manifest.text_view
         self.fields = list(text_fields or view.get("fields") or ["text"])
@@ -48,7 +48,7 @@ class RayPredictor:
         from patentcpc.inference import format_predictions  # noqa: PLC0415
 
         texts = self.texts(batch)
-        results = format_predictions(self.model, self.model.scores(texts), self.top_k)
+        results = format_predictions(self.model, self.model.predict_scores(texts, options=self.options), self.top_k)
         ids = batch["id"] if "id" in batch else np.arange(len(texts))
         return {"id": np.asarray([str(i) for i in ids], dtype=object),
                 "labels": np.asarray([json.dumps(r["labels"]) for r in results], dtype=object),
@@ -67,7 +67,7 @@ def predict_parquet_ray(model_dir: str | os.PathLike, inputs: str | Sequence[str
     try:
         import ray  # noqa: PLC0415
     except ImportError:
-        raise ConfigError("Ray is not installed: pip install 'patentcpc[ray]'") from None
+        raise ConfigError("Ray is not installed: pip install 'patentcpc[distributed]'") from None
     if num_actors < 1 or batch_rows < 1:
         raise ConfigError("num_actors and batch_rows must be >= 1")
     if not ray.is_initialized():

@@ -2,10 +2,9 @@
 
 :func:`export_onnx` writes ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, dynamic batch
 and sequence axes; output ``logits``) and, with ``quantize=True``, ``model.int8.onnx`` (dynamic
-int8 quantization of the weights). :class:`OnnxCPCModel` is a :class:`~patentcpc.models.base.CPCModel`
-over an ONNX file: same labels, thresholds and scores as the PyTorch model, sorted token-budgeted
-batches like :func:`~patentcpc.inference.predict_logits`, so everything that takes a model (the
-service, ``predict-batch``) takes it too. :func:`parity` is the largest logit difference to PyTorch.
+int8 quantization of the weights). :class:`~patentcpc.models.onnx.OnnxCPCModel` (the ``onnx``
+model kind, registered in :mod:`patentcpc.models`) runs the result, so everything that takes a
+model (the service, ``predict-batch``) takes it too. :func:`parity` is the largest logit difference to PyTorch.
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
-from patentcpc.inference import plan_batches
-from patentcpc.models.base import CPCModel
+from patentcpc.models.onnx import OnnxCPCModel
+
+__all__ = ["PARITY_TEXTS", "OnnxCPCModel", "export_onnx", "int8_path", "parity", "quantize_int8"]
 
 # the second text is longer than ModernBERT's local attention window, so that the traced graph
 # and the parity check cover sliding-window masks
@@ -35,7 +35,9 @@ def export_onnx(model, path: str | os.PathLike, opset: int = 17, quantize: bool 
     ``<stem>.int8.onnx``. Returns ``path``."""
     import torch  # noqa: PLC0415
 
-    if getattr(model, "kind", "") != "transformer":
+    from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415
+
+    if not isinstance(model, TransformerCPCModel):
         raise ModelError(f"ONNX export needs a transformer model, not '{getattr(model, 'kind', '?')}'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,64 +76,6 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
-class OnnxCPCModel(CPCModel):
-    """A CPC model that runs an exported ONNX file with ONNX Runtime (CPU by default)."""
-
-    kind = "onnx"
-
-    def __init__(self, manifest, session, tokenizer, max_length: int = 512, batch_size: int = 32,
-                 token_budget: int = 8192):
-        super().__init__(manifest)
-        self.session = session
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.token_budget = token_budget
-        self.pad_id = tokenizer.pad_token_id or 0
-
-    @classmethod
-    def from_folder(cls, model_dir: str | os.PathLike, onnx_file: str | os.PathLike | None = None,
-                    threads: int | None = None, providers: Sequence[str] | None = None) -> OnnxCPCModel:
-        """The ONNX file (default ``MODEL/onnx/model.onnx``) with the folder's manifest and tokenizer."""
-        import onnxruntime as ort  # noqa: PLC0415
-
-        from patentcpc.models.artifact import read_manifest  # noqa: PLC0415
-        from patentcpc.models.transformer import ENCODER_DIR, load_tokenizer  # noqa: PLC0415
-
-        manifest = read_manifest(model_dir)
-        file = Path(onnx_file) if onnx_file else Path(model_dir) / "onnx" / "model.onnx"
-        if not file.exists():
-            raise ModelError(f"{file}: no ONNX file (run `patentcpc export onnx --model {model_dir}`)")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(file), opts, providers=list(providers or ["CPUExecutionProvider"]))
-        tok = load_tokenizer(str(Path(model_dir) / ENCODER_DIR))
-        return cls(manifest, session, tok, int(manifest.extra.get("max_length", 512)))
-
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)["input_ids"]
-        for idx in plan_batches([len(x) for x in ids], self.batch_size, self.token_budget):
-            width = max(len(ids[i]) for i in idx)
-            batch = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                batch[r, : len(ids[i])] = ids[i]
-                mask[r, : len(ids[i])] = 1
-            (logits,) = self.session.run(["logits"], {"input_ids": batch, "attention_mask": mask})
-            out[idx] = logits
-        return out
-
-    def scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """Sigmoid probabilities, like the PyTorch model."""
-        return 1.0 / (1.0 + np.exp(-self.logits(texts)))
-
-
 def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = None) -> float:
     """Largest |logit difference| between ONNX Runtime and PyTorch on ``texts``."""
     import onnxruntime as ort  # noqa: PLC0415
@@ -140,5 +84,5 @@ def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = No
 
     texts = list(texts or PARITY_TEXTS)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    onnx_model = OnnxCPCModel(model.manifest, session, model.tokenizer, model.max_length)
+    onnx_model = OnnxCPCModel(model.manifest, session, model.tokenizer, model.max_length, onnx_path=onnx_file)
     return float(np.abs(onnx_model.logits(texts) - predict_logits(model, texts)).max())

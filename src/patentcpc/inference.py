@@ -24,13 +24,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from patentcpc.cpc import hierarchy_path, title
 from patentcpc.errors import ConfigError
 from patentcpc.metrics import top_k_indices
-from patentcpc.models.base import CPCModel
+
+if TYPE_CHECKING:  # inference takes any model; it imports none (models.transformer imports this module)
+    from patentcpc.models.base import CPCModel
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -104,7 +107,8 @@ class InferenceOptions:
     a test path there, not a fast one); ``off``: padded batches. ``cls_last_layer``: with ``cls``
     pooling on ModernBERT (SDPA or eager attention, padded batches), the last layer computes only the [CLS] row
     (queries, attention output and MLP of one token; keys and values of all), which is all the head
-    reads.
+    reads; off by default (it calls private transformers internals, and only with the versions
+    :data:`CLS_SHORTCUT_TRANSFORMERS` names).
     """
 
     batch_size: int = 64
@@ -112,7 +116,7 @@ class InferenceOptions:
     autocast: str = "auto"
     compile: bool = False
     padding_free: str = "auto"
-    cls_last_layer: bool = True
+    cls_last_layer: bool = False  # private ModernBERT internals: opt in (see cls_shortcut_supported)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -174,8 +178,8 @@ class BatchPredictor:
         self.autocast_dtype = self._autocast_dtype()
         self.padding_free = self._use_padding_free()
         enc = net.encoder
-        self.cls_last_layer = (self.options.cls_last_layer and not self.options.compile and net.pooling == "cls"
-                               and not self.padding_free
+        self.cls_last_layer = (self.options.cls_last_layer and cls_shortcut_supported() and not self.options.compile
+                               and net.pooling == "cls" and not self.padding_free
                                and getattr(enc.config, "model_type", "") == "modernbert"
                                and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
 
@@ -319,6 +323,22 @@ class BatchPredictor:
         if not texts:
             return np.zeros((0, len(self.model.labels)), dtype=np.float32)
         return self.logits_from_ids(self.model.tokenize(texts)["input_ids"], progress)
+
+
+# modernbert_cls_logits calls private ModernBERT internals of transformers 5.x (masking_utils, the
+# layers' attention_type, rotary_emb's signature): other major versions take the full forward
+CLS_SHORTCUT_TRANSFORMERS = (5, 6)  # major versions [from, to)
+
+
+def cls_shortcut_supported() -> bool:
+    """Whether the installed transformers is one :func:`modernbert_cls_logits` was written for."""
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        major = int(version("transformers").split(".")[0])
+    except (ImportError, ValueError):
+        return False
+    return CLS_SHORTCUT_TRANSFORMERS[0] <= major < CLS_SHORTCUT_TRANSFORMERS[1]
 
 
 def modernbert_cls_logits(net, input_ids, attention_mask):
@@ -489,11 +509,7 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
     gold = has_gold(data)
     for batch in data.dataset.iter(batch_size=chunk_size):
         texts = batch["text"]
-        if getattr(model, "kind", "") == "transformer":
-            logits = predict_logits(model, texts, options=opts)
-            scores = 1.0 / (1.0 + np.exp(-logits))
-        else:
-            scores = model.scores(texts)
+        scores = model.predict_scores(texts, options=opts)
         results = format_predictions(model, scores, top_k)
         records = [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
         if gold:

@@ -10,11 +10,10 @@ the IPC, so a cold-start model never predicts them.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Iterator
 
-from patentcpc.cpc import clean_title, ipc_scheme_path, parse_symbol
+from patentcpc.cpc import clean_title, ipc_scheme_path, iter_ipc_rows, parse_symbol
 from patentcpc.errors import PatentCPCError
 
 __all__ = ["SCHEME_LINEAR", "clean_title", "iter_scheme", "scheme_documents"]
@@ -28,13 +27,11 @@ SCHEME_LINEAR = {"C": 0.02}
 def iter_scheme(purpose: str = "this") -> Iterator[tuple[str, str]]:
     """(code, cleaned title) of every IPC entry with a non-empty title, in scheme order. Codes are
     the master-file forms: ``A``, ``A01``, ``A01B``, ``A01B0001020000``."""
-    path = ipc_scheme_path()
-    if path is None:
+    if ipc_scheme_path() is None:
         raise PatentCPCError(f"{purpose} needs the IPC scheme: pip install 'patentcpc[scheme]'")
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t"):
-            if len(row) >= 2 and (text := clean_title(row[1])):
-                yield row[0], text
+    for code, raw in iter_ipc_rows():
+        if text := clean_title(raw):
+            yield code, text
 
 
 def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple[list[str], list[list[str]]]:

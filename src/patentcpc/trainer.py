@@ -47,6 +47,8 @@ from patentcpc.errors import ConfigError
 from patentcpc.losses import build_loss
 from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
 from patentcpc.models.transformer import TransformerCPCModel
+from patentcpc.numeric import sigmoid
+from patentcpc.results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -386,11 +388,9 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
                       output: str | os.PathLike | None = None, resume: bool = False,
                       callbacks: list | None = None):
     """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
-    module docstring. Returns a :class:`~patentcpc.training.TrainResult`."""
+    module docstring. Returns a :class:`~patentcpc.results.TrainResult`."""
     from datasets import concatenate_datasets  # noqa: PLC0415
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
-
-    from patentcpc.training import TrainResult  # noqa: PLC0415
 
     tcfg = cfg.transformer
     if output is None:
@@ -438,7 +438,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
 
     def compute_metrics(pred) -> dict:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        scores = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        scores = sigmoid(np.asarray(logits, dtype=np.float64))
         return evaluate_scores(scores, gold[: len(scores)], vocab.labels, 0.5)
 
     loss_fn = build_loss(tcfg.loss, vocab.labels, y_train, class_weight=tcfg.class_weight,

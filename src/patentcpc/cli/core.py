@@ -137,7 +137,7 @@ def train(
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
-    from patentcpc.training import LINEAR_MODELS, train_model  # noqa: PLC0415
+    from patentcpc.training import train_model  # noqa: PLC0415
 
     cli: dict = {"data": {k: v for k, v in data_options(text_fields, label_field, id_field, level, on_bad_row,
                                                            split).items() if v is not None}}
@@ -149,13 +149,9 @@ def train(
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
-    kind = "linear" if cfg.model in LINEAR_MODELS else "transformer"
-    if kind == "linear":
-        with console.status(f"training {cfg.model} (linear)…"):
-            result = train_model(cfg, data, eval_data, output)
-    else:
-        result = train_model(cfg, data, eval_data, output, resume=resume)
-    out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
+    console.print(f"training {cfg.model}…", highlight=False)
+    result = train_model(cfg, data, eval_data, output, resume=resume)
+    out.print(f"saved {result.model.kind} model ({len(result.model.labels)} labels) to {output}")
     if result.overlap is not None and result.overlap.any:
         _warn(result.overlap.message(str(data), str(eval_data)))
     n_skipped = (getattr(result.model.manifest, "training_data", None) or {}).get("n_skipped")
@@ -194,8 +190,8 @@ def evaluate(
     on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
+    from patentcpc.api import load_model  # noqa: PLC0415
     from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
     m = load_model(model)
@@ -208,7 +204,7 @@ def evaluate(
     overlap, _why_not = training_overlap(m, ev)
     if overlap is not None and overlap.any:
         _warn(overlap.message(str(m.manifest.training_data.get("source")), str(data)))
-    scores = m.scores(ev.texts, batch_size=batch_size, progress=not as_json)
+    scores = m.predict_scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
     if overlap is not None:
@@ -251,9 +247,8 @@ def predict(
     """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k).
 
     With --input, one output row per document; gold labels in the input go to the output with hits."""
+    from patentcpc.api import load_model  # noqa: PLC0415
     from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.inference import predict_texts  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
     if (text is None) == (input is None):
@@ -264,8 +259,8 @@ def predict(
     if text is not None:
         if not text.strip():
             raise ConfigError("--text is empty")
-        (res,) = predict_texts(m, [text], top_k, batch_size)
-        _print_prediction(res)
+        (preds,) = m.predict([text], top_k=top_k, batch_size=batch_size, include_assigned=True)
+        _print_prediction(preds)
         return
     if output is None:
         raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
@@ -280,7 +275,7 @@ def predict(
     out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
-def _print_prediction(res: dict) -> None:
+def _print_prediction(preds: list) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     from patentcpc.cpc import shorten  # noqa: PLC0415
@@ -288,10 +283,9 @@ def _print_prediction(res: dict) -> None:
     table = Table(title="CPC prediction")
     for col in ("code", "score", "", "title", "path"):
         table.add_column(col)
-    for p in res["predictions"]:
-        path = " > ".join(x["code"] for x in p["path"])
-        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["above_threshold"] else "",
-                      shorten(p["title"] or "—", 80), path)
+    for p in preds:
+        table.add_row(p.code, f"{p.score:.3f}", "✓" if p.assigned else "", shorten(p.title or "—", 80),
+                      " > ".join(p.path))
     out.print(table)
 
 
@@ -355,17 +349,14 @@ def quickstart(
     top_k: Annotated[int, typer.Option("--top-k")] = 5,
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
-    from patentcpc.config import TrainConfig  # noqa: PLC0415
-    from patentcpc.inference import predict_texts  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.training import train_model  # noqa: PLC0415
+    from patentcpc.api import load_model, train  # noqa: PLC0415
 
     if (model_dir / "manifest.json").exists():
         m = load_model(model_dir)
     else:
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
-            m = train_model(TrainConfig(model="scheme"), None, None, model_dir).model
+            m = train(model="scheme", output=model_dir)
         out.print(f"cold-start model saved to {model_dir}")
     out.print(f"[bold]text:[/] {text}", highlight=False)
-    (res,) = predict_texts(m, [text], top_k)
-    _print_prediction(res)
+    (preds,) = m.predict([text], top_k=top_k, include_assigned=True)
+    _print_prediction(preds)

@@ -23,13 +23,9 @@ Onnx = Annotated[Path | None, typer.Option(
 
 
 def _load(model: Path, device: str | None, onnx: Path | None):
-    if onnx is not None:
-        from patentcpc.export import OnnxCPCModel  # noqa: PLC0415
+    from patentcpc.api import load_model  # noqa: PLC0415
 
-        return OnnxCPCModel.from_folder(model, onnx)
-    from patentcpc.models import load_model  # noqa: PLC0415
-
-    return load_model(model, device=device) if device else load_model(model)
+    return load_model(model, onnx_file=onnx, **({"device": device} if device else {}))
 
 
 @app.command("predict-batch")

@@ -12,7 +12,9 @@ from patentcpc.models.base import CPCModel
 
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
+    "scheme": "patentcpc.models.scheme:SchemeCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
+    "onnx": "patentcpc.models.onnx:OnnxCPCModel",
 }
 
 
@@ -23,9 +25,13 @@ def model_class(kind: str) -> type[CPCModel]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_model(path: str | os.PathLike, **kwargs) -> CPCModel:
-    """Load a patentcpc model folder (any kind)."""
+def load_model(path: str | os.PathLike, onnx_file: str | os.PathLike | None = None, **kwargs) -> CPCModel:
+    """Load a patentcpc model folder (any kind). ``onnx_file``: run a transformer folder as that
+    exported ONNX graph (the ``onnx`` kind, e.g. ``MODEL/onnx/model.onnx``). Other keyword
+    arguments go to the kind's loader (``device``, ``dtype`` for transformers, ``threads`` for ONNX)."""
     manifest = read_manifest(path)
+    if onnx_file is not None:
+        return model_class("onnx").load(path, manifest, onnx_file=onnx_file, **kwargs)
     return model_class(manifest.kind).load(path, manifest, **kwargs)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.config import LinearConfig
-from patentcpc.errors import ModelError
+from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 
@@ -47,6 +47,23 @@ class LinearCPCModel(CPCModel):
     def __init__(self, manifest: Manifest, pipeline):
         super().__init__(manifest)
         self.pipeline = pipeline
+
+    @classmethod
+    def default_C(cls) -> float:
+        """The regularisation strength when the configuration leaves ``linear.C`` unset."""
+        return DEFAULT_C
+
+    @classmethod
+    def training_documents(cls, cfg, data: str | None) -> tuple[list[str], list[list[str]], dict, dict, object]:
+        """(texts, labels, text view, training-data record, the PatentData) of the labelled file ``data``."""
+        from patentcpc.data import load_data  # noqa: PLC0415
+
+        if not data:
+            raise ConfigError("--data is required to train a tfidf model")
+        train = load_data(data, **cfg.data.load_kwargs())
+        info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
+                "n_skipped": train.n_skipped}
+        return train.texts, train.labels, train.text_view, info, train
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], cfg: LinearConfig | None = None,

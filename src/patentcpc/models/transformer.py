@@ -26,6 +26,7 @@ from torch import nn
 from patentcpc.errors import ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
+from patentcpc.numeric import pool, sigmoid
 
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
@@ -61,8 +62,17 @@ def default_tokenizer_path() -> str:
     return DEFAULT_MODEL
 
 
+def _check_hub(name_or_path: str) -> None:
+    from patentcpc.hub import check_hub, is_hub_id  # noqa: PLC0415
+
+    if is_hub_id(name_or_path):
+        check_hub(name_or_path, "model")
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer  # noqa: PLC0415
+
+    _check_hub(name_or_path)
 
     try:
         return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -97,6 +107,7 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
     """A pretrained encoder (hub id or local folder), weights from safetensors only."""
     from transformers import AutoModel  # noqa: PLC0415
 
+    _check_hub(name_or_path)
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -118,16 +129,16 @@ class EncoderClassifier(nn.Module):
         if pooling not in ("cls", "mean"):
             raise ModelError(f"pooling must be 'cls' or 'mean', not '{pooling}'")
         self.encoder = encoder
+        pooler = getattr(encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):  # BERT's own pooler is never used here: not trained (and DDP
+            pooler.requires_grad_(False)  # refuses parameters that get no gradient)
         self.pooling = pooling
         self.attention = attention
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return pool(hidden, attention_mask, self.pooling)
 
     @property
     def attention(self) -> str:
@@ -205,6 +216,7 @@ class TransformerCPCModel(CPCModel):
     """
 
     kind = "transformer"
+    uses_inference_options = True
 
     def __init__(self, manifest: Manifest, network: EncoderClassifier, tokenizer, device: str | None = None):
         super().__init__(manifest)
@@ -246,12 +258,14 @@ class TransformerCPCModel(CPCModel):
                               padding=False)
 
     @torch.inference_mode()
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Sigmoid probabilities (len(texts), n_labels), batches sorted by length."""
+    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+               options=None) -> np.ndarray:
+        """Sigmoid probabilities (len(texts), n_labels), batches sorted by length (``options``: an
+        :class:`~patentcpc.inference.InferenceOptions`)."""
         from patentcpc.inference import predict_logits  # noqa: PLC0415
 
-        logits = predict_logits(self, texts, batch_size=batch_size, progress=progress)
-        return 1.0 / (1.0 + np.exp(-logits))
+        logits = predict_logits(self, texts, batch_size=batch_size, progress=progress, options=options)
+        return sigmoid(logits)
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ConfigError, DataError, ModelError
+from patentcpc.numeric import l2_normalize, pool
 
 POOLINGS = ("mean", "cls")
 
@@ -64,11 +65,6 @@ class EmbedOptions:
             raise ConfigError(f"max_length must be >= 2, not {self.max_length}")
         if self.lsa_dim < 1:
             raise ConfigError(f"lsa_dim must be >= 1, not {self.lsa_dim}")
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 class Embedder:
@@ -126,13 +122,9 @@ class TransformerEmbedder(Embedder):
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
                 mask = enc["attention_mask"].to(self.device)
                 hidden = self.encoder(input_ids=enc["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    m = mask.unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+                pooled = pool(hidden, mask, self.pooling)
                 out[idx] = pooled.float().cpu().numpy()
-        return _l2(out) if self.normalize else out
+        return l2_normalize(out) if self.normalize else out
 
 
 class LSAEmbedder(Embedder):
@@ -164,7 +156,7 @@ class LSAEmbedder(Embedder):
         if self._pipe is None:
             raise ModelError("the lsa embedder must be fitted on a corpus first")
         x = self._pipe.transform(list(texts)).astype(np.float32)
-        return _l2(x) if self.normalize else x
+        return l2_normalize(x) if self.normalize else x
 
 
 def _sentence_transformers_config(folder: Path) -> dict:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from patentcpc.errors import ConfigError, DataError, PatentCPCError
+from patentcpc.numeric import l2_normalize
 
 RETRIEVAL_METRICS = ("ndcg@10", "map@100", "recall@100")
 Qrels = dict[str, dict[str, int]]
@@ -293,20 +294,20 @@ def label_embeddings(embedder, label_texts: dict[str, list[str]], mode: str = "c
         flat = [t for c in codes for t in label_texts[c]]
         owner = np.repeat(np.arange(len(codes)), [len(label_texts[c]) for c in codes])
         emb = embedder.encode(flat)
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        emb = l2_normalize(emb)
         weights = np.ones(len(flat))
         firsts = np.concatenate([[0], np.cumsum([len(label_texts[c]) for c in codes])[:-1]])
         weights[firsts] = title_weight
         vecs = np.zeros((len(codes), emb.shape[1]))
         np.add.at(vecs, owner, emb * weights[:, None])
     vecs = np.asarray(vecs, dtype=np.float32)
-    return codes, vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return codes, l2_normalize(vecs)
 
 
 def zero_shot_scores(doc_vectors: np.ndarray, label_vectors: np.ndarray) -> np.ndarray:
     """Cosine similarity of every document to every label (documents x labels)."""
     d = np.asarray(doc_vectors, dtype=np.float32)
-    d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    d = l2_normalize(d)
     return d @ np.asarray(label_vectors, dtype=np.float32).T
 
 

@@ -1,0 +1,127 @@
+"""The ``onnx`` model kind: an exported transformer run with ONNX Runtime (CPU by default).
+
+Two ways in, both through :func:`patentcpc.models.load_model`:
+
+* a folder whose manifest says ``kind: onnx`` (written by :meth:`OnnxCPCModel.save`)::
+
+      manifest.json  config.yaml  model.onnx  encoder/ (tokenizer files only)
+
+* a transformer folder plus ``onnx_file=`` (``patentcpc export onnx`` writes ``MODEL/onnx/model.onnx``):
+  the transformer's manifest and tokenizer with the exported graph.
+
+Same labels, thresholds and scores as the PyTorch model; batches are length-sorted under a token
+budget like :func:`~patentcpc.inference.predict_logits`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from patentcpc.errors import ModelError
+from patentcpc.models.artifact import Manifest, read_manifest
+from patentcpc.models.base import CPCModel
+from patentcpc.numeric import sigmoid
+
+ONNX_FILE = "model.onnx"
+TOKENIZER_DIR = "encoder"  # the transformer folder's name for it: a transformer folder serves too
+
+
+class OnnxCPCModel(CPCModel):
+    """A CPC model that runs an exported ONNX file with ONNX Runtime."""
+
+    kind = "onnx"
+    uses_inference_options = True
+
+    def __init__(self, manifest: Manifest, session, tokenizer, max_length: int = 512, batch_size: int = 32,
+                 token_budget: int = 8192, onnx_path: str | os.PathLike | None = None):
+        super().__init__(manifest)
+        self.session = session
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None
+
+    # ----------------------------------------------------------------- loading
+    @staticmethod
+    def _session(file: Path, threads: int | None = None, providers: Sequence[str] | None = None):
+        try:
+            import onnxruntime as ort  # noqa: PLC0415
+        except ImportError:
+            raise ModelError("ONNX models need onnxruntime: pip install 'patentcpc[onnx]'") from None
+        if not file.exists():
+            raise ModelError(f"{file}: no ONNX file")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            return ort.InferenceSession(str(file), opts, providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
+            raise ModelError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, manifest: Manifest, onnx_file: str | os.PathLike | None = None,
+             threads: int | None = None, providers: Sequence[str] | None = None, **_: object) -> OnnxCPCModel:
+        """Load an ``onnx`` folder, or (``onnx_file`` given) a transformer folder with that graph."""
+        from patentcpc.models.transformer import load_tokenizer  # noqa: PLC0415
+
+        folder = Path(path)
+        file = Path(onnx_file) if onnx_file is not None else folder / ONNX_FILE
+        if manifest.kind != cls.kind:  # a transformer folder and its export: the graph decides the kind
+            manifest = dataclasses.replace(manifest, kind=cls.kind,
+                                           extra={**manifest.extra, "exported_from": manifest.kind})
+        session = cls._session(file, threads, providers)
+        tok = load_tokenizer(str(folder / TOKENIZER_DIR))
+        return cls(manifest, session, tok, int(manifest.extra.get("max_length", 512)), onnx_path=file)
+
+    @classmethod
+    def from_folder(cls, model_dir: str | os.PathLike, onnx_file: str | os.PathLike | None = None,
+                    threads: int | None = None, providers: Sequence[str] | None = None) -> OnnxCPCModel:
+        """The ONNX file (default ``MODEL/onnx/model.onnx``) with the folder's manifest and tokenizer."""
+        manifest = read_manifest(model_dir)
+        if onnx_file is None and manifest.kind != cls.kind:
+            onnx_file = Path(model_dir) / "onnx" / ONNX_FILE
+            if not onnx_file.exists():
+                raise ModelError(f"{onnx_file}: no ONNX file (run `patentcpc export onnx --model {model_dir}`)")
+        return cls.load(model_dir, manifest, onnx_file, threads, providers)
+
+    def _save_weights(self, folder: Path) -> None:
+        if self.onnx_path is None:
+            raise ModelError("this ONNX model was built from a session, not a file: nothing to save")
+        shutil.copyfile(self.onnx_path, folder / ONNX_FILE)
+        self.tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+
+    # ----------------------------------------------------------------- inference
+    def logits(self, texts: Sequence[str], options=None) -> np.ndarray:
+        from patentcpc.inference import plan_batches  # noqa: PLC0415
+
+        texts = list(texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        batch_size = options.batch_size if options is not None else self.batch_size
+        token_budget = options.token_budget if options is not None else self.token_budget
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)["input_ids"]
+        for idx in plan_batches([len(x) for x in ids], batch_size, token_budget):
+            width = max(len(ids[i]) for i in idx)
+            batch = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                batch[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            (logits,) = self.session.run(["logits"], {"input_ids": batch, "attention_mask": mask})
+            out[idx] = logits
+        return out
+
+    def scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+               options=None) -> np.ndarray:
+        """Sigmoid probabilities, like the PyTorch model."""
+        return sigmoid(self.logits(texts, options))

@@ -1,0 +1,38 @@
+"""Small numeric helpers shared by every layer: one sigmoid, one L2 normalisation, one pooling.
+
+NumPy only at import time; :func:`pool` works on torch tensors without importing torch itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POOLINGS = ("cls", "mean")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function of logits, without overflow warnings for large negative logits."""
+    x = np.asarray(x)
+    out = np.empty_like(x, dtype=np.result_type(x.dtype, np.float32))
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length (rows of zeros stay zero)."""
+    x = np.asarray(x)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def pool(hidden, attention_mask, pooling: str = "cls"):
+    """Pooled vector of a (batch, seq, width) hidden-state tensor: the first token (``cls``) or the
+    mean over the tokens the mask keeps (``mean``)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling != "mean":
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
