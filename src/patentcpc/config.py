@@ -259,7 +259,7 @@ def _schema_type(tp: Any) -> Any:
     return tp
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_adapter(cls: type, name: str):
     from pydantic import ConfigDict, TypeAdapter  # noqa: PLC0415
 
