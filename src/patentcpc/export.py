@@ -95,13 +95,16 @@ class OnnxCPCModel(CPCModel):
         """The ONNX file (default ``MODEL/onnx/model.onnx``) with the folder's manifest and tokenizer."""
         import onnxruntime as ort  # noqa: PLC0415
 
-        from patentcpc.models.artifact import read_manifest  # noqa: PLC0415
+        from patentcpc.models.artifact import check_no_code_files, read_manifest  # noqa: PLC0415
         from patentcpc.models.transformer import ENCODER_DIR, load_tokenizer  # noqa: PLC0415
 
         manifest = read_manifest(model_dir)
+        check_no_code_files(model_dir)
         file = Path(onnx_file) if onnx_file else Path(model_dir) / "onnx" / "model.onnx"
         if not file.exists():
             raise ModelError(f"{file}: no ONNX file (run `patentcpc export onnx --model {model_dir}`)")
+        # An ONNX file is a graph of built-in operators (data): custom-op libraries are never
+        # registered, so a graph naming one fails to load instead of running code.
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -82,10 +82,10 @@ class Manifest:
 
         schema = _manifest_schema()
         try:
-            checked = schema.model_validate(d)
+            checked = schema.model_validate(d).model_dump()
         except ValidationError as exc:
             raise ModelError(f"{where}: {validation_message(exc, list(schema.model_fields))}") from None
-        return cls(**{k: getattr(checked, k) for k in cls.__dataclass_fields__})
+        return cls(**{k: checked[k] for k in cls.__dataclass_fields__})
 
 
 _SCHEMA = None

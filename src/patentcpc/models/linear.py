@@ -32,7 +32,7 @@ import numpy as np
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ModelError
-from patentcpc.models.artifact import Manifest, check_no_code_files
+from patentcpc.models.artifact import Manifest, _umask, check_no_code_files
 from patentcpc.models.base import CPCModel
 
 WEIGHTS = "linear.safetensors"
@@ -201,6 +201,7 @@ class LinearCPCModel(CPCModel):
                    "coef_t": np.ascontiguousarray(self.coef_t, dtype=np.float32),
                    "intercept": np.ascontiguousarray(self.intercept, dtype=np.float32)},
                   str(folder / WEIGHTS), metadata={"format": "patentcpc-linear-2"})
+        os.chmod(folder / WEIGHTS, 0o666 & ~_umask())  # safetensors writes 0600: the usual permissions
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> LinearCPCModel:
