@@ -234,10 +234,13 @@ def predict(
         raise ConfigError("give either --text or --input")
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
+    if text is not None:
+        from patentcpc.validation import check_text  # noqa: PLC0415
+
+        if not check_text(text).strip():
+            raise ConfigError("--text is empty")
     m = load_model(model)
     if text is not None:
-        if not text.strip():
-            raise ConfigError("--text is empty")
         (res,) = predict_texts(m, [text], top_k, batch_size)
         _print_prediction(res)
         return
@@ -300,7 +303,9 @@ def quickstart(
     from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import train_model  # noqa: PLC0415
+    from patentcpc.validation import check_text  # noqa: PLC0415
 
+    check_text(text)
     if (model_dir / "manifest.json").exists():
         m = load_model(model_dir)
     else:
