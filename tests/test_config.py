@@ -129,7 +129,8 @@ def test_yaml_file_values_validated_like_overrides(tmp_path):
         resolve(TrainConfig, str(f))
     f.write_text("transformer:\n  epochs: 2\n  max_steps: 10\n")  # an int where a float is declared is fine
     cfg = resolve(TrainConfig, str(f))
-    assert cfg.transformer.epochs == 2.0 and isinstance(cfg.transformer.epochs, float) and cfg.transformer.max_steps == 10
+    assert cfg.transformer.epochs == 2.0 and isinstance(cfg.transformer.epochs, float)
+    assert cfg.transformer.max_steps == 10
 
 
 def test_no_hand_written_coercion_left():

@@ -57,7 +57,6 @@ def predict_batch(
     from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
-
     from patentcpc.validation import check_device  # noqa: PLC0415
 
     check_device(device)
