@@ -262,6 +262,18 @@ def test_option_checks():
         check_text("a\x00b")
 
 
+def test_transformer_device_checked_before_use():
+    torch = pytest.importorskip("torch")
+    from patentcpc.models.transformer import _check_device
+
+    assert _check_device("cpu") == "cpu" and _check_device(None) is None and _check_device("auto") is None
+    with pytest.raises(ConfigError, match="cuda:N"):
+        _check_device("bogus")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ModelError, match=f"has {n} CUDA device"):
+        _check_device(f"cuda:{n}")
+
+
 def _run(args: list, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "patentcpc", *args], capture_output=True, env=ENV, timeout=timeout)
 

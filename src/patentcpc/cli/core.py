@@ -305,10 +305,15 @@ def quickstart(
     from patentcpc.training import train_model  # noqa: PLC0415
     from patentcpc.validation import check_text  # noqa: PLC0415
 
+    from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
+
     check_text(text)
-    if (model_dir / "manifest.json").exists():
+    old_format = (model_dir / OLD_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
+    if (model_dir / "manifest.json").exists() and not old_format:
         m = load_model(model_dir)
     else:
+        if old_format:
+            out.print(f"{model_dir} holds a cold-start model in the old skops format (no longer loaded): retraining")
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
             m = train_model(TrainConfig(model="scheme"), None, None, model_dir).model
         out.print(f"cold-start model saved to {model_dir}")
