@@ -302,10 +302,9 @@ def quickstart(
     from patentcpc.config import TrainConfig  # noqa: PLC0415
     from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
     from patentcpc.training import train_model  # noqa: PLC0415
     from patentcpc.validation import check_text  # noqa: PLC0415
-
-    from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
 
     check_text(text)
     old_format = (model_dir / OLD_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
