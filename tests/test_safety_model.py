@@ -162,6 +162,14 @@ def test_vocabulary_and_arrays_checked(linear_folder):
     with pytest.raises(ModelError, match="term -> column"):
         load_model(path)
     (path / VOCABULARY).write_text(good_vocab)
+    good_settings = (path / SETTINGS).read_text()
+    (path / SETTINGS).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=SETTINGS):
+        load_model(path)
+    (path / SETTINGS).unlink()
+    with pytest.raises(ModelError, match=f"missing {SETTINGS}"):
+        load_model(path)
+    (path / SETTINGS).write_text(good_settings)
     from safetensors.numpy import save_file
 
     n, k = len(vocab), 6
@@ -219,6 +227,8 @@ def test_transformer_folder_with_pickle_weights_refused(tmp_path):
     ({"kind": 7}, "key 'kind'"),
     ({"__reduce__": "os.system"}, "key '__reduce__' is not allowed.*known keys: format_version, kind"),
     ({"format_version": "1"}, "format_version"),
+    ({"format_version": True}, "format_version"),
+    ({"format_version": 1.0}, "format_version"),
 ])
 def test_manifest_schema_errors_are_one_line(linear_folder, edit, match):
     path, _ = linear_folder
@@ -236,6 +246,9 @@ def test_manifest_missing_key_named(linear_folder):
     del d["labels"]
     (path / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="key 'labels' is missing"):
+        load_model(path)
+    (path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="not valid JSON"):
         load_model(path)
     (path / "manifest.json").write_text("[1, 2]")
     with pytest.raises(ModelError, match="JSON object"):

@@ -73,7 +73,7 @@ class Manifest:
         """Validate ``d`` against the manifest schema (types, allowed values, no unknown keys)."""
         if not isinstance(d, dict):
             raise ModelError(f"{where}: must be a JSON object")
-        if d.get("format_version") != FORMAT_VERSION:
+        if type(d.get("format_version")) is not int or d["format_version"] != FORMAT_VERSION:
             raise ModelError(f"{where}: unsupported format_version {d.get('format_version')!r} "
                              f"(this patentcpc reads {FORMAT_VERSION})")
         from pydantic import ValidationError  # noqa: PLC0415
@@ -161,8 +161,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise ModelError(f"{folder}: not a patentcpc model folder (no {MANIFEST})")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{file}: not valid JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
     return Manifest.from_dict(data, str(file))
 
 

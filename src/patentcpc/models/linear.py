@@ -292,7 +292,7 @@ def read_safetensors(file: Path, expected: dict[str, int]) -> dict[str, np.ndarr
             if n <= 1 or 8 + n > size or n > 100_000_000:
                 raise ModelError(f"{file}: not a safetensors file")
             header = json.loads(fh.read(n).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"{file}: not a safetensors file ({str(exc)[:200]})") from None
     if not isinstance(header, dict):
         raise ModelError(f"{file}: not a safetensors file")
