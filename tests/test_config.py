@@ -91,3 +91,49 @@ def test_merge_and_overrides_do_not_mutate():
     assert out == {"a": {"b": 5, "c": 2}, "x": {"y": [1, 2]}} and base == {"a": {"b": 1, "c": 2}}
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"a": 1}, ["a.b=2"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["linear.C=.nan"], r"linear\.C must be a finite number or null"),
+        (["linear.C=.inf"], "finite"),
+        (["transformer.lr=-.inf"], r"transformer\.lr must be a finite number"),
+        (["linear.C=1.0e+400"], "finite"),  # YAML reads it as inf
+        (["seed=9223372036854775808"], r"seed must be an integer in -9223372036854775808\.\.9223372036854775807"),
+        (["transformer.max_steps=" + "9" * 40], "integer in"),
+        (["seed=-9223372036854775809"], "integer in"),
+        (["seed=true"], "integer"),  # no bool -> int
+        (["linear.C=yes"], "number"),  # no bool -> float
+        (["model=123"], "string"),
+        (["transformer.pooling=[cls]"], "string"),
+        (["data.text_fields=[title, 3]"], "list"),
+        (["linear=5"], "mapping of options.*classifier"),
+        (["nope.x=1"], r"unknown option\(s\) nope \(known: data, linear, model, seed, transformer\)"),
+        (["transformer.nope=1"], r"transformer: unknown option\(s\) nope \(known: .*arch"),
+    ],
+)
+def test_overrides_reject_nan_inf_overflow_wrong_types_unknown_keys(overrides, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        resolve(TrainConfig, None, None, overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_file_values_validated_like_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("linear:\n  C: .nan\n")
+    with pytest.raises(ConfigError, match="finite"):
+        resolve(TrainConfig, str(f))
+    f.write_text("seed: 100000000000000000000\n")
+    with pytest.raises(ConfigError, match="integer in"):
+        resolve(TrainConfig, str(f))
+    f.write_text("transformer:\n  epochs: 2\n  max_steps: 10\n")  # an int where a float is declared is fine
+    cfg = resolve(TrainConfig, str(f))
+    assert cfg.transformer.epochs == 2.0 and isinstance(cfg.transformer.epochs, float)
+    assert cfg.transformer.max_steps == 10
+
+
+def test_no_hand_written_coercion_left():
+    import patentcpc.config as config
+
+    assert not hasattr(config, "_coerce")

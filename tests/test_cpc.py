@@ -201,7 +201,7 @@ def test_cpc_only_codes_say_so():
 
 
 def test_title_note_without_scheme(monkeypatch):
-    monkeypatch.setattr(cpc, "_ipc_titles", lambda: {})
+    monkeypatch.setattr(cpc, "_ipc_titles", lambda short_only=False: {})
     assert title("H04L") is None
     assert "patentcpc[scheme]" in title_note("H04L")
 

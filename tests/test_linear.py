@@ -82,8 +82,8 @@ def test_save_load_round_trip(tiny_model, tiny_jsonl, tmp_path):
     assert loaded.labels == tiny_model.labels
     assert np.array_equal(loaded.scores(texts), tiny_model.scores(texts))
     files = {p.name for p in (tmp_path / "m").iterdir()}
-    assert files == {"manifest.json", "config.yaml", "linear.skops"}
-    assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in (tmp_path / "m").iterdir())
+    assert files == {"manifest.json", "config.yaml", "linear.safetensors", "linear.json", "vocabulary.json"}
+    assert not any(p.suffix in (".pkl", ".pickle", ".joblib", ".skops") for p in (tmp_path / "m").iterdir())
 
 
 def test_train_model_tfidf_end_to_end(tiny_jsonl, tmp_path):

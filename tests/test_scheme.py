@@ -114,3 +114,18 @@ def test_explicit_C_is_kept_for_the_scheme_model(tmp_path, monkeypatch):
     result = train_model(TrainConfig(model="scheme", linear=LinearConfig(C=0.5)), None)
     assert result.model.manifest.config["linear"]["C"] == 0.5
     assert result.model.pipeline.named_steps["clf"].estimator.C == 0.5
+
+
+@needs_scheme
+def test_quickstart_retrains_its_old_skops_model(monkeypatch, tmp_path):
+    """A cold-start folder from an older patentcpc (linear.skops, never loaded) is retrained in place."""
+    monkeypatch.setattr(scheme, "scheme_documents", _small_scheme)
+    folder = tmp_path / "qs"
+    folder.mkdir()
+    old = {"format_version": 1, "kind": "linear", "labels": ["A01B", "H04W"]}
+    (folder / "manifest.json").write_text(json.dumps(old))
+    (folder / "linear.skops").write_bytes(b"old format: never opened")
+    res = CliRunner().invoke(app, ["quickstart", "--model-dir", str(folder), "--top-k", "3"])
+    assert res.exit_code == 0, res.output
+    assert "old skops format" in res.output and "cold-start model saved" in res.output
+    assert not (folder / "linear.skops").exists() and (folder / "linear.safetensors").exists()

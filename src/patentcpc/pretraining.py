@@ -61,7 +61,7 @@ def build_mlm_model(cfg: PretrainConfig):
         return AutoModelForMaskedLM.from_config(config), tok
     tok = load_tokenizer(cfg.tokenizer or cfg.model)
     try:
-        model = AutoModelForMaskedLM.from_pretrained(cfg.model, use_safetensors=True)
+        model = AutoModelForMaskedLM.from_pretrained(cfg.model, use_safetensors=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load '{cfg.model}' as a masked language model: {str(exc).splitlines()[0]}") from None
     return model, tok

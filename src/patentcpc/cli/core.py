@@ -255,10 +255,13 @@ def predict(
         raise ConfigError("give either --text or --input")
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
+    if text is not None:
+        from patentcpc.validation import check_text  # noqa: PLC0415
+
+        if not check_text(text).strip():
+            raise ConfigError("--text is empty")
     m = load_model(model)
     if text is not None:
-        if not text.strip():
-            raise ConfigError("--text is empty")
         (preds,) = m.predict([text], top_k=top_k, batch_size=batch_size, include_assigned=True)
         _print_prediction(preds)
         return
@@ -350,10 +353,16 @@ def quickstart(
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
     from patentcpc.api import load_model, train  # noqa: PLC0415
+    from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
+    from patentcpc.validation import check_text  # noqa: PLC0415
 
-    if (model_dir / "manifest.json").exists():
+    check_text(text)
+    old_format = (model_dir / OLD_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
+    if (model_dir / "manifest.json").exists() and not old_format:
         m = load_model(model_dir)
     else:
+        if old_format:
+            out.print(f"{model_dir} holds a cold-start model in the old skops format (no longer loaded): retraining")
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
             m = train(model="scheme", output=model_dir)
         out.print(f"cold-start model saved to {model_dir}")

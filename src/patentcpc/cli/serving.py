@@ -24,6 +24,9 @@ Onnx = Annotated[Path | None, typer.Option(
 
 def _load(model: Path, device: str | None, onnx: Path | None):
     from patentcpc.api import load_model  # noqa: PLC0415
+    from patentcpc.validation import check_device  # noqa: PLC0415
+
+    device = check_device(device)
 
     return load_model(model, onnx_file=onnx, **({"device": device} if device else {}))
 
@@ -53,7 +56,9 @@ def predict_batch(
     from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
+    from patentcpc.validation import check_device  # noqa: PLC0415
 
+    check_device(device)
     output_format(output)
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
     m = _load(model, device, onnx)
@@ -85,7 +90,9 @@ def bench(
 ) -> None:
     """Samples/s and tokens/s of the batch predictor vs a naive loop; prints one JSON object."""
     from patentcpc.bench import BenchConfig, run_bench  # noqa: PLC0415
+    from patentcpc.validation import check_device  # noqa: PLC0415
 
+    device = check_device(device)
     cfg = BenchConfig(arch=arch, model=model, data=data, n_docs=n_docs, batch_size=batch_size, max_batch=max_batch,
                       token_budget=token_budget, repeats=repeats, max_length=max_length, compile=compile,
                       autocast=autocast, device=device, backend=backend)
@@ -120,7 +127,10 @@ def serve(
 ) -> None:
     """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs."""
     from patentcpc.serving import ServeConfig, run_server  # noqa: PLC0415
+    from patentcpc.validation import check_device, check_port  # noqa: PLC0415
 
+    check_port(port)
+    check_device(device)
     cfg = ServeConfig(max_batch_docs=max_batch_docs, max_wait_ms=max_wait_ms, max_docs=max_docs,
                       max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)

@@ -1,30 +1,52 @@
-"""The linear baseline: TF-IDF word n-grams + one-vs-rest linear classifier (scikit-learn).
+"""The linear baseline: TF-IDF word n-grams + one-vs-rest linear classifier.
 
-Saved with ``skops`` (no pickle): loading checks every stored type against an allow-list of
-scikit-learn / NumPy / SciPy types before anything is built.
+Trained with scikit-learn, stored and scored as plain arrays: a model folder holds only data, and
+loading it needs neither scikit-learn nor any object deserializer, so no file in the folder can
+name a callable (the old ``linear.skops`` format could chain NumPy functions into ``exec``).
+
+Folder layout (beside ``manifest.json``)::
+
+    vocabulary.json     {"term": column, ...}  the TF-IDF vocabulary
+    linear.json         TF-IDF settings (n-gram range, sublinear tf), checked against a schema
+    linear.safetensors  idf (V,), coef_t (V, L) float32 (coefficients, one column per label),
+                        intercept (L,) float32
+
+Scores: ``decision = tfidf(text) @ coef_t + intercept``; ``svc`` models give these margins,
+``logreg`` models their sigmoid (scikit-learn's one-vs-rest probabilities). The TF-IDF transform is
+scikit-learn's ``TfidfVectorizer`` (lowercase, unicode accent stripping, token pattern
+``(?u)\\b\\w\\w+\\b``, sublinear tf, smooth idf, l2 norm) re-done with NumPy (a test pins it to
+scikit-learn's output): predicting does not import scikit-learn, which keeps startup fast.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.models.artifact import Manifest
+from patentcpc.models.artifact import Manifest, _umask, check_no_code_files
 from patentcpc.models.base import CPCModel
 
-WEIGHTS = "linear.skops"
+WEIGHTS = "linear.safetensors"
+VOCABULARY = "vocabulary.json"
+SETTINGS = "linear.json"
+OLD_WEIGHTS = "linear.skops"  # format of patentcpc <= 0.1.0: never loaded (it can run code)
 DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose another
-# Types skops does not trust by default are accepted only from these packages (a scikit-learn
-# pipeline of ours needs none today); "builtins." is not here: it would admit eval, exec, getattr.
-_ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
+_CONSTANT_LOGIT = 1e4  # a label present in every training document: its probability is 1
 
 
 def build_pipeline(cfg: LinearConfig, seed: int = 42):
+    """The scikit-learn pipeline that :meth:`LinearCPCModel.fit` trains (then stores as arrays)."""
     from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.multiclass import OneVsRestClassifier  # noqa: PLC0415
@@ -32,7 +54,8 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
     from sklearn.svm import LinearSVC  # noqa: PLC0415
 
     vectorizer = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
-                                 max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32)
+                                 max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32,
+                                 token_pattern=TOKEN_PATTERN, lowercase=True, norm="l2", smooth_idf=True)
     C = DEFAULT_C if cfg.C is None else cfg.C
     if cfg.classifier == "svc":
         base = LinearSVC(C=C, class_weight=cfg.class_weight, random_state=seed)
@@ -41,12 +64,91 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
     return Pipeline([("tfidf", vectorizer), ("clf", OneVsRestClassifier(base, n_jobs=None))])
 
 
+def _settings_schema():
+    from pydantic import BaseModel, ConfigDict, Field  # noqa: PLC0415
+
+    class LinearSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        format_version: Literal[2]
+        analyzer: Literal["word"]
+        token_pattern: Literal[TOKEN_PATTERN]  # fixed: stored to be explicit, never compiled from the file
+        lowercase: Literal[True]
+        strip_accents: Literal["unicode"]
+        ngram_range: tuple[Literal[1], Annotated[int, Field(ge=1, le=10)]]
+        sublinear_tf: bool
+        norm: Literal["l2"]
+        n_features: int = Field(ge=1)
+        n_labels: int = Field(ge=1)
+
+    return LinearSettings
+
+
+# ----------------------------------------------------------------------------- TF-IDF with NumPy
+
+
+def _strip_accents(s: str) -> str:
+    """scikit-learn's ``strip_accents_unicode``."""
+    if s.isascii():
+        return s
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+
+
+class TfidfArrays:
+    """The TF-IDF transform of a fitted ``TfidfVectorizer``, from its vocabulary and idf."""
+
+    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, ngram_max: int, sublinear_tf: bool):
+        self.vocabulary = vocabulary
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self.ngram_max = int(ngram_max)
+        self.sublinear_tf = bool(sublinear_tf)
+
+    def terms(self, text: str) -> list[str]:
+        tokens = _TOKEN_RE.findall(_strip_accents(text.lower()))
+        if self.ngram_max == 1:
+            return tokens
+        out = list(tokens)
+        for n in range(2, min(self.ngram_max, len(tokens)) + 1):
+            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, l2-normalised tf-idf values) of one document."""
+        counts: dict[int, int] = {}
+        vocab = self.vocabulary
+        for term in self.terms(text):
+            j = vocab.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        order = np.argsort(idx)
+        idx = idx[order]
+        val = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))[order]
+        if self.sublinear_tf:
+            val = np.log(val) + np.float32(1.0)
+        val *= self.idf[idx]
+        norm = np.sqrt(np.dot(val, val))
+        if norm > 0:
+            val /= norm
+        return idx, val
+
+
+# ----------------------------------------------------------------------------- the model
+
+
 class LinearCPCModel(CPCModel):
     kind = "linear"
 
-    def __init__(self, manifest: Manifest, pipeline):
+    def __init__(self, manifest: Manifest, tfidf: TfidfArrays, coef_t: np.ndarray, intercept: np.ndarray,
+                 pipeline=None):
         super().__init__(manifest)
-        self.pipeline = pipeline
+        if manifest.score_type not in ("margin", "probability"):
+            raise ModelError(f"linear model: score_type must be margin or probability, not '{manifest.score_type}'")
+        self.tfidf = tfidf
+        self.coef_t = coef_t
+        self.intercept = intercept
+        self.pipeline = pipeline  # the fitted scikit-learn pipeline, only on a freshly trained model
 
     @classmethod
     def default_C(cls) -> float:
@@ -84,48 +186,153 @@ class LinearCPCModel(CPCModel):
         score_type = "margin" if cfg.classifier == "svc" else "probability"
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type=score_type,
                             threshold=0.0 if score_type == "margin" else 0.5, **fields)
-        return cls(manifest, pipeline)
+        tfidf, coef_t, intercept = _arrays_from_pipeline(pipeline, score_type)
+        return cls(manifest, tfidf, coef_t, intercept, pipeline)
+
+    def decision(self, texts: Sequence[str]) -> np.ndarray:
+        """``tfidf(texts) @ coef_t + intercept`` (len(texts), n_labels), float32."""
+        out = np.empty((len(texts), self.coef_t.shape[1]), dtype=np.float32)
+        for i, text in enumerate(texts):
+            idx, val = self.tfidf.transform_one(text)
+            out[i] = val @ self.coef_t[idx] if len(idx) else 0.0
+        out += self.intercept
+        return out
 
     def scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
-        clf = self.pipeline.named_steps["clf"]
-        out = []
-        for i in range(0, len(texts), batch_size):
-            x = self.pipeline.named_steps["tfidf"].transform(list(texts[i : i + batch_size]))
-            if self.manifest.score_type == "probability":
-                out.append(clf.predict_proba(x))
-            else:
-                out.append(clf.decision_function(x))
-        if not out:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        s = np.vstack(out).astype(np.float32)
-        return s.reshape(len(texts), -1)
+        texts = list(texts)
+        s = self.decision(texts)
+        if self.manifest.score_type == "probability":
+            s = 1.0 / (1.0 + np.exp(-s.astype(np.float64)))
+        return s.astype(np.float32)
 
     def _save_weights(self, folder: Path) -> None:
-        import skops.io as sio  # noqa: PLC0415
+        from safetensors.numpy import save_file  # noqa: PLC0415
 
-        sio.dump(self.pipeline, folder / WEIGHTS)
+        settings = {"format_version": 2, "analyzer": "word", "token_pattern": TOKEN_PATTERN, "lowercase": True,
+                    "strip_accents": "unicode", "ngram_range": [1, self.tfidf.ngram_max],
+                    "sublinear_tf": self.tfidf.sublinear_tf, "norm": "l2",
+                    "n_features": int(self.coef_t.shape[0]), "n_labels": int(self.coef_t.shape[1])}
+        (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        (folder / VOCABULARY).write_text(json.dumps(self.tfidf.vocabulary, ensure_ascii=False), encoding="utf-8")
+        save_file({"idf": np.ascontiguousarray(self.tfidf.idf, dtype=np.float32),
+                   "coef_t": np.ascontiguousarray(self.coef_t, dtype=np.float32),
+                   "intercept": np.ascontiguousarray(self.intercept, dtype=np.float32)},
+                  str(folder / WEIGHTS), metadata={"format": "patentcpc-linear-2"})
+        os.chmod(folder / WEIGHTS, 0o666 & ~_umask())  # safetensors writes 0600: the usual permissions
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> LinearCPCModel:
-        import skops.io as sio  # noqa: PLC0415
+        folder = Path(path)
+        if (folder / OLD_WEIGHTS).exists():
+            raise ModelError(f"{folder}: saved by an older patentcpc as {OLD_WEIGHTS}, a format that is no longer "
+                             "loaded (it can run code); retrain the model with `patentcpc train`")
+        check_no_code_files(folder)
+        if not (folder / WEIGHTS).exists():
+            raise ModelError(f"{folder}: missing {WEIGHTS}")
+        for name in (SETTINGS, VOCABULARY):
+            if not (folder / name).is_file():
+                raise ModelError(f"{folder}: missing {name}")
+        settings = _read_settings(folder / SETTINGS)
+        tensors = read_safetensors(folder / WEIGHTS, {"idf": 1, "coef_t": 2, "intercept": 1})
+        idf, coef_t, intercept = tensors["idf"], tensors["coef_t"], tensors["intercept"]
+        n_features, n_labels = settings.n_features, settings.n_labels
+        if coef_t.shape != (n_features, n_labels) or idf.shape != (n_features,) or intercept.shape != (n_labels,):
+            raise ModelError(f"{folder / WEIGHTS}: array shapes {idf.shape}, {coef_t.shape}, {intercept.shape} do not "
+                             f"match {SETTINGS} ({n_features} features, {n_labels} labels)")
+        if n_labels != len(manifest.labels):
+            raise ModelError(f"{folder / WEIGHTS}: does not match the manifest ({n_labels} classifiers for "
+                             f"{len(manifest.labels)} labels)")
+        if not (np.isfinite(idf).all() and np.isfinite(intercept).all()):
+            raise ModelError(f"{folder / WEIGHTS}: idf or intercept holds NaN or infinity")
+        vocabulary = _read_vocabulary(folder / VOCABULARY, n_features)
+        tfidf = TfidfArrays(vocabulary, idf, settings.ngram_range[1], settings.sublinear_tf)
+        return cls(manifest, tfidf, coef_t, intercept)
 
-        file = Path(path) / WEIGHTS
-        if not file.exists():
-            raise ModelError(f"{path}: missing {WEIGHTS}")
+
+def _arrays_from_pipeline(pipeline, score_type: str) -> tuple[TfidfArrays, np.ndarray, np.ndarray]:
+    vec = pipeline.named_steps["tfidf"]
+    clf = pipeline.named_steps["clf"]
+    vocabulary = {str(t): int(j) for t, j in vec.vocabulary_.items()}
+    n_features = len(vocabulary)
+    coef_t = np.zeros((n_features, len(clf.estimators_)), dtype=np.float32)
+    intercept = np.zeros(len(clf.estimators_), dtype=np.float32)
+    for k, est in enumerate(clf.estimators_):
+        if hasattr(est, "coef_"):
+            coef_t[:, k] = np.asarray(est.coef_, dtype=np.float64).ravel()
+            intercept[k] = float(np.ravel(est.intercept_)[0])
+        else:  # scikit-learn's _ConstantPredictor: a label in every (or no) training document
+            y = float(np.ravel(est.y_)[0])
+            intercept[k] = y if score_type == "margin" else (_CONSTANT_LOGIT if y > 0 else -_CONSTANT_LOGIT)
+    tfidf = TfidfArrays(vocabulary, np.asarray(vec.idf_, dtype=np.float32), vec.ngram_range[1], vec.sublinear_tf)
+    return tfidf, coef_t, intercept
+
+
+def _read_settings(file: Path):
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from patentcpc.validation import validation_message  # noqa: PLC0415
+
+    schema = _settings_schema()
+    try:
+        return schema.model_validate_json(file.read_bytes())
+    except ValidationError as exc:
+        raise ModelError(f"{file}: {validation_message(exc, list(schema.model_fields))}") from None
+
+
+def _read_vocabulary(file: Path, n_features: int) -> dict[str, int]:
+    try:
+        vocab = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(vocab, dict) or len(vocab) != n_features:
+        raise ModelError(f"{file}: must be an object of {n_features} term -> column entries")
+    cols = np.fromiter((v if type(v) is int else -1 for v in vocab.values()), dtype=np.int64, count=len(vocab))
+    if len(cols) and (cols.min() < 0 or cols.max() >= n_features or len(np.unique(cols)) != n_features):
+        raise ModelError(f"{file}: columns must be the integers 0..{n_features - 1}, each once")
+    return vocab
+
+
+# ----------------------------------------------------------------------------- safetensors reader
+
+_DTYPES = {"F32": np.float32}
+
+
+def read_safetensors(file: Path, expected: dict[str, int]) -> dict[str, np.ndarray]:
+    """Read-only, memory-mapped float32 arrays of a safetensors file; only the names in ``expected``
+    (name -> number of dimensions), all of them, nothing else. Pages load on first use, so a large
+    coefficient matrix costs nothing until a document touches its rows."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n <= 1 or 8 + n > size or n > 100_000_000:
+                raise ModelError(f"{file}: not a safetensors file")
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelError(f"{file}: not a safetensors file ({str(exc)[:200]})") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{file}: not a safetensors file")
+    header.pop("__metadata__", None)
+    if set(header) != set(expected):
+        raise ModelError(f"{file}: holds tensors {sorted(header)}, expected {sorted(expected)}")
+    base = 8 + n
+    out = {}
+    for name, ndim in expected.items():
+        info = header[name]
         try:
-            untrusted = sio.get_untrusted_types(file=file)
-        except Exception as exc:  # noqa: BLE001  (a corrupt file)
-            raise ModelError(f"{file}: cannot be read ({exc})") from None
-        bad = [t for t in untrusted if not t.startswith(_ALLOWED_PREFIXES)]
-        if bad:
-            raise ModelError(f"{file}: refuses to load types outside scikit-learn/NumPy/SciPy: {', '.join(bad)}")
-        try:
-            pipeline = sio.load(file, trusted=untrusted)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"{file}: cannot be loaded ({type(exc).__name__}: {exc})") from None
-        clf = pipeline.named_steps.get("clf") if hasattr(pipeline, "named_steps") else None
-        n_out = len(getattr(clf, "estimators_", []) or [])
-        if clf is None or "tfidf" not in pipeline.named_steps or n_out != len(manifest.labels):
-            raise ModelError(f"{file}: does not match the manifest ({n_out} classifiers for "
-                             f"{len(manifest.labels)} labels, or not a tfidf+clf pipeline)")
-        return cls(manifest, pipeline)
+            dtype, shape, (start, end) = info["dtype"], info["shape"], info["data_offsets"]
+            ok = (dtype in _DTYPES and isinstance(shape, list) and len(shape) == ndim
+                  and all(type(d) is int and d >= 0 for d in shape) and type(start) is int and type(end) is int)
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ModelError(f"{file}: tensor '{name}' must be F32 with {ndim} dimension(s)")
+        count = int(np.prod(shape, dtype=np.int64))
+        if start < 0 or end - start != count * 4 or base + end > size:
+            raise ModelError(f"{file}: tensor '{name}' has bad offsets")
+        if count == 0:
+            out[name] = np.zeros(shape, dtype=np.float32)
+        else:
+            out[name] = np.memmap(file, dtype=_DTYPES[dtype], mode="r", offset=base + start, shape=tuple(shape))
+    return out

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
-from patentcpc.models.artifact import Manifest, read_manifest
+from patentcpc.models.artifact import Manifest, check_no_code_files, read_manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
 
@@ -74,6 +74,7 @@ class OnnxCPCModel(CPCModel):
         from patentcpc.models.transformer import load_tokenizer  # noqa: PLC0415
 
         folder = Path(path)
+        check_no_code_files(folder)
         file = Path(onnx_file) if onnx_file is not None else folder / ONNX_FILE
         if manifest.kind != cls.kind:  # a transformer folder and its export: the graph decides the kind
             manifest = dataclasses.replace(manifest, kind=cls.kind,

@@ -9,8 +9,10 @@ Folder layout (beside ``manifest.json``)::
     encoder/            encoder config.json + model.safetensors + tokenizer files
     head.safetensors    the classification head
 
-Loading never executes code from the folder: ``use_safetensors=True`` and no
-``trust_remote_code`` unless the caller asks for it.
+Loading never executes or fetches code: ``use_safetensors=True``, ``local_files_only`` for a
+folder, no ``trust_remote_code`` (only :meth:`TransformerCPCModel.create` lets a caller ask for it,
+for a base model named by the user), and a folder holding pickle-based weights (``*.bin``, ``*.pt``,
+``*.pkl``) is refused.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 
     _check_hub(name_or_path)
 
+    local = {"local_files_only": True} if Path(name_or_path).is_dir() else {}  # a folder: never fetch anything
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **local)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load tokenizer '{name_or_path}': {str(exc).splitlines()[0]}") from None
 
@@ -109,6 +112,8 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
 
     _check_hub(name_or_path)
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+    if Path(name_or_path).is_dir():
+        kwargs["local_files_only"] = True  # a folder: never fetch code or weights from the network
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
@@ -118,6 +123,21 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
     except (OSError, ValueError) as exc:
         msg = str(exc).splitlines()[0]
         raise ModelError(f"cannot load encoder '{name_or_path}': {msg}") from None
+
+
+def _check_device(device: str | None) -> str | None:
+    """``device`` if this machine has it (cpu, cuda, cuda:N, mps; None or auto: the default)."""
+    from patentcpc.validation import check_device  # noqa: PLC0415
+
+    device = check_device(device, "device")
+    if device is not None and device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= n:
+            raise ModelError(f"device '{device}' is not available (this machine has {n} CUDA device(s))")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("device 'mps' is not available on this machine")
+    return device
 
 
 class EncoderClassifier(nn.Module):
@@ -222,7 +242,7 @@ class TransformerCPCModel(CPCModel):
         super().__init__(manifest)
         self.network = network
         self.tokenizer = tokenizer
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(_check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network.to(self.device)
 
     # ----------------------------------------------------------------- construction
@@ -283,10 +303,21 @@ class TransformerCPCModel(CPCModel):
              **_: object) -> TransformerCPCModel:
         from safetensors.torch import load_file  # noqa: PLC0415
 
+        from patentcpc.models.artifact import check_no_code_files  # noqa: PLC0415
+
         folder = Path(path)
         enc_dir = folder / ENCODER_DIR
         if not (folder / HEAD_FILE).exists() or not enc_dir.is_dir():
             raise ModelError(f"{folder}: incomplete transformer model (needs {ENCODER_DIR}/ and {HEAD_FILE})")
+        check_no_code_files(folder)
+        if not any((enc_dir / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
+            raise ModelError(f"{enc_dir}: no model.safetensors (patentcpc loads encoder weights from safetensors only)")
+        pooling, max_length = manifest.extra.get("pooling", "cls"), manifest.extra.get("max_length", 512)
+        if pooling not in ("cls", "mean"):
+            raise ModelError(f"{folder}: manifest key 'extra.pooling' must be cls or mean, not {pooling!r}")
+        if type(max_length) is not int or not 1 <= max_length <= 1_000_000:
+            raise ModelError(f"{folder}: manifest key 'extra.max_length' must be a positive integer, "
+                             f"not {max_length!r}")
         tok = load_tokenizer(str(enc_dir))
         encoder = load_encoder(str(enc_dir), trust_remote_code=False, attn_implementation=attn_implementation,
                                dtype=dtype)
