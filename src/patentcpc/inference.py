@@ -66,21 +66,15 @@ def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_s
 
 def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None) -> int:
     """Write records as JSON Lines atomically (a temporary file renamed at the end)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from patentcpc.io import atomic_open  # noqa: PLC0415
+
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-                if progress is not None:
-                    progress(1)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+            if progress is not None:
+                progress(1)
     return n
 
 
@@ -394,18 +388,14 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path) -> int:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
     schema = _parquet_schema()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for records in chunks:
-                writer.write_table(pa.Table.from_pylist(records, schema=schema))
-                n += len(records)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for records in chunks:
+            writer.write_table(pa.Table.from_pylist(records, schema=schema))
+            n += len(records)
     return n
 
 

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 import typer
 from rich.console import Console
+
+
+def _typer_click_exceptions():
+    try:
+        from typer._click import exceptions  # noqa: PLC0415  (typer >= 0.26 vendors click)
+    except ImportError:
+        return click.exceptions
+    return exceptions
+
 
 app = typer.Typer(
     name="patentcpc",
@@ -37,27 +47,86 @@ for _name in ("transformers", "serving", "retrieval"):
         __import__(f"patentcpc.cli.{_name}")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from patentcpc import __version__  # noqa: PLC0415
+
+        print(f"patentcpc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
+                                 is_eager=True),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error "
+                                                      "(also PATENTCPC_DEBUG=1)."),
+) -> None:
+    """Assign CPC codes to patent text: data, training, evaluation, prediction, serving, search."""
+
+
+# click as vendored by typer (typer._click) and click itself: typer raises the first, libraries the second
+_CLICK_EXCEPTIONS = tuple({m.ClickException for m in (click.exceptions, _typer_click_exceptions())})
+_ABORT = tuple({click.exceptions.Abort, typer.Abort})
+_EXIT = tuple({click.exceptions.Exit, typer.Exit})
+
+
+def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """Take ``--debug`` out of the global options (those before the command name)."""
+    debug = os.environ.get("PATENTCPC_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    rest: list[str] = []
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            return rest + argv[i:], debug
+        if arg == "--debug":
+            debug = True
+        else:
+            rest.append(arg)
+    return rest, debug
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: exit 0 on success, 2 on a usage or input error, 130 when
+    interrupted, 1 on any other failure; one line of message, the traceback only with ``--debug``
+    or ``PATENTCPC_DEBUG=1``."""
+    from rich.markup import escape  # noqa: PLC0415
+
     from patentcpc.errors import PatentCPCError  # noqa: PLC0415
 
+    argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        rv = app(args=argv, prog_name="patentcpc", standalone_mode=False)
+    except _EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _CLICK_EXCEPTIONS as exc:  # usage mistakes (exit 2) and click's own errors
+        if debug:
+            traceback.print_exc()
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _ABORT:
         console.print("aborted")
-        sys.exit(130)
+        sys.exit(1)
     except PatentCPCError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(escape(str(exc)), 2, debug)
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         console.print("interrupted")
         sys.exit(130)
     except (OSError, MemoryError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(escape(str(exc) or type(exc).__name__), 1, debug)
+    except Exception as exc:  # anything unexpected: one line, never a silent success
+        _fail(escape(f"{type(exc).__name__}: {exc}"), 1, debug)
+    # typer turns Ctrl-C into a returned 130 (and an explicit Exit into its code) in this mode
+    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    if code == 130:
+        console.print("interrupted")
+    sys.exit(code)

@@ -39,7 +39,7 @@ class CPCModel:
     def save(self, path: str | os.PathLike) -> None:
         from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, kind="model") as tmp:
             self._save_weights(tmp)
             write_manifest(tmp, self.manifest)
 
