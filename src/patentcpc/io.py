@@ -13,8 +13,9 @@ on every error path, ``KeyboardInterrupt`` included. Readers see the old content
 never a torn file.
 
 Output guard: patentcpc writes a folder only when it does not exist, is empty or already holds a
-patentcpc artifact of the same kind (a :data:`MARKER` file, written into every output folder; model
-folders written before the marker existed are recognised by their ``manifest.json``). It never writes
+patentcpc artifact of the same kind: a :data:`MARKER` file ``{"artifact": KIND, ...}`` written into
+every output folder, except finished model folders, which their ``manifest.json`` marks (an
+unfinished transformer run, before its manifest exists, carries the marker). It never writes
 its output over one of its own inputs (paths compared after resolving links). Anything else is an
 :class:`OutputError` (one line, exit 2 in the CLI) before any work is done.
 """
@@ -31,14 +32,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from patentcpc.errors import PatentCPCError
+from patentcpc.errors import ConfigError
 
 MARKER = ".patentcpc.json"
 ARTIFACT_KINDS = ("model", "tokenizer", "encoder", "index", "splits", "export", "embeddings", "benchmark")
 _LEGACY = {"model": "manifest.json", "index": "index.json"}  # folders written before the marker existed
+_SELF_MARKED = ("model",)  # a finished model folder is marked by its own manifest.json
 
 
-class OutputError(PatentCPCError):
+class OutputError(ConfigError):
     """An output path patentcpc must not write (a user folder, another artifact, its own input)."""
 
 
@@ -132,7 +134,8 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None) -> Iterator[Pat
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
         if kind is not None:
-            write_marker(tmp, kind)
+            if kind not in _SELF_MARKED or not (tmp / _LEGACY[kind]).is_file():
+                write_marker(tmp, kind)
             check_output_dir(path, kind)
         _replace_dir(tmp, path)
     except BaseException:

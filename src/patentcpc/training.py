@@ -52,7 +52,11 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
         return train_transformer(cfg, data, eval_data, output, **trainer_kwargs)
 
     from patentcpc import scheme  # noqa: PLC0415
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
     from patentcpc.models.linear import DEFAULT_C, LinearCPCModel  # noqa: PLC0415
+
+    if output is not None:  # before the work: never into a folder patentcpc did not write
+        check_output_dir(output, "model", [data, eval_data])
 
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         c = scheme.SCHEME_LINEAR["C"] if cfg.model == "scheme" else DEFAULT_C

@@ -101,12 +101,18 @@ def data_split(
         raise ConfigError(f"--fractions must be numbers like 0.8,0.1,0.1, not '{fractions}'") from None
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"--fractions must be three numbers that sum to 1, not '{fractions}'")
+    from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
+
+    check_output_dir(output, "splits", [data])
     cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs())
     _report_skipped(loaded)
-    for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
-        n = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
-                         for r in part.dataset), output / f"{name}.jsonl")
+    counts = {}
+    with atomic_dir(output, kind="splits") as tmp:  # all three files appear together
+        for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
+            counts[name] = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
+                                        for r in part.dataset), tmp / f"{name}.jsonl")
+    for name, n in counts.items():
         out.print(f"{name}: {n} documents -> {output / f'{name}.jsonl'}")
 
 
@@ -129,6 +135,9 @@ def train(
         "--arch", help="Random-init transformer preset (modernbert-tiny|small|base, bert-base).")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the model folder at --output (the old model stays usable until the new one "
+                            "is complete).")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
@@ -146,6 +155,8 @@ def train(
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
     kind = "linear" if cfg.model in LINEAR_MODELS else "transformer"
+    _check_train_output(output, kind, resume, overwrite,
+                        [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
     if kind == "linear":
         with console.status(f"training {cfg.model} (linear)…"):
             result = train_model(cfg, data, eval_data, output)
@@ -154,6 +165,18 @@ def train(
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
     if result.metrics:
         _print_metrics(result.metrics)
+
+
+def _check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.io import check_model_output  # noqa: PLC0415
+
+    if resume and overwrite:
+        raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
+    if resume and kind == "linear":
+        raise ConfigError("--resume continues a transformer run; a tfidf/scheme model trains in one go "
+                          "(use --overwrite to replace the model at --output)")
+    check_model_output(output, inputs, resume=resume, overwrite=overwrite)
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -185,6 +208,10 @@ def evaluate(
     from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
+    if report is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(report, [data, model], "--report")
     m = load_model(model)
     cfg = _data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
                                       split))
@@ -234,6 +261,10 @@ def predict(
         raise ConfigError("give either --text or --input")
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
+    if output is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(output, [input, model])
     m = load_model(model)
     if text is not None:
         if not text.strip():
@@ -304,6 +335,9 @@ def quickstart(
     if (model_dir / "manifest.json").exists():
         m = load_model(model_dir)
     else:
+        from patentcpc.io import check_output_dir  # noqa: PLC0415
+
+        check_output_dir(model_dir, "model", option="--model-dir")
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
             m = train_model(TrainConfig(model="scheme"), None, None, model_dir).model
         out.print(f"cold-start model saved to {model_dir}")
