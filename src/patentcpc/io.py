@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,6 +46,15 @@ class OutputError(ConfigError):
 
 
 # ----------------------------------------------------------------------------- atomic writers
+
+#: Set by the CLI's SIGINT handler. Once set, no atomic writer commits (it raises KeyboardInterrupt
+#: instead), so an interrupt that a library swallowed still leaves nothing at the final path.
+INTERRUPTED = threading.Event()
+
+
+def _commit_point() -> None:
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def _umask() -> int:
@@ -75,6 +85,7 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
         os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
         os.close(fd)
         yield Path(tmp)
+        _commit_point()
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
@@ -99,6 +110,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _commit_point()
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
@@ -137,6 +149,7 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None) -> Iterator[Pat
             if kind not in _SELF_MARKED or not (tmp / _LEGACY[kind]).is_file():
                 write_marker(tmp, kind)
             check_output_dir(path, kind)
+        _commit_point()
         _replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,7 @@ without a traceback. Sub-modules register their commands on :data:`app`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 
@@ -92,16 +93,56 @@ def _fail(message: str, code: int, debug: bool) -> None:
     sys.exit(code)
 
 
+def _on_sigint(signum, frame) -> None:
+    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+
+    INTERRUPTED.set()  # remembered even if a library swallows the KeyboardInterrupt
+    raise KeyboardInterrupt
+
+
+def _interrupted(debug: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late or repeated Ctrl-C must not turn 130 into a kill
+    if debug:
+        traceback.print_exc()
+    console.print("interrupted")
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 on success, 2 on a usage or input error, 130 when
     interrupted, 1 on any other failure; one line of message, the traceback only with ``--debug``
     or ``PATENTCPC_DEBUG=1``."""
+    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+
+    argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    INTERRUPTED.clear()
+    try:
+        previous = signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # not the main thread: keep Python's own handler
+        previous = None
+    try:
+        rv = _run(argv, debug)
+    except KeyboardInterrupt:
+        _interrupted(debug)
+    except SystemExit:
+        if INTERRUPTED.is_set():  # an error that the interrupt caused: report the interrupt
+            _interrupted(False)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        raise
+    if INTERRUPTED.is_set() or rv == 130:  # typer returns 130 for a Ctrl-C it caught itself
+        _interrupted(False)
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+    sys.exit(rv)
+
+
+def _run(argv: list[str], debug: bool) -> int:
     from rich.markup import escape  # noqa: PLC0415
 
     from patentcpc.errors import PatentCPCError  # noqa: PLC0415
 
-    argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         rv = app(args=argv, prog_name="patentcpc", standalone_mode=False)
     except _EXIT as exc:
@@ -117,16 +158,10 @@ def main(argv: list[str] | None = None) -> None:
     except PatentCPCError as exc:
         _fail(escape(str(exc)), 2, debug)
     except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
-        console.print("interrupted")
-        sys.exit(130)
+        _interrupted(debug)
     except (OSError, MemoryError) as exc:
         _fail(escape(str(exc) or type(exc).__name__), 1, debug)
     except Exception as exc:  # anything unexpected: one line, never a silent success
         _fail(escape(f"{type(exc).__name__}: {exc}"), 1, debug)
     # typer turns Ctrl-C into a returned 130 (and an explicit Exit into its code) in this mode
-    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    if code == 130:
-        console.print("interrupted")
-    sys.exit(code)
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
