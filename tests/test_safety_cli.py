@@ -343,3 +343,16 @@ def test_user_folder_kept_end_to_end(tmp_path, tiny_jsonl):
     res = run_cli(tmp_path, "train", "--model", "tfidf", "--data", mine / "train.jsonl", "--output", mine)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     _assert_kept(mine, files)
+
+
+def test_resume_needs_something_to_resume(tmp_path, tiny_jsonl, cli):
+    model = tmp_path / "model"
+    assert cli("train", "--model", "tfidf", "--data", tiny_jsonl, "--output", model).returncode == 0
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    res = cli("train", "--model", "tfidf", "--data", tiny_jsonl, "--output", model, "--resume")
+    assert res.returncode == 2 and "--overwrite" in res.stderr  # a linear model trains in one go
+    res = cli("train", "--model", "some-org/some-encoder", "--data", tiny_jsonl, "--output", model, "--resume")
+    assert res.returncode == 2 and "nothing to --resume" in res.stderr
+    res = cli("train", "--model", "tfidf", "--data", tiny_jsonl, "--output", model, "--resume", "--overwrite")
+    assert res.returncode == 2
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
