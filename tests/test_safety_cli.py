@@ -281,12 +281,12 @@ def test_ctrl_c_during_train_exits_130_without_a_model(tmp_path):
 def test_ctrl_c_during_predict_batch_exits_130_without_output(tmp_path, tiny_jsonl):
     model = tmp_path / "model"
     assert run_cli(tmp_path, "train", "--model", "tfidf", "--data", tiny_jsonl, "--output", model).returncode == 0
-    data = _big_jsonl(tmp_path / "big.jsonl", 10000)
+    data = _big_jsonl(tmp_path / "big.jsonl", 4000)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "preds.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "patentcpc", "predict-batch", "--model", str(model), "--input",
-                             str(data), "--output", str(out), "--chunk-size", "16", "--quiet"],
+                             str(data), "--output", str(out), "--chunk-size", "4", "--quiet"],
                             env=_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     rc, err = _interrupt_when(proc, lambda: any(out_dir.iterdir()))  # the temp output exists: it is writing

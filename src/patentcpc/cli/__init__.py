@@ -100,11 +100,21 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+_REAL_PROCESS = False  # main() called by the console script / python -m (not in-process by a test)
+
+
 def _interrupted(debug: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late or repeated Ctrl-C must not turn 130 into a kill
     if debug:
         traceback.print_exc()
     console.print("interrupted")
+    if _REAL_PROCESS:
+        # every temporary output is already removed (the stack has unwound); skip interpreter
+        # shutdown, where a SIGINT re-raised by a native library (Arrow) would end the process by
+        # the signal (-2) instead of exit code 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     sys.exit(130)
 
 
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 on success, 2 on a usage or input error, 130 when
     interrupted, 1 on any other failure; one line of message, the traceback only with ``--debug``
     or ``PATENTCPC_DEBUG=1``."""
+    global _REAL_PROCESS
     from patentcpc.io import INTERRUPTED  # noqa: PLC0415
 
+    _REAL_PROCESS = argv is None
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     INTERRUPTED.clear()
