@@ -294,8 +294,10 @@ def test_index_search_save_load(tiny_jsonl: Path, tmp_path: Path):
     assert [h.id for h in again.search(query, SearchOptions(k=5))] == [h.id for h in index.search(query)][:5]
     index.save(folder)  # overwriting an index is fine
     (tmp_path / "other").mkdir()
-    with pytest.raises(ConfigError):
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError):  # a folder patentcpc did not write
         index.save(tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     bm25_only = SearchIndex.build(data)
     with pytest.raises(ModelError):
         bm25_only.search(query, SearchOptions(mode="dense"))

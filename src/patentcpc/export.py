@@ -45,18 +45,16 @@ def export_onnx(model, path: str | os.PathLike, opset: int = 17, quantize: bool 
     enc = model.tokenizer(list(PARITY_TEXTS[:2]), padding=True, truncation=True, max_length=model.max_length,
                           return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(
                 net, args, str(tmp), input_names=["input_ids", "attention_mask"], output_names=["logits"],
                 dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
                               "logits": {0: "batch"}},
                 opset_version=opset, dynamo=False)
-        os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
         model.network.to(model.device)
     if quantize:
         quantize_int8(path, int8_path(path))
@@ -72,7 +70,10 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Dynamic int8 quantization of the weights of MatMul/Gemm (activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
+    with atomic_path(dst) as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
     return Path(dst)
 
 

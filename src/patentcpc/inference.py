@@ -70,21 +70,15 @@ def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_s
 
 def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None) -> int:
     """Write records as JSON Lines atomically (a temporary file renamed at the end)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from patentcpc.io import atomic_open  # noqa: PLC0415
+
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-                if progress is not None:
-                    progress(1)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+            if progress is not None:
+                progress(1)
     return n
 
 
@@ -443,18 +437,14 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path, with_gold: bool = F
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
     schema = _parquet_schema(with_gold)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for records in chunks:
-                writer.write_table(pa.Table.from_pylist(records, schema=schema))
-                n += len(records)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for records in chunks:
+            writer.write_table(pa.Table.from_pylist(records, schema=schema))
+            n += len(records)
     return n
 
 
@@ -477,20 +467,16 @@ def _write_table(records: Iterator[dict], path: Path, delimiter: str, id_name: s
     """CSV/TSV, one row per document, written atomically."""
     import csv  # noqa: PLC0415
 
+    from patentcpc.io import atomic_open  # noqa: PLC0415
+
     columns = [id_name, "codes", "scores", "assigned"] + (["gold", "hits"] if with_gold else [])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delimiter)
-            writer.writeheader()
-            for rec in records:
-                writer.writerow(table_row(rec, id_name, with_gold))
-                n += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delimiter)
+        writer.writeheader()
+        for rec in records:
+            writer.writerow(table_row(rec, id_name, with_gold))
+            n += 1
     return n
 
 

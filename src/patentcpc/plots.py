@@ -17,12 +17,14 @@ def _plt():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    _plt().close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or None)
+    finally:
+        _plt().close(fig)
     return path
 
 

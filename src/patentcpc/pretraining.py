@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +86,11 @@ def _nan_guard():
 def pretrain(cfg: PretrainConfig, data, output: str | os.PathLike) -> dict:
     """Run MLM on the texts of ``data`` (a PatentData) and save the model folder to ``output``.
     Returns a summary (steps, final loss, masking rate)."""
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed  # noqa: PLC0415
+    from transformers import set_seed  # noqa: PLC0415
 
-    from patentcpc.models.artifact import atomic_dir  # noqa: PLC0415
+    from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
 
+    out = check_output_dir(output, "encoder")
     set_seed(cfg.seed)
     model, tok = build_mlm_model(cfg)
     if tok.mask_token is None:
@@ -96,8 +99,17 @@ def pretrain(cfg: PretrainConfig, data, output: str | os.PathLike) -> dict:
     ds = data.dataset.map(lambda b: tok(b["text"], truncation=True, max_length=cfg.max_length,
                                         return_special_tokens_mask=True),
                           batched=True, remove_columns=data.dataset.column_names, desc="tokenizing")
-    out = Path(output)
-    work = out.with_name(f".{out.name}.pretrain-work")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.pretrain-work-"))
+    try:
+        return _run_mlm(cfg, model, tok, ds, prob, out, work, atomic_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_mlm(cfg: PretrainConfig, model, tok, ds, prob: float, out: Path, work: Path, atomic_dir) -> dict:
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments  # noqa: PLC0415
+
     args = TrainingArguments(
         output_dir=str(work), seed=cfg.seed, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6, lr_scheduler_type="linear",
@@ -115,11 +127,8 @@ def pretrain(cfg: PretrainConfig, data, output: str | os.PathLike) -> dict:
     if not math.isfinite(loss):
         raise ModelError(f"MLM training loss is {loss}: the model was not saved")
     if trainer.is_world_process_zero():
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, kind="encoder") as tmp:
             trainer.model.save_pretrained(str(tmp), safe_serialization=True)
             tok.save_pretrained(str(tmp))
-    import shutil  # noqa: PLC0415
-
-    shutil.rmtree(work, ignore_errors=True)
     return {"output": str(out), "steps": trainer.state.global_step, "train_loss": loss,
             "mlm_probability": prob, "n_docs": len(ds), "model_type": model.config.model_type}

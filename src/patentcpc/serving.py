@@ -209,7 +209,8 @@ class TextChecker:
         try:
             self._encode(texts)
             return
-        except Exception:  # noqa: BLE001  (find the text at fault)
+        # the loop below finds the text at fault
+        except Exception:  # noqa: BLE001  # nosec B110
             pass
         for i, text in enumerate(texts):
             try:

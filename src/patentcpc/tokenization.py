@@ -60,7 +60,7 @@ def train_tokenizer(data, output: str | os.PathLike, vocab_size: int = 32_000, k
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **SPECIAL)
     from patentcpc.models.artifact import atomic_dir  # noqa: PLC0415
 
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, kind="tokenizer") as tmp:
         fast.save_pretrained(str(tmp))
     return fast
 

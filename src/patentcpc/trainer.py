@@ -395,7 +395,10 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     tcfg = cfg.transformer
     if output is None:
         raise ConfigError("--output is required to train a transformer (checkpoints are written there)")
-    run_dir = Path(output)
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
+
+    # checkpoints go into the model folder itself (for --resume): never into a folder we did not write
+    run_dir = check_output_dir(output, "model", [data, eval_data])
     set_seed(cfg.seed)
     train, valid = load_train_eval(cfg, data, eval_data)
     overlap = None
@@ -430,8 +433,10 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     if ckpt is None:
         init_head(model, train_ds, y_train, tcfg)
     if main:
-        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+        from patentcpc.io import MARKER, atomic_write_text, write_marker  # noqa: PLC0415
 
+        if not (run_dir / MARKER).exists():  # an unfinished run is a model folder too (--resume)
+            write_marker(run_dir, "model")
         atomic_write_text(run_dir / CHECKPOINTS / RUN_CONFIG, json.dumps(run_config, default=str))
 
     gold = valid.labels
@@ -491,7 +496,7 @@ def _write_model_folder(model: TransformerCPCModel, run_dir: Path, keep_checkpoi
     from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
     logs = run_dir / LOGS
-    with atomic_dir(run_dir) as tmp:
+    with atomic_dir(run_dir, kind="model") as tmp:
         model._save_weights(tmp)
         write_manifest(tmp, model.manifest)
         if logs.is_dir():

@@ -72,6 +72,10 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     """A linear kind (``tfidf``, ``scheme``): the model class supplies its training documents and its
     default regularisation; ``resume`` has nothing to resume (training takes seconds)."""
     cls = model_class(training_kind(cfg))
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
+
+    if output is not None:  # before the work: never into a folder patentcpc did not write
+        check_output_dir(output, "model", [data, eval_data])
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)

@@ -105,12 +105,18 @@ def data_split(
         raise ConfigError(f"--fractions must be numbers like 0.8,0.1,0.1, not '{fractions}'") from None
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"--fractions must be three numbers that sum to 1, not '{fractions}'")
+    from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
+
+    check_output_dir(output, "splits", [data])
     cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs())
     _report_skipped(loaded)
-    for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
-        n = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
-                         for r in part.dataset), output / f"{name}.jsonl")
+    counts = {}
+    with atomic_dir(output, kind="splits") as tmp:  # all three files appear together
+        for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
+            counts[name] = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
+                                        for r in part.dataset), tmp / f"{name}.jsonl")
+    for name, n in counts.items():
         out.print(f"{name}: {n} documents -> {output / f'{name}.jsonl'}")
 
 
@@ -133,6 +139,9 @@ def train(
         "--arch", help="Random-init transformer preset (modernbert-tiny|small|base, bert-base).")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the model folder at --output (the old model stays usable until the new one "
+                            "is complete).")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
@@ -149,6 +158,11 @@ def train(
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
+    from patentcpc.training import training_kind  # noqa: PLC0415
+
+    kind = "transformer" if training_kind(cfg) == "transformer" else "linear"
+    _check_train_output(output, kind, resume, overwrite,
+                        [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
     console.print(f"training {cfg.model}…", highlight=False)
     result = train_model(cfg, data, eval_data, output, resume=resume)
     out.print(f"saved {result.model.kind} model ({len(result.model.labels)} labels) to {output}")
@@ -163,6 +177,24 @@ def train(
 
 def _warn(message: str) -> None:
     console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.io import check_model_output  # noqa: PLC0415
+
+    if resume and overwrite:
+        raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
+    if resume and kind == "linear":
+        raise ConfigError("--resume continues a transformer run; a tfidf/scheme model trains in one go "
+                          "(use --overwrite to replace the model at --output)")
+    check_model_output(output, inputs, resume=resume, overwrite=overwrite)
+    if resume and (output / "manifest.json").exists():
+        from patentcpc.trainer import CHECKPOINTS, last_checkpoint  # noqa: PLC0415
+
+        if last_checkpoint(output / CHECKPOINTS) is None:
+            raise ConfigError(f"{output}: a finished model without checkpoints: nothing to --resume "
+                              "(use --overwrite to replace it)")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -194,6 +226,10 @@ def evaluate(
     from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
+    if report is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(report, [data, model], "--report")
     m = load_model(model)
     cfg = _data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
                                       split))
@@ -260,6 +296,10 @@ def predict(
 
         if not check_text(text).strip():
             raise ConfigError("--text is empty")
+    if output is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(output, [input, model])
     m = load_model(model)
     if text is not None:
         (preds,) = m.predict([text], top_k=top_k, batch_size=batch_size, include_assigned=True)
@@ -363,6 +403,9 @@ def quickstart(
     else:
         if old_format:
             out.print(f"{model_dir} holds a cold-start model in the old skops format (no longer loaded): retraining")
+        from patentcpc.io import check_output_dir  # noqa: PLC0415
+
+        check_output_dir(model_dir, "model", option="--model-dir")
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):
             m = train(model="scheme", output=model_dir)
         out.print(f"cold-start model saved to {model_dir}")

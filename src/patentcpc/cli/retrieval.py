@@ -59,9 +59,11 @@ def embed(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Embed every document (batched, length-sorted) and save the vectors with the document ids."""
+    from patentcpc.io import check_output_file  # noqa: PLC0415
     from patentcpc.retrieval.embeddings import _check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
 
     _check_suffix(output)
+    check_output_file(output, [data, model])
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
     embedder = load_embedder(model, _embed_options(pooling, batch_size, max_length, normalize))
     vectors = embed_data(embedder, loaded.texts, progress=True)
@@ -79,8 +81,10 @@ def index_build(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Index documents for search: BM25 always, dense embeddings when --model is given."""
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
     from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
 
+    check_output_dir(output, "index", [data, model])
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
     index = SearchIndex.build(loaded, model, _embed_options(pooling, batch_size, max_length), progress=True)
     index.save(output)
@@ -142,6 +146,7 @@ def benchmark_embeddings(
     split: Split = None,
 ) -> None:
     """Retrieval, classification and clustering for each model and text view: table, CSV and PNG."""
+    from patentcpc.io import prepare_output_dir  # noqa: PLC0415
     from patentcpc.retrieval.benchmark import (  # noqa: PLC0415
         BenchmarkOptions,
         format_table,
@@ -151,6 +156,7 @@ def benchmark_embeddings(
     )
     from patentcpc.retrieval.evaluation import KNNOptions  # noqa: PLC0415
 
+    prepare_output_dir(output_dir, "benchmark", [data, qrels, *models.split(",")], "--output-dir")
     cfg = _data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
     knn = KNNOptions(k=knn_k, weighting=knn_weighting, temperature=knn_temperature)
     opts = BenchmarkOptions(views=views, folds=folds, knn=knn, probe=probe,

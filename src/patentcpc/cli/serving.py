@@ -55,11 +55,13 @@ def predict_batch(
     """Stream predictions for a large file: sorted, token-budgeted batches; constant memory."""
     from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
+    from patentcpc.io import check_output_file  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
     from patentcpc.validation import check_device  # noqa: PLC0415
 
     check_device(device)
     output_format(output)
+    check_output_file(output, [input, model, onnx])
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
     m = _load(model, device, onnx)
     options = {"text_fields": text_fields, "id_field": id_field, "label_field": label_field, "on_bad_row": on_bad_row}
@@ -93,6 +95,10 @@ def bench(
     from patentcpc.validation import check_device  # noqa: PLC0415
 
     device = check_device(device)
+    if output is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(output, [data, model])
     cfg = BenchConfig(arch=arch, model=model, data=data, n_docs=n_docs, batch_size=batch_size, max_batch=max_batch,
                       token_budget=token_budget, repeats=repeats, max_length=max_length, compile=compile,
                       autocast=autocast, device=device, backend=backend)
@@ -148,10 +154,13 @@ def export_onnx_cmd(
 ) -> None:
     """Export a transformer model to ONNX (optionally int8) for CPU serving with ONNX Runtime."""
     from patentcpc.export import export_onnx, parity  # noqa: PLC0415
+    from patentcpc.io import check_output_file  # noqa: PLC0415
     from patentcpc.models import load_model  # noqa: PLC0415
 
+    target = check_output_file(output or Path(model) / "onnx" / "model.onnx",
+                               [p for p in Path(model).rglob("*") if "onnx" not in p.relative_to(model).parts])
     m = load_model(model, device="cpu")
-    path = export_onnx(m, output or Path(model) / "onnx" / "model.onnx", opset=opset, quantize=quantize)
+    path = export_onnx(m, target, opset=opset, quantize=quantize)
     out.print(f"wrote {path}" + (f" and {path.with_name(path.stem + '.int8.onnx')}" if quantize else ""))
     if check:
         out.print(f"max |onnx - torch| logit difference: {parity(m, path):.2e}")

@@ -46,9 +46,11 @@ def pretrain(
     on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Masked-language-model pretraining on patent text; the output folder is a valid train --model."""
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
     from patentcpc.pretraining import PretrainConfig  # noqa: PLC0415
     from patentcpc.pretraining import pretrain as run
 
+    check_output_dir(output, "encoder", [data, model, tokenizer])
     cfg = PretrainConfig(model=model, arch=arch, tokenizer=tokenizer, max_length=max_length,
                          mlm_probability=mlm_probability, lr=lr, epochs=epochs, max_steps=max_steps,
                          batch_size=batch_size, grad_accum=grad_accum, seed=seed)
@@ -68,8 +70,10 @@ def tokenizer_train(
     on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Train a patent vocabulary (usable as --tokenizer of a random-init --arch model)."""
+    from patentcpc.io import check_output_dir  # noqa: PLC0415
     from patentcpc.tokenization import tokenizer_stats, train_tokenizer  # noqa: PLC0415
 
+    check_output_dir(output, "tokenizer", [data])
     texts = _load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
     tok = train_tokenizer(texts, output, vocab_size, kind, min_frequency)
     sample = texts.texts[:1000]

@@ -22,13 +22,9 @@ pickle, skops or joblib, and loading never runs or fetches code (:func:`check_no
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +33,7 @@ import yaml
 from patentcpc import __version__
 from patentcpc.cpc import LabelVocab
 from patentcpc.errors import ModelError
+from patentcpc.io import atomic_dir, atomic_write_text  # noqa: F401  (re-exported: one implementation)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -164,52 +161,6 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
     return Manifest.from_dict(data, str(file))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``path`` in one rename (an old
-    model at ``path`` survives any failure before that point)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> None:

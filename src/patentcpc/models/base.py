@@ -77,7 +77,7 @@ class CPCModel:
         ``path`` is replaced in one rename, or left as it was if anything fails."""
         from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, kind="model") as tmp:
             self._save_weights(tmp)
             write_manifest(tmp, self.manifest)
 

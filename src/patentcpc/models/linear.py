@@ -32,7 +32,7 @@ import numpy as np
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.models.artifact import Manifest, _umask, check_no_code_files
+from patentcpc.models.artifact import Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 
 WEIGHTS = "linear.safetensors"
@@ -214,11 +214,13 @@ class LinearCPCModel(CPCModel):
                     "n_features": int(self.coef_t.shape[0]), "n_labels": int(self.coef_t.shape[1])}
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         (folder / VOCABULARY).write_text(json.dumps(self.tfidf.vocabulary, ensure_ascii=False), encoding="utf-8")
-        save_file({"idf": np.ascontiguousarray(self.tfidf.idf, dtype=np.float32),
-                   "coef_t": np.ascontiguousarray(self.coef_t, dtype=np.float32),
-                   "intercept": np.ascontiguousarray(self.intercept, dtype=np.float32)},
-                  str(folder / WEIGHTS), metadata={"format": "patentcpc-linear-2"})
-        os.chmod(folder / WEIGHTS, 0o666 & ~_umask())  # safetensors writes 0600: the usual permissions
+        from patentcpc.io import atomic_path  # noqa: PLC0415
+
+        with atomic_path(folder / WEIGHTS) as tmp:  # the usual permissions (safetensors alone writes 0600)
+            save_file({"idf": np.ascontiguousarray(self.tfidf.idf, dtype=np.float32),
+                       "coef_t": np.ascontiguousarray(self.coef_t, dtype=np.float32),
+                       "intercept": np.ascontiguousarray(self.intercept, dtype=np.float32)},
+                      str(tmp), metadata={"format": "patentcpc-linear-2"})
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> LinearCPCModel:

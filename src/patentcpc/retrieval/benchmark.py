@@ -184,15 +184,14 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
 
 def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     """The rows as CSV (columns :data:`COLUMNS`, blanks where a task did not apply), atomically."""
+    from patentcpc.io import atomic_open  # noqa: PLC0415
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(tmp, path)
     return path
 
 

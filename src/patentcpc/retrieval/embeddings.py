@@ -240,10 +240,10 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{suffix}")
+    from patentcpc.io import atomic_path  # noqa: PLC0415
+
     meta_json = json.dumps(meta or {})
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
                 np.savez(fh, embeddings=vectors, ids=np.array([str(i) for i in ids], dtype=str),
@@ -256,9 +256,6 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
             table = pa.table({"id": pa.array([str(i) for i in ids], pa.string()), "embedding": emb})
             table = table.replace_schema_metadata({"patentcpc": meta_json})
             pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

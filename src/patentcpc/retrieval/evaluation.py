@@ -83,12 +83,12 @@ def read_trec_qrels(path: str | os.PathLike) -> Qrels:
 
 def write_trec_qrels(qrels: Qrels, path: str | os.PathLike) -> None:
     """Write qrels in the TREC format (atomically)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    from patentcpc.io import atomic_open  # noqa: PLC0415
+
+    with atomic_open(path, "w") as fh:
         for q, docs in qrels.items():
             for d, rel in docs.items():
                 fh.write(f"{q} 0 {d} {rel}\n")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- runs and metrics

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -203,26 +202,15 @@ class SearchIndex:
 
     # ----------------------------------------------------------------- persistence
     def save(self, folder: str | os.PathLike) -> Path:
+        from patentcpc.io import atomic_dir  # noqa: PLC0415
+
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with atomic_dir(folder, kind="index") as tmp:
             self.bm25.save(str(tmp / BM25_DIR), show_progress=False)
             if self.embeddings is not None:
                 np.save(tmp / EMBEDDINGS_FILE, np.asarray(self.embeddings, dtype=np.float32), allow_pickle=False)
             doc = {"format": 1, "meta": self.meta, "ids": self.ids, "titles": self.titles, "labels": self.labels}
             (tmp / INDEX_FILE).write_text(json.dumps(doc), encoding="utf-8")
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            if folder.exists():
-                if not (folder / INDEX_FILE).exists():
-                    raise ConfigError(f"{folder} exists and is not a patentcpc index; choose another --output")
-                os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod
