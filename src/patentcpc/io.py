@@ -81,11 +81,13 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = _tmp_name(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    mode = mode if mode is not None else 0o666 & ~_umask()  # mkstemp makes 0600
     try:
-        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes 0600
+        os.fchmod(fd, mode)
         os.close(fd)
         yield Path(tmp)
         _commit_point()
+        os.chmod(tmp, mode)  # again: a writer may have replaced the file by name (safetensors makes 0600)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)

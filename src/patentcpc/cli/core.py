@@ -163,8 +163,11 @@ def train(
     kind = "transformer" if training_kind(cfg) == "transformer" else "linear"
     _check_train_output(output, kind, resume, overwrite,
                         [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
-    console.print(f"training {cfg.model}…", highlight=False)
-    result = train_model(cfg, data, eval_data, output, resume=resume)
+    if kind == "linear":  # seconds to minutes, no progress bar of its own
+        with console.status(f"training {cfg.model} (linear)…"):
+            result = train_model(cfg, data, eval_data, output, resume=resume)
+    else:
+        result = train_model(cfg, data, eval_data, output, resume=resume)
     out.print(f"saved {result.model.kind} model ({len(result.model.labels)} labels) to {output}")
     if result.overlap is not None and result.overlap.any:
         _warn(result.overlap.message(str(data), str(eval_data)))
