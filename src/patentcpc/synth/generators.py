@@ -21,6 +21,7 @@ Every row records ``generator``, ``model``, ``strategy``, ``template``, ``seed``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -80,9 +81,7 @@ def label_infos(labels: Sequence[str], max_groups: int = 8) -> dict[str, LabelIn
     groups: dict[str, list[str]] = {}
     try:
         for code, text in iter_scheme("label descriptions"):
-            if len(code) == 3 and any(w.startswith(code) for w in wanted):
-                titles[code] = text
-            elif len(code) == 4 and code in wanted:
+            if len(code) == 3 and any(w.startswith(code) for w in wanted) or len(code) == 4 and code in wanted:
                 titles[code] = text
             elif len(code) == 14 and code[:4] in wanted and code.endswith("000000"):  # main groups
                 g = groups.setdefault(code[:4], [])
@@ -390,10 +389,8 @@ class OpenAIGenerator:
                         raise PatentCPCError(f"{self.url}: {last}")
                     ra = r.headers.get("retry-after")
                     if ra:
-                        try:
+                        with contextlib.suppress(ValueError):
                             delay = min(self.max_backoff, max(0.0, float(ra)))
-                        except ValueError:
-                            pass
                 if attempt < self.max_retries:
                     self.stats["retries"] += 1
                     await asyncio.sleep(delay)
@@ -629,3 +626,25 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
         if isinstance(r.get("synthetic"), str):
             r["synthetic"] = r["synthetic"].lower() == "true"
     return rows
+
+
+def make_generator(name: str, hf_model: str | None = None, base_url: str | None = None,
+                   api_model: str | None = None, **kwargs):
+    """The LLM generator object for ``name`` (None for ``recombine``). ``kwargs`` go to its
+    constructor (unknown ones for that generator are ignored)."""
+    import inspect  # noqa: PLC0415
+
+    if name not in GENERATORS:
+        raise ConfigError(f"--generator must be one of {', '.join(GENERATORS)}, not '{name}'")
+    if name == "recombine":
+        return None
+    cls = HFGenerator if name == "hf" else OpenAIGenerator
+    accepted = set(inspect.signature(cls).parameters)
+    kw = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
+    if name == "hf":
+        if not hf_model:
+            raise ConfigError("--generator hf needs --hf-model PATH_OR_ID")
+        return HFGenerator(hf_model, **kw)
+    if not base_url or not api_model:
+        raise ConfigError("--generator openai needs --base-url URL and --api-model NAME")
+    return OpenAIGenerator(base_url, api_model, **kw)
