@@ -226,7 +226,7 @@ def parse_generation(text: str, fields: Sequence[str] = ("title", "abstract")) -
     text = str(text or "").strip()
     if not text:
         return None
-    marks = list(re.finditer(r"(?im)^\s*\**\s*(title|abstract|claims?)\s*\**\s*:\s*", text))
+    marks = list(re.finditer(r"(?im)^\s*[*#_]*\s*(title|abstract|claims?)\s*[*_]*\s*:\s*[*_]*\s*", text))
     parts: dict[str, str] = {}
     if marks:
         for m, nxt in zip(marks, marks[1:] + [None], strict=True):
@@ -287,7 +287,8 @@ class HFGenerator:
                                  add_special_tokens=False).to(self.device)
             torch.manual_seed(batch[0].seed)
             with torch.inference_mode():
-                gen = self.model.generate(**enc, do_sample=True, temperature=self.temperature, top_p=self.top_p,
+                gen = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                          do_sample=True, temperature=self.temperature, top_p=self.top_p,
                                           max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                                           eos_token_id=eos)
             new = gen[:, enc["input_ids"].shape[1]:]
