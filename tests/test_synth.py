@@ -371,7 +371,7 @@ def test_experiment_on_shared_titles(shared_data: Path, tmp_path: Path, capsys):
     from patentcpc.cli import main
 
     src = shared_data / "uspto-titles"
-    for name, n in (("train", 500), ("valid", 120)):
+    for name, n in (("train", 300), ("valid", 80)):
         with open(src / f"{name}.csv", encoding="utf-8") as fh, \
                 open(tmp_path / f"{name}.csv", "w", encoding="utf-8", newline="") as out:
             r, w = csv.reader(fh), csv.writer(out)
