@@ -133,6 +133,11 @@ class TransformerConfig:
         valid_fraction: share of the training data held out for validation when no eval data.
         tensorboard: also log to TensorBoard (needs the tensorboard package).
         keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
+        attn_implementation: ``sdpa`` (default), ``eager`` (with precision fp32: pins fp32 eager
+            attention) or a flash-attention implementation.
+        attn_check: before training, compare the encoder's attention as used (implementation and
+            bf16) with fp32 eager attention on one batch and warn when the relative difference of
+            the hidden states exceeds ``attn_check_tol`` (the Flash-Attention-2 + bf16 collapse).
     """
 
     arch: str | None = None
@@ -173,6 +178,9 @@ class TransformerConfig:
     tensorboard: bool = False
     keep_checkpoints: bool = False
     save_total_limit: int = 2
+    attn_implementation: str = "sdpa"
+    attn_check: bool = True
+    attn_check_tol: float = 0.05
 
     def __post_init__(self) -> None:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),

@@ -418,6 +418,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     model = TransformerCPCModel.create(
         vocab.labels, model=None if tcfg.arch else cfg.model, arch=tcfg.arch, tokenizer=tcfg.tokenizer,
         pooling=tcfg.pooling, max_length=tcfg.max_length, dropout=tcfg.dropout,
+        attn_implementation=tcfg.attn_implementation,
         manifest_fields={"label_level": cfg.data.level, "text_view": train.text_view,
                          "training_data": train_info, "config": to_dict(cfg),
                          "extra": {"model_name": cfg.model if not tcfg.arch else tcfg.arch}})
@@ -426,6 +427,11 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
         raise ConfigError(f"transformer.max_length {tcfg.max_length} is longer than the model allows ({max_pos})")
     train_ds, valid_ds = encode(model, train, vocab), encode(model, valid, vocab)
     y_train = multi_hot(train_ds["label_ids"], len(vocab))
+    if tcfg.attn_check:  # once: does the attention in use (sdpa/flash, bf16) match fp32 eager?
+        from patentcpc.models.transformer import check_attention  # noqa: PLC0415
+
+        check_attention(model.network.encoder, train_ds[:8]["input_ids"], model.tokenizer.pad_token_id or 0,
+                        bf16=_precision(tcfg), tol=tcfg.attn_check_tol)
 
     run_config = to_dict(cfg) | {"data": str(data), "eval_data": str(eval_data)}
     main = int(os.environ.get("RANK", "0")) == 0

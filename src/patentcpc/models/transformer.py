@@ -328,3 +328,48 @@ class TransformerCPCModel(CPCModel):
             network.head.to(dtype)
         network.eval()
         return cls(manifest, network, tok, device)
+
+
+def check_attention(encoder: nn.Module, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
+                    tol: float = 0.05) -> dict:
+    """Numerics guard: run one batch through ``encoder`` as training will (its attention
+    implementation, under bf16 autocast when ``bf16``) and through an fp32 eager-attention copy;
+    warn when the relative L2 difference of the (unpadded) hidden states exceeds ``tol``.
+    Returns {"implementation", "bf16", "relative_difference", "ok"}."""
+    import copy  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    impl = str(getattr(encoder.config, "_attn_implementation", None) or "eager")
+    device = next(encoder.parameters()).device
+    rows = [list(x) for x in input_ids if len(x)]
+    if not rows:
+        return {"implementation": impl, "bf16": bf16, "relative_difference": None, "ok": True}
+    width = max(len(x) for x in rows)
+    ids = torch.tensor([x + [pad_id] * (width - len(x)) for x in rows], device=device)
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in rows], device=device)
+    ref = copy.deepcopy(encoder).float().eval()
+    try:
+        ref.set_attn_implementation("eager")
+    except (AttributeError, ValueError):
+        ref.config._attn_implementation = "eager"
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            want = ref(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                got = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+    finally:
+        encoder.train(was_training)
+        del ref
+    keep = mask.bool()
+    rel = float((got[keep] - want[keep]).norm() / want[keep].norm().clamp(min=1e-12))
+    ok = bool(np.isfinite(rel) and rel <= tol)
+    if not ok:
+        msg = (f"attention check: {impl}{' + bf16' if bf16 else ''} differs from fp32 eager attention by "
+               f"{rel:.3g} (relative, > {tol:g}) on a training batch; to pin fp32 eager attention use "
+               "--set transformer.attn_implementation=eager --set transformer.precision=fp32")
+        logging.getLogger(__name__).warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return {"implementation": impl, "bf16": bf16, "relative_difference": rel, "ok": ok}
