@@ -79,8 +79,13 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
     metrics: dict = {}
     overlap = None
-    if eval_data:
-        ev = load_for_model(eval_data, cfg.data, model)
+    ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
+    calibrate_linear(model, cfg, texts, labels, ev)
+    if cfg.explain.index and train_data is not None:
+        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+
+        model.explain_index = ExplainIndex.build(train_data, cfg.explain.snippet_chars)
+    if ev is not None:
         if train_data is not None:
             from patentcpc.overlap import find_overlap  # noqa: PLC0415
 
@@ -92,3 +97,21 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
     if output is not None:
         model.save(output)
     return TrainResult(model, metrics, str(output) if output is not None else None, overlap)
+
+
+def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | None) -> None:
+    """Calibrator and thresholds of a linear model: on ``ev`` (``--eval-data``) if given, else on
+    out-of-fold scores of the training data (``calibration.cv_folds`` folds)."""
+    from patentcpc.calibration import calibrate_model, out_of_fold_scores  # noqa: PLC0415
+    from patentcpc.models.linear import LinearCPCModel  # noqa: PLC0415
+
+    if cfg.calibration.method == "none":
+        return
+    if ev is not None:
+        calibrate_model(model, model.raw_scores(ev.texts), ev.labels, cfg.calibration)
+    elif cfg.model != "scheme" and len(texts) >= 2 * cfg.calibration.cv_folds:
+        def fit(t, g):
+            return LinearCPCModel.fit(t, g, cfg.linear, seed=cfg.seed)
+
+        raw = out_of_fold_scores(fit, texts, labels, model.labels, cfg.calibration.cv_folds, cfg.seed)
+        calibrate_model(model, raw, labels, cfg.calibration)

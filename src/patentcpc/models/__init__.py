@@ -26,7 +26,9 @@ def model_class(kind: str) -> type[CPCModel]:
 def load_model(path: str | os.PathLike, **kwargs) -> CPCModel:
     """Load a patentcpc model folder (any kind)."""
     manifest = read_manifest(path)
-    return model_class(manifest.kind).load(path, manifest, **kwargs)
+    model = model_class(manifest.kind).load(path, manifest, **kwargs)
+    model.source_path = os.fspath(path)  # where its optional files (explain/) are read from
+    return model
 
 
 __all__ = ["CPCModel", "Manifest", "MODEL_KINDS", "load_model", "model_class", "read_manifest"]
