@@ -78,10 +78,13 @@ class ExplainIndex:
         return bm25_scores(self.bm25, list(texts))
 
     def carrying(self, scores_row: np.ndarray, code: str, n: int = 3) -> list[dict]:
-        """The ``n`` best-scoring training documents whose labels include ``code``."""
+        """The ``n`` best-scoring training documents (sharing terms with the text) whose labels
+        include ``code``."""
         order = np.argsort(-scores_row, kind="stable")
         out = []
         for i in order:
+            if scores_row[i] <= 0:  # no shared term: not evidence
+                break
             if code in self.labels[i]:
                 out.append({"kind": "patent", "id": self.ids[i], "text": f"{self.ids[i]}: {self.snippets[i][:160]}",
                             "score": round(float(scores_row[i]), 4)})

@@ -47,6 +47,10 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
                 output: str | os.PathLike | None = None, **trainer_kwargs) -> TrainResult:
     """Train the model ``cfg.model`` describes, evaluate it on ``eval_data`` if given, save it to
     ``output`` (atomically) if given."""
+    if cfg.model == "ensemble":
+        from patentcpc.models.ensemble import train_ensemble  # noqa: PLC0415
+
+        return train_ensemble(cfg, data, eval_data, output)
     if cfg.model not in LINEAR_MODELS:
         from patentcpc.trainer import train_transformer  # noqa: PLC0415
 

@@ -134,6 +134,9 @@ def train(
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    members: Annotated[str | None, typer.Option(
+        "--members", help="For --model ensemble: comma-separated member specs (what --model accepts), "
+                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2.")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
@@ -145,16 +148,18 @@ def train(
         cli["model"] = model
     if seed is not None:
         cli["seed"] = seed
+    if members is not None:
+        cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
-    kind = "linear" if cfg.model in LINEAR_MODELS else "transformer"
+    kind = "linear" if cfg.model in LINEAR_MODELS else "ensemble" if cfg.model == "ensemble" else "transformer"
     if kind == "linear":
         with console.status(f"training {cfg.model} (linear)…"):
             result = train_model(cfg, data, eval_data, output)
     else:
-        result = train_model(cfg, data, eval_data, output, resume=resume)
+        result = train_model(cfg, data, eval_data, output, **({"resume": resume} if kind == "transformer" else {}))
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
     if result.overlap is not None and result.overlap.any:
         _warn(result.overlap.message(str(data), str(eval_data)))
@@ -238,9 +243,12 @@ def predict(
     input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", help="Output for --input: .csv, .tsv, .jsonl or .parquet (by the extension).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="For each assigned code: nearest training patents carrying it (models trained with "
+                          "--set explain.index=true) and, for linear models, the terms that weighed most.")] = False,
     label_field: Annotated[str | None, typer.Option(
         "--label-field", help="Gold label column of --input, carried to the output with hits "
                               "(default: auto-detect).")] = None,
@@ -262,8 +270,14 @@ def predict(
         if not text.strip():
             raise ConfigError("--text is empty")
         (res,) = predict_texts(m, [text], top_k, batch_size)
-        _print_prediction(res)
+        if explain:
+            from patentcpc.explain import explain_predictions  # noqa: PLC0415
+
+            explain_predictions(m, [text], [res])
+        _print_prediction(res, m.output_score_type)
         return
+    if explain:
+        raise ConfigError("--explain works with --text (one document)")
     if output is None:
         raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
@@ -277,19 +291,36 @@ def predict(
     out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
-def _print_prediction(res: dict) -> None:
+def _print_prediction(res: dict, score_type: str = "probability") -> None:
     from rich.table import Table  # noqa: PLC0415
 
     from patentcpc.cpc import shorten  # noqa: PLC0415
+    from patentcpc.inference import LEGEND  # noqa: PLC0415
 
     table = Table(title="CPC prediction")
-    for col in ("code", "score", "", "title", "path"):
+    for col in ("code", "probability" if score_type == "probability" else "score", "assigned", "title", "path"):
         table.add_column(col)
     for p in res["predictions"]:
         path = " > ".join(x["code"] for x in p["path"])
-        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["above_threshold"] else "",
+        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["assigned"] else "",
                       shorten(p["title"] or "—", 80), path)
     out.print(table)
+    legend = LEGEND if score_type == "probability" else LEGEND.replace(
+        "the model's probability", f"the model's raw {score_type} (not calibrated)")
+    out.print(legend, highlight=False, soft_wrap=True)
+    evidence = [(p["code"], p["evidence"]) for p in res["predictions"] if p.get("evidence") is not None]
+    for code, ev in evidence:
+        docs = [e for e in ev if e.get("kind") == "patent"]
+        terms = [e for e in ev if e.get("kind") == "term"]
+        out.print(f"[bold]{code}[/] evidence:", highlight=False)
+        for e in docs:
+            out.print(f"  training patent {shorten(e['text'], 110)} (bm25 {e['score']:.2f})", highlight=False,
+                      soft_wrap=True)
+        if terms:
+            out.print("  terms: " + ", ".join(f"{e['term']} ({e['weight']:.3f})" for e in terms), highlight=False,
+                      soft_wrap=True)
+    if res.get("explain_note"):
+        out.print(f"[dim]{res['explain_note']}[/]", highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- cpc / quickstart
@@ -365,4 +396,4 @@ def quickstart(
         out.print(f"cold-start model saved to {model_dir}")
     out.print(f"[bold]text:[/] {text}", highlight=False)
     (res,) = predict_texts(m, [text], top_k)
-    _print_prediction(res)
+    _print_prediction(res, m.output_score_type)

@@ -13,6 +13,7 @@ from patentcpc.models.base import CPCModel
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
+    "ensemble": "patentcpc.models.ensemble:EnsembleCPCModel",
 }
 
 

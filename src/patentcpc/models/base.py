@@ -80,9 +80,8 @@ class CPCModel:
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> None:
-        from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
-
         from patentcpc.explain import save_index  # noqa: PLC0415
+        from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
         with atomic_dir(path) as tmp:
             self._save_weights(tmp)
