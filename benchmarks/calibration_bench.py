@@ -23,7 +23,7 @@ from patentcpc.metrics import binarize, threshold_metrics, tune_global_threshold
 from patentcpc.models.linear import LinearCPCModel
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"
-OPTIONS = [(m, s, f, k) for m in ("platt", "temperature", "isotonic") for s in ("shared",)
+OPTIONS = [(m, s, f, k) for m in ("platt", "platt-gap", "temperature", "isotonic") for s in ("shared",)
            for f, k in (("top", 1), ("top", 5), ("all", 5))] + [("platt", "per_label", "top", 5),
                                                                 ("platt", "per_label", "all", 5)]
 
@@ -32,17 +32,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args()
     data = load_data(DATA)
     rows = []
     for seed in range(args.splits):
         t0 = time.time()
         train, test = split_data(data, (0.8, 0.2), seed)
-        cfg = LinearConfig()
-        model = LinearCPCModel.fit(train.texts, train.labels, cfg, seed=42)
+        model = LinearCPCModel.fit(train.texts, train.labels, LinearConfig(), seed=42)
         labels = model.labels
-        oof = out_of_fold_scores(lambda t, g: LinearCPCModel.fit(t, g, cfg, seed=42), train.texts, train.labels,
-                                 labels, 5, 42)
+        oof = out_of_fold_scores(lambda t, g: LinearCPCModel.fit(t, g, LinearConfig(), seed=42), train.texts,
+                                 train.labels, labels, args.folds, 42)
         raw_test = model.raw_scores(test.texts)
         y = multi_hot(train.labels, labels)
         for method, scope, fit_on, k in OPTIONS:

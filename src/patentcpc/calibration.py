@@ -26,7 +26,7 @@ import numpy as np
 
 from patentcpc.errors import ModelError
 
-METHODS = ("platt", "temperature", "isotonic", "none")
+METHODS = ("platt", "platt-gap", "temperature", "isotonic", "none")
 SCOPES = ("shared", "per_label")
 _EPS = 1e-6
 
@@ -50,13 +50,23 @@ def fit_platt(z: np.ndarray, y: np.ndarray, fit_bias: bool = True, l2: float = 0
     (``fit_bias=False``: ``b = 0``, temperature scaling with ``T = 1 / a``); ``l2`` shrinks ``a``
     and ``b`` (per-label maps on few positives)."""
     z = np.asarray(z, dtype=np.float64).ravel()
+    w = fit_logistic(z[:, None], y, fit_bias, l2, max_iter)
+    return (float(w[0]), float(w[1]) if fit_bias else 0.0)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, fit_bias: bool = True, l2: float = 0.0,
+                 max_iter: int = 100) -> np.ndarray:
+    """Unpenalized (or ``l2``) logistic regression weights by damped Newton steps; the bias last."""
+    x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
-    x = np.stack([z, np.ones_like(z)], 1) if fit_bias else z[:, None]
+    if fit_bias:
+        x = np.hstack([x, np.ones((len(x), 1))])
     w = np.zeros(x.shape[1])
     if fit_bias:
         prior = np.clip(y.mean(), _EPS, 1 - _EPS) if len(y) else 0.5
-        w[1] = np.log(prior / (1 - prior))
-    w[0] = 1.0 if not fit_bias else 0.0
+        w[-1] = np.log(prior / (1 - prior))
+    else:
+        w[0] = 1.0
     for _ in range(max_iter):
         p = _sigmoid(x @ w)
         grad = x.T @ (p - y) + l2 * w
@@ -70,7 +80,19 @@ def fit_platt(z: np.ndarray, y: np.ndarray, fit_bias: bool = True, l2: float = 0
         w = w - t * step
         if np.max(np.abs(t * step)) < 1e-9:
             break
-    return (float(w[0]), float(w[1]) if fit_bias else 0.0)
+    return w
+
+
+def gap_to_best_other(z: np.ndarray) -> np.ndarray:
+    """For every cell, its score minus the best score of the other labels in its row (the lead of
+    the top-1 code over the runner-up; how far behind the best every other code is)."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.shape[1] < 2:
+        return np.zeros_like(z)
+    order = np.sort(z, axis=1)
+    best, second = order[:, -1:], order[:, -2:-1]
+    other = np.where(z >= best, second, best)
+    return z - other
 
 
 def _nll(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> float:
@@ -87,6 +109,7 @@ class Calibrator:
     score_type: str = "margin"
     a: float = 1.0
     b: float = 0.0
+    c: float = 0.0  # "platt-gap": weight of gap_to_best_other(z)
     x: list[float] = field(default_factory=list)  # isotonic knots
     y: list[float] = field(default_factory=list)
     label_a: list[float] | None = None  # per-label Platt (None entries use the shared map)
@@ -100,6 +123,8 @@ class Calibrator:
         z = to_z(raw, self.score_type)
         if self.method == "isotonic":
             out = np.interp(z, np.asarray(self.x), np.asarray(self.y))
+        elif self.method == "platt-gap" and z.ndim == 2:
+            out = _sigmoid(self.a * z + self.c * gap_to_best_other(z) + self.b)
         else:
             out = _sigmoid(self.a * z + self.b)
         if self.scope == "per_label" and self.label_a is not None and z.ndim == 2:
@@ -114,6 +139,8 @@ class Calibrator:
             d.update(x=[float(v) for v in self.x], y=[float(v) for v in self.y])
         elif self.method != "none":
             d.update(a=self.a, b=self.b)
+            if self.method == "platt-gap":
+                d["c"] = self.c
         if self.label_a is not None:
             d.update(label_a=self.label_a, label_b=self.label_b)
         return d
@@ -124,7 +151,7 @@ class Calibrator:
             raise ModelError(f"{where}: not a calibration map (method must be one of {', '.join(METHODS)})")
         try:
             cal = cls(method=d["method"], scope=d.get("scope", "shared"), score_type=d.get("score_type", "margin"),
-                      a=float(d.get("a", 1.0)), b=float(d.get("b", 0.0)),
+                      a=float(d.get("a", 1.0)), b=float(d.get("b", 0.0)), c=float(d.get("c", 0.0)),
                       x=[float(v) for v in d.get("x", [])], y=[float(v) for v in d.get("y", [])],
                       label_a=d.get("label_a"), label_b=d.get("label_b"), info=dict(d.get("info", {})))
         except (TypeError, ValueError) as exc:
@@ -134,12 +161,12 @@ class Calibrator:
         return cal
 
 
-def _pairs(z: np.ndarray, y: np.ndarray, fit_on: str, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(z: np.ndarray, y: np.ndarray, fit_on: str, top_k: int, *more: np.ndarray) -> tuple[np.ndarray, ...]:
     if fit_on == "all" or z.shape[1] <= top_k:
-        return z.ravel(), y.ravel()
+        return (z.ravel(), y.ravel(), *(m.ravel() for m in more))
     idx = np.argpartition(-z, top_k - 1, axis=1)[:, :top_k]
     rows = np.arange(z.shape[0])[:, None]
-    return z[rows, idx].ravel(), y[rows, idx].ravel()
+    return (z[rows, idx].ravel(), y[rows, idx].ravel(), *(m[rows, idx].ravel() for m in more))
 
 
 def fit_calibrator(raw: np.ndarray, y: np.ndarray, score_type: str, method: str = "platt",
@@ -164,6 +191,11 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, score_type: str, method: str 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(zs, ys)
         cal = Calibrator(method="isotonic", scope="shared", score_type=score_type,
                          x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist(), info=info)
+    elif method == "platt-gap":
+        zs, ys, gs = _pairs(z, y, fit_on, top_k, gap_to_best_other(z))
+        a, c, b = fit_logistic(np.stack([zs, gs], 1), ys)
+        cal = Calibrator(method=method, scope="shared", score_type=score_type, a=float(a), b=float(b), c=float(c),
+                         info=info)
     else:
         a, b = fit_platt(zs, ys, fit_bias=method == "platt")
         cal = Calibrator(method=method, scope="shared", score_type=score_type, a=a, b=b, info=info)
