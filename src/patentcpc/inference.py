@@ -398,8 +398,8 @@ def _parquet_schema(with_gold: bool = False):
     import pyarrow as pa  # noqa: PLC0415
 
     node = pa.struct([("code", pa.string()), ("title", pa.string())])
-    pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("above_threshold", pa.bool_()),
-                      ("title", pa.string()), ("path", pa.list_(node))])
+    pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("assigned", pa.bool_()),
+                      ("above_threshold", pa.bool_()), ("title", pa.string()), ("path", pa.list_(node))])
     fields = [("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))]
     if with_gold:
         fields += [("gold", pa.list_(pa.string())), ("hits", pa.list_(pa.string()))]

@@ -194,6 +194,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     on_bad_row: OnBadRow = None, split: Split = None,
+    plots_dir: Annotated[Path | None, typer.Option(
+        "--plots-dir", help="Write the top-1 reliability plot (PNG) into this folder.")] = None,
 ) -> None:
     """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
     from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
@@ -215,6 +217,14 @@ def evaluate(
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
+    if plots_dir is not None:
+        from patentcpc.calibration import reliability_bins, top1_confidence  # noqa: PLC0415
+        from patentcpc.plots import plot_reliability  # noqa: PLC0415
+
+        conf, hit = top1_confidence(scores, ev.labels, m.labels)
+        stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
+        metrics["plots"] = [str(plot_reliability(reliability_bins(conf, hit), plots_dir / f"{stem}_reliability.png",
+                                                 metrics.get("ece@1")))]
     if report is not None:
         import csv  # noqa: PLC0415
 
