@@ -519,8 +519,9 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
     @app.get("/health", responses={200: _json_response(HEALTH_SCHEMA, "Service status")})
     async def health() -> dict:
         """Status, model, counters and the request limits."""
+        score_type = getattr(model, "output_score_type", None) or model.manifest.score_type  # probability if calibrated
         return {"status": "ok", "model_kind": model.kind, "n_labels": len(model.labels),
-                "label_level": model.manifest.label_level, "score_type": getattr(model, "output_score_type", None) or model.manifest.score_type,
+                "label_level": model.manifest.label_level, "score_type": score_type,
                 "uptime_s": round(time.time() - started, 1), "queue_depth": batcher.queue_depth,
                 "batches": batcher.n_batches, "documents": batcher.n_docs,
                 "limits": {"max_docs": cfg.max_docs, "max_chars": cfg.max_chars, "max_top_k": cfg.max_top_k,
