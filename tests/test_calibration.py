@@ -203,3 +203,23 @@ def test_tfidf_training_calibrates_out_of_fold(tiny_jsonl, tmp_path):
 
 def test_multi_hot_ignores_unknown_codes():
     np.testing.assert_array_equal(multi_hot([["B", "Z"], []], ["A", "B"]), [[0, 1], [0, 0]])
+
+
+@pytest.mark.slow
+def test_tiny_transformer_is_calibrated_and_capped(tiny_jsonl, tmp_path):
+    from patentcpc.config import resolve
+    from patentcpc.inference import predict_texts
+
+    cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}},
+                  ["transformer.epochs=1", "transformer.batch_size=8", "transformer.max_length=64",
+                   "transformer.wise_alpha=null", "transformer.patience=0", "explain.index=true"])
+    train_model(cfg, str(tiny_jsonl), None, tmp_path / "t")
+    m = load_model(tmp_path / "t")
+    cal = m.manifest.extra["calibration"]
+    assert cal["score_type"] == "probability" and cal["method"] == cfg.calibration.method
+    assert (tmp_path / "t" / "explain" / "docs.json").exists()
+    texts = ["Wireless base station scheduling packets", "Plough tines for soil"]
+    raw, s = m.raw_scores(texts), m.scores(texts)
+    assert not np.allclose(raw, s) and s.min() >= 0 and s.max() <= 1
+    for res in predict_texts(m, texts, top_k=2):
+        assert len(res["predictions"]) == 2 and res["predictions"][0]["assigned"]
