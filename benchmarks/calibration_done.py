@@ -41,7 +41,7 @@ def main() -> None:
         res = predict_texts(m, test.texts, top_k=1)
         conf = np.array([r["predictions"][0]["score"] for r in res])
         hit = np.array([r["predictions"][0]["code"] in g for r, g in zip(res, test.labels, strict=True)], float)
-        assert all(len(r["predictions"]) == 1 for r in res) and 0 <= conf.min() and conf.max() <= 1
+        assert all(len(r["predictions"]) == 1 for r in res) and conf.min() >= 0 and conf.max() <= 1
         confs.append(conf)
         hits.append(hit)
         print(f"split {seed}: n {len(conf)}  P@1 {hit.mean():.3f}  mean prob {conf.mean():.3f}  "
