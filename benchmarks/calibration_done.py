@@ -51,7 +51,8 @@ def main() -> None:
           f"AUROC@1 {auroc(conf, hit):.3f}")
     e = [ece(c, h) for c, h in zip(confs, hits, strict=True)]
     a = [auroc(c, h) for c, h in zip(confs, hits, strict=True)]
-    print(f"per split: ECE@1 {np.mean(e):.3f} ± {np.std(e, ddof=1):.3f}  AUROC@1 {np.mean(a):.3f} ± {np.std(a, ddof=1):.3f}")
+    print(f"per split: ECE@1 {np.mean(e):.3f} ± {np.std(e, ddof=1):.3f}  "
+          f"AUROC@1 {np.mean(a):.3f} ± {np.std(a, ddof=1):.3f}")
 
 
 if __name__ == "__main__":
