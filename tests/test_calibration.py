@@ -191,7 +191,7 @@ def test_tfidf_training_calibrates_out_of_fold(tiny_jsonl, tmp_path):
     result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m")
     m = load_model(tmp_path / "m")
     cal = m.manifest.extra["calibration"]
-    assert cal["method"] == "platt" and cal["info"]["n_docs"] == 24
+    assert cal["method"] == "platt-gap" and cal["info"]["n_docs"] == 24
     s = m.scores(["Plough with tines for soil", "Semiconductor transistor gate oxide"])
     assert s.min() >= 0 and s.max() <= 1
     assert m.raw_scores(["Plough with tines"]).min() < 0  # the margins underneath
@@ -223,3 +223,20 @@ def test_tiny_transformer_is_calibrated_and_capped(tiny_jsonl, tmp_path):
     assert not np.allclose(raw, s) and s.min() >= 0 and s.max() <= 1
     for res in predict_texts(m, texts, top_k=2):
         assert len(res["predictions"]) == 2 and res["predictions"][0]["assigned"]
+
+
+def test_platt_gap_matches_sklearn_on_score_and_lead():
+    from sklearn.linear_model import LogisticRegression
+
+    from patentcpc.calibration import gap_to_best_other
+
+    rng = np.random.default_rng(6)
+    raw = rng.normal(size=(150, 6))
+    y = (rng.random(raw.shape) < 1 / (1 + np.exp(-(raw + gap_to_best_other(raw))))).astype(float)
+    cal = fit_calibrator(raw, y, "margin", "platt-gap", fit_on="all")
+    x = np.stack([raw.ravel(), gap_to_best_other(raw).ravel()], 1)
+    ref = LogisticRegression(penalty=None, tol=1e-10, max_iter=2000).fit(x, y.ravel())
+    np.testing.assert_allclose([cal.a, cal.c, cal.b], [*ref.coef_[0], ref.intercept_[0]], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(cal.transform(raw[:3]), ref.predict_proba(
+        np.stack([raw[:3].ravel(), gap_to_best_other(raw[:3]).ravel()], 1))[:, 1].reshape(3, 6), rtol=1e-4)
+    np.testing.assert_allclose(gap_to_best_other(np.array([[3.0, 1.0, 2.0]])), [[1.0, -2.0, -1.0]])
