@@ -210,8 +210,9 @@ class CalibrationConfig:
     """Calibrated probabilities (:mod:`patentcpc.calibration`), fitted at training time on
     validation scores: ``--eval-data``, else out-of-fold scores of ``cv_folds`` folds (linear
     models) or the validation split (transformers). ``method``: platt, platt-gap (Platt on the
-    score and its lead over the best other label), temperature, isotonic or none; ``scope``: shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every
-    document) or all label/document pairs. Defaults measured in benchmarks/calibration.md."""
+    score and its lead over the best other label), temperature, isotonic or none; ``scope``:
+    shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every document) or all
+    label/document pairs. Defaults measured in benchmarks/calibration.md."""
 
     method: str = "platt-gap"
     scope: str = "shared"
