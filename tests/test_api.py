@@ -61,10 +61,12 @@ def test_train_predict_save_load(trained, tiny_jsonl, tmp_path):
         preds[0][0].score = 1.0
     # no top_k: exactly the assigned codes; a threshold filters
     assigned = m.predict(texts)
-    assert [[p.code for p in row] for row in assigned] == [
-        [m.labels[j] for j in np.argsort(-s, kind="stable") if s[j] >= m.thresholds[j]] for s in scores]
+    assert [[p.code for p in row] for row in assigned] == [  # the best code is always assigned
+        [m.labels[j] for j in np.argsort(-s, kind="stable") if s[j] >= m.thresholds[j] or j == s.argmax()]
+        for s in scores]
     high = m.predict(texts, threshold=float(scores.max()))
-    assert sum(len(r) for r in high) == 1 and all(p.score >= scores.max() for r in high for p in r)
+    assert sum(len(r) for r in high) == int((scores >= scores.max()).sum())
+    assert all(p.score >= scores.max() for r in high for p in r)
     assert m.predict("a plough with tines", top_k=1)[0][0].code == "A01B"  # one string = one text
     with pytest.raises(ConfigError):
         m.predict(texts, top_k=0)
@@ -85,7 +87,7 @@ def test_evaluate_matches_the_cli(trained, tiny_jsonl, tmp_path):
     assert res.exit_code == 0, res.output
     cli = json.loads(res.stdout)  # the overlap warning goes to stderr
     assert metrics["f1@1"] == pytest.approx(cli["f1@1"]) and metrics["n_docs"] == cli["n_docs"] == 24
-    assert metrics == pytest.approx(patentcpc.evaluate(trained, str(tiny_jsonl)))
+    assert metrics == pytest.approx(patentcpc.evaluate(trained, str(tiny_jsonl)), nan_ok=True)  # auroc@1: all hits
 
 
 def test_train_config_sources(tmp_path):

@@ -215,6 +215,67 @@ class TransformerConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """Calibrated probabilities (:mod:`patentcpc.calibration`), fitted at training time on
+    validation scores: ``--eval-data``, else out-of-fold scores of ``cv_folds`` folds (linear
+    models) or the validation split (transformers). ``method``: platt, platt-gap (Platt on the
+    score and its lead over the best other label), temperature, isotonic or none; ``scope``:
+    shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every document) or all
+    label/document pairs. Defaults measured in benchmarks/calibration.md."""
+
+    method: str = "platt-gap"
+    scope: str = "shared"
+    fit_on: str = "top"
+    top_k: int = 5
+    cv_folds: int = 5
+    min_support: int = 10
+
+    def __post_init__(self) -> None:
+        from patentcpc.calibration import METHODS, SCOPES  # noqa: PLC0415
+
+        if self.method not in METHODS:
+            raise ConfigError(f"calibration.method must be one of {', '.join(METHODS)}, not '{self.method}'")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"calibration.scope must be one of {', '.join(SCOPES)}, not '{self.scope}'")
+        if self.fit_on not in ("top", "all"):
+            raise ConfigError(f"calibration.fit_on must be 'top' or 'all', not '{self.fit_on}'")
+        if self.top_k < 1 or self.cv_folds < 2 or self.min_support < 1:
+            raise ConfigError("calibration.top_k and min_support must be >= 1, cv_folds >= 2")
+
+
+@dataclass
+class ExplainConfig:
+    """``index``: save a BM25 index of the training texts (ids + snippets) with the model, for
+    ``predict --explain``; ``snippet_chars``: characters of each stored text."""
+
+    index: bool = False
+    snippet_chars: int = 300
+
+    def __post_init__(self) -> None:
+        if self.snippet_chars < 20:
+            raise ConfigError("explain.snippet_chars must be >= 20")
+
+
+@dataclass
+class EnsembleConfig:
+    """``--model ensemble``: ``members`` (what ``--model`` accepts, e.g. ``tfidf`` or an encoder
+    folder), fitted on ``1 - valid_fraction`` of the data; weights and thresholds tuned on the
+    rest; ``refit``: re-train the members on all the data afterwards; ``weight_step``: grid step
+    of the member weights."""
+
+    members: list[str] = field(default_factory=list)
+    valid_fraction: float = 0.2
+    refit: bool = True
+    weight_step: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 < self.valid_fraction < 1:
+            raise ConfigError(f"ensemble.valid_fraction must be in (0, 1), not {self.valid_fraction}")
+        if not 0 < self.weight_step <= 0.5:
+            raise ConfigError(f"ensemble.weight_step must be in (0, 0.5], not {self.weight_step}")
+
+
+@dataclass
 class TrainConfig:
     """Everything ``patentcpc train`` needs. ``model`` is ``tfidf``, ``scheme`` (cold start from
     the IPC scheme) or a transformer (hub id or local folder, default ModernBERT-base)."""
@@ -223,6 +284,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     seed: int = 42
 
     def __post_init__(self) -> None:

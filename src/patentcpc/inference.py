@@ -39,28 +39,38 @@ if TYPE_CHECKING:  # inference takes any model; it imports none (models.transfor
 
 
 def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> list[dict]:
-    """For each row of ``scores``: the labels above their threshold plus the top k, best first."""
+    """For each row of ``scores``: at most ``top_k`` codes, best first, each with its score (a
+    calibrated probability for a calibrated model) and ``assigned`` (score at or above the
+    label's tuned threshold; the best code is always assigned). ``labels`` lists the assigned
+    codes; ``above_threshold`` is the same flag under its older name."""
+    if top_k < 1:
+        raise ConfigError("top_k must be >= 1")
     scores = np.asarray(scores)
     thresholds = model.thresholds
     labels = model.labels
     top = top_k_indices(scores, top_k) if len(scores) else np.zeros((0, 0), dtype=int)
     out = []
     for i in range(scores.shape[0]):
-        above = set(np.flatnonzero(scores[i] >= thresholds).tolist())
-        chosen = list(dict.fromkeys(top[i].tolist() + sorted(above, key=lambda j: -scores[i, j])))
-        chosen.sort(key=lambda j: -scores[i, j])
+        chosen = sorted(top[i].tolist(), key=lambda j: -scores[i, j])[:top_k]
         preds = []
-        for j in chosen:
+        for rank, j in enumerate(chosen):
             code = labels[j]
+            assigned = bool(rank == 0 or scores[i, j] >= thresholds[j])
             preds.append({
                 "code": code,
                 "score": round(float(scores[i, j]), 6),
-                "above_threshold": j in above,
+                "assigned": assigned,
+                "above_threshold": assigned,
                 "title": title(code),
                 "path": hierarchy_path(code),
             })
-        out.append({"labels": [labels[j] for j in chosen if j in above], "predictions": preds})
+        out.append({"labels": [p["code"] for p in preds if p["assigned"]], "predictions": preds})
     return out
+
+
+LEGEND = ("score: the model's probability that the code applies; assigned (✓): probability at or above "
+          "the code's threshold tuned on validation data (the best code is always assigned); "
+          "at most --top-k codes, best first")
 
 
 def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_size: int = 64) -> list[dict]:
@@ -425,8 +435,8 @@ def _parquet_schema(with_gold: bool = False):
     import pyarrow as pa  # noqa: PLC0415
 
     node = pa.struct([("code", pa.string()), ("title", pa.string())])
-    pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("above_threshold", pa.bool_()),
-                      ("title", pa.string()), ("path", pa.list_(node))])
+    pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("assigned", pa.bool_()),
+                      ("above_threshold", pa.bool_()), ("title", pa.string()), ("path", pa.list_(node))])
     fields = [("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))]
     if with_gold:
         fields += [("gold", pa.list_(pa.string())), ("hits", pa.list_(pa.string()))]

@@ -149,6 +149,12 @@ def evaluate_scores(
     out.update(precision_recall_f1_at_k(scores, gold, vocab, ks))
     out.update(threshold_metrics(binarize(scores, threshold), gold, vocab))
     out.update(hierarchy_accuracy_at_1(scores, gold, vocab))
+    if scores.size and scores.min() >= 0.0 and scores.max() <= 1.0:  # probabilities: top-1 reliability
+        from patentcpc.calibration import auroc, ece, top1_confidence  # noqa: PLC0415
+
+        conf, hit = top1_confidence(scores, gold, vocab)
+        out["ece@1"] = ece(conf, hit)
+        out["auroc@1"] = auroc(conf, hit)
     return out
 
 

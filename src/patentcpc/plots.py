@@ -78,3 +78,27 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, path: str | os.PathLi
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def plot_reliability(bins: Sequence[dict], path: str | os.PathLike, ece: float | None = None,
+                     title: str = "Top-1 reliability") -> Path:
+    """Reliability diagram of the top-1 predictions: hit rate against mean probability per bin
+    (``bins`` from :func:`patentcpc.calibration.reliability_bins`), with the documents per bin."""
+    plt = _plt()
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    centers = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    width = bins[0]["hi"] - bins[0]["lo"] if bins else 0.1
+    acc = [b["accuracy"] if b["accuracy"] is not None else 0 for b in bins]
+    ax.bar(centers, acc, width=width * 0.9, color="#3b6ea5", label="hit rate of the top-1 code")
+    conf = [(c, b["confidence"]) for c, b in zip(centers, bins, strict=True) if b["confidence"] is not None]
+    ax.plot([c for c, _ in conf], [v for _, v in conf], "o", color="#c0504d", label="mean probability")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("hit rate")
+    ax.set_title(title + (f" (ECE@1 {ece:.3f})" if ece is not None else ""))
+    ax.legend(loc="upper left", fontsize=8)
+    axn.bar(centers, [b["n"] for b in bins], width=width * 0.9, color="#999999")
+    axn.set_xlabel("probability of the top-1 code")
+    axn.set_ylabel("documents")
+    axn.set_xlim(0, 1)
+    return _save(fig, path)

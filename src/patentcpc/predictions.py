@@ -42,7 +42,10 @@ def rank(scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray, top_
     * ``top_k`` and ``threshold`` None: the codes whose score reaches their threshold;
     * ``top_k=k``: the k best codes, assigned or not (``Prediction.assigned`` says which);
     * ``threshold=t``: only codes scoring at least ``t`` (``t`` replaces ``thresholds``);
-    * ``include_assigned``: the top k plus every assigned code (the CLI and service view).
+    * ``include_assigned``: the top k plus every assigned code.
+
+    With the model's own thresholds, the best code of a document is always assigned (as in the CLI,
+    the service and batch prediction).
     """
     if top_k is not None and top_k < 1:
         raise ConfigError(f"top_k must be >= 1, not {top_k}")
@@ -51,6 +54,8 @@ def rank(scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray, top_
         raise ConfigError(f"scores must be (documents, {len(labels)}), not {scores.shape}")
     th = np.full(len(labels), threshold, dtype=np.float64) if threshold is not None else np.asarray(thresholds)
     above = scores >= th
+    if threshold is None and scores.shape[0] and scores.shape[1]:
+        above[np.arange(scores.shape[0]), scores.argmax(axis=1)] = True
     top = top_k_indices(scores, top_k) if top_k is not None else None
     out = []
     for i in range(scores.shape[0]):

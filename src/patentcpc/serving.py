@@ -419,7 +419,10 @@ _DOC_SCHEMA = {"type": "object", "properties": {
 PREDICT_SCHEMA = {"type": "object", "properties": {
     "text": {"type": "string", "description": "One document (or use 'documents')."},
     "documents": {"type": "array", "items": _DOC_SCHEMA, "minItems": 1},
-    "top_k": {"type": "integer", "default": 5, "minimum": 1}}}
+    "top_k": {"type": "integer", "default": 5, "minimum": 1},
+    "explain": {"type": "boolean", "default": False,
+                "description": "Add evidence to each assigned code: nearest training patents carrying it "
+                               "(models trained with explain.index=true) and, for linear models, terms."}}}
 PREDICT_EXAMPLE = {"documents": [{"id": "1", "title": "Plough", "abstract": "A plough with adjustable tines."}],
                    "top_k": 5}
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -429,7 +432,8 @@ _NODE = {"type": "object", "required": ["code", "title"],
          "properties": {"code": {"type": "string"}, "title": {"type": ["string", "null"]}}}
 _PREDICTION = {"type": "object", "required": ["code", "score", "above_threshold", "title", "path"], "properties": {
     "code": {"type": "string"}, "score": {"type": "number"}, "above_threshold": {"type": "boolean"},
-    "title": {"type": ["string", "null"]}, "path": {"type": "array", "items": _NODE}}}
+    "assigned": {"type": "boolean"}, "title": {"type": ["string", "null"]},
+    "path": {"type": "array", "items": _NODE}, "evidence": {"type": "array", "items": {"type": "object"}}}}
 _RESULT_PROPS = {"labels": {"type": "array", "items": {"type": "string"}},
                  "predictions": {"type": "array", "items": _PREDICTION}}
 PREDICT_RESPONSE_SCHEMA = {"anyOf": [
@@ -516,8 +520,9 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
     @app.get("/health", responses={200: _json_response(HEALTH_SCHEMA, "Service status")})
     async def health() -> dict:
         """Status, model, counters and the request limits."""
+        score_type = getattr(model, "output_score_type", None) or model.manifest.score_type  # probability if calibrated
         return {"status": "ok", "model_kind": model.kind, "n_labels": len(model.labels),
-                "label_level": model.manifest.label_level, "score_type": model.manifest.score_type,
+                "label_level": model.manifest.label_level, "score_type": score_type,
                 "uptime_s": round(time.time() - started, 1), "queue_depth": batcher.queue_depth,
                 "batches": batcher.n_batches, "documents": batcher.n_docs,
                 "limits": {"max_docs": cfg.max_docs, "max_chars": cfg.max_chars, "max_top_k": cfg.max_top_k,
@@ -541,9 +546,16 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
         """Ranked CPC codes (labels above threshold plus the top k) for one text or a list of documents."""
         body = parse_json(await request.body())
         texts, ids, top_k = parse_request(body, cfg, fields)
+        explain = body.get("explain", False)
+        if not isinstance(explain, bool):
+            raise RequestError(422, "'explain' must be true or false")
         await checker.check(texts, ["text"] if "text" in body else None)
         try:
             results = await batcher.submit(texts, top_k)
+            if explain:
+                from patentcpc.explain import explain_predictions  # noqa: PLC0415
+
+                results = await asyncio.to_thread(explain_predictions, model, texts, results)
         except RequestError:
             raise
         except Exception as exc:  # noqa: BLE001  (logged here; the client gets no exception text)

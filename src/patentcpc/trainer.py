@@ -474,11 +474,21 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
         wise_interpolate(model, cfg.model, train_ds, y_train, tcfg)
     if tcfg.refit_head:  # on the training part first: the validation data stays clean for the thresholds
         fit_head(model, train_ds, y_train, tcfg, refit=True)
-    scores = model.scores(valid.texts, batch_size=tcfg.eval_batch_size)
-    threshold, _ = tune_global_threshold(scores, gold, vocab.labels)
-    model.manifest.threshold = threshold
-    per_label = tune_label_thresholds(scores, gold, vocab.labels, threshold, tcfg.threshold_min_support)
-    model.manifest.label_thresholds = per_label.tolist()
+    scores = model.raw_scores(valid.texts, batch_size=tcfg.eval_batch_size)
+    if cfg.calibration.method != "none":  # probabilities, then thresholds on that scale
+        from patentcpc.calibration import calibrate_model  # noqa: PLC0415
+
+        scores = calibrate_model(model, scores, gold, cfg.calibration, "probability", tcfg.threshold_min_support)
+    else:
+        threshold, _ = tune_global_threshold(scores, gold, vocab.labels)
+        model.manifest.threshold = threshold
+        per_label = tune_label_thresholds(scores, gold, vocab.labels, threshold, tcfg.threshold_min_support)
+        model.manifest.label_thresholds = per_label.tolist()
+    if cfg.explain.index:
+        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+
+        full = load_data(data, **cfg.data.load_kwargs()) if not eval_data else train
+        model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
     metrics = evaluate_scores(scores, gold, vocab.labels, model.thresholds)
     if tcfg.refit_head and tcfg.refit_on == "all" and not eval_data:
         # the thresholds (and metrics) above come from the training-part head; the final head also
@@ -499,11 +509,13 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
 
 def _write_model_folder(model: TransformerCPCModel, run_dir: Path, keep_checkpoints: bool) -> None:
     """Save atomically: weights + manifest + logs (+ curves PNG), checkpoints only if asked."""
+    from patentcpc.explain import save_index  # noqa: PLC0415
     from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
     logs = run_dir / LOGS
     with atomic_dir(run_dir, kind="model") as tmp:
         model._save_weights(tmp)
+        save_index(model, tmp)
         write_manifest(tmp, model.manifest)
         if logs.is_dir():
             shutil.copytree(logs, tmp / LOGS)

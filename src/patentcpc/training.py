@@ -21,13 +21,14 @@ from patentcpc.models.base import CPCModel
 from patentcpc.results import TrainResult
 
 # cfg.model -> model kind; any other name is a transformer (hub id or folder)
-MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme"}
-LINEAR_MODELS = tuple(MODEL_NAMES)
+MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme", "ensemble": "ensemble"}
+LINEAR_MODELS = ("tfidf", "scheme")
 # model kind -> "module:function" of its trainer, all called as (cfg, data, eval_data, output, **kwargs)
 TRAINERS: dict[str, str] = {
     "linear": "patentcpc.training:train_linear",
     "scheme": "patentcpc.training:train_linear",
     "transformer": "patentcpc.trainer:train_transformer",
+    "ensemble": "patentcpc.models.ensemble:train_ensemble",
 }
 
 __all__ = ["MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_model", "load_for_model", "train_model"]
@@ -84,8 +85,13 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
     metrics: dict = {}
     overlap = None
-    if eval_data:
-        ev = load_for_model(eval_data, cfg.data, model)
+    ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
+    calibrate_linear(model, cfg, texts, labels, ev)
+    if cfg.explain.index and train_data is not None:
+        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+
+        model.explain_index = ExplainIndex.build(train_data, cfg.explain.snippet_chars)
+    if ev is not None:
         if train_data is not None:
             from patentcpc.overlap import find_overlap  # noqa: PLC0415
 
@@ -97,3 +103,21 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     if output is not None:
         model.save(output)
     return TrainResult(model, metrics, str(output) if output is not None else None, overlap)
+
+
+def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | None) -> None:
+    """Calibrator and thresholds of a linear model: on ``ev`` (``--eval-data``) if given, else on
+    out-of-fold scores of the training data (``calibration.cv_folds`` folds)."""
+    from patentcpc.calibration import calibrate_model, out_of_fold_scores  # noqa: PLC0415
+    from patentcpc.models.linear import LinearCPCModel  # noqa: PLC0415
+
+    if cfg.calibration.method == "none":
+        return
+    if ev is not None:
+        calibrate_model(model, model.raw_scores(ev.texts), ev.labels, cfg.calibration)
+    elif cfg.model != "scheme" and len(texts) >= 2 * cfg.calibration.cv_folds:
+        def fit(t, g):
+            return LinearCPCModel.fit(t, g, cfg.linear, seed=cfg.seed)
+
+        raw = out_of_fold_scores(fit, texts, labels, model.labels, cfg.calibration.cv_folds, cfg.seed)
+        calibrate_model(model, raw, labels, cfg.calibration)

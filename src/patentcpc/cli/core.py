@@ -143,6 +143,9 @@ def train(
         "--overwrite", help="Replace the model folder at --output (the old model stays usable until the new one "
                             "is complete).")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    members: Annotated[str | None, typer.Option(
+        "--members", help="For --model ensemble: comma-separated member specs (what --model accepts), "
+                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2.")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
@@ -154,13 +157,15 @@ def train(
         cli["model"] = model
     if seed is not None:
         cli["seed"] = seed
+    if members is not None:
+        cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
     from patentcpc.training import training_kind  # noqa: PLC0415
 
-    kind = "transformer" if training_kind(cfg) == "transformer" else "linear"
+    kind = {"linear": "linear", "scheme": "linear"}.get(training_kind(cfg), training_kind(cfg))
     _check_train_output(output, kind, resume, overwrite,
                         [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
     if kind == "linear":  # seconds to minutes, no progress bar of its own
@@ -188,8 +193,8 @@ def _check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, 
 
     if resume and overwrite:
         raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
-    if resume and kind == "linear":
-        raise ConfigError("--resume continues a transformer run; a tfidf/scheme model trains in one go "
+    if resume and kind != "transformer":
+        raise ConfigError(f"--resume continues a transformer run; a {kind} model trains in one go "
                           "(use --overwrite to replace the model at --output)")
     check_model_output(output, inputs, resume=resume, overwrite=overwrite)
     if resume and (output / "manifest.json").exists():
@@ -223,6 +228,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     on_bad_row: OnBadRow = None, split: Split = None,
+    plots_dir: Annotated[Path | None, typer.Option(
+        "--plots-dir", help="Write the top-1 reliability plot (PNG) into this folder.")] = None,
 ) -> None:
     """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
     from patentcpc.api import load_model  # noqa: PLC0415
@@ -248,6 +255,14 @@ def evaluate(
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
+    if plots_dir is not None:
+        from patentcpc.calibration import reliability_bins, top1_confidence  # noqa: PLC0415
+        from patentcpc.plots import plot_reliability  # noqa: PLC0415
+
+        conf, hit = top1_confidence(scores, ev.labels, m.labels)
+        stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
+        metrics["plots"] = [str(plot_reliability(reliability_bins(conf, hit), plots_dir / f"{stem}_reliability.png",
+                                                 metrics.get("ece@1")))]
     if report is not None:
         import csv  # noqa: PLC0415
 
@@ -276,9 +291,12 @@ def predict(
     input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", help="Output for --input: .csv, .tsv, .jsonl or .parquet (by the extension).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="For each assigned code: nearest training patents carrying it (models trained with "
+                          "--set explain.index=true) and, for linear models, the terms that weighed most.")] = False,
     label_field: Annotated[str | None, typer.Option(
         "--label-field", help="Gold label column of --input, carried to the output with hits "
                               "(default: auto-detect).")] = None,
@@ -288,6 +306,7 @@ def predict(
     With --input, one output row per document; gold labels in the input go to the output with hits."""
     from patentcpc.api import load_model  # noqa: PLC0415
     from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
     if (text is None) == (input is None):
@@ -305,9 +324,15 @@ def predict(
         check_output_file(output, [input, model])
     m = load_model(model)
     if text is not None:
-        (preds,) = m.predict([text], top_k=top_k, batch_size=batch_size, include_assigned=True)
-        _print_prediction(preds)
+        (res,) = predict_texts(m, [text], top_k, batch_size)
+        if explain:
+            from patentcpc.explain import explain_predictions  # noqa: PLC0415
+
+            explain_predictions(m, [text], [res])
+        _print_prediction(res, m.output_score_type)
         return
+    if explain:
+        raise ConfigError("--explain works with --text (one document)")
     if output is None:
         raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
@@ -321,18 +346,36 @@ def predict(
     out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
-def _print_prediction(preds: list) -> None:
+def _print_prediction(res: dict, score_type: str = "probability") -> None:
     from rich.table import Table  # noqa: PLC0415
 
     from patentcpc.cpc import shorten  # noqa: PLC0415
+    from patentcpc.inference import LEGEND  # noqa: PLC0415
 
     table = Table(title="CPC prediction")
-    for col in ("code", "score", "", "title", "path"):
+    for col in ("code", "probability" if score_type == "probability" else "score", "assigned", "title", "path"):
         table.add_column(col)
-    for p in preds:
-        table.add_row(p.code, f"{p.score:.3f}", "✓" if p.assigned else "", shorten(p.title or "—", 80),
-                      " > ".join(p.path))
+    for p in res["predictions"]:
+        path = " > ".join(x["code"] for x in p["path"])
+        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["assigned"] else "",
+                      shorten(p["title"] or "—", 80), path)
     out.print(table)
+    legend = LEGEND if score_type == "probability" else LEGEND.replace(
+        "the model's probability", f"the model's raw {score_type} (not calibrated)")
+    out.print(legend, highlight=False, soft_wrap=True)
+    evidence = [(p["code"], p["evidence"]) for p in res["predictions"] if p.get("evidence") is not None]
+    for code, ev in evidence:
+        docs = [e for e in ev if e.get("kind") == "patent"]
+        terms = [e for e in ev if e.get("kind") == "term"]
+        out.print(f"[bold]{code}[/] evidence:", highlight=False)
+        for e in docs:
+            out.print(f"  training patent {shorten(e['text'], 110)} (bm25 {e['score']:.2f})", highlight=False,
+                      soft_wrap=True)
+        if terms:
+            out.print("  terms: " + ", ".join(f"{e['term']} ({e['weight']:.3f})" for e in terms), highlight=False,
+                      soft_wrap=True)
+    if res.get("explain_note"):
+        out.print(f"[dim]{res['explain_note']}[/]", highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- cpc / quickstart
@@ -396,6 +439,7 @@ def quickstart(
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
     from patentcpc.api import load_model, train  # noqa: PLC0415
+    from patentcpc.inference import predict_texts  # noqa: PLC0415
     from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
     from patentcpc.validation import check_text  # noqa: PLC0415
 
@@ -413,5 +457,5 @@ def quickstart(
             m = train(model="scheme", output=model_dir)
         out.print(f"cold-start model saved to {model_dir}")
     out.print(f"[bold]text:[/] {text}", highlight=False)
-    (preds,) = m.predict([text], top_k=top_k, include_assigned=True)
-    _print_prediction(preds)
+    (res,) = predict_texts(m, [text], top_k)
+    _print_prediction(res, m.output_score_type)

@@ -37,7 +37,7 @@ def predict_batch(
     input: Annotated[str, typer.Option("--input", help="Documents: JSONL, CSV/TSV, Parquet, ... (any size).")],
     output: Annotated[Path, typer.Option(
         "--output", help="Predictions: .csv, .tsv (one row per document), .jsonl or .parquet.")],
-    top_k: Annotated[int, typer.Option("--top-k", help="Always return the k best codes.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Documents in memory at a time.")] = 4096,
     batch_size: BatchSize = 64,
     token_budget: TokenBudget = 16384,

@@ -15,6 +15,7 @@ MODEL_KINDS: dict[str, str] = {
     "scheme": "patentcpc.models.scheme:SchemeCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
     "onnx": "patentcpc.models.onnx:OnnxCPCModel",
+    "ensemble": "patentcpc.models.ensemble:EnsembleCPCModel",
 }
 
 
@@ -31,8 +32,11 @@ def load_model(path: str | os.PathLike, onnx_file: str | os.PathLike | None = No
     arguments go to the kind's loader (``device``, ``dtype`` for transformers, ``threads`` for ONNX)."""
     manifest = read_manifest(path)
     if onnx_file is not None:
-        return model_class("onnx").load(path, manifest, onnx_file=onnx_file, **kwargs)
-    return model_class(manifest.kind).load(path, manifest, **kwargs)
+        model = model_class("onnx").load(path, manifest, onnx_file=onnx_file, **kwargs)
+    else:
+        model = model_class(manifest.kind).load(path, manifest, **kwargs)
+    model.source_path = os.fspath(path)  # where its optional files (explain/) are read from
+    return model
 
 
 __all__ = ["CPCModel", "Manifest", "MODEL_KINDS", "load_model", "model_class", "read_manifest"]

@@ -22,11 +22,50 @@ if TYPE_CHECKING:
 
 class CPCModel:
     """Base class. Subclasses set ``kind``, implement :meth:`scores`, :meth:`_save_weights` and
-    :meth:`load`."""
+    :meth:`load`.
+
+    Calibration is one layer for every kind: a subclass's own ``scores`` becomes its
+    ``raw_scores`` and ``scores`` returns them through the calibrator stored in the manifest
+    (``extra["calibration"]``, see :mod:`patentcpc.calibration`), i.e. probabilities once the
+    model was trained with calibration."""
 
     kind: ClassVar[str] = ""
     # whether :meth:`scores` takes ``options`` (an InferenceOptions: batching, autocast, ...)
     uses_inference_options: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("scores")
+        if own is not None and not getattr(own, "_calibrated_wrapper", False):
+            cls.raw_scores = own
+            cls.scores = _calibrated(own)
+
+    @property
+    def calibrator(self):
+        """The fitted :class:`~patentcpc.calibration.Calibrator`, or None (raw scores)."""
+        d = self.manifest.extra.get("calibration") if isinstance(self.manifest.extra, dict) else None
+        if d is None:
+            return None
+        cached = getattr(self, "_calibrator_cache", None)
+        if cached is None or cached[0] is not d:
+            from patentcpc.calibration import Calibrator  # noqa: PLC0415
+
+            cached = (d, Calibrator.from_dict(d, f"{self.kind} manifest calibration"))
+            self._calibrator_cache = cached
+        return cached[1]
+
+    @property
+    def output_score_type(self) -> str:
+        """``probability`` once calibrated, else the kind's own ``manifest.score_type``."""
+        cal = self.calibrator
+        return "probability" if cal is not None and cal.method != "none" else self.manifest.score_type
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores of this model -> its calibrated scores (unchanged without a calibrator)."""
+        cal = self.calibrator
+        if cal is None:
+            return np.asarray(raw)
+        return cal.transform(raw).astype(np.float32)
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
@@ -72,13 +111,19 @@ class CPCModel:
         scores = self.predict_scores(texts, batch_size=batch_size)
         return rank(scores, self.labels, self.thresholds, top_k, threshold, include_assigned)
 
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Scores before calibration (the kind's own scale)."""
+        raise NotImplementedError
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the model folder (manifest, config, weights) atomically: a model already at
         ``path`` is replaced in one rename, or left as it was if anything fails."""
+        from patentcpc.explain import save_index  # noqa: PLC0415
         from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
         with atomic_dir(path, kind="model") as tmp:
             self._save_weights(tmp)
+            save_index(self, tmp)
             write_manifest(tmp, self.manifest)
 
     def _save_weights(self, folder: Path) -> None:
@@ -87,3 +132,23 @@ class CPCModel:
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> CPCModel:
         raise NotImplementedError
+
+
+def _calibrated(raw_fn):
+    """``scores`` of a subclass: its own scores, then the calibrator (once, also when a subclass's
+    scores calls its parent's)."""
+    import functools  # noqa: PLC0415
+
+    @functools.wraps(raw_fn)
+    def scores(self, *args, **kwargs):
+        if getattr(self, "_in_raw_scores", False):
+            return raw_fn(self, *args, **kwargs)
+        self._in_raw_scores = True
+        try:
+            raw = raw_fn(self, *args, **kwargs)
+        finally:
+            self._in_raw_scores = False
+        return self.calibrate(raw)
+
+    scores._calibrated_wrapper = True
+    return scores

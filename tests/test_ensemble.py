@@ -1,0 +1,111 @@
+"""Ensembles: weight grid, tuning, train/save/load/predict round trip (two TF-IDF members),
+evaluation through the CLI, and a folder that points outside itself is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from patentcpc.cli import app
+from patentcpc.config import CalibrationConfig, EnsembleConfig, LinearConfig, TrainConfig
+from patentcpc.data import load_data, split_data
+from patentcpc.errors import ConfigError, ModelError
+from patentcpc.inference import predict_texts
+from patentcpc.models import load_model
+from patentcpc.models.ensemble import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
+from patentcpc.models.linear import LinearCPCModel
+from patentcpc.training import train_model
+
+
+def test_weight_grid_is_the_simplex():
+    g = weight_grid(2, 0.25)
+    assert g == [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (1.0, 0.0)]
+    g3 = weight_grid(3, 0.5)
+    assert len(g3) == 6 and all(abs(sum(w) - 1) < 1e-12 for w in g3)
+
+
+def test_tune_weights_prefers_the_member_that_ranks_gold_first():
+    labels = ["A", "B", "C"]
+    gold = [["A"], ["B"], ["C"], ["A"]]
+    good = np.array([[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.0, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    bad = good[:, ::-1].copy()
+    w, grid = tune_weights([bad, good], gold, labels, step=0.25)
+    assert w[1] > w[0]
+    assert max(r["f1@1"] for r in grid) == pytest.approx(
+        next(r for r in grid if tuple(r["weights"]) == w)["f1@1"])
+    np.testing.assert_allclose(combine([bad, good], [1, 3]), (bad + 3 * good) / 4)
+
+
+def test_fit_ensemble_of_two_linear_members(tiny_jsonl):
+    data = load_data(tiny_jsonl)
+    part, held = split_data(data, (0.6, 0.4), 0)
+    m1 = LinearCPCModel.fit(part.texts, part.labels, LinearConfig())
+    m2 = LinearCPCModel.fit(part.texts, part.labels, LinearConfig(classifier="logreg", ngram_max=2))
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(weight_step=0.1))
+    ens = fit_ensemble([m1, m2], held, cfg, ["tfidf", "tfidf-logreg"])
+    assert ens.labels == sorted(set(m1.labels) | set(m2.labels))
+    assert abs(ens.weights.sum() - 1) < 1e-9
+    s = ens.scores(held.texts)
+    assert s.shape == (len(held), len(ens.labels)) and s.min() >= 0 and s.max() <= 1
+    assert ens.manifest.extra["calibration"]["score_type"] == "probability"
+    raw = ens.raw_scores(held.texts)
+    p1 = np.zeros_like(raw)
+    p1[:, [ens.labels.index(c) for c in m1.labels]] = m1.scores(held.texts)
+    p2 = np.zeros_like(raw)
+    p2[:, [ens.labels.index(c) for c in m2.labels]] = m2.scores(held.texts)
+    np.testing.assert_allclose(raw, combine([p1, p2], ens.weights), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def ensemble_folder(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], valid_fraction=0.3),
+                      calibration=CalibrationConfig(cv_folds=2))
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    return tmp_path / "ens", result
+
+
+def test_train_save_load_predict_round_trip(ensemble_folder, tiny_jsonl):
+    folder, result = ensemble_folder
+    doc = json.loads((folder / "ensemble.json").read_text())
+    assert [e["folder"] for e in doc["members"]] == ["member-0", "member-1"]
+    for e in doc["members"]:
+        assert (folder / e["folder"] / "manifest.json").exists()
+    m = load_model(folder)
+    assert isinstance(m, EnsembleCPCModel) and m.kind == "ensemble"
+    assert m.manifest.extra["ensemble"]["refit_on_all"] is True
+    for member in m.members:  # re-fitted on all 24 documents
+        assert member.manifest.training_data["n_docs"] == 24
+    texts = load_data(tiny_jsonl).texts[:5]
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5)
+    res = predict_texts(m, texts, top_k=3)
+    assert all(len(r["predictions"]) <= 3 and r["predictions"][0]["assigned"] for r in res)
+    assert res[0]["predictions"][0]["code"] == "A01B"
+
+
+def test_evaluate_and_predict_cli(ensemble_folder, tiny_jsonl):
+    folder, _ = ensemble_folder
+    r = CliRunner().invoke(app, ["evaluate", "--model", str(folder), "--data", str(tiny_jsonl), "--json"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.output.strip().splitlines()[-1])
+    assert metrics["f1@1"] > 0.5 and 0 <= metrics["ece@1"] <= 1
+    r = CliRunner().invoke(app, ["predict", "--model", str(folder), "--text", "Plough with soil tines",
+                                 "--top-k", "2"])
+    assert r.exit_code == 0, r.output
+    assert "A01B" in r.output and "best code is always assigned" in r.output
+
+
+def test_member_folder_outside_is_refused(ensemble_folder):
+    folder, _ = ensemble_folder
+    doc = json.loads((folder / "ensemble.json").read_text())
+    doc["members"][0]["folder"] = "../elsewhere"
+    (folder / "ensemble.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="member-N"):
+        load_model(folder)
+
+
+def test_members_are_required(tiny_jsonl, tmp_path):
+    with pytest.raises(ConfigError, match="--members"):
+        train_model(TrainConfig(model="ensemble"), str(tiny_jsonl), None, tmp_path / "e")
