@@ -42,6 +42,15 @@ def titles_csv(tmp_path: Path) -> Path:
     return path
 
 
+def _cli(main, argv: list[str]) -> int:
+    """The exit code of ``patentcpc ARGV`` run in-process (main() always ends with sys.exit)."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def _real():
     return [t for t, _ in TITLES], [[c] for _, c in TITLES]
 
@@ -284,9 +293,9 @@ def test_cli_generate_against_local_server(api_server, titles_csv: Path, tmp_pat
 
     api_server.reset(["500"])
     out = tmp_path / "syn.jsonl"
-    main(["synth", "generate", "--data", str(titles_csv), "--output", str(out), "--generator", "openai",
-          "--base-url", api_server.url, "--api-model", "tiny", "--k", "3", "--backoff", "0.01",
-          "--strategy", "few-shot", "--remove-label"])
+    assert _cli(main, ["synth", "generate", "--data", str(titles_csv), "--output", str(out), "--generator", "openai",
+                       "--base-url", api_server.url, "--api-model", "tiny", "--k", "3", "--backoff", "0.01",
+                       "--strategy", "few-shot", "--remove-label"]) == 0
     summary = json.loads(capsys.readouterr().out)
     rows = G.read_rows(out)
     assert summary["n_generated"] == len(rows) == 7 and summary["stats"]["http_500"] == 1
@@ -380,8 +389,9 @@ def test_experiment_on_shared_titles(shared_data: Path, tmp_path: Path, capsys):
                     break
                 w.writerow(row)
     out = tmp_path / "out"
-    main(["synth", "experiment", "--data", str(tmp_path / "train.csv"), "--eval-data", str(tmp_path / "valid.csv"),
-          "--generator", "recombine", "--model", "tfidf", "--seeds", "2", "--output", str(out)])
+    assert _cli(main, ["synth", "experiment", "--data", str(tmp_path / "train.csv"), "--eval-data",
+                       str(tmp_path / "valid.csv"), "--generator", "recombine", "--model", "tfidf", "--seeds", "2",
+                       "--output", str(out)]) == 0
     res = json.loads(capsys.readouterr().out)
     names = [a["name"] for a in res["arms"]]
     assert names[0] == "real-only" and "focal" not in names
@@ -439,7 +449,7 @@ def test_experiment_tiny_transformer_runs_focal_and_curriculum(tmp_path: Path, c
             "--seeds", "1", "--real-shares", "0.75", "--generator", "recombine", "--output", str(out)]
     for s in TINY_TRANSFORMER:
         argv += ["--set", s]
-    main(argv)
+    assert _cli(main, argv) == 0
     res = json.loads(capsys.readouterr().out)
     names = [a["name"] for a in res["arms"]]
     assert names == ["real-only", "focal", "duplicate-to-match@75%", "mix@75%", "curriculum@75%"]
