@@ -189,8 +189,12 @@ def experiment(
         audit=AuditOptions(embedder=embedder))
     gen = _generator(generator, hf_model, base_url, api_model, concurrency, rate_limit, timeout, max_retries,
                      backoff, batch_size, max_new_tokens, temperature)
-    res = run_experiment(data, eval_data, opts, output, gen, cfg.load_kwargs(),
-                         progress=lambda s: console.print(s, highlight=False))
+    import contextlib  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the one JSON object (the HF Trainer prints its logs)
+        res = run_experiment(data, eval_data, opts, output, gen, cfg.load_kwargs(),
+                             progress=lambda s: console.print(s, highlight=False))
     keys = ("f1@1", "micro_f1", "macro_f1", "rare_f1", "ndcg@10")
     arms = [{"name": a["name"], **{k: a[k] for k in keys}, **{f"{k}_std": a[f"{k}_std"] for k in keys},
              **({f"gain_{k}": a.get(f"gain_{k}") for k in keys} if "gain_reference" in a else {}),
