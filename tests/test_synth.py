@@ -42,6 +42,15 @@ def titles_csv(tmp_path: Path) -> Path:
     return path
 
 
+def _cli(main, argv: list[str]) -> int:
+    """The exit code of ``patentcpc ARGV`` run in-process (main() always ends with sys.exit)."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def _real():
     return [t for t, _ in TITLES], [[c] for _, c in TITLES]
 
@@ -284,9 +293,9 @@ def test_cli_generate_against_local_server(api_server, titles_csv: Path, tmp_pat
 
     api_server.reset(["500"])
     out = tmp_path / "syn.jsonl"
-    main(["synth", "generate", "--data", str(titles_csv), "--output", str(out), "--generator", "openai",
-          "--base-url", api_server.url, "--api-model", "tiny", "--k", "3", "--backoff", "0.01",
-          "--strategy", "few-shot", "--remove-label"])
+    assert _cli(main, ["synth", "generate", "--data", str(titles_csv), "--output", str(out), "--generator", "openai",
+                       "--base-url", api_server.url, "--api-model", "tiny", "--k", "3", "--backoff", "0.01",
+                       "--strategy", "few-shot", "--remove-label"]) == 0
     summary = json.loads(capsys.readouterr().out)
     rows = G.read_rows(out)
     assert summary["n_generated"] == len(rows) == 7 and summary["stats"]["http_500"] == 1
@@ -380,8 +389,9 @@ def test_experiment_on_shared_titles(shared_data: Path, tmp_path: Path, capsys):
                     break
                 w.writerow(row)
     out = tmp_path / "out"
-    main(["synth", "experiment", "--data", str(tmp_path / "train.csv"), "--eval-data", str(tmp_path / "valid.csv"),
-          "--generator", "recombine", "--model", "tfidf", "--seeds", "2", "--output", str(out)])
+    assert _cli(main, ["synth", "experiment", "--data", str(tmp_path / "train.csv"), "--eval-data",
+                       str(tmp_path / "valid.csv"), "--generator", "recombine", "--model", "tfidf", "--seeds", "2",
+                       "--output", str(out)]) == 0
     res = json.loads(capsys.readouterr().out)
     names = [a["name"] for a in res["arms"]]
     assert names[0] == "real-only" and "focal" not in names
@@ -400,3 +410,108 @@ def test_experiment_on_shared_titles(shared_data: Path, tmp_path: Path, capsys):
     full = json.loads((out / "results.json").read_text())
     assert set(full["fidelity_gain_correlation"]) == {"mix@50%", "mix@30%", "mix@20%"}
     assert not [p for p in out.iterdir() if p.name.startswith(".synth-work")]
+
+
+# --------------------------------------------------------------------------- loss-trained kinds (tiny transformer)
+
+# one run of a few optimizer steps: no probe/re-fit/WiSE-FT, so each arm is a handful of seconds on a CPU
+TINY_TRANSFORMER = ["transformer.max_steps=2", "transformer.max_length=32", "transformer.batch_size=8",
+                    "transformer.eval_batch_size=32", "transformer.head_init=prior", "transformer.refit_head=false",
+                    "transformer.wise_alpha=null", "transformer.patience=0"]
+MORE_TITLES = [
+    ("Seed drill that plants seeds in furrows made in the soil", "A01C"),
+    ("Semiconductor wafer etched to form a transistor device", "H01L"),
+    ("Pharmaceutical composition containing an antibody for treating cancer", "A61K"),
+    ("Tablet formulation of a drug with a polymer coating for oral delivery", "A61K"),
+]
+
+
+def _write_titles(path: Path, rows) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "cpc_ids"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_experiment_tiny_transformer_runs_focal_and_curriculum(tmp_path: Path, capsys, monkeypatch):
+    """Every arm of a loss-trained kind (--arch bert-tiny, MiniLM tokenizer): real-only,
+    duplicate-to-match, focal (really the focal loss), the shuffled mix and the curriculum."""
+    from patentcpc.cli import main
+
+    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
+    rows = TITLES + MORE_TITLES  # 12 documents, 6 labels
+    train = _write_titles(tmp_path / "train.csv", rows + [(t + " again", c) for t, c in rows])
+    ev = _write_titles(tmp_path / "eval.csv", [("A new " + t.lower(), c) for t, c in rows])
+    out = tmp_path / "out"
+    argv = ["synth", "experiment", "--data", str(train), "--eval-data", str(ev), "--arch", "bert-tiny",
+            "--seeds", "1", "--real-shares", "0.75", "--generator", "recombine", "--output", str(out)]
+    for s in TINY_TRANSFORMER:
+        argv += ["--set", s]
+    assert _cli(main, argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    names = [a["name"] for a in res["arms"]]
+    assert names == ["real-only", "focal", "duplicate-to-match@75%", "mix@75%", "curriculum@75%"]
+    assert res["skipped_arms"] == []
+    for a in res["arms"]:
+        for k in ("f1@1", "micro_f1", "macro_f1", "rare_f1", "ndcg@10"):
+            assert np.isfinite(a[k]) and 0 <= a[k] <= 1 and a[f"{k}_std"] == 0.0
+    # the loss each trained model's resolved config records
+    assert {a["name"]: a["loss"] for a in res["arms"]} == {
+        "real-only": "bce", "focal": "focal", "duplicate-to-match@75%": "bce", "mix@75%": "bce",
+        "curriculum@75%": "bce"}
+    full = json.loads((out / "results.json").read_text())
+    assert full["model"] != "tfidf" and full["synthetic_budgets"] == {"75%": 8}
+    mix = next(a for a in full["arms"] if a["name"] == "mix@75%")
+    assert 0 < mix["n_synthetic"] <= 8 and mix["gain_reference"] == "duplicate-to-match@75%"
+    assert "curriculum@75%" in (out / "results.md").read_text()
+    assert not [p for p in out.iterdir() if p.name.startswith(".synth-work")]
+
+
+def test_experiment_arch_with_a_linear_model_is_refused(titles_csv: Path, tmp_path: Path):
+    from patentcpc.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "experiment", "--data", str(titles_csv), "--eval-data", str(titles_csv), "--model", "tfidf",
+              "--arch", "bert-tiny", "--output", str(tmp_path / "out")])
+    assert exc.value.code == 2 and not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_training_runs_the_attention_check_once(titles_csv: Path, tmp_path: Path, monkeypatch):
+    """transformer.attn_check runs once per training run on a real batch; fp32 sdpa on a CPU
+    matches fp32 eager (no warning); attn_implementation=eager pins eager attention."""
+    import warnings
+
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.models import transformer as T
+    from patentcpc.training import train_model
+
+    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
+    calls = []
+    real_check = T.check_attention
+
+    def spy(encoder, input_ids, *args, **kwargs):
+        calls.append(real_check(encoder, input_ids, *args, **kwargs) | {"n_rows": len(input_ids)})
+        return calls[-1]
+
+    monkeypatch.setattr(T, "check_attention", spy)
+    for impl in ("sdpa", "eager"):
+        calls.clear()
+        cfg = resolve(TrainConfig, None, {"transformer": {"arch": "bert-tiny"}},
+                      [*TINY_TRANSFORMER, "transformer.max_steps=1", f"transformer.attn_implementation={impl}"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = train_model(cfg, str(titles_csv), str(titles_csv), tmp_path / impl)
+        assert len(calls) == 1, calls
+        c = calls[0]
+        assert c["implementation"] == impl and c["bf16"] is False and c["n_rows"] == 8
+        assert c["ok"] and c["relative_difference"] < 1e-4
+        assert not [w for w in caught if "attention check" in str(w.message)]
+        assert result.model.network.encoder.config._attn_implementation == impl
+    cfg = resolve(TrainConfig, None, {"transformer": {"arch": "bert-tiny"}},
+                  [*TINY_TRANSFORMER, "transformer.max_steps=1", "transformer.attn_check=false"])
+    calls.clear()
+    train_model(cfg, str(titles_csv), str(titles_csv), tmp_path / "off")
+    assert calls == []

@@ -87,7 +87,12 @@ def encode(model: TransformerCPCModel, data: PatentData, vocab: LabelVocab):
                 "length": [len(x) for x in enc["input_ids"]],
                 "label_ids": [[index[c] for c in labels if c in index] for labels in batch["labels"]]}
 
-    ds = data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc="tokenizing")
+    kwargs = {}
+    if not data.dataset.cache_files:  # in memory, nothing to cache: skip hashing fn (dill-pickles the tokenizer,
+        import uuid  # noqa: PLC0415  # seconds per call)
+
+        kwargs["new_fingerprint"] = uuid.uuid4().hex
+    ds = data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc="tokenizing", **kwargs)
     return ds
 
 

@@ -147,7 +147,11 @@ def experiment(
     data: Annotated[str, typer.Option("--data", help="Real training data.")],
     eval_data: Annotated[str, typer.Option("--eval-data", help="Evaluation data (the same for every arm).")],
     output: Annotated[Path, typer.Option("--output", help="Folder for results.{md,json,png} and audit/.")],
-    model: Annotated[str, typer.Option("--model", help="tfidf, or a transformer (hub id or folder).")] = "tfidf",
+    model: Annotated[str | None, typer.Option(
+        "--model", help="tfidf (default), or a transformer (hub id or folder).")] = None,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Random-init transformer preset instead of --model (modernbert-tiny, bert-tiny, ...).")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds (each: its own synthetic pool and training).")] = 3,
     real_shares: Annotated[str, typer.Option(
         "--real-shares", help="Real share of each real+synthetic mix (comma-separated).")] = "0.5,0.3,0.2",
@@ -177,19 +181,25 @@ def experiment(
         raise ConfigError(f"--real-shares must be numbers, not '{real_shares}'") from None
     cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     opts = ExperimentOptions(
-        model=model, seeds=seeds, real_shares=shares, rare_max=rare_max, filter_duplicates=not no_filter,
+        model=model if model or arch else "tfidf", arch=arch, tokenizer=tokenizer,
+        seeds=seeds, real_shares=shares, rare_max=rare_max, filter_duplicates=not no_filter,
         config_file=config, overrides=list(set_ or []),
         generate=GenerateOptions(generator=generator, strategy=strategy, fields=_fields(fields), shots=shots,
                                  remove_label=remove_label, mask_labels=mask_labels),
         audit=AuditOptions(embedder=embedder))
     gen = _generator(generator, hf_model, base_url, api_model, concurrency, rate_limit, timeout, max_retries,
                      backoff, batch_size, max_new_tokens, temperature)
-    res = run_experiment(data, eval_data, opts, output, gen, cfg.load_kwargs(),
-                         progress=lambda s: console.print(s, highlight=False))
+    import contextlib  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the one JSON object (the HF Trainer prints its logs)
+        res = run_experiment(data, eval_data, opts, output, gen, cfg.load_kwargs(),
+                             progress=lambda s: console.print(s, highlight=False))
     keys = ("f1@1", "micro_f1", "macro_f1", "rare_f1", "ndcg@10")
     arms = [{"name": a["name"], **{k: a[k] for k in keys}, **{f"{k}_std": a[f"{k}_std"] for k in keys},
              **({f"gain_{k}": a.get(f"gain_{k}") for k in keys} if "gain_reference" in a else {}),
-             **({"gain_reference": a["gain_reference"]} if "gain_reference" in a else {})} for a in res["arms"]]
+             **({"gain_reference": a["gain_reference"]} if "gain_reference" in a else {}),
+             **({"loss": a["loss"]} if "loss" in a else {})} for a in res["arms"]]
     console.print(f"wrote {output}/results.md, results.json, results.png and audit/", highlight=False)
     for s in res["skipped_arms"]:
         console.print(f"skipped arm {s['name']}: {s['reason']}", highlight=False)

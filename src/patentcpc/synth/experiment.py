@@ -46,7 +46,9 @@ METRICS = ("f1@1", "micro_f1", "macro_f1", "rare_f1", "ndcg@10")
 
 @dataclass
 class ExperimentOptions:
-    model: str = "tfidf"
+    model: str | None = "tfidf"  # None: the config file's (or the default transformer)
+    arch: str | None = None  # random-init transformer preset (transformer.arch); wins over ``model``
+    tokenizer: str | None = None  # tokenizer for ``arch`` (transformer.tokenizer)
     seeds: int = 3
     real_shares: tuple[float, ...] = (0.5, 0.3, 0.2)
     rare_max: int = 5
@@ -168,7 +170,14 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     o = options
     gen_opts = o.generate or GenerateOptions()
     aud_opts = o.audit or AuditOptions()
-    cfg0 = resolve(TrainConfig, o.config_file, {"model": o.model}, o.overrides)
+    cli: dict = {"model": o.model} if o.model else {}
+    tr = {k: v for k, v in (("arch", o.arch), ("tokenizer", o.tokenizer)) if v is not None}
+    if tr:
+        cli["transformer"] = tr
+    cfg0 = resolve(TrainConfig, o.config_file, cli, o.overrides)
+    if cfg0.transformer.arch and cfg0.model in LINEAR_MODELS:
+        raise ConfigError(f"transformer.arch '{cfg0.transformer.arch}' is a transformer preset and --model "
+                          f"'{cfg0.model}' a linear kind: give one of them")
     loss_kind = cfg0.model not in LINEAR_MODELS
     dk = dict(data_kwargs or cfg0.data.load_kwargs())
     train = load_data(train_source, **dk)
@@ -227,7 +236,9 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
 
             def record(name: str, model, seed=seed) -> None:
                 metrics, pl = evaluate_arm(model, ev_texts, ev_labels, rare, level)
-                runs.setdefault(name, []).append({"seed": seed, **metrics})
+                loss = ((getattr(model.manifest, "config", None) or {}).get("transformer") or {}).get("loss") \
+                    if loss_kind else None  # the loss the trained model's resolved config records
+                runs.setdefault(name, []).append({"seed": seed, **metrics, "loss": loss})
                 per_label_f1.setdefault(name, []).append(pl)
                 say(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
@@ -286,6 +297,8 @@ def summarize(runs: dict[str, list[dict]], per_label_f1: dict[str, list[dict]], 
             v = np.array([r[m] for r in rs], dtype=np.float64)
             row[m] = float(v.mean())
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        if rs[-1].get("loss"):
+            row["loss"] = rs[-1]["loss"]
         if "n_synthetic" in rs[-1]:
             row["n_synthetic"] = int(np.mean([r.get("n_synthetic", 0) for r in rs]))
         if not name.startswith("duplicate-to-match") or name != ref:
@@ -297,8 +310,9 @@ def summarize(runs: dict[str, list[dict]], per_label_f1: dict[str, list[dict]], 
                 row[f"gain_{m}_std"] = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
         arms.append(row)
     order = {"real-only": 0, "focal": 1}
+    kinds = {"duplicate-to-match": 0, "mix": 1, "curriculum": 2}  # per mix: control, shuffled, curriculum
     arms.sort(key=lambda a: (order.get(a["name"], 2), -float(a["name"].split("@")[1].rstrip("%"))
-                             if "@" in a["name"] else 0.0, a["name"]))
+                             if "@" in a["name"] else 0.0, kinds.get(a["name"].split("@")[0], 3), a["name"]))
     corr = {}
     mmd_mean: dict[str, list[float]] = {}
     for d in mmd_by_seed:
