@@ -24,15 +24,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from patentcpc.config import CALIBRATION_METHODS as METHODS
+from patentcpc.config import CALIBRATION_SCOPES as SCOPES
 from patentcpc.errors import ModelError
+from patentcpc.metrics import (  # noqa: F401  (re-exported: top-1 reliability)
+    auroc,
+    ece,
+    reliability_bins,
+    top1_auroc,
+    top1_confidence,
+    top1_ece,
+)
+from patentcpc.numeric import sigmoid
 
-METHODS = ("platt", "platt-gap", "temperature", "isotonic", "none")
-SCOPES = ("shared", "per_label")
 _EPS = 1e-6
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
 
 
 def to_z(raw: np.ndarray, score_type: str) -> np.ndarray:
@@ -68,7 +73,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, fit_bias: bool = True, l2: float 
     else:
         w[0] = 1.0
     for _ in range(max_iter):
-        p = _sigmoid(x @ w)
+        p = sigmoid(x @ w)
         grad = x.T @ (p - y) + l2 * w
         hess = (x * (p * (1 - p))[:, None]).T @ x + (l2 + 1e-9) * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
@@ -124,13 +129,13 @@ class Calibrator:
         if self.method == "isotonic":
             out = np.interp(z, np.asarray(self.x), np.asarray(self.y))
         elif self.method == "platt-gap" and z.ndim == 2:
-            out = _sigmoid(self.a * z + self.c * gap_to_best_other(z) + self.b)
+            out = sigmoid(self.a * z + self.c * gap_to_best_other(z) + self.b)
         else:
-            out = _sigmoid(self.a * z + self.b)
+            out = sigmoid(self.a * z + self.b)
         if self.scope == "per_label" and self.label_a is not None and z.ndim == 2:
             for j, (a, b) in enumerate(zip(self.label_a, self.label_b or [], strict=False)):
                 if a is not None:
-                    out[:, j] = _sigmoid(a * z[:, j] + b)
+                    out[:, j] = sigmoid(a * z[:, j] + b)
         return out
 
     def to_dict(self) -> dict:
@@ -220,71 +225,6 @@ def multi_hot(gold: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarra
             if c in index:
                 y[i, index[c]] = 1.0
     return y
-
-
-# ----------------------------------------------------------------------------- top-1 reliability
-
-
-def top1_confidence(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str]
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(probability of the top-1 code, 1 if it is a gold code else 0) for every document."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        return np.zeros(0), np.zeros(0)
-    best = scores.argmax(1)
-    conf = scores[np.arange(len(best)), best]
-    hit = np.array([labels[j] in set(g) for j, g in zip(best, gold, strict=True)], dtype=np.float64)
-    return conf, hit
-
-
-def ece(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error over ``n_bins`` equal-width bins of [0, 1]: the bin-size
-    weighted mean of |hit rate - mean confidence| (bins are [0, .1), ..., [.9, 1.0])."""
-    conf = np.asarray(conf, dtype=np.float64)
-    hit = np.asarray(hit, dtype=np.float64)
-    if len(conf) == 0:
-        return float("nan")
-    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for k in range(n_bins):
-        m = b == k
-        if m.any():
-            total += m.sum() * abs(hit[m].mean() - conf[m].mean())
-    return float(total / len(conf))
-
-
-def reliability_bins(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> list[dict]:
-    conf = np.asarray(conf, dtype=np.float64)
-    hit = np.asarray(hit, dtype=np.float64)
-    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
-    out = []
-    for k in range(n_bins):
-        m = b == k
-        out.append({"lo": k / n_bins, "hi": (k + 1) / n_bins, "n": int(m.sum()),
-                    "confidence": float(conf[m].mean()) if m.any() else None,
-                    "accuracy": float(hit[m].mean()) if m.any() else None})
-    return out
-
-
-def auroc(conf: np.ndarray, hit: np.ndarray) -> float:
-    """Area under the ROC curve of ``conf`` separating hits from misses (ties count half)."""
-    conf = np.asarray(conf, dtype=np.float64)
-    hit = np.asarray(hit).astype(bool)
-    n_pos, n_neg = int(hit.sum()), int((~hit).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata  # noqa: PLC0415
-
-    ranks = rankdata(conf)
-    return float((ranks[hit].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def top1_ece(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str], n_bins: int = 10) -> float:
-    return ece(*top1_confidence(scores, gold, labels), n_bins=n_bins)
-
-
-def top1_auroc(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str]) -> float:
-    return auroc(*top1_confidence(scores, gold, labels))
 
 
 # ----------------------------------------------------------------------------- training-time fitting

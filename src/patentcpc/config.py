@@ -20,6 +20,9 @@ from patentcpc.errors import ConfigError
 
 T = TypeVar("T")
 
+CALIBRATION_METHODS = ("platt", "platt-gap", "temperature", "isotonic", "none")
+CALIBRATION_SCOPES = ("shared", "per_label")
+
 
 @dataclass
 class DataConfig:
@@ -231,12 +234,11 @@ class CalibrationConfig:
     min_support: int = 10
 
     def __post_init__(self) -> None:
-        from patentcpc.calibration import METHODS, SCOPES  # noqa: PLC0415
-
-        if self.method not in METHODS:
-            raise ConfigError(f"calibration.method must be one of {', '.join(METHODS)}, not '{self.method}'")
-        if self.scope not in SCOPES:
-            raise ConfigError(f"calibration.scope must be one of {', '.join(SCOPES)}, not '{self.scope}'")
+        if self.method not in CALIBRATION_METHODS:
+            raise ConfigError(f"calibration.method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                              f"not '{self.method}'")
+        if self.scope not in CALIBRATION_SCOPES:
+            raise ConfigError(f"calibration.scope must be one of {', '.join(CALIBRATION_SCOPES)}, not '{self.scope}'")
         if self.fit_on not in ("top", "all"):
             raise ConfigError(f"calibration.fit_on must be 'top' or 'all', not '{self.fit_on}'")
         if self.top_k < 1 or self.cv_folds < 2 or self.min_support < 1:

@@ -40,7 +40,7 @@ class ExplainIndex:
     @classmethod
     def build(cls, data, snippet_chars: int = 300) -> ExplainIndex:
         """From a :class:`~patentcpc.data.PatentData` (ids, texts, labels)."""
-        from patentcpc.retrieval.search import build_bm25  # noqa: PLC0415
+        from patentcpc.bm25 import build_bm25  # noqa: PLC0415
 
         texts = data.texts
         snippets = [" ".join(t.split())[:snippet_chars] for t in texts]
@@ -48,7 +48,7 @@ class ExplainIndex:
 
     def save(self, folder: str | os.PathLike) -> None:
         """Into ``folder`` (the model's ``explain/``, inside the model's temporary folder)."""
-        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+        from patentcpc.io import atomic_write_text  # noqa: PLC0415
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ class ExplainIndex:
 
     def nearest(self, texts: Sequence[str]) -> np.ndarray:
         """BM25 scores (queries x training documents)."""
-        from patentcpc.retrieval.search import bm25_scores  # noqa: PLC0415
+        from patentcpc.bm25 import bm25_scores  # noqa: PLC0415
 
         return bm25_scores(self.bm25, list(texts))
 

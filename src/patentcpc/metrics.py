@@ -150,8 +150,6 @@ def evaluate_scores(
     out.update(threshold_metrics(binarize(scores, threshold), gold, vocab))
     out.update(hierarchy_accuracy_at_1(scores, gold, vocab))
     if scores.size and scores.min() >= 0.0 and scores.max() <= 1.0:  # probabilities: top-1 reliability
-        from patentcpc.calibration import auroc, ece, top1_confidence  # noqa: PLC0415
-
         conf, hit = top1_confidence(scores, gold, vocab)
         out["ece@1"] = ece(conf, hit)
         out["auroc@1"] = auroc(conf, hit)
@@ -214,3 +212,68 @@ def tune_label_thresholds(scores: np.ndarray, gold: Sequence[Sequence[str]], voc
                 best_f1, best_t = f1, float(cand)
         out[j] = best_t
     return out
+
+
+# ----------------------------------------------------------------------------- top-1 reliability
+
+
+def top1_confidence(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(probability of the top-1 code, 1 if it is a gold code else 0) for every document."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return np.zeros(0), np.zeros(0)
+    best = scores.argmax(1)
+    conf = scores[np.arange(len(best)), best]
+    hit = np.array([labels[j] in set(g) for j, g in zip(best, gold, strict=True)], dtype=np.float64)
+    return conf, hit
+
+
+def ece(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error over ``n_bins`` equal-width bins of [0, 1]: the bin-size
+    weighted mean of |hit rate - mean confidence| (bins are [0, .1), ..., [.9, 1.0])."""
+    conf = np.asarray(conf, dtype=np.float64)
+    hit = np.asarray(hit, dtype=np.float64)
+    if len(conf) == 0:
+        return float("nan")
+    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for k in range(n_bins):
+        m = b == k
+        if m.any():
+            total += m.sum() * abs(hit[m].mean() - conf[m].mean())
+    return float(total / len(conf))
+
+
+def reliability_bins(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> list[dict]:
+    conf = np.asarray(conf, dtype=np.float64)
+    hit = np.asarray(hit, dtype=np.float64)
+    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
+    out = []
+    for k in range(n_bins):
+        m = b == k
+        out.append({"lo": k / n_bins, "hi": (k + 1) / n_bins, "n": int(m.sum()),
+                    "confidence": float(conf[m].mean()) if m.any() else None,
+                    "accuracy": float(hit[m].mean()) if m.any() else None})
+    return out
+
+
+def auroc(conf: np.ndarray, hit: np.ndarray) -> float:
+    """Area under the ROC curve of ``conf`` separating hits from misses (ties count half)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    hit = np.asarray(hit).astype(bool)
+    n_pos, n_neg = int(hit.sum()), int((~hit).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata  # noqa: PLC0415
+
+    ranks = rankdata(conf)
+    return float((ranks[hit].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def top1_ece(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str], n_bins: int = 10) -> float:
+    return ece(*top1_confidence(scores, gold, labels), n_bins=n_bins)
+
+
+def top1_auroc(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str]) -> float:
+    return auroc(*top1_confidence(scores, gold, labels))

@@ -28,7 +28,7 @@ TRAINERS: dict[str, str] = {
     "linear": "patentcpc.training:train_linear",
     "scheme": "patentcpc.training:train_linear",
     "transformer": "patentcpc.trainer:train_transformer",
-    "ensemble": "patentcpc.models.ensemble:train_ensemble",
+    "ensemble": "patentcpc.ensemble_training:train_ensemble",
 }
 
 __all__ = ["MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_model", "load_for_model", "train_model"]

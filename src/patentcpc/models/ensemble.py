@@ -24,14 +24,12 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from patentcpc.errors import ConfigError, ModelError
+from patentcpc.errors import ModelError
 from patentcpc.models.artifact import Manifest, atomic_write_text
 from patentcpc.models.base import CPCModel
 
@@ -151,32 +149,6 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
 # ----------------------------------------------------------------------------- training
 
 
-def _member_cfg(cfg, spec: str):
-    return dataclasses.replace(cfg, model=spec, ensemble=dataclasses.replace(cfg.ensemble, members=[]),
-                               explain=dataclasses.replace(cfg.explain, index=False))
-
-
-def _write_part(data, path: Path) -> str:
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
-
-    write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset), path)
-    return str(path)
-
-
-def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: str) -> list[CPCModel]:
-    """Train one model per member spec on ``data_path`` (each with its own calibration)."""
-    from patentcpc.training import train_model  # noqa: PLC0415
-
-    members = []
-    for i, spec in enumerate(specs):
-        if spec == "ensemble":
-            raise ConfigError("an ensemble member cannot itself be an ensemble")
-        log.info("ensemble: training member %d (%s) on %s", i, spec, tag)
-        out = work / f"{tag}-member-{i}"
-        members.append(train_model(_member_cfg(cfg, spec), data_path, None, out).model)
-    return members
-
-
 def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str],
                  manifest_fields: dict | None = None) -> EnsembleCPCModel:
     """Weights, calibrator and thresholds of an ensemble of fitted ``members`` on held-out data
@@ -216,58 +188,3 @@ def with_members(model: EnsembleCPCModel, members: list[CPCModel]) -> EnsembleCP
             cal[key] = [old_maps.get(c) for c in labels]
         manifest.extra = {**manifest.extra, "calibration": cal}
     return EnsembleCPCModel(manifest, members, model.weights, model.specs)
-
-
-def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: str | os.PathLike | None = None,
-                   **_: object):
-    """``patentcpc train --model ensemble``; see the module docstring. Returns a TrainResult."""
-    from patentcpc.config import to_dict  # noqa: PLC0415
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.training import TrainResult, evaluate_model  # noqa: PLC0415
-
-    specs = [s.strip() for s in cfg.ensemble.members if s.strip()]
-    if len(specs) < 2:
-        raise ConfigError("--model ensemble needs --members with at least two comma-separated member specs "
-                          "(e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2)")
-    if not data:
-        raise ConfigError("--data is required to train an ensemble")
-    if output is None:
-        raise ConfigError("--output is required to train an ensemble")
-    full = load_data(data, **cfg.data.load_kwargs())
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.members-"))
-    try:
-        if eval_data:
-            held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
-            part_path = _write_part(full, work / "all.jsonl")
-        else:
-            part, held = split_data(full, (1 - cfg.ensemble.valid_fraction, cfg.ensemble.valid_fraction), cfg.seed)
-            part_path = _write_part(part, work / "part.jsonl")
-        members = train_members(cfg, specs, part_path, work, "part")
-        train_info = {"source": str(data), "n_docs": len(full), "fingerprint": full.fingerprint(),
-                      "n_skipped": full.n_skipped, "eval_source": str(eval_data) if eval_data else "split",
-                      "n_eval_docs": len(held)}
-        model = fit_ensemble(members, held, cfg, specs, {
-            "label_level": cfg.data.level, "text_view": full.text_view, "training_data": train_info,
-            "config": to_dict(cfg), "extra": {"model_name": "ensemble"}})
-        metrics_held = evaluate_model(model, held)
-        if cfg.ensemble.refit and not eval_data:
-            members = train_members(cfg, specs, _write_part(full, work / "all.jsonl"), work, "all")
-            model = with_members(model, members)
-        model.manifest.extra["ensemble"]["refit_on_all"] = bool(cfg.ensemble.refit and not eval_data)
-        if cfg.explain.index:
-            from patentcpc.explain import ExplainIndex  # noqa: PLC0415
-
-            model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
-        metrics: dict = {}
-        if eval_data:
-            metrics = metrics_held
-            model.manifest.metrics = {"eval_data": str(eval_data), "thresholds_tuned_on_this_data": True, **metrics}
-        else:
-            model.manifest.metrics = {"eval_data": "held-out split (before the members' re-fit)",
-                                      "thresholds_tuned_on_this_data": True, **metrics_held}
-        model.save(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(model, metrics, str(out), None)

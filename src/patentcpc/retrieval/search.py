@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from patentcpc.bm25 import bm25_scores, bm25_tokenize, build_bm25  # noqa: F401  (re-exported)
 from patentcpc.errors import ConfigError, DataError, ModelError
 
 MODES = ("bm25", "dense", "hybrid")
@@ -64,28 +65,6 @@ class SearchOptions:
 
 
 # --------------------------------------------------------------------------- BM25
-
-
-def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-cased word tokens without English stop words (bm25s' tokenizer)."""
-    import bm25s  # noqa: PLC0415
-
-    return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
-
-
-def build_bm25(texts: Sequence[str]):
-    """A ``bm25s.BM25`` index (Lucene variant, k1=1.5, b=0.75) of ``texts``."""
-    import bm25s  # noqa: PLC0415
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokenize(texts), show_progress=False)
-    return retriever
-
-
-def bm25_scores(retriever, queries: Sequence[str]) -> np.ndarray:
-    """BM25 scores of every document for every query (queries x documents)."""
-    tokens = bm25_tokenize(queries)
-    return np.vstack([retriever.get_scores(t) for t in tokens]).astype(np.float64) if tokens else np.zeros((0, 0))
 
 
 # --------------------------------------------------------------------------- fusion
