@@ -678,6 +678,9 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
                 sums.setdefault(name, []).append(float(loss.detach()))
                 if bar is not None:
                     bar.update(task, advance=1, info=f"epoch {epoch + 1} {name} loss {sums[name][-1]:.4f}")
+                if steps_done[0] % max(1, total // 10) == 0 and (bar is None or not bar.console.is_terminal):
+                    say(f"step {steps_done[0]}/{total} ({time.perf_counter() - t0:.0f}s): {name} loss "
+                        f"{sums[name][-1]:.4f}")
             history.append({"epoch": epoch + 1, **{f"loss_{k}": float(np.mean(v)) for k, v in sums.items()},
                             "steps": steps_done[0]})
             say(f"epoch {epoch + 1}: " + ", ".join(f"{k} loss {np.mean(v):.4f}" for k, v in sums.items()))
