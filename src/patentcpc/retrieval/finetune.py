@@ -75,6 +75,8 @@ class FinetuneOptions:
         cpc_loss: ``mnrl`` (sampled positives, in-batch negatives) or ``cosent`` (graded Jaccard scores).
         cached: use CachedMultipleNegativesRankingLoss (GradCache) for large batches.
         mini_batch_size: chunk size of the cached loss.
+        open_batches: batches filled at once when packing label-disjoint batches (more: fewer shared
+            labels in a batch, but smaller batches when a subclass is frequent).
         views: text fields used by ``multiview`` (default: title, abstract, claims, description present).
         level: CPC level of the labels (``cpc`` overlap and ``classification`` head).
         seed: seeds Python, NumPy and torch.
@@ -96,6 +98,7 @@ class FinetuneOptions:
     cpc_loss: str = "mnrl"
     cached: bool = False
     mini_batch_size: int = 16
+    open_batches: int = 4
     views: list[str] | None = None
     level: str = "subclass"
     seed: int = 0
@@ -386,9 +389,10 @@ def classification_examples(corpus: Corpus) -> tuple[list[str], list[int], np.nd
 
 def conflict_free_batches(pairs: Sequence[Pair], batch_size: int, rng: np.random.Generator,
                           max_open: int = 64) -> list[list[Pair]]:
-    """Shuffle and pack pairs into batches in which no two pairs share a patent id, a CPC label or
-    a text (so no in-batch negative is really a positive). A pair that fits no open batch opens a new
-    one; at most ``max_open`` batches are kept open (older ones are closed as they are)."""
+    """Shuffle and pack pairs into batches in which no two pairs share a patent id or a text, and as
+    far as possible no CPC label (so few in-batch negatives are really positives). A pair that fits
+    no open batch opens a new one while fewer than ``max_open`` are open; otherwise it joins the open
+    batch sharing the fewest labels with it (a frequent subclass would else cap the batch size)."""
     order = rng.permutation(len(pairs))
     open_: list[tuple[list[Pair], set, set]] = []
     done: list[list[Pair]] = []
@@ -406,6 +410,16 @@ def conflict_free_batches(pairs: Sequence[Pair], batch_size: int, rng: np.random
                     done.append(batch)
                 break
         else:
+            fits = [slot for slot in open_ if not (keys & slot[1])]
+            if len(open_) >= max_open and fits:  # best effort: the open batch sharing the fewest labels
+                slot = min(fits, key=lambda sl: len(p.labels & sl[2]))
+                slot[0].append(p)
+                slot[1].update(keys)
+                slot[2].update(p.labels)
+                if len(slot[0]) >= batch_size:
+                    open_.remove(slot)
+                    done.append(slot[0])
+                continue
             open_.append(([p], set(keys), set(p.labels)))
             if len(open_) > max_open:
                 done.append(open_.pop(0)[0])
@@ -619,7 +633,7 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
             else:
                 src = cpc_pairs(corpus, epoch_rng, opts.hard_negatives) if (
                     name == "cpc" and redraw and not opts.mine_negatives) else pairs[name]
-                batches = conflict_free_batches(src, opts.batch_size, epoch_rng)
+                batches = conflict_free_batches(src, opts.batch_size, epoch_rng, opts.open_batches)
             take = max(1, int(round(weight * len(batches))))
             idx = [int(i) for i in epoch_rng.permutation(len(batches))]
             while len(idx) < take:
