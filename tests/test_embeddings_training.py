@@ -255,6 +255,7 @@ def _write_jsonl(path: Path, records) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_training_reduces_contrastive_loss_and_round_trips(tiny_encoder, corpus, tmp_path):
     pytest.importorskip("sentence_transformers")
     from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder
@@ -268,7 +269,7 @@ def test_training_reduces_contrastive_loss_and_round_trips(tiny_encoder, corpus,
 
     pairs = multiview_pairs(corpus, ["title", "abstract"])
     before = contrastive_loss(load_sentence_transformer(tiny_encoder, "cpu", 64), pairs, batch_size=8)
-    opts = FinetuneOptions(signals={"multiview": 1.0, "cpc": 0.5, "classification": 0.5}, epochs=8, batch_size=8,
+    opts = FinetuneOptions(signals={"multiview": 1.0, "cpc": 0.5, "classification": 0.5}, epochs=5, batch_size=8,
                            lr=3e-3, max_length=64, warmup_ratio=0.0, device="cpu", seed=0)
     result = train_embedder(tiny_encoder, corpus, opts)
     after = contrastive_loss(result.model, pairs, batch_size=8)
@@ -299,6 +300,7 @@ def test_training_reduces_contrastive_loss_and_round_trips(tiny_encoder, corpus,
     assert (foreign / "keep.txt").read_text() == "x"
 
 
+@pytest.mark.slow
 def test_training_is_seeded(tiny_encoder, corpus):
     pytest.importorskip("sentence_transformers")
     from patentcpc.retrieval.finetune import train_embedder
