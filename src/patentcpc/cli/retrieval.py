@@ -20,6 +20,7 @@ from patentcpc.cli.core import (
     _report_skipped,
     data_options,
 )
+from patentcpc.errors import ConfigError
 
 index_app = typer.Typer(help="Build search indexes (BM25 + embeddings).", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -29,13 +30,16 @@ Model = Annotated[str | None, typer.Option(
 Pooling = Annotated[str | None, typer.Option("--pooling", help="mean or cls (default: the model's own, else mean).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")]
 MaxLength = Annotated[int | None, typer.Option("--max-length", help="Tokens kept per text.")]
+TruncateDim = Annotated[int | None, typer.Option("--truncate-dim", help="Keep the first N dimensions "
+                                                                        "(Matryoshka truncation).")]
+Precision = Annotated[str, typer.Option("--precision", help="Stored vectors: float32, int8 or binary.")]
 
 
-def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0):
+def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0, truncate_dim=None):
     from patentcpc.retrieval.embeddings import EmbedOptions  # noqa: PLC0415
 
     return EmbedOptions(pooling=pooling, normalize=normalize, batch_size=batch_size, max_length=max_length,
-                        seed=seed)
+                        seed=seed, truncate_dim=truncate_dim)
 
 
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=True):
@@ -55,20 +59,28 @@ def embed(
     output: Annotated[Path, typer.Option("--output", help="Where to write the embeddings: .npz or .parquet.")],
     pooling: Pooling = None, batch_size: BatchSize = 32, max_length: MaxLength = None,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalize the vectors.")] = True,
+    truncate_dim: TruncateDim = None, precision: Precision = "float32",
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Embed every document (batched, length-sorted) and save the vectors with the document ids."""
     from patentcpc.io import check_output_file  # noqa: PLC0415
     from patentcpc.retrieval.embeddings import _check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
+    from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, quantize  # noqa: PLC0415
 
     _check_suffix(output)
     check_output_file(output, [data, model])
+    check_precision(precision)
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
-    embedder = load_embedder(model, _embed_options(pooling, batch_size, max_length, normalize))
+    embedder = load_embedder(model, _embed_options(pooling, batch_size, max_length, normalize, 0, truncate_dim))
     vectors = embed_data(embedder, loaded.texts, progress=True)
-    meta = {**embedder.describe(), "source": str(data), "text_fields": loaded.text_fields}
-    save_embeddings(output, loaded.ids, vectors, meta)
+    dim = int(vectors.shape[1])
+    codes, ranges = quantize(vectors, precision)
+    meta = {**embedder.describe(), "source": str(data), "text_fields": loaded.text_fields, "precision": precision,
+            "dim": dim, "bytes_per_vector": bytes_per_vector(dim, precision)}
+    if ranges is not None:
+        meta["int8_ranges"] = ranges.tolist()
+    save_embeddings(output, loaded.ids, codes, meta)
     console.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}", highlight=False)
 
 
@@ -77,16 +89,20 @@ def index_build(
     data: Annotated[str, typer.Option("--data", help="File, save_to_disk folder or hub dataset id.")],
     output: Annotated[Path, typer.Option("--output", help="Index folder to write.")] = Path("patent-index"),
     model: Model = None, pooling: Pooling = None, batch_size: BatchSize = 32, max_length: MaxLength = None,
+    truncate_dim: TruncateDim = None, precision: Precision = "float32",
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Index documents for search: BM25 always, dense embeddings when --model is given."""
     from patentcpc.io import check_output_dir  # noqa: PLC0415
+    from patentcpc.retrieval.quantize import check_precision  # noqa: PLC0415
     from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
 
     check_output_dir(output, "index", [data, model])
+    check_precision(precision)
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
-    index = SearchIndex.build(loaded, model, _embed_options(pooling, batch_size, max_length), progress=True)
+    index = SearchIndex.build(loaded, model, _embed_options(pooling, batch_size, max_length, truncate_dim=truncate_dim),
+                              progress=True, precision=precision)
     index.save(output)
     kind = "BM25 + dense" if model else "BM25"
     console.print(f"indexed {len(index.ids)} documents ({kind}, view {'+'.join(loaded.text_fields)}) in {output}",
@@ -142,10 +158,21 @@ def benchmark_embeddings(
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Cross-validate a linear probe too.")] = True,
     zero_shot: Annotated[str, typer.Option("--zero-shot", help="centroid, title or off.")] = "centroid",
     batch_size: BatchSize = 32,
+    transfer: Annotated[str | None, typer.Option("--transfer", help="Out-of-domain labelled file: evaluated side "
+                                                                    "by side with --data, changes vs --baseline.")]
+    = None,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Model the changes are measured against "
+                                                                    "(default: the first of --models).")] = None,
+    compression: Annotated[str | None, typer.Option("--compression", help="Quality vs size rows: DIM:PRECISION "
+                                                                          "items, e.g. 256:float32,384:int8,binary.")]
+    = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Transfer report file, .md or .json (default: "
+                                                                 "OUTPUT_DIR/transfer_report.md and .json).")] = None,
     label_field: LabelField = None, id_field: IdField = None, level: Level = None, on_bad_row: OnBadRow = None,
     split: Split = None,
 ) -> None:
-    """Retrieval, classification and clustering for each model and text view: table, CSV and PNG."""
+    """Retrieval, classification and clustering for each model and text view: table, CSV and PNG.
+    With --transfer: the same on an out-of-domain file and each metric's change against --baseline."""
     from patentcpc.io import prepare_output_dir  # noqa: PLC0415
     from patentcpc.retrieval.benchmark import (  # noqa: PLC0415
         BenchmarkOptions,
@@ -160,10 +187,31 @@ def benchmark_embeddings(
     cfg = _data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
     knn = KNNOptions(k=knn_k, weighting=knn_weighting, temperature=knn_temperature)
     opts = BenchmarkOptions(views=views, folds=folds, knn=knn, probe=probe,
-                            zero_shot=zero_shot, batch_size=batch_size)
+                            zero_shot=zero_shot, batch_size=batch_size, compression=compression)
     specs = [m.strip() for m in models.split(",") if m.strip()]
-    rows = run_benchmark(specs, data, opts, output_dir, qrels, cfg.load_kwargs(),
-                         progress=lambda msg: console.print(msg, highlight=False, markup=False))
+    if baseline and baseline not in specs:
+        specs.insert(0, baseline)
+    say = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+    rows = run_benchmark(specs, data, opts, output_dir, qrels, cfg.load_kwargs(), progress=say)
+    if transfer:
+        from dataclasses import replace  # noqa: PLC0415
+
+        from patentcpc.retrieval.transfer import format_markdown, transfer_report, write_report  # noqa: PLC0415
+
+        if len(specs) < 2:
+            raise ConfigError("--transfer compares models: give two or more --models (or --baseline BASE)")
+        say(f"out-of-domain: {transfer}")
+        out_kwargs = {k: v for k, v in cfg.load_kwargs().items() if k in ("level", "on_bad_row")}
+        out_rows = run_benchmark(specs, transfer, replace(opts, views=None), output_dir, None, out_kwargs,
+                                 progress=say)
+        rep = transfer_report(rows, out_rows, baseline or specs[0])
+        sources = {"in-domain": str(data), "out-of-domain": str(transfer)}
+        paths = [report] if report else [output_dir / "transfer_report.md", output_dir / "transfer_report.json"]
+        for path in paths:
+            write_report(rep, path, sources)
+        rows = rows + [{**r, "view": f"{r['view']} (transfer)"} for r in out_rows]
+        out.print(format_markdown(rep, sources), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"wrote {', '.join(map(str, paths))}", highlight=False)
     csv_path = write_csv(rows, output_dir / "embedding_benchmark.csv")
     png_path = plot_benchmark(rows, output_dir / "embedding_benchmark.png")
     lines = format_table(rows)

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("model", "view", "ndcg@10", "map@100", "recall@100", "hybrid_ndcg@10", "rrf_ndcg@10",
            "knn_f1@1", "knn_f1@3", "probe_f1@1", "zeroshot_f1@1", "zeroshot_f1@3",
-           "ari_section", "nmi_section", "ari_subclass", "nmi_subclass", "embed_seconds")
+           "ari_section", "nmi_section", "ari_subclass", "nmi_subclass", "embed_seconds",
+           "dim", "precision", "bytes_per_vector")
 
 
 @dataclass
@@ -50,6 +51,9 @@ class BenchmarkOptions:
         hybrid_alpha: weight of the dense score in the min-max hybrid.
         seed: folds, k-means and random-init seeds.
         batch_size: embedding batch size.
+        compression: extra retrieval rows per model for smaller vectors: ``DIM:PRECISION`` items
+            (``256:int8``, ``128:float32``, ``binary``: full dimension), each scored with float32
+            queries against the truncated / quantized documents, with its bytes per vector.
     """
 
     views: list[str] | None = None
@@ -60,8 +64,13 @@ class BenchmarkOptions:
     hybrid_alpha: float = 0.7
     seed: int = 0
     batch_size: int = 32
+    compression: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.compression, str):
+            self.compression = [c.strip() for c in self.compression.split(",") if c.strip()]
+        for item in self.compression or []:
+            parse_compression(item)
         if isinstance(self.views, str):
             self.views = [v.strip() for v in self.views.split(",") if v.strip()]
         if self.folds < 2:
@@ -70,6 +79,43 @@ class BenchmarkOptions:
             raise ConfigError(f"zero_shot must be centroid, title or off, not '{self.zero_shot}'")
         if not 0.0 <= self.hybrid_alpha <= 1.0:
             raise ConfigError(f"hybrid_alpha must be between 0 and 1, not {self.hybrid_alpha}")
+
+
+def parse_compression(item: str) -> tuple[int | None, str]:
+    """``"256:int8"`` -> (256, "int8"); ``"int8"`` -> (None, "int8"); ``"128"`` -> (128, "float32")."""
+    from patentcpc.retrieval.quantize import PRECISIONS  # noqa: PLC0415
+
+    dim_s, _, prec = item.strip().partition(":")
+    if not prec and dim_s in PRECISIONS:
+        dim_s, prec = "", dim_s
+    prec = prec or "float32"
+    if prec not in PRECISIONS:
+        raise ConfigError(f"compression '{item}': precision must be one of {', '.join(PRECISIONS)}")
+    try:
+        dim = int(dim_s) if dim_s else None
+    except ValueError:
+        raise ConfigError(f"compression '{item}': use DIM:PRECISION, e.g. 256:int8") from None
+    if dim is not None and dim < 1:
+        raise ConfigError(f"compression '{item}': the dimension must be >= 1")
+    return dim, prec
+
+
+def compression_rows(spec: str, view: str, vectors: np.ndarray, ids: Sequence[str], qrels: dict,
+                     compression: Sequence[str]) -> list[dict]:
+    """Retrieval quality of truncated / quantized document vectors (float32 queries), with their size."""
+    from patentcpc.retrieval.evaluation import evaluate_retrieval  # noqa: PLC0415
+    from patentcpc.retrieval.quantize import bytes_per_vector, compress, truncate  # noqa: PLC0415
+
+    rows = []
+    for item in compression:
+        dim, prec = parse_compression(item)
+        docs, _, _ = compress(vectors, dim, prec)
+        queries = truncate(vectors, dim)
+        d = int(queries.shape[1])
+        scores = (queries @ docs.T).astype(np.float64)
+        rows.append({"model": f"{spec}@{d}d-{prec}", "view": view, "dim": d, "precision": prec,
+                     "bytes_per_vector": bytes_per_vector(d, prec), **evaluate_retrieval(scores, ids, ids, qrels)})
+    return rows
 
 
 def default_views(columns: Sequence[str]) -> list[str]:
@@ -149,7 +195,9 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
                 vectors = emb.fit(texts).encode(texts)
             else:
                 vectors = _cached(cache, _cache_key(spec, view, fp, str(opts.seed)), lambda e=emb, t=texts: e.encode(t))
-            row: dict = {"model": spec, "view": view, "embed_seconds": time.perf_counter() - t0}
+            row: dict = {"model": spec, "view": view, "embed_seconds": time.perf_counter() - t0,
+                         "dim": int(vectors.shape[1]), "precision": "float32",
+                         "bytes_per_vector": 4 * int(vectors.shape[1])}
             dense = (vectors @ vectors.T).astype(np.float64)
             row.update(evaluate_retrieval(dense, ids, ids, qrels))
             row["hybrid_ndcg@10"] = evaluate_retrieval(fuse(sparse, dense, "minmax", opts.hybrid_alpha), ids, ids,
@@ -179,6 +227,8 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
                 row["zeroshot_f1@1"], row["zeroshot_f1@3"] = zs["f1@1"], zs["f1@3"]
             row.update(clustering_scores(vectors, labels, opts.seed))
             rows.append(row)
+            if opts.compression:
+                rows.extend(compression_rows(spec, view, vectors, ids, qrels, opts.compression))
     return rows
 
 
@@ -218,7 +268,9 @@ def plot_benchmark(rows: Sequence[dict], path: str | os.PathLike) -> Path:
 
 
 def _short(spec: str) -> str:
-    return Path(spec).parent.name if Path(spec).name == "model" else Path(spec).name or spec
+    spec, at, suffix = spec.rpartition("@") if "@" in Path(spec).name else (spec, "", "")
+    name = Path(spec).parent.name if Path(spec).name == "model" else Path(spec).name or spec
+    return f"{name}{at}{suffix}"
 
 
 def format_table(rows: Sequence[dict]) -> list[list[str]]:

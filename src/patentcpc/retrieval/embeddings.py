@@ -46,6 +46,7 @@ class EmbedOptions:
         device: torch device (default: cuda when available, else cpu).
         seed: random-init seed for ``arch:`` specs.
         lsa_dim: SVD dimensions of ``lsa`` (overridden by ``lsa:DIM``).
+        truncate_dim: keep the first N components (Matryoshka truncation), re-normalized.
     """
 
     pooling: str | None = None
@@ -55,6 +56,7 @@ class EmbedOptions:
     device: str | None = None
     seed: int = 0
     lsa_dim: int = 256
+    truncate_dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.pooling is not None and self.pooling not in POOLINGS:
@@ -65,6 +67,8 @@ class EmbedOptions:
             raise ConfigError(f"max_length must be >= 2, not {self.max_length}")
         if self.lsa_dim < 1:
             raise ConfigError(f"lsa_dim must be >= 1, not {self.lsa_dim}")
+        if self.truncate_dim is not None and self.truncate_dim < 1:
+            raise ConfigError(f"truncate_dim must be >= 1, not {self.truncate_dim}")
 
 
 class Embedder:
@@ -180,8 +184,37 @@ def _sentence_transformers_config(folder: Path) -> dict:
     return cfg
 
 
+class TruncatedEmbedder(Embedder):
+    """Another embedder's vectors cut to their first ``dim`` components (and re-normalized)."""
+
+    def __init__(self, inner: Embedder, dim: int, normalize: bool = True):
+        self.inner, self.dim, self.normalize = inner, dim, normalize
+        self.name, self.needs_fit = inner.name, inner.needs_fit
+
+    def fit(self, texts: Sequence[str]) -> TruncatedEmbedder:
+        self.inner.fit(texts)
+        return self
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        from patentcpc.retrieval.quantize import truncate  # noqa: PLC0415
+
+        return truncate(self.inner.encode(texts, progress=progress), self.dim, self.normalize)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "dim": self.dim, "truncate_dim": self.dim}
+
+
 def load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
-    """An :class:`Embedder` for a model spec (see the module docstring)."""
+    """An :class:`Embedder` for a model spec (see the module docstring), truncated when
+    ``options.truncate_dim`` is set."""
+    opts = options or EmbedOptions()
+    embedder = _load_embedder(spec, opts)
+    if opts.truncate_dim:
+        return TruncatedEmbedder(embedder, opts.truncate_dim, opts.normalize)
+    return embedder
+
+
+def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
     from patentcpc.models.transformer import (  # noqa: PLC0415
         build_encoder_from_arch,
         default_tokenizer_path,
@@ -234,10 +267,13 @@ def _check_suffix(path: Path) -> str:
 
 
 def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.ndarray, meta: dict | None = None) -> Path:
-    """Write ``vectors`` (one row per id) with their ids and ``meta`` to .npz or .parquet, atomically."""
+    """Write ``vectors`` (one row per id) with their ids and ``meta`` to .npz or .parquet, atomically.
+    float vectors are stored as float32; int8 / uint8 codes (quantized embeddings) as they are."""
     path = Path(path)
     suffix = _check_suffix(path)
-    vectors = np.asarray(vectors, dtype=np.float32)
+    vectors = np.asarray(vectors)
+    if vectors.dtype not in (np.int8, np.uint8):
+        vectors = vectors.astype(np.float32)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
     from patentcpc.io import atomic_path  # noqa: PLC0415
@@ -260,7 +296,8 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
 
 
 def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
-    """(ids, float32 matrix, meta) from a file written by :func:`save_embeddings`."""
+    """(ids, matrix, meta) from a file written by :func:`save_embeddings`: float32, or the int8 / uint8
+    codes of quantized embeddings (``meta["precision"]`` says which)."""
     path = Path(path)
     suffix = _check_suffix(path)
     if not path.exists():
@@ -268,17 +305,21 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dic
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                return [str(i) for i in z["ids"]], z["embeddings"].astype(np.float32), json.loads(str(z["meta"]))
+                return [str(i) for i in z["ids"]], _stored(z["embeddings"]), json.loads(str(z["meta"]))
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"patentcpc", b"{}"))
         col = table.column("embedding").combine_chunks()
         dim = col.type.list_size if hasattr(col.type, "list_size") else len(col[0])
-        vectors = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+        vectors = _stored(np.asarray(col.flatten().to_numpy(zero_copy_only=False)).reshape(-1, dim))
         return table.column("id").to_pylist(), vectors, meta
     except (KeyError, ValueError, OSError) as exc:
         raise DataError(path, f"not an embeddings file ({str(exc).splitlines()[0]})") from None
+
+
+def _stored(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype in (np.int8, np.uint8) else x.astype(np.float32)
 
 
 def embed_data(embedder: Embedder, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -7,7 +7,9 @@ interpolation of normalized scores, ``alpha * dense + (1 - alpha) * bm25`` with 
 An index folder holds::
 
     index.json        model spec, embedding options, text view, ids, titles and CPC codes
-    embeddings.npy    float32 unit vectors (absent for a BM25-only index)
+    embeddings.npy    the document vectors as the user picked them (absent for a BM25-only index):
+                      float32, int8 codes (+ embedding_ranges.npy, the int8 calibration) or packed
+                      binary codes (uint8); optionally truncated (``--truncate-dim``)
     bm25/             the bm25s index (NumPy arrays and JSON, no pickle)
 
 It is built in a temporary folder and moved into place, so a crash never leaves half an index.
@@ -30,6 +32,7 @@ MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "minmax", "zscore")
 INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
+RANGES_FILE = "embedding_ranges.npy"
 BM25_DIR = "bm25"
 
 
@@ -159,15 +162,21 @@ class SearchIndex:
     embeddings: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     _embedder: object = field(default=None, repr=False)
+    codes: np.ndarray | None = field(default=None, repr=False)
+    ranges: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, data, model: str | None = None, embed_options=None, progress: bool = False) -> SearchIndex:
-        """Index a :class:`~patentcpc.data.PatentData`: BM25 always, embeddings when ``model`` is given."""
+    def build(cls, data, model: str | None = None, embed_options=None, progress: bool = False,
+              precision: str = "float32") -> SearchIndex:
+        """Index a :class:`~patentcpc.data.PatentData`: BM25 always, embeddings when ``model`` is given,
+        stored in ``precision`` (float32, int8 or binary; see :mod:`patentcpc.retrieval.quantize`)."""
         from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
+        from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, dequantize, quantize  # noqa: PLC0415
 
         texts = data.texts
         meta = {"source": data.source, "text_fields": list(data.text_fields), "n_docs": len(texts), "model": model}
-        embeddings = embedder = None
+        embeddings = embedder = codes = ranges = None
+        check_precision(precision)
         if model:
             opts = embed_options or EmbedOptions()
             embedder = load_embedder(model, opts)
@@ -175,9 +184,15 @@ class SearchIndex:
                 raise ModelError(f"'{model}' must be fitted on the corpus and cannot embed queries from a saved "
                                  "index; use a transformer model")
             embeddings = embedder.encode(texts, progress=progress)
-            meta["embedding"] = {**embedder.describe(), "batch_size": opts.batch_size, "seed": opts.seed}
+            dim = int(embeddings.shape[1])
+            if precision != "float32":
+                codes, ranges = quantize(embeddings, precision)
+                embeddings = dequantize(codes, precision, ranges, dim)
+            meta["embedding"] = {**embedder.describe(), "batch_size": opts.batch_size, "seed": opts.seed,
+                                 "truncate_dim": opts.truncate_dim, "precision": precision, "dim": dim,
+                                 "bytes_per_vector": bytes_per_vector(dim, precision)}
         return cls(list(data.ids), display_titles(data), [list(x) for x in data.labels], build_bm25(texts),
-                   embeddings, meta, embedder)
+                   embeddings, meta, embedder, codes, ranges)
 
     # ----------------------------------------------------------------- persistence
     def save(self, folder: str | os.PathLike) -> Path:
@@ -186,7 +201,11 @@ class SearchIndex:
         folder = Path(folder)
         with atomic_dir(folder, kind="index") as tmp:
             self.bm25.save(str(tmp / BM25_DIR), show_progress=False)
-            if self.embeddings is not None:
+            if self.codes is not None:
+                np.save(tmp / EMBEDDINGS_FILE, self.codes, allow_pickle=False)
+                if self.ranges is not None:
+                    np.save(tmp / RANGES_FILE, np.asarray(self.ranges, dtype=np.float32), allow_pickle=False)
+            elif self.embeddings is not None:
                 np.save(tmp / EMBEDDINGS_FILE, np.asarray(self.embeddings, dtype=np.float32), allow_pickle=False)
             doc = {"format": 1, "meta": self.meta, "ids": self.ids, "titles": self.titles, "labels": self.labels}
             (tmp / INDEX_FILE).write_text(json.dumps(doc), encoding="utf-8")
@@ -204,9 +223,18 @@ class SearchIndex:
             bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
             emb_path = folder / EMBEDDINGS_FILE
             embeddings = np.load(emb_path, allow_pickle=False) if emb_path.exists() else None
+            info = (doc["meta"].get("embedding") or {})
+            precision = info.get("precision") or "float32"
+            codes = ranges = None
+            if embeddings is not None and precision != "float32":
+                from patentcpc.retrieval.quantize import dequantize  # noqa: PLC0415
+
+                codes = embeddings
+                ranges = np.load(folder / RANGES_FILE, allow_pickle=False) if precision == "int8" else None
+                embeddings = dequantize(codes, precision, ranges, info.get("dim"))
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(folder, f"broken search index ({str(exc).splitlines()[0]})") from None
-        return cls(doc["ids"], doc["titles"], doc["labels"], bm25, embeddings, doc["meta"])
+        return cls(doc["ids"], doc["titles"], doc["labels"], bm25, embeddings, doc["meta"], None, codes, ranges)
 
     # ----------------------------------------------------------------- querying
     def embedder(self):
@@ -217,7 +245,8 @@ class SearchIndex:
             if not self.meta.get("model"):
                 raise ModelError("this index has no embeddings (built without --model): use --mode bm25")
             opts = EmbedOptions(pooling=info.get("pooling"), normalize=info.get("normalize", True),
-                                max_length=info.get("max_length"), seed=info.get("seed", 0))
+                                max_length=info.get("max_length"), seed=info.get("seed", 0),
+                                truncate_dim=info.get("truncate_dim"))
             self._embedder = load_embedder(self.meta["model"], opts)
         return self._embedder
 
