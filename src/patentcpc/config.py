@@ -16,6 +16,7 @@ import yaml
 
 from patentcpc.cpc import LEVELS
 from patentcpc.errors import ConfigError
+from patentcpc.llm.config import LLMConfig, LoRAConfig, RouterConfig
 
 T = TypeVar("T")
 
@@ -214,6 +215,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -47,8 +47,16 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
                 output: str | os.PathLike | None = None, **trainer_kwargs) -> TrainResult:
     """Train the model ``cfg.model`` describes, evaluate it on ``eval_data`` if given, save it to
     ``output`` (atomically) if given."""
+    if cfg.model == "router":
+        from patentcpc.models.router import train_router  # noqa: PLC0415
+
+        return train_router(cfg, data, eval_data, output, **trainer_kwargs)
     if cfg.model not in LINEAR_MODELS:
+        from patentcpc.llm.training import is_llm_config, train_causal_lm  # noqa: PLC0415
         from patentcpc.trainer import train_transformer  # noqa: PLC0415
+
+        if is_llm_config(cfg):
+            return train_causal_lm(cfg, data, eval_data, output, **trainer_kwargs)
 
         return train_transformer(cfg, data, eval_data, output, **trainer_kwargs)
 

@@ -134,6 +134,8 @@ def train(
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    members: Annotated[str | None, typer.Option(
+        "--members", help="For --model router: ENCODER,LLM (model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
@@ -145,6 +147,8 @@ def train(
         cli["model"] = model
     if seed is not None:
         cli["seed"] = seed
+    if members is not None:
+        cli["router"] = {"members": members}
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
@@ -155,6 +159,7 @@ def train(
             result = train_model(cfg, data, eval_data, output)
     else:
         result = train_model(cfg, data, eval_data, output, resume=resume)
+    kind = getattr(result.model, "kind", kind)
     out.print(f"saved {kind} model ({len(result.model.labels)} labels) to {output}")
     if result.overlap is not None and result.overlap.any:
         _warn(result.overlap.message(str(data), str(eval_data)))
@@ -211,6 +216,8 @@ def evaluate(
     scores = m.scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
+        metrics.update(m.routing_report())
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
     if report is not None:

@@ -13,6 +13,8 @@ from patentcpc.models.base import CPCModel
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
+    "causal_lm": "patentcpc.models.causal_lm:CausalLMCPCModel",
+    "router": "patentcpc.models.router:RouterCPCModel",
 }
 
 
