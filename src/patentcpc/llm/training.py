@@ -132,7 +132,7 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = net(**batch).loss / tcfg.grad_accum
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
         opt.step()
         sched.step()
