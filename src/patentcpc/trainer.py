@@ -391,7 +391,7 @@ def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has
 
 def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                       output: str | os.PathLike | None = None, resume: bool = False,
-                      callbacks: list | None = None):
+                      callbacks: list | None = None, model_factory=None):
     """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
     module docstring. Returns a :class:`~patentcpc.results.TrainResult`."""
     from datasets import concatenate_datasets  # noqa: PLC0415
@@ -420,7 +420,8 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     train_info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
                   "n_skipped": train.n_skipped, "eval_source": str(eval_data) if eval_data else "split",
                   "n_eval_docs": len(valid)}
-    model = TransformerCPCModel.create(
+    create = model_factory or TransformerCPCModel.create  # model_factory: e.g. the causal_lm kind's
+    model = create(
         vocab.labels, model=None if tcfg.arch else cfg.model, arch=tcfg.arch, tokenizer=tcfg.tokenizer,
         pooling=tcfg.pooling, max_length=tcfg.max_length, dropout=tcfg.dropout,
         attn_implementation=tcfg.attn_implementation,
@@ -475,7 +476,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     # head re-training, thresholds on the validation data, final metrics, the model folder
     model.network.eval()
     model.device = next(model.network.parameters()).device
-    if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch:
+    if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch and model.kind == "transformer":
         wise_interpolate(model, cfg.model, train_ds, y_train, tcfg)
     if tcfg.refit_head:  # on the training part first: the validation data stays clean for the thresholds
         fit_head(model, train_ds, y_train, tcfg, refit=True)

@@ -21,7 +21,7 @@ from patentcpc.models.base import CPCModel
 from patentcpc.results import TrainResult
 
 # cfg.model -> model kind; any other name is a transformer (hub id or folder)
-MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme", "ensemble": "ensemble"}
+MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme", "ensemble": "ensemble", "router": "router"}
 LINEAR_MODELS = ("tfidf", "scheme")
 # model kind -> "module:function" of its trainer, all called as (cfg, data, eval_data, output, **kwargs)
 TRAINERS: dict[str, str] = {
@@ -29,14 +29,24 @@ TRAINERS: dict[str, str] = {
     "scheme": "patentcpc.training:train_linear",
     "transformer": "patentcpc.trainer:train_transformer",
     "ensemble": "patentcpc.ensemble_training:train_ensemble",
+    "router": "patentcpc.router_training:train_router",
+    "causal_lm": "patentcpc.llm.training:train_causal_lm",
 }
 
 __all__ = ["MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_model", "load_for_model", "train_model"]
 
 
 def training_kind(cfg: TrainConfig) -> str:
-    """The model kind ``cfg.model`` trains."""
-    return MODEL_NAMES.get(cfg.model, "transformer")
+    """The model kind ``cfg.model`` trains: a named kind, else ``causal_lm`` for a decoder (an LLM
+    ``--arch`` preset or a decoder-only hub id/folder), else ``transformer``."""
+    if cfg.model in MODEL_NAMES:
+        return MODEL_NAMES[cfg.model]
+    from patentcpc.models.causal_lm import LLM_ARCH_PRESETS, is_decoder_spec  # noqa: PLC0415
+
+    arch = cfg.transformer.arch
+    if (arch in LLM_ARCH_PRESETS) if arch else (cfg.model in LLM_ARCH_PRESETS or is_decoder_spec(cfg.model)):
+        return "causal_lm"
+    return "transformer"
 
 
 def trainer_for(kind: str) -> Callable[..., TrainResult]:

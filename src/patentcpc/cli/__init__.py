@@ -31,7 +31,7 @@ out = Console()
 # Command modules (each registers on `app`); imported for their side effect.
 from patentcpc.cli import core  # noqa: E402, F401
 
-for _name in ("transformers", "serving", "retrieval", "synth", "embeddings_training"):
+for _name in ("transformers", "serving", "retrieval", "synth", "embeddings_training", "llm"):
     import importlib.util as _util  # noqa: E402
 
     if _util.find_spec(f"patentcpc.cli.{_name}") is not None:

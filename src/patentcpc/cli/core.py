@@ -145,7 +145,8 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     members: Annotated[str | None, typer.Option(
         "--members", help="For --model ensemble: comma-separated member specs (what --model accepts), "
-                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2.")] = None,
+                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2; for --model router: ENCODER,LLM "
+                          "(model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
@@ -158,7 +159,10 @@ def train(
     if seed is not None:
         cli["seed"] = seed
     if members is not None:
-        cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
+        if model == "router":
+            cli["router"] = {"members": members}
+        else:
+            cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
@@ -253,6 +257,8 @@ def evaluate(
     scores = m.predict_scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
+        metrics.update(m.routing_report())
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
     if plots_dir is not None:

@@ -27,7 +27,8 @@ app.add_typer(index_app, name="index")
 
 Model = Annotated[str | None, typer.Option(
     "--model", help="HF encoder (hub id or folder), sentence-transformers folder, arch:PRESET or lsa[:DIM].")]
-Pooling = Annotated[str | None, typer.Option("--pooling", help="mean or cls (default: the model's own, else mean).")]
+Pooling = Annotated[str | None, typer.Option(
+    "--pooling", help="mean, cls or last (default: the model's own; last for decoders, else mean).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Texts per forward pass.")]
 MaxLength = Annotated[int | None, typer.Option("--max-length", help="Tokens kept per text.")]
 TruncateDim = Annotated[int | None, typer.Option("--truncate-dim", help="Keep the first N dimensions "

@@ -16,6 +16,8 @@ MODEL_KINDS: dict[str, str] = {
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
     "onnx": "patentcpc.models.onnx:OnnxCPCModel",
     "ensemble": "patentcpc.models.ensemble:EnsembleCPCModel",
+    "causal_lm": "patentcpc.models.causal_lm:CausalLMCPCModel",
+    "router": "patentcpc.models.router:RouterCPCModel",
 }
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from patentcpc.errors import ConfigError, DataError, ModelError
 from patentcpc.numeric import l2_normalize, pool
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "last")  # last: the last non-padding token (decoder-only models)
 
 
 @dataclass
@@ -47,6 +47,8 @@ class EmbedOptions:
         seed: random-init seed for ``arch:`` specs.
         lsa_dim: SVD dimensions of ``lsa`` (overridden by ``lsa:DIM``).
         truncate_dim: keep the first N components (Matryoshka truncation), re-normalized.
+        query_prefix: text put before every query (not documents); None: the model's own where it
+            expects one (Qwen3-Embedding's instruction), else none.
     """
 
     pooling: str | None = None
@@ -57,6 +59,7 @@ class EmbedOptions:
     seed: int = 0
     lsa_dim: int = 256
     truncate_dim: int | None = None
+    query_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.pooling is not None and self.pooling not in POOLINGS:
@@ -85,6 +88,12 @@ class Embedder:
 
     def describe(self) -> dict:
         return {"model": self.name}
+
+    query_prefix: str = ""
+
+    def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Vectors of search queries: :meth:`encode` of ``query_prefix + text``."""
+        return self.encode([self.query_prefix + t for t in texts], progress=progress)
 
 
 class TransformerEmbedder(Embedder):
@@ -126,7 +135,12 @@ class TransformerEmbedder(Embedder):
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
                 mask = enc["attention_mask"].to(self.device)
                 hidden = self.encoder(input_ids=enc["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
-                pooled = pool(hidden, mask, self.pooling)
+                if self.pooling == "last":
+                    from patentcpc.models.causal_lm import last_token_pool  # noqa: PLC0415
+
+                    pooled = last_token_pool(hidden, mask)
+                else:
+                    pooled = pool(hidden, mask, self.pooling)
                 out[idx] = pooled.float().cpu().numpy()
         return l2_normalize(out) if self.normalize else out
 
@@ -234,6 +248,9 @@ def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
             except ValueError:
                 raise ModelError(f"bad model spec '{spec}': use lsa:DIM with an integer DIM") from None
         return LSAEmbedder(dim, opts.normalize, opts.seed)
+    decoder = _decoder_embedder(spec, opts)
+    if decoder is not None:
+        return decoder
     if spec.startswith("arch:"):
         import torch  # noqa: PLC0415
 
@@ -252,6 +269,40 @@ def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
     pooling = opts.pooling or (st and st["pooling"]) or "mean"
     return TransformerEmbedder(spec, encoder, tok, pooling, opts.normalize, int(max_length), opts.batch_size,
                                opts.device)
+
+
+QWEN3_EMBEDDING_PREFIX = "Instruct: Given a patent search query, retrieve relevant patents\nQuery:"
+
+
+def _decoder_embedder(spec: str, opts: EmbedOptions) -> Embedder | None:
+    """A decoder-only model (``arch:llama-tiny``, or a decoder hub id / folder) as an embedder with
+    last-token (default) or mean pooling; None when ``spec`` is not a decoder."""
+    from patentcpc.models import causal_lm  # noqa: PLC0415
+
+    arch = spec[5:] if spec.startswith("arch:") else None
+    if arch is not None and arch not in causal_lm.LLM_ARCH_PRESETS:
+        return None
+    if arch is None and not causal_lm.is_decoder_spec(spec):
+        return None
+    if arch is not None:
+        import torch  # noqa: PLC0415
+
+        from patentcpc.models.transformer import default_tokenizer_path  # noqa: PLC0415
+
+        tok = causal_lm.load_tokenizer(default_tokenizer_path())
+        torch.manual_seed(opts.seed)
+        base = causal_lm.build_base_from_arch(arch, tok, causal_lm=False)
+    else:
+        tok = causal_lm.load_tokenizer(spec)
+        base = causal_lm.load_base(spec, causal_lm=False, dtype=causal_lm.default_dtype())
+    limit = getattr(base.config, "max_position_embeddings", 512) or 512
+    emb = TransformerEmbedder(spec, base, tok, opts.pooling or "last", opts.normalize,
+                              int(opts.max_length or min(512, limit)), opts.batch_size, opts.device)
+    prefix = opts.query_prefix
+    if prefix is None:
+        prefix = QWEN3_EMBEDDING_PREFIX if "qwen3-embedding" in spec.lower() else ""
+    emb.query_prefix = prefix
+    return emb
 
 
 # --------------------------------------------------------------------------- saving / loading

@@ -255,7 +255,7 @@ class SearchIndex:
         opts = options or SearchOptions()
         if opts.mode != "bm25" and self.embeddings is None:
             raise ModelError(f"--mode {opts.mode} needs an index built with --model; this one has BM25 only")
-        dense = self.embedder().encode(list(queries)) @ self.embeddings.T if opts.mode != "bm25" else None
+        dense = self.embedder().encode_queries(list(queries)) @ self.embeddings.T if opts.mode != "bm25" else None
         if opts.mode == "dense":
             return dense.astype(np.float64)
         sparse = bm25_scores(self.bm25, queries)
@@ -269,7 +269,7 @@ class SearchIndex:
         if opts.mode == "dense":
             if self.embeddings is None:
                 raise ModelError("--mode dense needs an index built with --model; this one has BM25 only")
-            idx, sc = dense_top_k(self.embeddings, self.embedder().encode([query]), opts.k)
+            idx, sc = dense_top_k(self.embeddings, self.embedder().encode_queries([query]), opts.k)
         else:
             idx, sc = top_k(self.scores([query], opts), opts.k)
         return [Hit(r + 1, self.ids[j], self.titles[j], float(s), self.labels[j])
