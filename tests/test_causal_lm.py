@@ -251,7 +251,9 @@ def test_router_evaluate_json_has_share(tmp_path, tiny_jsonl, capsys):
     cfg = resolve(TrainConfig, None, {"model": "router", "router": {"members": "tfidf,tfidf"}},
                   ["router.share=0.3", "router.rare_count=0"])
     train_model(cfg, str(tiny_jsonl), None, tmp_path / "r")
-    main(["evaluate", "--model", str(tmp_path / "r"), "--data", str(tiny_jsonl), "--json"])
+    with pytest.raises(SystemExit) as done:  # main() always exits with the command's code
+        main(["evaluate", "--model", str(tmp_path / "r"), "--data", str(tiny_jsonl), "--json"])
+    assert done.value.code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= out["share_routed"] <= 1 and "precision@1" in out
 

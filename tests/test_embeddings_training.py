@@ -315,7 +315,12 @@ def test_training_is_seeded(tiny_encoder, corpus):
 @pytest.mark.slow
 def test_cli_train_embed_index_search_transfer(tiny_encoder, tmp_path):
     pytest.importorskip("sentence_transformers")
-    from patentcpc.cli import main
+    from patentcpc.cli import main as _main
+
+    def main(argv):  # main() always exits with the command's code: 0 here
+        with pytest.raises(SystemExit) as done:
+            _main(argv)
+        assert done.value.code == 0
 
     data = _write_jsonl(tmp_path / "train.jsonl", RECORDS)
     other = tmp_path / "other.csv"
@@ -361,7 +366,7 @@ def test_cli_train_embed_index_search_transfer(tiny_encoder, tmp_path):
     assert "@16d-int8" in csv_text and "@32d-binary" in csv_text and "(transfer)" in csv_text
 
     with pytest.raises(SystemExit) as exc:
-        main(["train-embeddings", "--model", tiny_encoder, "--data", str(data), "--output", str(bench)])
+        _main(["train-embeddings", "--model", tiny_encoder, "--data", str(data), "--output", str(bench)])
     assert exc.value.code == 2
 
 
