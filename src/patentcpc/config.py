@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -431,8 +432,18 @@ def _schema_type(tp: Any) -> Any:
     if tp is int:
         return Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
     if tp is float:
-        return Annotated[float, Field(allow_inf_nan=False)]
+        return Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False)]
     return tp
+
+
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _yaml_float(value: Any) -> Any:
+    """YAML 1.1 reads ``5e-3`` (no dot) as a string: take it as the number it spells."""
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""LLM commands: ``export merged`` (LoRA adapters merged into the base)."""
+"""LLM commands: ``export merged`` (LoRA adapters merged into the base), also spelled
+``export --merge --model M --output O``."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ def export_merged(
         raise ModelError(f"{model}: export merged needs a causal_lm model, not '{m.kind}'")
     m.save_merged(output)
     out.print(f"wrote the merged model to {output} (base/: transformers folder)")
+
+
+@export_app.callback(invoke_without_command=True)
+def export_group(
+    ctx: typer.Context,
+    merge: Annotated[bool, typer.Option("--merge", help="Same as `export merged`: merge a causal_lm model's "
+                                                        "LoRA adapters into its base.")] = False,
+    model: Annotated[Path | None, typer.Option("--model", help="With --merge: the causal_lm model folder.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="With --merge: the new folder.")] = None,
+) -> None:
+    """Export a model for deployment: `export onnx`, `export merged` (or `export --merge`)."""
+    if ctx.invoked_subcommand is not None:
+        if merge:
+            raise typer.BadParameter("--merge is its own export; do not combine it with a sub-command")
+        return
+    if not merge or model is None or output is None:
+        from patentcpc.errors import ConfigError  # noqa: PLC0415
+
+        raise ConfigError("export: give a sub-command (onnx, merged), or --merge --model M --output O")
+    export_merged(model, output)
+

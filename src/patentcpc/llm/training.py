@@ -50,7 +50,7 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
     from patentcpc.trainer import train_transformer  # noqa: PLC0415
 
     def factory(labels, model=None, arch=None, tokenizer=None, pooling=None, max_length=512, dropout=0.1,
-                manifest_fields=None):
+                manifest_fields=None, attn_implementation=None):  # decoders always load with sdpa
         return CausalLMCPCModel.create(labels, model=model, arch=arch, tokenizer=tokenizer, llm_cfg=cfg.llm,
                                        lora_cfg=cfg.lora, max_length=max_length, dropout=dropout,
                                        precision=cfg.transformer.precision, manifest_fields=manifest_fields)

@@ -633,6 +633,8 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
                 src = cpc_pairs(corpus, epoch_rng, opts.hard_negatives) if (
                     name == "cpc" and redraw and not opts.mine_negatives) else pairs[name]
                 batches = conflict_free_batches(src, opts.batch_size, epoch_rng, opts.open_batches)
+            if not batches:  # e.g. no pair drawn for this signal this epoch: nothing to schedule
+                continue
             take = max(1, int(round(weight * len(batches))))
             idx = [int(i) for i in epoch_rng.permutation(len(batches))]
             while len(idx) < take:
