@@ -1,0 +1,89 @@
+"""Scale rewrites checked against the straightforward definitions they replace (random data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from patentcpc import metrics
+from patentcpc.metrics import (
+    binarize,
+    evaluate_scores,
+    hierarchy_accuracy_at_1,
+    precision_recall_f1_at_k,
+    threshold_metrics,
+    tune_global_threshold,
+    tune_label_thresholds,
+    tune_label_thresholds_reference,
+)
+
+VOCAB = ["A01B", "A01C", "B65D", "G06F", "G06N", "H01L", "H04L", "H04W"]
+
+
+def _random_case(seed: int, n: int = 300, rounded: bool = False):
+    rng = np.random.default_rng(seed)
+    scores = rng.random((n, len(VOCAB))).astype(np.float32)
+    if rounded:  # many ties
+        scores = np.round(scores * 8) / 8
+    gold = []
+    for i in range(n):
+        k = rng.integers(1, 4)
+        labels = list(rng.choice(VOCAB, size=k, replace=False))
+        scores[i, [VOCAB.index(c) for c in labels]] += 0.3 * rng.random()
+        if rng.random() < 0.05:
+            labels.append("Y02E")  # a gold label outside the vocabulary
+        gold.append(labels)
+    return scores, gold
+
+
+@pytest.mark.parametrize("seed,rounded", [(0, False), (1, True), (2, False), (3, True)])
+def test_sorted_label_thresholds_equal_the_quadratic_definition(seed, rounded, monkeypatch):
+    scores, gold = _random_case(seed, rounded=rounded)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 700)  # several column blocks
+    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=5)
+    ref = tune_label_thresholds_reference(scores, gold, VOCAB, 0.42, min_support=5)
+    np.testing.assert_array_equal(got, ref)
+    assert (got != 0.42).any()
+    # and the F1 each threshold reaches is the best any threshold reaches
+    for j in range(len(VOCAB)):
+        t = np.array([VOCAB[j] in g for g in gold])
+        f1 = 2 * (t & (scores[:, j] >= got[j])).sum() / ((scores[:, j] >= got[j]).sum() + t.sum())
+        assert all(f1 >= 2 * (t & (scores[:, j] >= c)).sum() / ((scores[:, j] >= c).sum() + t.sum())
+                   for c in np.unique(scores[:, j]))
+
+
+def test_label_thresholds_keep_the_global_one_below_min_support():
+    scores, gold = _random_case(5, n=20)
+    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=50)
+    assert (got == 0.42).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_global_threshold_equals_the_loop_over_candidates(seed, monkeypatch):
+    scores, gold = _random_case(seed, rounded=seed == 1)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 500)
+    cands = np.unique(np.quantile(scores, np.linspace(0.5, 0.99, 25)))[::-1]  # any order
+    best = (float(cands[0]), -1.0)
+    for t in cands:
+        f1 = threshold_metrics(binarize(scores, t), gold, VOCAB)["micro_f1"]
+        if f1 > best[1]:
+            best = (float(t), f1)
+    got = tune_global_threshold(scores, gold, VOCAB, candidates=cands)
+    assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streaming_evaluation_equals_the_dense_metrics(seed, monkeypatch):
+    scores, gold = _random_case(seed, rounded=seed == 1)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 333)  # many row blocks
+    thr = np.linspace(0.3, 0.9, len(VOCAB))
+    got = evaluate_scores(scores, gold, VOCAB, thr)
+    s64 = np.asarray(scores, dtype=np.float64)
+    ref = {"n_docs": len(gold), "n_labels": len(VOCAB), "n_gold_labels_unseen": 1}
+    ref.update(precision_recall_f1_at_k(s64, gold, VOCAB))
+    ref.update(threshold_metrics(binarize(s64, thr), gold, VOCAB))
+    ref.update(hierarchy_accuracy_at_1(s64, gold, VOCAB))
+    assert got.keys() == ref.keys()
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
