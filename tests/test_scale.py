@@ -87,3 +87,71 @@ def test_streaming_evaluation_equals_the_dense_metrics(seed, monkeypatch):
     assert got.keys() == ref.keys()
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def _costs_loop(distances, targets):
+    """The row-by-row definition the vectorised HierarchicalLoss.costs replaced."""
+    import torch
+
+    big = torch.full_like(distances, float("inf"))
+    rows = []
+    for t in targets.bool():
+        if t.any():
+            rows.append(torch.where(t.unsqueeze(1), distances, big).min(dim=0).values)
+        else:
+            rows.append(torch.zeros(distances.shape[0]))
+    return torch.stack(rows)
+
+
+def test_vectorised_hierarchical_costs_equal_the_row_loop():
+    import torch
+
+    from patentcpc.cpc import distance_matrix
+    from patentcpc.losses import HierarchicalLoss
+
+    loss = HierarchicalLoss(np.asarray(distance_matrix(VOCAB)))
+    rng = np.random.default_rng(0)
+    targets = torch.as_tensor(rng.random((40, len(VOCAB))) < 0.2, dtype=torch.float32)
+    targets[3] = 0  # a document without a gold label in the vocabulary
+    targets[4] = 1
+    got = loss.costs(targets)
+    torch.testing.assert_close(got, _costs_loop(loss.distances, targets), rtol=0, atol=0)
+    assert got[3].abs().sum() == 0 and got.max() > 0
+
+
+def test_label_counts_of_sparse_and_dense_targets_agree():
+    from scipy import sparse
+
+    from patentcpc.losses import label_counts
+
+    y = (np.random.default_rng(1).random((30, 6)) < 0.3).astype(np.float32)
+    np.testing.assert_array_equal(label_counts(sparse.csr_matrix(y)), label_counts(y))
+    assert label_counts(y).sum() > 0
+
+
+def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
+    from patentcpc.config import TransformerConfig
+    from patentcpc.trainer import resolve_recipe
+
+    small, name = resolve_recipe(TransformerConfig(), 20_000)
+    assert name == "few-shot" and small == TransformerConfig()
+    big, name = resolve_recipe(TransformerConfig(), 20_001)
+    assert name == "reference"
+    assert (big.loss, big.lr, big.batch_size, big.epochs) == ("bce", 8e-5, 32, 2.0)
+    assert big.head_init == "prior" and big.wise_alpha is None and big.refit_head is False
+    # explicit settings win; "reference" applies at any size, "few-shot" never
+    mine, name = resolve_recipe(TransformerConfig(recipe="reference", lr=3e-5, loss="focal"), 10)
+    assert name == "reference" and mine.lr == 3e-5 and mine.loss == "focal" and mine.batch_size == 32
+    assert resolve_recipe(TransformerConfig(recipe="few-shot"), 10**7)[1] == "few-shot"
+
+
+def test_sparse_labels_match_multi_hot():
+    import datasets
+
+    from patentcpc.trainer import multi_hot, sparse_labels
+
+    ids = [[0, 2], [1], [], [2, 2, 0], [3]]
+    ds = datasets.Dataset.from_dict({"label_ids": ids})
+    y = sparse_labels(ds, 4, batch_size=2)
+    np.testing.assert_array_equal(y.toarray(), multi_hot(ids, 4))
+    assert y.dtype == np.float32 and y.nnz == 6

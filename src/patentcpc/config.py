@@ -131,6 +131,14 @@ class TransformerConfig:
         threshold_min_support: validation positives a label needs for its own threshold.
         valid_fraction: share of the training data held out for validation when no eval data.
         tensorboard: also log to TensorBoard (needs the tensorboard package).
+        recipe: ``auto`` (default): the few-shot settings (LP-FT probe start, WiSE-FT, class-balanced
+            head re-fit, lr 1e-4, batch 16, 3 epochs) up to ``few_shot_max_docs`` training
+            documents, the ``reference`` recipe above; ``reference``: USPTO-3M's reference run
+            (BCE, lr 8e-5, batch 32, 2 epochs, bf16 on a GPU, no probe start / WiSE-FT / re-fit;
+            the head's bias starts at the label priors); ``few-shot``: always the few-shot
+            settings. The recipe replaces only fields left at their defaults (benchmarks/scale.md).
+        few_shot_max_docs: the size (training documents) up to which ``auto`` uses the few-shot
+            settings (default 20,000).
         keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
     """
 
@@ -151,7 +159,7 @@ class TransformerConfig:
     refit_C: float = 1.0
     refit_class_weight: str | None = "balanced"
     refit_on: str = "all"
-    probe_max_docs: int | None = 100_000
+    probe_max_docs: int | None = 20_000
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
     head_lr: float | None = 1e-3
@@ -170,6 +178,8 @@ class TransformerConfig:
     threshold_min_support: int = 5
     valid_fraction: float = 0.1
     tensorboard: bool = False
+    recipe: str = "auto"
+    few_shot_max_docs: int = 20_000
     keep_checkpoints: bool = False
     save_total_limit: int = 2
 
@@ -177,7 +187,7 @@ class TransformerConfig:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
                    "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
-                   "refit_on": ("train", "all"),
+                   "refit_on": ("train", "all"), "recipe": ("auto", "reference", "few-shot"),
                    "precision": ("auto", "bf16", "fp32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
