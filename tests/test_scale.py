@@ -155,3 +155,27 @@ def test_sparse_labels_match_multi_hot():
     y = sparse_labels(ds, 4, batch_size=2)
     np.testing.assert_array_equal(y.toarray(), multi_hot(ids, 4))
     assert y.dtype == np.float32 and y.nnz == 6
+
+
+def test_rarest_label_split_is_stratified_and_a_partition():
+    import datasets
+
+    from patentcpc.data import PatentData, split_data
+
+    rng = np.random.default_rng(0)
+    codes = [f"A{i:02d}B" for i in range(40)]
+    p = 1.0 / np.arange(1, 41)
+    labels = [list(rng.choice(codes, size=rng.integers(1, 4), replace=False, p=p / p.sum())) for _ in range(5000)]
+    ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(5000)], "text": ["x"] * 5000, "labels": labels})
+    data = PatentData(ds, "mem", ["text"], "labels", None, "subclass")
+    parts = split_data(data, (0.8, 0.1, 0.1), seed=3, stratify_max_rows=100)
+    ids = [set(x.ids) for x in parts]
+    assert sum(len(s) for s in ids) == 5000 and len(set.union(*ids)) == 5000
+    assert [len(s) for s in ids] == pytest.approx([4000, 500, 500], abs=60)
+    # the rarest labels reach every part in proportion
+    for code in codes[-10:]:
+        total = sum(code in ls for ls in labels)
+        valid = sum(code in ls for ls in parts[1].labels)
+        assert abs(valid - 0.1 * total) <= 3, (code, total, valid)
+    again = split_data(data, (0.8, 0.1, 0.1), seed=3, stratify_max_rows=100)
+    assert [x.ids for x in again] == [x.ids for x in parts]
