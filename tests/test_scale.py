@@ -179,3 +179,45 @@ def test_rarest_label_split_is_stratified_and_a_partition():
         assert abs(valid - 0.1 * total) <= 3, (code, total, valid)
     again = split_data(data, (0.8, 0.1, 0.1), seed=3, stratify_max_rows=100)
     assert [x.ids for x in again] == [x.ids for x in parts]
+
+
+def _linear_corpus(n: int = 240):
+    rng = np.random.default_rng(0)
+    words = {"A01B": "plough soil tines harrow", "H01L": "transistor wafer gate oxide",
+             "G06F": "processor memory cache instruction", "H04W": "wireless handover cell antenna"}
+    texts, labels = [], []
+    for _ in range(n):
+        labs = list(rng.choice(list(words), size=rng.integers(1, 3), replace=False))
+        texts.append(" ".join(rng.choice(" ".join(words[c] for c in labs).split(), 8)) + " the a of")
+        labels.append(labs)
+    return texts, labels
+
+
+def test_linear_fit_in_threads_equals_one_thread():
+    from patentcpc.config import LinearConfig
+    from patentcpc.models.linear import LinearCPCModel
+
+    texts, labels = _linear_corpus()
+    one = LinearCPCModel.fit(texts, labels, LinearConfig(n_jobs=1))
+    two = LinearCPCModel.fit(texts, labels, LinearConfig(n_jobs=2, parallel_min_docs=10))
+    np.testing.assert_allclose(one.scores(texts[:20]), two.scores(texts[:20]), rtol=1e-6)
+    assert (one.scores(texts[:20]).argmax(1) == [one.labels.index(ls[0]) if len(ls) == 1 else -1
+                                                  for ls in labels[:20]]).sum() > 0
+
+
+def test_omikuji_learner_trains_saves_and_loads(tmp_path):
+    pytest.importorskip("omikuji")
+    from patentcpc.config import LinearConfig
+    from patentcpc.models import load_model
+    from patentcpc.models.omikuji import OmikujiCPCModel
+
+    texts, labels = _linear_corpus()
+    model = OmikujiCPCModel.fit(texts, labels, LinearConfig(learner="omikuji", n_jobs=1))
+    s = model.scores(texts[:40])
+    assert s.shape == (40, 4) and s.max() > 0
+    top1 = [model.labels[i] for i in s.argmax(1)]
+    assert np.mean([t in g for t, g in zip(top1, labels[:40], strict=True)]) > 0.8
+    model.save(tmp_path / "m")
+    assert not list((tmp_path / "m").rglob("*.pkl")) and not list((tmp_path / "m").rglob("*.skops"))
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.scores(texts[:40]), s, rtol=1e-5)  # its text format rounds

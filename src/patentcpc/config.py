@@ -67,6 +67,11 @@ class LinearConfig:
         max_features: vocabulary cap (None: no cap).
         sublinear_tf: use 1 + log(tf).
         class_weight: None or ``balanced``.
+        learner: ``ovr`` (default: one-vs-rest ``classifier``, one binary problem a label) or
+            ``omikuji`` (Omikuji's partitioned label trees, Parabel-style; needs ``pip install
+            omikuji``); benchmarks/scale.md compares them.
+        n_jobs: threads for the one-vs-rest fits and Omikuji (-1: every core); the one-vs-rest
+            fits use threads only from ``parallel_min_docs`` training documents.
     """
 
     classifier: str = "svc"
@@ -76,8 +81,13 @@ class LinearConfig:
     max_features: int | None = 500_000
     sublinear_tf: bool = True
     class_weight: str | None = "balanced"
+    learner: str = "ovr"
+    n_jobs: int = -1
+    parallel_min_docs: int = 5_000
 
     def __post_init__(self) -> None:
+        if self.learner not in ("ovr", "omikuji"):
+            raise ConfigError(f"linear.learner must be 'ovr' or 'omikuji', not '{self.learner}'")
         if self.classifier not in ("svc", "logreg"):
             raise ConfigError(f"linear.classifier must be 'svc' or 'logreg', not '{self.classifier}'")
         if self.C is not None and self.C <= 0:

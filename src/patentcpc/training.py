@@ -74,7 +74,10 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
         text_view = train.text_view
         train_info = {"source": str(data), "n_docs": len(train), "fingerprint": train.fingerprint(),
                       "n_skipped": train.n_skipped}
-    model = LinearCPCModel.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
+    learner_class = LinearCPCModel
+    if cfg.linear.learner == "omikuji":
+        from patentcpc.models.omikuji import OmikujiCPCModel as learner_class  # noqa: PLC0415,N813
+    model = learner_class.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
     metrics: dict = {}

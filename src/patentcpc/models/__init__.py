@@ -12,6 +12,7 @@ from patentcpc.models.base import CPCModel
 
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
+    "omikuji": "patentcpc.models.omikuji:OmikujiCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
 }
 
