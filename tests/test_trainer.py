@@ -262,8 +262,9 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
         ds = concatenate_datasets([ds, encode(model, valid, vocab)])
     w, b = fit_probe(pooled_embeddings(model, ds), torch.as_tensor(multi_hot(ds["label_ids"], len(vocab))), 0.5,
                      balanced=True)
-    torch.testing.assert_close(model.network.head.weight.detach().cpu(), w, atol=1e-4, rtol=1e-3)
-    torch.testing.assert_close(model.network.head.bias.detach().cpu(), b, atol=1e-4, rtol=1e-3)
+    # float32 L-BFGS: a few weights differ by ~2e-4 between two runs on the same embeddings
+    torch.testing.assert_close(model.network.head.weight.detach().cpu(), w, atol=1e-3, rtol=1e-2)
+    torch.testing.assert_close(model.network.head.bias.detach().cpu(), b, atol=1e-3, rtol=1e-2)
 
 
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):

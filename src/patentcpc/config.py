@@ -72,6 +72,11 @@ class LinearConfig:
         max_features: vocabulary cap (None: no cap).
         sublinear_tf: use 1 + log(tf).
         class_weight: None or ``balanced``.
+        learner: ``ovr`` (default: one-vs-rest ``classifier``, one binary problem a label) or
+            ``omikuji`` (Omikuji's partitioned label trees, Parabel-style; needs ``pip install
+            omikuji``); benchmarks/scale.md compares them.
+        n_jobs: threads for the one-vs-rest fits and Omikuji (-1: every core); the one-vs-rest
+            fits use threads only from ``parallel_min_docs`` training documents.
     """
 
     classifier: str = "svc"
@@ -81,8 +86,13 @@ class LinearConfig:
     max_features: int | None = 500_000
     sublinear_tf: bool = True
     class_weight: str | None = "balanced"
+    learner: str = "ovr"
+    n_jobs: int = -1
+    parallel_min_docs: int = 5_000
 
     def __post_init__(self) -> None:
+        if self.learner not in ("ovr", "omikuji"):
+            raise ConfigError(f"linear.learner must be 'ovr' or 'omikuji', not '{self.learner}'")
         if self.classifier not in ("svc", "logreg"):
             raise ConfigError(f"linear.classifier must be 'svc' or 'logreg', not '{self.classifier}'")
         if self.C is not None and self.C <= 0:
@@ -136,6 +146,14 @@ class TransformerConfig:
         threshold_min_support: validation positives a label needs for its own threshold.
         valid_fraction: share of the training data held out for validation when no eval data.
         tensorboard: also log to TensorBoard (needs the tensorboard package).
+        recipe: ``auto`` (default): the few-shot settings (LP-FT probe start, WiSE-FT, class-balanced
+            head re-fit, lr 1e-4, batch 16, 3 epochs) up to ``few_shot_max_docs`` training
+            documents, the ``reference`` recipe above; ``reference``: USPTO-3M's reference run
+            (BCE, lr 8e-5, batch 32, 2 epochs, bf16 on a GPU, no probe start / WiSE-FT / re-fit;
+            the head's bias starts at the label priors); ``few-shot``: always the few-shot
+            settings. The recipe replaces only fields left at their defaults (benchmarks/scale.md).
+        few_shot_max_docs: the size (training documents) up to which ``auto`` uses the few-shot
+            settings (default 20,000).
         keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
         attn_implementation: ``sdpa`` (default), ``eager`` (with precision fp32: pins fp32 eager
             attention) or a flash-attention implementation.
@@ -161,7 +179,7 @@ class TransformerConfig:
     refit_C: float = 1.0
     refit_class_weight: str | None = "balanced"
     refit_on: str = "all"
-    probe_max_docs: int | None = 100_000
+    probe_max_docs: int | None = 20_000
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
     head_lr: float | None = 1e-3
@@ -180,6 +198,8 @@ class TransformerConfig:
     threshold_min_support: int = 5
     valid_fraction: float = 0.1
     tensorboard: bool = False
+    recipe: str = "auto"
+    few_shot_max_docs: int = 20_000
     keep_checkpoints: bool = False
     save_total_limit: int = 2
     attn_implementation: str = "sdpa"
@@ -190,7 +210,7 @@ class TransformerConfig:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
                    "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
-                   "refit_on": ("train", "all"),
+                   "refit_on": ("train", "all"), "recipe": ("auto", "reference", "few-shot"),
                    "precision": ("auto", "bf16", "fp32")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

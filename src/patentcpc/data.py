@@ -614,7 +614,33 @@ def records_from_texts(texts: Sequence[str], ids: Sequence[str] | None = None) -
 # --------------------------------------------------------------------------- splitting
 
 
-STRATIFY_MAX_ROWS = 200_000
+STRATIFY_MAX_ROWS = 50_000
+
+
+def _rarest_label_split(data: PatentData, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """A stratified split in O(n log n): documents grouped by their rarest label (the label that
+    is hardest to keep in every part), shuffled within the group (seeded), and the parts cut at
+    the same fractions of every group, so every label with enough documents is split close to
+    ``fractions``; the parts have the sizes a seeded shuffle would. Reads the labels in batches;
+    no documents x labels matrix."""
+    counts: Counter = Counter()
+    for batch in data.dataset.select_columns(["labels"]).iter(batch_size=100_000):
+        for labels in batch["labels"]:
+            counts.update(labels)
+    rank = {c: i for i, (c, _) in enumerate(sorted(counts.items(), key=lambda kv: (kv[1], kv[0])))}
+    key = np.empty(len(data), dtype=np.int64)
+    pos = 0
+    for batch in data.dataset.select_columns(["labels"]).iter(batch_size=100_000):
+        for labels in batch["labels"]:
+            key[pos] = min((rank[c] for c in labels), default=len(rank))
+            pos += 1
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(data)), key))  # by group, shuffled within
+    # a low-discrepancy sequence along that order (golden-ratio steps): every stretch of it, so
+    # every group, spreads evenly over [0, 1); the parts are its quantiles, of exact sizes
+    v = ((np.arange(len(order)) + rng.random()) * 0.6180339887498949) % 1.0
+    bounds = np.cumsum([round(f * len(data)) for f in fractions[:-1]])
+    return [np.sort(p) for p in np.split(order[np.argsort(v, kind="stable")], bounds)]
 
 
 def split_data(
@@ -625,8 +651,9 @@ def split_data(
     ``iterative-stratification``) into len(fractions) parts.
 
     Iterative stratification needs a dense documents x labels matrix and a Python loop over rows;
-    above ``stratify_max_rows`` rows (where a seeded random split is stratified closely enough by the
-    law of large numbers) a seeded shuffle is used instead, so USPTO-3M splits in seconds.
+    above ``stratify_max_rows`` rows a sort-based split stratified on each document's rarest label
+    (:func:`_rarest_label_split`, O(n log n), bounded memory) is used instead, so USPTO-3M splits in
+    seconds.
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # noqa: PLC0415
     from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
@@ -634,9 +661,7 @@ def split_data(
     if abs(sum(fractions) - 1.0) > 1e-6 or any(f <= 0 for f in fractions):
         raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
     if len(data) > stratify_max_rows:
-        order = np.random.default_rng(seed).permutation(len(data))
-        bounds = np.cumsum([round(f * len(data)) for f in fractions[:-1]])
-        return [data.select(np.sort(p).tolist()) for p in np.split(order, bounds)]
+        return [data.select(p) for p in _rarest_label_split(data, fractions, seed)]
     y = MultiLabelBinarizer(sparse_output=False).fit_transform(data.labels).astype(np.uint8)
     remaining = np.arange(len(data))
     parts: list[np.ndarray] = []

@@ -35,8 +35,10 @@ from patentcpc.errors import ConfigError
 LOSSES = ("bce", "weighted", "focal", "hierarchical")
 
 
-def label_counts(targets: np.ndarray) -> np.ndarray:
-    """Positives per label column of a multi-hot matrix."""
+def label_counts(targets) -> np.ndarray:
+    """Positives per label column of a multi-hot matrix (dense, or a SciPy sparse matrix)."""
+    if hasattr(targets, "tocsr"):  # scipy.sparse
+        return np.asarray(targets.sum(axis=0)).ravel().astype(np.float64)
     return np.asarray(targets).sum(axis=0).astype(np.float64)
 
 
@@ -94,15 +96,19 @@ class HierarchicalLoss(nn.Module):
 
     def costs(self, targets: torch.Tensor) -> torch.Tensor:
         """(batch, n_labels): each label's normalized distance to the document's nearest gold
-        label (0 for documents without a gold label in the vocabulary)."""
-        big = torch.full_like(self.distances, float("inf"))
-        rows = []
-        for t in targets.bool():
-            if t.any():
-                rows.append(torch.where(t.unsqueeze(1), self.distances, big).min(dim=0).values)
-            else:
-                rows.append(torch.zeros(self.distances.shape[0], device=targets.device))
-        return torch.stack(rows)
+        label (0 for documents without a gold label in the vocabulary). Vectorised: the rows of
+        the distance matrix of each document's (at most K) gold labels, gathered as (batch, K,
+        n_labels), padding rows at +inf, then the minimum over K: O(batch * K * n_labels)."""
+        t = targets.bool()
+        n_gold = t.sum(dim=1)
+        k = max(int(n_gold.max().item()) if len(t) else 0, 1)
+        # each row's gold columns first (a stable descending sort of the 0/1 mask)
+        cols = torch.sort(t.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :k]
+        d = self.distances.to(targets.device)[cols]  # (batch, k, n_labels)
+        valid = torch.arange(k, device=targets.device)[None, :] < n_gold[:, None]
+        d = torch.where(valid.unsqueeze(-1), d, torch.full_like(d, float("inf")))
+        costs = d.min(dim=1).values
+        return torch.where((n_gold > 0).unsqueeze(1), costs, torch.zeros_like(costs))
 
     def penalty(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         probs = torch.sigmoid(logits.float())

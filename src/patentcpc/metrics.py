@@ -140,20 +140,99 @@ def evaluate_scores(
     threshold: float | np.ndarray = 0.5,
     ks: Sequence[int] = TOP_KS,
 ) -> dict[str, float]:
-    """All summary metrics of a score matrix (rows = documents, columns = ``vocab``)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != (len(gold), len(vocab)):
-        raise ValueError(f"scores have shape {scores.shape}, expected ({len(gold)}, {len(vocab)})")
-    out: dict[str, float] = {"n_docs": len(gold), "n_labels": len(vocab)}
+    """All summary metrics of a score matrix (rows = documents, columns = ``vocab``).
+
+    Streaming: the scores are read in row blocks against a sparse gold matrix, so memory is
+    bounded by a block (no dense documents x labels matrices); the figures equal those of
+    :func:`precision_recall_f1_at_k`, :func:`threshold_metrics` and :func:`hierarchy_accuracy_at_1`."""
+    if np.shape(scores) != (len(gold), len(vocab)):
+        raise ValueError(f"scores have shape {np.shape(scores)}, expected ({len(gold)}, {len(vocab)})")
+    n, n_vocab = len(gold), len(vocab)
+    out: dict[str, float] = {"n_docs": n, "n_labels": n_vocab}
     out["n_gold_labels_unseen"] = len(set(c for labels in gold for c in labels) - set(vocab))
-    out.update(precision_recall_f1_at_k(scores, gold, vocab, ks))
-    out.update(threshold_metrics(binarize(scores, threshold), gold, vocab))
-    out.update(hierarchy_accuracy_at_1(scores, gold, vocab))
-    if scores.size and scores.min() >= 0.0 and scores.max() <= 1.0:  # probabilities: top-1 reliability
-        conf, hit = top1_confidence(scores, gold, vocab)
+    columns, y_true = gold_matrix(gold, vocab)
+    n_gold = int(y_true.nnz)
+    known = y_true[:, :n_vocab].tocsr()
+    max_k = min(max(ks), n_vocab) if ks else 0
+    hits = dict.fromkeys(ks, 0)
+    tp = np.zeros(len(columns))
+    fp = np.zeros(len(columns))
+    fn = np.asarray(y_true.sum(axis=0)).ravel().astype(float)  # minus the true positives below
+    n_pred = 0
+    thr = np.asarray(threshold)
+    top1 = np.zeros(n, dtype=np.int64)
+    conf = np.zeros(n)  # the top-1 score of every document
+    lo, hi = np.inf, -np.inf
+    for start, stop in _row_blocks(n, n_vocab):
+        block = np.asarray(scores[start:stop], dtype=np.float64)
+        truth = known[start:stop].toarray()
+        if max_k > 0 and len(block):
+            top = np.argsort(-block, axis=1, kind="stable")[:, :max_k]
+            hit = np.take_along_axis(truth, top, axis=1)
+            for k in ks:
+                hits[k] += int(hit[:, : min(k, n_vocab)].sum())
+            top1[start:stop] = np.argmax(block, axis=1)
+            conf[start:stop] = block[np.arange(len(block)), top1[start:stop]]
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        pred = block >= thr
+        tp[:n_vocab] += (pred & truth).sum(axis=0)
+        fp[:n_vocab] += (pred & ~truth).sum(axis=0)
+        n_pred += int(pred.sum())
+    fn -= tp
+    for k in ks:
+        p = hits[k] / (k * n) if n else 0.0
+        r = hits[k] / n_gold if n_gold else 0.0
+        out[f"precision@{k}"] = p
+        out[f"recall@{k}"] = r
+        out[f"f1@{k}"] = 2 * p * r / (p + r) if p + r else 0.0
+    out.update(_threshold_summary(tp, fp, fn, n_pred / n if n else 0.0))
+    out.update(_hierarchy_hits(top1, gold, vocab) if n_vocab else
+               {"section_accuracy@1": 0.0, "class_accuracy@1": 0.0})
+    if n and n_vocab and lo >= 0.0 and hi <= 1.0:  # probabilities: top-1 reliability
+        hit = np.asarray(known[np.arange(n), top1]).ravel().astype(np.float64)
         out["ece@1"] = ece(conf, hit)
         out["auroc@1"] = auroc(conf, hit)
     return out
+
+
+def _threshold_summary(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, mean_predicted: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    TP, FP, FN = tp.sum(), fp.sum(), fn.sum()
+    out["micro_precision"] = TP / (TP + FP) if TP + FP else 0.0
+    out["micro_recall"] = TP / (TP + FN) if TP + FN else 0.0
+    p, r = out["micro_precision"], out["micro_recall"]
+    out["micro_f1"] = 2 * p * r / (p + r) if p + r else 0.0
+    active = (tp + fp + fn) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        lr = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        lf = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    out["macro_precision"] = float(lp[active].mean()) if active.any() else 0.0
+    out["macro_recall"] = float(lr[active].mean()) if active.any() else 0.0
+    out["macro_f1"] = float(lf[active].mean()) if active.any() else 0.0
+    out["mean_predicted_labels"] = float(mean_predicted)
+    return out
+
+
+def _hierarchy_hits(top1: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str]) -> dict[str, float]:
+    n = len(gold)
+    if n == 0:
+        return {"section_accuracy@1": 0.0, "class_accuracy@1": 0.0}
+    parsed: dict[str, tuple] = {}
+
+    def sk(code: str) -> tuple:
+        if code not in parsed:
+            sym = parse_symbol(code)
+            parsed[code] = (sym.section, sym.klass)
+        return parsed[code]
+
+    sec_hits = cls_hits = 0
+    for i, labels in enumerate(gold):
+        sec, klass = sk(vocab[top1[i]])
+        gold_syms = [sk(c) for c in labels]
+        sec_hits += sec in {g[0] for g in gold_syms}
+        cls_hits += klass is not None and klass in {g[1] for g in gold_syms}
+    return {"section_accuracy@1": sec_hits / n, "class_accuracy@1": cls_hits / n}
 
 
 def per_label_report(
@@ -179,24 +258,122 @@ def per_label_report(
     return rows
 
 
+def gold_matrix(gold: Sequence[Sequence[str]], vocab: Sequence[str]):
+    """(columns, CSR boolean matrix documents x columns): the gold labels, sparse (vocab first,
+    then gold labels outside the vocabulary), as :func:`_matrices` without the dense matrices."""
+    from scipy import sparse  # noqa: PLC0415
+
+    columns, rows = _gold_index(gold, vocab)
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(indptr[-1]))
+    data = np.ones(len(indices), dtype=bool)
+    return columns, sparse.csr_matrix((data, indices, indptr), shape=(len(rows), len(columns)))
+
+
+BLOCK_ELEMENTS = 4_000_000  # score-matrix entries handled at once by the streaming functions
+
+
+def _row_blocks(n_rows: int, n_cols: int):
+    step = max(1, BLOCK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield start, min(n_rows, start + step)
+
+
+def _default_candidates(scores: np.ndarray, max_elements: int = 20_000_000) -> np.ndarray:
+    """60 quantiles (0.90 .. 0.9999) of every score; above ``max_elements`` entries of a seeded
+    sample of rows (bounded memory)."""
+    if scores.size > max_elements:
+        rows = np.sort(np.random.default_rng(0).choice(scores.shape[0], max_elements // scores.shape[1],
+                                                       replace=False))
+        scores = scores[rows]
+    return np.unique(np.quantile(scores, np.linspace(0.90, 0.9999, 60)))
+
+
 def tune_global_threshold(scores: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str],
                           candidates: Sequence[float] | None = None) -> tuple[float, float]:
-    """The global threshold that maximizes micro F1 on a validation set: (threshold, micro_f1)."""
+    """The global threshold that maximizes micro F1 on a validation set: (threshold, micro_f1).
+
+    One pass over the scores in row blocks: every score is placed among the sorted candidates
+    (binary search), so the predicted counts of all candidates come from one histogram and the
+    true positives from the gold entries' scores: O(n L log C) time, memory bounded by a block."""
     scores = np.asarray(scores)
     if candidates is None:
-        candidates = np.unique(np.quantile(scores, np.linspace(0.90, 0.9999, 60)))
+        candidates = _default_candidates(scores)
+    cands = np.asarray(candidates, dtype=np.float64)
+    order = np.argsort(cands, kind="stable")
+    sorted_c = cands[order]
+    n_pred = np.zeros(len(cands) + 1, dtype=np.int64)  # bucket b: score in [c_(b-1), c_b)
+    n_tp = np.zeros(len(cands) + 1, dtype=np.int64)
+    _, y_true = gold_matrix(gold, vocab)
+    n_gold = int(y_true.nnz)
+    known = y_true[:, : scores.shape[1]].tocsr()
+    for start, stop in _row_blocks(*scores.shape):
+        block = np.asarray(scores[start:stop], dtype=np.float64)
+        n_pred += np.bincount(np.searchsorted(sorted_c, block.ravel(), side="right"), minlength=len(cands) + 1)
+        sub = known[start:stop].tocoo()
+        gs = block[sub.row, sub.col]
+        n_tp += np.bincount(np.searchsorted(sorted_c, gs, side="right"), minlength=len(cands) + 1)
+    # score >= sorted_c[i]  <=>  bucket > i
+    pred_ge = np.cumsum(n_pred[::-1])[::-1][1:]
+    tp_ge = np.cumsum(n_tp[::-1])[::-1][1:]
     best = (float(candidates[0]), -1.0)
-    for t in candidates:
-        f1 = threshold_metrics(binarize(scores, t), gold, vocab)["micro_f1"]
-        if f1 > best[1]:
-            best = (float(t), f1)
+    f1_sorted = np.zeros(len(cands))
+    for i in range(len(cands)):
+        tp, npred = float(tp_ge[i]), float(pred_ge[i])
+        p = tp / npred if npred else 0.0
+        r = tp / n_gold if n_gold else 0.0
+        f1_sorted[i] = 2 * p * r / (p + r) if p + r else 0.0
+    f1 = np.empty(len(cands))
+    f1[order] = f1_sorted
+    for t, f in zip(cands, f1, strict=True):  # the first best in the caller's order, as before
+        if f > best[1]:
+            best = (float(t), float(f))
     return best
 
 
 def tune_label_thresholds(scores: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str],
                           global_threshold: float, min_support: int = 5) -> np.ndarray:
     """Per-label thresholds maximizing each label's F1 where it has ``min_support`` validation
-    positives; other labels keep the global threshold."""
+    positives; other labels keep the global threshold. The threshold is the smallest score value
+    reaching the label's best F1 = 2 TP / (predicted + positives) over "score >= value".
+
+    Sort-based: per label one sort of its column, then the counts at every distinct value come
+    from cumulative sums (O(n log n) a label, columns in blocks to bound memory);
+    :func:`tune_label_thresholds_reference` is the quadratic definition it is tested against."""
+    scores = np.asarray(scores)
+    _, y_true = gold_matrix(gold, vocab)
+    y_true = y_true[:, : len(vocab)].tocsc()
+    out = np.full(len(vocab), global_threshold, dtype=np.float64)
+    support = np.diff(y_true.indptr)
+    cols = np.flatnonzero(support >= min_support)
+    n = scores.shape[0]
+    step = max(1, BLOCK_ELEMENTS // max(n, 1))
+    for b in range(0, len(cols), step):
+        js = cols[b : b + step]
+        block = np.asarray(scores[:, js], dtype=np.float64)
+        truth = y_true[:, js].toarray()
+        order = np.argsort(-block, axis=0, kind="stable")  # descending
+        s = np.take_along_axis(block, order, axis=0)
+        t = np.take_along_axis(truth, order, axis=0)
+        tp = np.cumsum(t, axis=0)
+        # the last row of each run of equal values: "score >= value" predicts rows 0..that row
+        last = np.ones_like(s, dtype=bool)
+        last[:-1] = s[:-1] != s[1:]
+        n_pred = np.arange(1, n + 1)[:, None]
+        f1 = np.where(last, 2 * tp / (n_pred + support[js][None, :]), -np.inf)
+        # ties of F1: the smallest value (the reference scans values upwards, keeping the first max)
+        best_f1 = f1.max(axis=0)
+        is_best = f1 == best_f1[None, :]
+        pick = n - 1 - np.argmax(is_best[::-1], axis=0)  # the lowest-scoring row reaching the best
+        out[js] = s[pick, np.arange(len(js))]
+    return out
+
+
+def tune_label_thresholds_reference(scores: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str],
+                                    global_threshold: float, min_support: int = 5) -> np.ndarray:
+    """The quadratic definition of :func:`tune_label_thresholds` (every distinct score tried in
+    turn), kept for the tests."""
     scores = np.asarray(scores)
     _, y_true, _ = _matrices(np.zeros_like(scores, dtype=bool), gold, vocab)
     y_true = y_true[:, : len(vocab)]

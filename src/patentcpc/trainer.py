@@ -30,6 +30,7 @@ same code runs in every process and only the main process writes the model folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -77,8 +78,14 @@ def load_train_eval(cfg: TrainConfig, data: str | None, eval_data: str | None) -
     return train_part, valid
 
 
-def encode(model: TransformerCPCModel, data: PatentData, vocab: LabelVocab):
-    """A ``datasets.Dataset`` with input_ids, attention_mask, length and label_ids."""
+TOKENIZE_PROCS_MIN_ROWS = 200_000  # tokenize in several processes from this many documents
+
+
+def encode(model: TransformerCPCModel, data: PatentData, vocab: LabelVocab, num_proc: int | None = None):
+    """A ``datasets.Dataset`` with input_ids, attention_mask, length and label_ids: tokenized in
+    batches of 1,000 (the fast tokenizer's own threads), in up to ``num_proc`` processes (default:
+    the cores, from :data:`TOKENIZE_PROCS_MIN_ROWS` documents); a memory-mapped source caches the
+    result beside its Arrow files."""
     index = vocab.index
 
     def fn(batch: dict) -> dict:
@@ -92,7 +99,10 @@ def encode(model: TransformerCPCModel, data: PatentData, vocab: LabelVocab):
         import uuid  # noqa: PLC0415  # seconds per call)
 
         kwargs["new_fingerprint"] = uuid.uuid4().hex
-    ds = data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc="tokenizing", **kwargs)
+    if num_proc is None and len(data) >= TOKENIZE_PROCS_MIN_ROWS:
+        num_proc = min(os.cpu_count() or 1, 8)
+    ds = data.dataset.map(fn, batched=True, batch_size=1000, remove_columns=data.dataset.column_names,
+                          num_proc=num_proc if num_proc and num_proc > 1 else None, desc="tokenizing", **kwargs)
     return ds
 
 
@@ -122,6 +132,34 @@ def multi_hot(label_ids: list[list[int]], n_labels: int) -> np.ndarray:
     return y
 
 
+def sparse_labels(ds, n_labels: int, batch_size: int = 100_000):
+    """The ``label_ids`` column of an encoded dataset as a CSR float32 matrix (read in batches;
+    never a dense documents x labels matrix)."""
+    from scipy import sparse  # noqa: PLC0415
+
+    indptr, indices = [np.zeros(1, dtype=np.int64)], []
+    offset = 0
+    for batch in ds.select_columns(["label_ids"]).iter(batch_size=batch_size):
+        rows = batch["label_ids"]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        indptr.append(offset + np.cumsum(lengths))
+        offset += int(lengths.sum())
+        indices.append(np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(lengths.sum())))
+    idx = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    y = sparse.csr_matrix((np.ones(len(idx), dtype=np.float32), idx, np.concatenate(indptr)),
+                          shape=(len(ds), n_labels))
+    y.sum_duplicates()
+    y.data[:] = 1.0
+    return y
+
+
+def _dense_rows(y, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows of a dense or sparse label matrix, dense float32."""
+    if rows is not None:
+        y = y[rows]
+    return y.toarray().astype(np.float32) if hasattr(y, "toarray") else np.asarray(y, dtype=np.float32)
+
+
 # ----------------------------------------------------------------------------- head initialization
 
 
@@ -132,12 +170,15 @@ def pooled_embeddings(model: TransformerCPCModel, ds, batch_size: int = 64) -> t
     was_training = net.training
     net.eval()
     collate = MultiLabelCollator(model.tokenizer.pad_token_id or 0, len(model.labels))
-    order = np.argsort(ds["length"], kind="stable")
+    order = np.argsort(np.asarray(ds["length"][:]), kind="stable")
     out = torch.zeros(len(ds), net.head.in_features)
     device = next(net.parameters()).device
+    cols = ds.select_columns(["input_ids", "label_ids"])
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = collate([ds[int(i)] for i in idx])
+        rows = cols[idx.tolist()]  # one batched read, not row by row
+        batch = collate([{"input_ids": a, "label_ids": b} for a, b in zip(rows["input_ids"], rows["label_ids"],
+                                                                           strict=True)])
         emb = net.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         out[torch.as_tensor(idx)] = emb.float().cpu()
     net.train(was_training)
@@ -145,16 +186,19 @@ def pooled_embeddings(model: TransformerCPCModel, ds, batch_size: int = 64) -> t
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int = 200,
-              balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              balanced: bool = False, dtype: torch.dtype = torch.float32,
+              device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One-vs-rest L2 logistic regression ``sum(weight * logloss) + ||W||^2 / (2C)`` fitted with
     L-BFGS (deterministic); weight 1, or with ``balanced`` ``n / (2 n_pos)`` on a label's positives
-    and ``n / (2 n_neg)`` on its negatives (scikit-learn's ``class_weight="balanced"``). Returns
-    (weight (L, H), bias (L,))."""
+    and ``n / (2 n_neg)`` on its negatives (scikit-learn's ``class_weight="balanced"``). In
+    ``dtype`` (float32: half the memory and time of float64) on ``device`` (default: x's).
+    Returns (weight (L, H), bias (L,)) float32 on the CPU."""
     n, h = x.shape
-    w = torch.zeros(y.shape[1], h, dtype=torch.float64, requires_grad=True)
-    prior = y.double().mean(0).clamp(1e-4, 1 - 1e-4)
+    device = torch.device(device) if device is not None else x.device
+    xd, yd = x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+    w = torch.zeros(y.shape[1], h, dtype=dtype, device=device, requires_grad=True)
+    prior = yd.mean(0).clamp(1e-4, 1 - 1e-4)
     b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
-    xd, yd = x.double(), y.double()
     sample_w = None
     if balanced:
         n_pos = yd.sum(0).clamp(min=1)
@@ -170,20 +214,23 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
         return loss
 
     opt.step(closure)
-    return w.detach().float(), b.detach().float()
+    return w.detach().float().cpu(), b.detach().float().cpu()
 
 
-def fit_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerConfig, refit: bool = False) -> None:
+def fit_head(model: TransformerCPCModel, ds, y, tcfg: TransformerConfig, refit: bool = False) -> None:
     """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``: with
     ``probe_C`` / ``probe_class_weight``, or for the re-fit after fine-tuning (``refit``) with
-    ``refit_C`` / ``refit_class_weight``."""
+    ``refit_C`` / ``refit_class_weight``; on at most ``probe_max_docs`` documents, float32, on the
+    model's device. ``y``: the labels of ``ds``, dense or SciPy sparse (made dense for the sample)."""
     head = model.network.head
+    rows = None
     if tcfg.probe_max_docs and len(ds) > tcfg.probe_max_docs:  # bounded memory on large corpora
         rows = np.sort(np.random.default_rng(0).choice(len(ds), tcfg.probe_max_docs, replace=False))
-        ds, y = ds.select(rows), y[rows]
+        ds = ds.select(rows)
+    y = _dense_rows(y, rows)
     x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
     C, weight = (tcfg.refit_C, tcfg.refit_class_weight) if refit else (tcfg.probe_C, tcfg.probe_class_weight)
-    w, b = fit_probe(x, torch.as_tensor(y), C, balanced=weight == "balanced")
+    w, b = fit_probe(x, torch.as_tensor(y), C, balanced=weight == "balanced", device=head.weight.device)
     with torch.no_grad():
         head.weight.copy_(w.to(head.weight.device))
         head.bias.copy_(b.to(head.bias.device))
@@ -220,11 +267,39 @@ def init_head(model: TransformerCPCModel, ds, y: np.ndarray, tcfg: TransformerCo
     if tcfg.head_init == "random":
         return
     if tcfg.head_init == "prior":
-        prior = torch.as_tensor(y.mean(0)).clamp(1e-4, 1 - 1e-4)
+        prior = torch.as_tensor(np.asarray(y.mean(0), dtype=np.float32).ravel()).clamp(1e-4, 1 - 1e-4)
         with torch.no_grad():
             head.bias.copy_(torch.log(prior / (1 - prior)))
         return
     fit_head(model, ds, y, tcfg)
+
+
+# ----------------------------------------------------------------------------- recipe
+
+# USPTO-3M's reference fine-tuning run (BCE, lr 8e-5, batch 32, 2 epochs, bf16 on a GPU: the
+# ``precision: auto`` default); no few-shot machinery: no probe fit, no WiSE-FT, no re-fit.
+REFERENCE_RECIPE: dict[str, object] = {
+    "loss": "bce", "lr": 8e-5, "head_lr": None, "batch_size": 32, "epochs": 2.0,
+    "head_init": "prior", "wise_alpha": None, "refit_head": False,
+}
+
+
+def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerConfig, str]:
+    """The settings to train with and the recipe's name (``few-shot`` or ``reference``).
+
+    ``auto`` is ``few-shot`` up to ``few_shot_max_docs`` training documents (where
+    benchmarks/training.md measured the probe start, WiSE-FT and the re-fit to help, on a few
+    hundred documents) and ``reference`` above (where those fits cost more than the optimizer steps,
+    benchmarks/scale.md). The reference recipe replaces only fields left at their defaults."""
+
+    name = tcfg.recipe
+    if name == "auto":
+        name = "few-shot" if n_train <= tcfg.few_shot_max_docs else "reference"
+    if name == "few-shot":
+        return tcfg, name
+    defaults = TransformerConfig()
+    changes = {k: v for k, v in REFERENCE_RECIPE.items() if getattr(tcfg, k) == getattr(defaults, k)}
+    return dataclasses.replace(tcfg, **changes), name
 
 
 # ----------------------------------------------------------------------------- trainer pieces
@@ -397,7 +472,6 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     from datasets import concatenate_datasets  # noqa: PLC0415
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
-    tcfg = cfg.transformer
     if output is None:
         raise ConfigError("--output is required to train a transformer (checkpoints are written there)")
     from patentcpc.io import check_output_dir  # noqa: PLC0415
@@ -406,6 +480,9 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
     run_dir = check_output_dir(output, "model", [data, eval_data])
     set_seed(cfg.seed)
     train, valid = load_train_eval(cfg, data, eval_data)
+    tcfg, recipe = resolve_recipe(cfg.transformer, len(train))
+    cfg = dataclasses.replace(cfg, transformer=tcfg)
+    log.info("recipe: %s (%d training documents)", recipe, len(train))
     overlap = None
     if eval_data:  # shared documents make the validation scores (and tuned thresholds) optimistic
         from patentcpc.overlap import find_overlap  # noqa: PLC0415
@@ -427,12 +504,12 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
         attn_implementation=tcfg.attn_implementation,
         manifest_fields={"label_level": cfg.data.level, "text_view": train.text_view,
                          "training_data": train_info, "config": to_dict(cfg),
-                         "extra": {"model_name": cfg.model if not tcfg.arch else tcfg.arch}})
+                         "extra": {"model_name": cfg.model if not tcfg.arch else tcfg.arch, "recipe": recipe}})
     max_pos = getattr(model.network.encoder.config, "max_position_embeddings", None)
     if max_pos and tcfg.max_length > max_pos:
         raise ConfigError(f"transformer.max_length {tcfg.max_length} is longer than the model allows ({max_pos})")
     train_ds, valid_ds = encode(model, train, vocab), encode(model, valid, vocab)
-    y_train = multi_hot(train_ds["label_ids"], len(vocab))
+    y_train = sparse_labels(train_ds, len(vocab))
     if tcfg.attn_check:  # once: does the attention in use (sdpa/flash, bf16) match fp32 eager?
         from patentcpc.models.transformer import check_attention  # noqa: PLC0415
 
@@ -500,7 +577,7 @@ def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None 
         # the thresholds (and metrics) above come from the training-part head; the final head also
         # learns from the validation split (a separate --eval-data never joins)
         both = concatenate_datasets([train_ds, valid_ds])
-        fit_head(model, both, multi_hot(both["label_ids"], len(vocab)), tcfg, refit=True)
+        fit_head(model, both, sparse_labels(both, len(vocab)), tcfg, refit=True)
     best = trainer.state.best_metric
     model.manifest.metrics = {"eval_data": str(eval_data) if eval_data else "validation split",
                               "thresholds_tuned_on_this_data": True, **metrics}

@@ -90,6 +90,8 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
+    if cfg.linear.learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
+        cls = model_class("omikuji")
     model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
         "config": to_dict(cfg), "extra": {"model_name": cfg.model}})

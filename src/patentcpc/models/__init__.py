@@ -13,6 +13,7 @@ from patentcpc.models.base import CPCModel
 MODEL_KINDS: dict[str, str] = {
     "linear": "patentcpc.models.linear:LinearCPCModel",
     "scheme": "patentcpc.models.scheme:SchemeCPCModel",
+    "omikuji": "patentcpc.models.omikuji:OmikujiCPCModel",
     "transformer": "patentcpc.models.transformer:TransformerCPCModel",
     "onnx": "patentcpc.models.onnx:OnnxCPCModel",
     "ensemble": "patentcpc.models.ensemble:EnsembleCPCModel",

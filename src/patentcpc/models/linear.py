@@ -61,6 +61,7 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
         base = LinearSVC(C=C, class_weight=cfg.class_weight, random_state=seed)
     else:
         base = LogisticRegression(C=C, class_weight=cfg.class_weight, max_iter=1000, solver="liblinear")
+    # n_jobs=None: the joblib backend active at fit time decides (LinearCPCModel.fit sets threads)
     return Pipeline([("tfidf", vectorizer), ("clf", OneVsRestClassifier(base, n_jobs=None))])
 
 
@@ -181,7 +182,12 @@ class LinearCPCModel(CPCModel):
             raise ModelError(f"training needs at least 2 distinct labels, found {len(vocab)}")
         y = MultiLabelBinarizer(classes=vocab).fit_transform(labels)
         pipeline = build_pipeline(cfg, seed)
-        pipeline.fit(list(texts), y)
+        # the per-label fits in threads (liblinear releases the GIL: no process start-up, no copies)
+        n_jobs = cfg.n_jobs if len(texts) >= cfg.parallel_min_docs else 1
+        from joblib import parallel_config  # noqa: PLC0415
+
+        with parallel_config(backend="threading", n_jobs=n_jobs):
+            pipeline.fit(list(texts), y)
         fields = dict(manifest_fields or {})
         score_type = "margin" if cfg.classifier == "svc" else "probability"
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type=score_type,

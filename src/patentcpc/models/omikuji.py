@@ -1,0 +1,131 @@
+"""Omikuji (partitioned label trees, Parabel / Bonsai style) on TF-IDF features: helpers.
+
+Omikuji trains from a file in the extreme-classification text format ("XMC repository"
+format): a header ``n_examples n_features n_labels`` then one line a document,
+``label,label feature:value feature:value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_xmc_file(path: str | Path, x, y, chunk: int = 20_000) -> None:
+    """Write CSR features ``x`` and CSR 0/1 labels ``y`` in the XMC text format, in chunks."""
+    x, y = x.tocsr(), y.tocsr()
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(f"{x.shape[0]} {x.shape[1]} {y.shape[1]}\n")
+        for start in range(0, x.shape[0], chunk):
+            lines = []
+            for i in range(start, min(start + chunk, x.shape[0])):
+                lab = ",".join(map(str, y.indices[y.indptr[i] : y.indptr[i + 1]]))
+                a, b = x.indptr[i], x.indptr[i + 1]
+                feats = " ".join(f"{j}:{v:.6g}" for j, v in zip(x.indices[a:b], x.data[a:b], strict=True))
+                lines.append(f"{lab} {feats}\n")
+            fh.write("".join(lines))
+
+
+def predict_scores(model, x, n_labels: int, top_k: int = 10, beam_size: int = 10) -> np.ndarray:
+    """Dense (n, n_labels) float32 scores: Omikuji's top_k probabilities, 0 elsewhere."""
+    x = x.tocsr()
+    out = np.zeros((x.shape[0], n_labels), dtype=np.float32)
+    for i in range(x.shape[0]):
+        a, b = x.indptr[i], x.indptr[i + 1]
+        pairs = list(zip(x.indices[a:b].tolist(), x.data[a:b].tolist(), strict=True))
+        for j, s in model.predict(pairs, beam_size=beam_size, top_k=top_k):
+            out[i, j] = s
+    return out
+
+
+# ----------------------------------------------------------------------------- the model kind
+
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from patentcpc.config import LinearConfig  # noqa: E402
+from patentcpc.errors import ModelError  # noqa: E402
+from patentcpc.models.artifact import Manifest  # noqa: E402
+from patentcpc.models.base import CPCModel  # noqa: E402
+
+TREES_DIR = "omikuji"
+VOCAB_FILE = "tfidf_vocabulary.json"
+IDF_FILE = "tfidf_idf.npy"
+
+
+def _vectorizer(cfg: LinearConfig):
+    from patentcpc.models.linear import build_pipeline  # noqa: PLC0415
+
+    return build_pipeline(cfg).named_steps["tfidf"]
+
+
+class OmikujiCPCModel(CPCModel):
+    """TF-IDF + Omikuji label trees (``linear.learner: omikuji``). Folder: the vectorizer as JSON
+    (vocabulary) + ``.npy`` (idf, no pickle) and Omikuji's own model directory."""
+
+    kind = "omikuji"
+
+    def __init__(self, manifest: Manifest, vectorizer, trees):
+        super().__init__(manifest)
+        self.vectorizer, self.trees = vectorizer, trees
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], cfg: LinearConfig | None = None,
+            seed: int = 42, manifest_fields: dict | None = None) -> OmikujiCPCModel:
+        import omikuji  # noqa: PLC0415
+        from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+
+        cfg = cfg or LinearConfig()
+        if len(texts) == 0:
+            raise ModelError("no training documents")
+        vocab = sorted({c for ls in labels for c in ls})
+        if len(vocab) < 2:
+            raise ModelError(f"training needs at least 2 distinct labels, found {len(vocab)}")
+        vec = _vectorizer(cfg)
+        x = vec.fit_transform(list(texts))
+        y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
+        n_threads = cfg.n_jobs if cfg.n_jobs and cfg.n_jobs > 0 else (os.cpu_count() or 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "train.txt"
+            write_xmc_file(path, x, y)
+            trees = omikuji.Model.train_on_data(str(path), omikuji.Model.default_hyper_param(), n_threads)
+        fields = dict(manifest_fields or {})
+        manifest = Manifest(kind=cls.kind, labels=vocab, score_type="probability", threshold=0.5, **fields)
+        manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "min_df": cfg.min_df,
+                                   "max_features": cfg.max_features, "sublinear_tf": cfg.sublinear_tf}
+        return cls(manifest, vec, trees)
+
+    def scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
+        out = [predict_scores(self.trees, self.vectorizer.transform(list(texts[i : i + batch_size])),
+                              len(self.labels), top_k=min(20, len(self.labels)))
+               for i in range(0, len(texts), batch_size)]
+        return np.vstack(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def _save_weights(self, folder: Path) -> None:
+        vocab = {k: int(v) for k, v in self.vectorizer.vocabulary_.items()}
+        (folder / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        np.save(folder / IDF_FILE, np.asarray(self.vectorizer.idf_, dtype=np.float64), allow_pickle=False)
+        self.trees.save(str(folder / TREES_DIR))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> OmikujiCPCModel:
+        import omikuji  # noqa: PLC0415
+
+        folder = Path(path)
+        if not all((folder / f).exists() for f in (VOCAB_FILE, IDF_FILE, TREES_DIR)):
+            raise ModelError(f"{folder}: incomplete omikuji model (needs {VOCAB_FILE}, {IDF_FILE}, {TREES_DIR}/)")
+        t = manifest.extra.get("tfidf", {})
+        vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
+                                       max_features=t.get("max_features"),
+                                       sublinear_tf=bool(t.get("sublinear_tf", True))))
+        vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+        idf = np.load(folder / IDF_FILE, allow_pickle=False)
+        if not isinstance(vocab, dict) or len(vocab) != len(idf):
+            raise ModelError(f"{folder}: the TF-IDF vocabulary and idf do not match")
+        vec.vocabulary_ = {str(k): int(v) for k, v in vocab.items()}
+        vec.idf_ = idf
+        trees = omikuji.Model.load(str(folder / TREES_DIR))
+        return cls(manifest, vec, trees)

@@ -1,0 +1,223 @@
+"""Scale rewrites checked against the straightforward definitions they replace (random data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from patentcpc import metrics
+from patentcpc.metrics import (
+    binarize,
+    evaluate_scores,
+    hierarchy_accuracy_at_1,
+    precision_recall_f1_at_k,
+    threshold_metrics,
+    tune_global_threshold,
+    tune_label_thresholds,
+    tune_label_thresholds_reference,
+)
+
+VOCAB = ["A01B", "A01C", "B65D", "G06F", "G06N", "H01L", "H04L", "H04W"]
+
+
+def _random_case(seed: int, n: int = 300, rounded: bool = False):
+    rng = np.random.default_rng(seed)
+    scores = rng.random((n, len(VOCAB))).astype(np.float32)
+    if rounded:  # many ties
+        scores = np.round(scores * 8) / 8
+    gold = []
+    for i in range(n):
+        k = rng.integers(1, 4)
+        labels = list(rng.choice(VOCAB, size=k, replace=False))
+        scores[i, [VOCAB.index(c) for c in labels]] += 0.3 * rng.random()
+        if rng.random() < 0.05:
+            labels.append("Y02E")  # a gold label outside the vocabulary
+        gold.append(labels)
+    return scores, gold
+
+
+@pytest.mark.parametrize("seed,rounded", [(0, False), (1, True), (2, False), (3, True)])
+def test_sorted_label_thresholds_equal_the_quadratic_definition(seed, rounded, monkeypatch):
+    scores, gold = _random_case(seed, rounded=rounded)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 700)  # several column blocks
+    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=5)
+    ref = tune_label_thresholds_reference(scores, gold, VOCAB, 0.42, min_support=5)
+    np.testing.assert_array_equal(got, ref)
+    assert (got != 0.42).any()
+    # and the F1 each threshold reaches is the best any threshold reaches
+    for j in range(len(VOCAB)):
+        t = np.array([VOCAB[j] in g for g in gold])
+        f1 = 2 * (t & (scores[:, j] >= got[j])).sum() / ((scores[:, j] >= got[j]).sum() + t.sum())
+        assert all(f1 >= 2 * (t & (scores[:, j] >= c)).sum() / ((scores[:, j] >= c).sum() + t.sum())
+                   for c in np.unique(scores[:, j]))
+
+
+def test_label_thresholds_keep_the_global_one_below_min_support():
+    scores, gold = _random_case(5, n=20)
+    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=50)
+    assert (got == 0.42).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_global_threshold_equals_the_loop_over_candidates(seed, monkeypatch):
+    scores, gold = _random_case(seed, rounded=seed == 1)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 500)
+    cands = np.unique(np.quantile(scores, np.linspace(0.5, 0.99, 25)))[::-1]  # any order
+    best = (float(cands[0]), -1.0)
+    for t in cands:
+        f1 = threshold_metrics(binarize(scores, t), gold, VOCAB)["micro_f1"]
+        if f1 > best[1]:
+            best = (float(t), f1)
+    got = tune_global_threshold(scores, gold, VOCAB, candidates=cands)
+    assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streaming_evaluation_equals_the_dense_metrics(seed, monkeypatch):
+    scores, gold = _random_case(seed, rounded=seed == 1)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 333)  # many row blocks
+    thr = np.linspace(0.3, 0.9, len(VOCAB))
+    got = evaluate_scores(scores, gold, VOCAB, thr)
+    s64 = np.asarray(scores, dtype=np.float64)
+    ref = {"n_docs": len(gold), "n_labels": len(VOCAB), "n_gold_labels_unseen": 1}
+    ref.update(precision_recall_f1_at_k(s64, gold, VOCAB))
+    ref.update(threshold_metrics(binarize(s64, thr), gold, VOCAB))
+    ref.update(hierarchy_accuracy_at_1(s64, gold, VOCAB))
+    assert got.keys() == ref.keys()
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def _costs_loop(distances, targets):
+    """The row-by-row definition the vectorised HierarchicalLoss.costs replaced."""
+    import torch
+
+    big = torch.full_like(distances, float("inf"))
+    rows = []
+    for t in targets.bool():
+        if t.any():
+            rows.append(torch.where(t.unsqueeze(1), distances, big).min(dim=0).values)
+        else:
+            rows.append(torch.zeros(distances.shape[0]))
+    return torch.stack(rows)
+
+
+def test_vectorised_hierarchical_costs_equal_the_row_loop():
+    import torch
+
+    from patentcpc.cpc import distance_matrix
+    from patentcpc.losses import HierarchicalLoss
+
+    loss = HierarchicalLoss(np.asarray(distance_matrix(VOCAB)))
+    rng = np.random.default_rng(0)
+    targets = torch.as_tensor(rng.random((40, len(VOCAB))) < 0.2, dtype=torch.float32)
+    targets[3] = 0  # a document without a gold label in the vocabulary
+    targets[4] = 1
+    got = loss.costs(targets)
+    torch.testing.assert_close(got, _costs_loop(loss.distances, targets), rtol=0, atol=0)
+    assert got[3].abs().sum() == 0 and got.max() > 0
+
+
+def test_label_counts_of_sparse_and_dense_targets_agree():
+    from scipy import sparse
+
+    from patentcpc.losses import label_counts
+
+    y = (np.random.default_rng(1).random((30, 6)) < 0.3).astype(np.float32)
+    np.testing.assert_array_equal(label_counts(sparse.csr_matrix(y)), label_counts(y))
+    assert label_counts(y).sum() > 0
+
+
+def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
+    from patentcpc.config import TransformerConfig
+    from patentcpc.trainer import resolve_recipe
+
+    small, name = resolve_recipe(TransformerConfig(), 20_000)
+    assert name == "few-shot" and small == TransformerConfig()
+    big, name = resolve_recipe(TransformerConfig(), 20_001)
+    assert name == "reference"
+    assert (big.loss, big.lr, big.batch_size, big.epochs) == ("bce", 8e-5, 32, 2.0)
+    assert big.head_init == "prior" and big.wise_alpha is None and big.refit_head is False
+    # explicit settings win; "reference" applies at any size, "few-shot" never
+    mine, name = resolve_recipe(TransformerConfig(recipe="reference", lr=3e-5, loss="focal"), 10)
+    assert name == "reference" and mine.lr == 3e-5 and mine.loss == "focal" and mine.batch_size == 32
+    assert resolve_recipe(TransformerConfig(recipe="few-shot"), 10**7)[1] == "few-shot"
+
+
+def test_sparse_labels_match_multi_hot():
+    import datasets
+
+    from patentcpc.trainer import multi_hot, sparse_labels
+
+    ids = [[0, 2], [1], [], [2, 2, 0], [3]]
+    ds = datasets.Dataset.from_dict({"label_ids": ids})
+    y = sparse_labels(ds, 4, batch_size=2)
+    np.testing.assert_array_equal(y.toarray(), multi_hot(ids, 4))
+    assert y.dtype == np.float32 and y.nnz == 6
+
+
+def test_rarest_label_split_is_stratified_and_a_partition():
+    import datasets
+
+    from patentcpc.data import PatentData, split_data
+
+    rng = np.random.default_rng(0)
+    codes = [f"A{i:02d}B" for i in range(40)]
+    p = 1.0 / np.arange(1, 41)
+    labels = [list(rng.choice(codes, size=rng.integers(1, 4), replace=False, p=p / p.sum())) for _ in range(5000)]
+    ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(5000)], "text": ["x"] * 5000, "labels": labels})
+    data = PatentData(ds, "mem", ["text"], "labels", None, "subclass")
+    parts = split_data(data, (0.8, 0.1, 0.1), seed=3, stratify_max_rows=100)
+    ids = [set(x.ids) for x in parts]
+    assert sum(len(s) for s in ids) == 5000 and len(set.union(*ids)) == 5000
+    assert [len(s) for s in ids] == pytest.approx([4000, 500, 500], abs=60)
+    # the rarest labels reach every part in proportion
+    for code in codes[-10:]:
+        total = sum(code in ls for ls in labels)
+        valid = sum(code in ls for ls in parts[1].labels)
+        assert abs(valid - 0.1 * total) <= 3, (code, total, valid)
+    again = split_data(data, (0.8, 0.1, 0.1), seed=3, stratify_max_rows=100)
+    assert [x.ids for x in again] == [x.ids for x in parts]
+
+
+def _linear_corpus(n: int = 240):
+    rng = np.random.default_rng(0)
+    words = {"A01B": "plough soil tines harrow", "H01L": "transistor wafer gate oxide",
+             "G06F": "processor memory cache instruction", "H04W": "wireless handover cell antenna"}
+    texts, labels = [], []
+    for _ in range(n):
+        labs = list(rng.choice(list(words), size=rng.integers(1, 3), replace=False))
+        texts.append(" ".join(rng.choice(" ".join(words[c] for c in labs).split(), 8)) + " the a of")
+        labels.append(labs)
+    return texts, labels
+
+
+def test_linear_fit_in_threads_equals_one_thread():
+    from patentcpc.config import LinearConfig
+    from patentcpc.models.linear import LinearCPCModel
+
+    texts, labels = _linear_corpus()
+    one = LinearCPCModel.fit(texts, labels, LinearConfig(n_jobs=1))
+    two = LinearCPCModel.fit(texts, labels, LinearConfig(n_jobs=2, parallel_min_docs=10))
+    np.testing.assert_allclose(one.scores(texts[:20]), two.scores(texts[:20]), rtol=1e-6)
+    assert (one.scores(texts[:20]).argmax(1) == [one.labels.index(ls[0]) if len(ls) == 1 else -1
+                                                  for ls in labels[:20]]).sum() > 0
+
+
+def test_omikuji_learner_trains_saves_and_loads(tmp_path):
+    pytest.importorskip("omikuji")
+    from patentcpc.config import LinearConfig
+    from patentcpc.models import load_model
+    from patentcpc.models.omikuji import OmikujiCPCModel
+
+    texts, labels = _linear_corpus()
+    model = OmikujiCPCModel.fit(texts, labels, LinearConfig(learner="omikuji", n_jobs=1))
+    s = model.scores(texts[:40])
+    assert s.shape == (40, 4) and s.max() > 0
+    top1 = [model.labels[i] for i in s.argmax(1)]
+    assert np.mean([t in g for t, g in zip(top1, labels[:40], strict=True)]) > 0.8
+    model.save(tmp_path / "m")
+    assert not list((tmp_path / "m").rglob("*.pkl")) and not list((tmp_path / "m").rglob("*.skops"))
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.scores(texts[:40]), s, rtol=1e-5)  # its text format rounds
