@@ -136,6 +136,8 @@ class Calibrator:
             for j, (a, b) in enumerate(zip(self.label_a, self.label_b or [], strict=False)):
                 if a is not None:
                     out[:, j] = sigmoid(a * z[:, j] + b)
+        if self.method != "isotonic":  # a fitted sigmoid never claims certainty (and a threshold of
+            out = np.clip(out, _EPS, 1 - _EPS)  # 1.0 would leave no room above it)
         return out
 
     def to_dict(self) -> dict:
