@@ -80,11 +80,7 @@ def write_report(report: dict, path: str | os.PathLike, sources: dict | None = N
         raise ConfigError(f"{path}: the transfer report is written as .md or .json")
     text = (json.dumps({**report, "sources": sources or {}}, indent=2) if path.suffix.lower() == ".json"
             else format_markdown(report, sources))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from patentcpc.io import atomic_write_text  # noqa: PLC0415
+
+    atomic_write_text(path, text + "\n")
     return path
