@@ -99,22 +99,7 @@ def threshold_metrics(pred: np.ndarray, gold: Sequence[Sequence[str]], vocab: Se
     tp = (y_true & y_pred).sum(axis=0).astype(float)
     fp = (~y_true & y_pred).sum(axis=0).astype(float)
     fn = (y_true & ~y_pred).sum(axis=0).astype(float)
-    out: dict[str, float] = {}
-    TP, FP, FN = tp.sum(), fp.sum(), fn.sum()
-    out["micro_precision"] = TP / (TP + FP) if TP + FP else 0.0
-    out["micro_recall"] = TP / (TP + FN) if TP + FN else 0.0
-    p, r = out["micro_precision"], out["micro_recall"]
-    out["micro_f1"] = 2 * p * r / (p + r) if p + r else 0.0
-    active = (tp + fp + fn) > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        lr = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        lf = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-    out["macro_precision"] = float(lp[active].mean()) if active.any() else 0.0
-    out["macro_recall"] = float(lr[active].mean()) if active.any() else 0.0
-    out["macro_f1"] = float(lf[active].mean()) if active.any() else 0.0
-    out["mean_predicted_labels"] = float(y_pred.sum(axis=1).mean()) if len(y_pred) else 0.0
-    return out
+    return _threshold_summary(tp, fp, fn, float(y_pred.sum(axis=1).mean()) if len(y_pred) else 0.0)
 
 
 def hierarchy_accuracy_at_1(scores: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str]) -> dict:

@@ -94,6 +94,17 @@ def _strip_accents(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
 
 
+def training_vocab(texts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[str]:
+    """The label vocabulary of a training set (every label seen, sorted); at least one document and
+    two labels, else a ModelError."""
+    if len(texts) == 0:
+        raise ModelError("no training documents")
+    vocab = sorted({c for ls in labels for c in ls})
+    if len(vocab) < 2:
+        raise ModelError(f"training needs at least 2 distinct labels, found {len(vocab)}")
+    return vocab
+
+
 class TfidfArrays:
     """The TF-IDF transform of a fitted ``TfidfVectorizer``, from its vocabulary and idf."""
 
@@ -175,11 +186,7 @@ class LinearCPCModel(CPCModel):
         from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
         cfg = cfg or LinearConfig()
-        if len(texts) == 0:
-            raise ModelError("no training documents")
-        vocab = sorted({c for ls in labels for c in ls})
-        if len(vocab) < 2:
-            raise ModelError(f"training needs at least 2 distinct labels, found {len(vocab)}")
+        vocab = training_vocab(texts, labels)
         y = MultiLabelBinarizer(classes=vocab).fit_transform(labels)
         pipeline = build_pipeline(cfg, seed)
         # the per-label fits in threads (liblinear releases the GIL: no process start-up, no copies)

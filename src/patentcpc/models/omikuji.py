@@ -50,6 +50,7 @@ from patentcpc.config import LinearConfig  # noqa: E402
 from patentcpc.errors import ModelError  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
+from patentcpc.models.linear import training_vocab  # noqa: E402
 
 TREES_DIR = "omikuji"
 VOCAB_FILE = "tfidf_vocabulary.json"
@@ -79,11 +80,7 @@ class OmikujiCPCModel(CPCModel):
         from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
         cfg = cfg or LinearConfig()
-        if len(texts) == 0:
-            raise ModelError("no training documents")
-        vocab = sorted({c for ls in labels for c in ls})
-        if len(vocab) < 2:
-            raise ModelError(f"training needs at least 2 distinct labels, found {len(vocab)}")
+        vocab = training_vocab(texts, labels)
         vec = _vectorizer(cfg)
         x = vec.fit_transform(list(texts))
         y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
