@@ -206,7 +206,6 @@ def test_linear_fit_in_threads_equals_one_thread():
 
 
 def test_omikuji_learner_trains_saves_and_loads(tmp_path):
-    pytest.importorskip("omikuji")
     from patentcpc.config import LinearConfig
     from patentcpc.models import load_model
     from patentcpc.models.omikuji import OmikujiCPCModel
@@ -221,3 +220,61 @@ def test_omikuji_learner_trains_saves_and_loads(tmp_path):
     assert not list((tmp_path / "m").rglob("*.pkl")) and not list((tmp_path / "m").rglob("*.skops"))
     again = load_model(tmp_path / "m")
     np.testing.assert_allclose(again.scores(texts[:40]), s, rtol=1e-5)  # its text format rounds
+
+
+def test_auto_learner_switches_to_label_trees_at_tree_min_docs():
+    from patentcpc.config import LinearConfig
+    from patentcpc.training import resolve_learner
+
+    assert resolve_learner(LinearConfig(), 9_999) == "ovr"
+    assert resolve_learner(LinearConfig(), 10_000) == "omikuji"
+    assert resolve_learner(LinearConfig(tree_min_docs=100), 150) == "omikuji"
+    assert resolve_learner(LinearConfig(learner="ovr", tree_min_docs=100), 10**6) == "ovr"
+    assert resolve_learner(LinearConfig(learner="omikuji"), 10) == "omikuji"
+
+
+def test_holdout_split_is_seeded_disjoint_and_bounded():
+    from patentcpc.training import holdout_split
+
+    texts = [f"doc {i}" for i in range(1000)]
+    labels = [[f"L{i % 7}"] for i in range(1000)]
+    kept_t, kept_l, (held_t, held_l) = holdout_split(texts, labels, 50, seed=3)
+    assert len(held_t) == 50 and len(kept_t) == 950 and not set(held_t) & set(kept_t)
+    assert all(lab == [f"L{int(t.split()[1]) % 7}"] for t, lab in zip(held_t + kept_t, held_l + kept_l, strict=True))
+    assert holdout_split(texts, labels, 50, seed=3)[2][0] == held_t
+    assert holdout_split(texts, labels, 50, seed=4)[2][0] != held_t
+    assert len(holdout_split(texts, labels, 10_000, seed=3)[2][0]) == 100  # at most a tenth
+
+
+def test_large_linear_run_fits_once_and_calibrates_on_a_held_out_part(tmp_path, monkeypatch):
+    """Above calibration.cv_max_docs the linear model is fitted once (no k-fold refits) and
+    calibrated on held-out documents it never saw; auto picks label trees above tree_min_docs."""
+    import json
+
+    from patentcpc.config import CalibrationConfig, LinearConfig, TrainConfig
+    from patentcpc.models import load_model
+    from patentcpc.models.omikuji import OmikujiCPCModel
+    from patentcpc.training import train_model
+
+    texts, labels = _linear_corpus(400)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "cpc_ids": ",".join(ls)}) + "\n"
+                            for t, ls in zip(texts, labels, strict=True)))
+    fits = []
+    real_fit = OmikujiCPCModel.fit.__func__
+
+    def counting_fit(cls, t, *a, **k):
+        fits.append(len(t))
+        return real_fit(cls, t, *a, **k)
+
+    monkeypatch.setattr(OmikujiCPCModel, "fit", classmethod(counting_fit))
+    cfg = TrainConfig(model="tfidf", linear=LinearConfig(tree_min_docs=300, n_jobs=1),
+                      calibration=CalibrationConfig(cv_max_docs=200, holdout_docs=30))
+    train_model(cfg, str(data), output=tmp_path / "m")
+    assert fits == [370]  # one fit, on all but the 30 held-out documents
+    model = load_model(tmp_path / "m")
+    assert model.kind == "omikuji" and model.manifest.training_data["n_calibration_holdout"] == 30
+    assert model.manifest.config["linear"]["learner"] == "omikuji"  # saved resolved
+    assert model.calibrator is not None
+    top = model.predict(texts[:5], top_k=1)
+    assert all(0.0 <= p[0].score <= 1.0 for p in top)

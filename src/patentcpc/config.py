@@ -72,9 +72,11 @@ class LinearConfig:
         max_features: vocabulary cap (None: no cap).
         sublinear_tf: use 1 + log(tf).
         class_weight: None or ``balanced``.
-        learner: ``ovr`` (default: one-vs-rest ``classifier``, one binary problem a label) or
-            ``omikuji`` (Omikuji's partitioned label trees, Parabel-style; needs ``pip install
-            omikuji``); benchmarks/scale.md compares them.
+        learner: ``ovr`` (one-vs-rest ``classifier``, one binary problem a label), ``omikuji``
+            (Omikuji's partitioned label trees, Parabel-style) or ``auto`` (default: ``ovr`` below
+            ``tree_min_docs`` training documents, where it is the more accurate, ``omikuji`` from
+            there, where one-vs-rest is too slow); benchmarks/scale.md compares them.
+        tree_min_docs: the size from which ``learner: auto`` trains label trees.
         n_jobs: threads for the one-vs-rest fits and Omikuji (-1: every core); the one-vs-rest
             fits use threads only from ``parallel_min_docs`` training documents.
     """
@@ -86,13 +88,14 @@ class LinearConfig:
     max_features: int | None = 500_000
     sublinear_tf: bool = True
     class_weight: str | None = "balanced"
-    learner: str = "ovr"
+    learner: str = "auto"
     n_jobs: int = -1
     parallel_min_docs: int = 5_000
+    tree_min_docs: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.learner not in ("ovr", "omikuji"):
-            raise ConfigError(f"linear.learner must be 'ovr' or 'omikuji', not '{self.learner}'")
+        if self.learner not in ("auto", "ovr", "omikuji"):
+            raise ConfigError(f"linear.learner must be 'auto', 'ovr' or 'omikuji', not '{self.learner}'")
         if self.classifier not in ("svc", "logreg"):
             raise ConfigError(f"linear.classifier must be 'svc' or 'logreg', not '{self.classifier}'")
         if self.C is not None and self.C <= 0:
@@ -242,7 +245,9 @@ class TransformerConfig:
 class CalibrationConfig:
     """Calibrated probabilities (:mod:`patentcpc.calibration`), fitted at training time on
     validation scores: ``--eval-data``, else out-of-fold scores of ``cv_folds`` folds (linear
-    models) or the validation split (transformers). ``method``: platt, platt-gap (Platt on the
+    models up to ``cv_max_docs`` training documents; above, ``holdout_docs`` documents (at most a
+    tenth) are held out of the fit and calibrate it, so large runs fit once) or the validation split
+    (transformers). ``method``: platt, platt-gap (Platt on the
     score and its lead over the best other label), temperature, isotonic or none; ``scope``:
     shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every document) or all
     label/document pairs. Defaults measured in benchmarks/calibration.md."""
@@ -253,6 +258,8 @@ class CalibrationConfig:
     top_k: int = 5
     cv_folds: int = 5
     min_support: int = 10
+    cv_max_docs: int = 20_000
+    holdout_docs: int = 10_000
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -262,8 +269,8 @@ class CalibrationConfig:
             raise ConfigError(f"calibration.scope must be one of {', '.join(CALIBRATION_SCOPES)}, not '{self.scope}'")
         if self.fit_on not in ("top", "all"):
             raise ConfigError(f"calibration.fit_on must be 'top' or 'all', not '{self.fit_on}'")
-        if self.top_k < 1 or self.cv_folds < 2 or self.min_support < 1:
-            raise ConfigError("calibration.top_k and min_support must be >= 1, cv_folds >= 2")
+        if self.top_k < 1 or self.cv_folds < 2 or self.min_support < 1 or self.holdout_docs < 1:
+            raise ConfigError("calibration.top_k, min_support and holdout_docs must be >= 1, cv_folds >= 2")
 
 
 @dataclass

@@ -13,6 +13,8 @@ import importlib
 import os
 from collections.abc import Callable
 
+import numpy as np
+
 from patentcpc.config import TrainConfig, to_dict
 from patentcpc.data import PatentData, load_data
 from patentcpc.metrics import evaluate_scores
@@ -81,7 +83,7 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
 def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                  output: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
     """A linear kind (``tfidf``, ``scheme``): the model class supplies its training documents and its
-    default regularisation; ``resume`` has nothing to resume (training takes seconds)."""
+    default regularisation; ``resume`` has nothing to resume (training takes minutes at most)."""
     cls = model_class(training_kind(cfg))
     from patentcpc.io import check_output_dir  # noqa: PLC0415
 
@@ -90,15 +92,22 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
-    if cfg.linear.learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
+    learner = resolve_learner(cfg.linear, len(texts)) if cfg.model != "scheme" else "ovr"
+    cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner))  # saved resolved
+    if learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
         cls = model_class("omikuji")
+    held_out = None
+    if not eval_data and cfg.model != "scheme" and cfg.calibration.method != "none" \
+            and len(texts) > cfg.calibration.cv_max_docs:  # large: calibrate on a held-out part, fit once
+        texts, labels, held_out = holdout_split(texts, labels, cfg.calibration.holdout_docs, cfg.seed)
+        train_info = {**train_info, "n_calibration_holdout": len(held_out[0])}
     model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
-        "config": to_dict(cfg), "extra": {"model_name": cfg.model}})
+        "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
     metrics: dict = {}
     overlap = None
     ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
-    calibrate_linear(model, cfg, texts, labels, ev)
+    calibrate_linear(model, cfg, texts, labels, ev, held_out)
     if cfg.explain.index and train_data is not None:
         from patentcpc.explain import ExplainIndex  # noqa: PLC0415
 
@@ -117,19 +126,41 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     return TrainResult(model, metrics, str(output) if output is not None else None, overlap)
 
 
-def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | None) -> None:
+def resolve_learner(lcfg, n_docs: int) -> str:
+    """``linear.learner`` with ``auto`` resolved: one-vs-rest below ``tree_min_docs`` documents,
+    Omikuji's label trees from there (benchmarks/scale.md)."""
+    if lcfg.learner != "auto":
+        return lcfg.learner
+    return "omikuji" if n_docs >= lcfg.tree_min_docs else "ovr"
+
+
+def holdout_split(texts, labels, n_holdout: int, seed: int):
+    """(texts, labels) without a seeded random sample of ``min(n_holdout, len // 10)`` documents,
+    and that sample as (texts, labels): the calibration data of a large linear run."""
+    n = len(texts)
+    k = max(1, min(n_holdout, n // 10))
+    order = np.random.default_rng(seed).permutation(n)
+    held, keep = np.sort(order[:k]), np.sort(order[k:])
+    return ([texts[i] for i in keep], [labels[i] for i in keep],
+            ([texts[i] for i in held], [labels[i] for i in held]))
+
+
+def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | None,
+                     held_out: tuple[list[str], list[list[str]]] | None = None) -> None:
     """Calibrator and thresholds of a linear model: on ``ev`` (``--eval-data``) if given, else on
-    out-of-fold scores of the training data (``calibration.cv_folds`` folds)."""
+    ``held_out`` (texts, labels) if given (large runs), else on out-of-fold scores of the training
+    data (``calibration.cv_folds`` folds, each fold fitted like ``model``)."""
     from patentcpc.calibration import calibrate_model, out_of_fold_scores  # noqa: PLC0415
-    from patentcpc.models.linear import LinearCPCModel  # noqa: PLC0415
 
     if cfg.calibration.method == "none":
         return
     if ev is not None:
         calibrate_model(model, model.raw_scores(ev.texts), ev.labels, cfg.calibration)
+    elif held_out is not None:
+        calibrate_model(model, model.raw_scores(held_out[0]), held_out[1], cfg.calibration)
     elif cfg.model != "scheme" and len(texts) >= 2 * cfg.calibration.cv_folds:
         def fit(t, g):
-            return LinearCPCModel.fit(t, g, cfg.linear, seed=cfg.seed)
+            return type(model).fit(t, g, cfg.linear, seed=cfg.seed)
 
         raw = out_of_fold_scores(fit, texts, labels, model.labels, cfg.calibration.cv_folds, cfg.seed)
         calibrate_model(model, raw, labels, cfg.calibration)

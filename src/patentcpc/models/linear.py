@@ -187,7 +187,7 @@ class LinearCPCModel(CPCModel):
 
         cfg = cfg or LinearConfig()
         vocab = training_vocab(texts, labels)
-        y = MultiLabelBinarizer(classes=vocab).fit_transform(labels)
+        y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)  # CSR: n x labels
         pipeline = build_pipeline(cfg, seed)
         # the per-label fits in threads (liblinear releases the GIL: no process start-up, no copies)
         n_jobs = cfg.n_jobs if len(texts) >= cfg.parallel_min_docs else 1
