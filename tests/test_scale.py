@@ -278,3 +278,19 @@ def test_large_linear_run_fits_once_and_calibrates_on_a_held_out_part(tmp_path, 
     assert model.calibrator is not None
     top = model.predict(texts[:5], top_k=1)
     assert all(0.0 <= p[0].score <= 1.0 for p in top)
+
+
+def test_omikuji_logs_never_reach_stdout(tmp_path, capfd):
+    """Omikuji's Rust logger prints to file descriptor 1; training and loading must keep stdout
+    clean (``evaluate --json`` and predictions are read from it)."""
+    from patentcpc.config import LinearConfig
+    from patentcpc.models import load_model
+    from patentcpc.models.omikuji import OmikujiCPCModel
+
+    texts, labels = _linear_corpus()
+    model = OmikujiCPCModel.fit(texts, labels, LinearConfig(learner="omikuji", n_jobs=1))
+    model.save(tmp_path / "m")
+    load_model(tmp_path / "m").scores(texts[:3])
+    out, err = capfd.readouterr()
+    assert "omikuji" not in out and "INFO" not in out, out
+    assert "omikuji" in err  # still shown, on stderr

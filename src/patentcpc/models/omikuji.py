@@ -41,16 +41,38 @@ def predict_scores(model, x, n_labels: int, top_k: int = 10, beam_size: int = 10
 
 # ----------------------------------------------------------------------------- the model kind
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 
 from patentcpc.config import LinearConfig  # noqa: E402
 from patentcpc.errors import ModelError  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
 from patentcpc.models.linear import training_vocab  # noqa: E402
+
+_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def logs_to_stderr() -> Iterator[None]:
+    """Omikuji's Rust logger writes its INFO lines to stdout (file descriptor 1) when a model is
+    trained or loaded; inside this block they go to stderr, so stdout carries only patentcpc's own
+    output (``evaluate --json``, predictions written to stdout)."""
+    with _FD_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
 
 TREES_DIR = "omikuji"
 VOCAB_FILE = "tfidf_vocabulary.json"
@@ -88,7 +110,8 @@ class OmikujiCPCModel(CPCModel):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "train.txt"
             write_xmc_file(path, x, y)
-            trees = omikuji.Model.train_on_data(str(path), omikuji.Model.default_hyper_param(), n_threads)
+            with logs_to_stderr():
+                trees = omikuji.Model.train_on_data(str(path), omikuji.Model.default_hyper_param(), n_threads)
         fields = dict(manifest_fields or {})
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type="probability", threshold=0.5, **fields)
         manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "min_df": cfg.min_df,
@@ -105,7 +128,8 @@ class OmikujiCPCModel(CPCModel):
         vocab = {k: int(v) for k, v in self.vectorizer.vocabulary_.items()}
         (folder / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         np.save(folder / IDF_FILE, np.asarray(self.vectorizer.idf_, dtype=np.float64), allow_pickle=False)
-        self.trees.save(str(folder / TREES_DIR))
+        with logs_to_stderr():
+            self.trees.save(str(folder / TREES_DIR))
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> OmikujiCPCModel:
@@ -124,5 +148,6 @@ class OmikujiCPCModel(CPCModel):
             raise ModelError(f"{folder}: the TF-IDF vocabulary and idf do not match")
         vec.vocabulary_ = {str(k): int(v) for k, v in vocab.items()}
         vec.idf_ = idf
-        trees = omikuji.Model.load(str(folder / TREES_DIR))
+        with logs_to_stderr():
+            trees = omikuji.Model.load(str(folder / TREES_DIR))
         return cls(manifest, vec, trees)
