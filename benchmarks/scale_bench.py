@@ -105,7 +105,7 @@ def plot(jsonl: Path, png: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training documents n (validation n/10)")
-    ax.set_ylabel("wall seconds (2 shared cores, loaded)")
+    ax.set_ylabel("wall seconds (2-core CPU, niced neighbours)")
     ax.set_title("patentcpc phases against n")
     ax.legend(fontsize=8)
     fig.tight_layout()
