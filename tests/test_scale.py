@@ -36,20 +36,36 @@ def _random_case(seed: int, n: int = 300, rounded: bool = False):
     return scores, gold
 
 
-@pytest.mark.parametrize("seed,rounded", [(0, False), (1, True), (2, False), (3, True)])
-def test_sorted_label_thresholds_equal_the_quadratic_definition(seed, rounded, monkeypatch):
+@pytest.mark.parametrize("seed,rounded,ratio", [(0, False, 3.0), (1, True, 3.0), (2, False, float("inf")),
+                                                (3, True, float("inf")), (4, False, 1.5), (5, True, 1.0)])
+def test_sorted_label_thresholds_equal_the_quadratic_definition(seed, rounded, ratio, monkeypatch):
     scores, gold = _random_case(seed, rounded=rounded)
     monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 700)  # several column blocks
-    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=5)
-    ref = tune_label_thresholds_reference(scores, gold, VOCAB, 0.42, min_support=5)
+    got = tune_label_thresholds(scores, gold, VOCAB, 0.42, min_support=5, max_predicted_ratio=ratio)
+    ref = tune_label_thresholds_reference(scores, gold, VOCAB, 0.42, min_support=5, max_predicted_ratio=ratio)
     np.testing.assert_array_equal(got, ref)
     assert (got != 0.42).any()
-    # and the F1 each threshold reaches is the best any threshold reaches
+    # and the F1 each threshold reaches is the best any allowed threshold reaches
     for j in range(len(VOCAB)):
         t = np.array([VOCAB[j] in g for g in gold])
+        assert (scores[:, j] >= got[j]).sum() <= max(1.0, ratio) * t.sum()
         f1 = 2 * (t & (scores[:, j] >= got[j])).sum() / ((scores[:, j] >= got[j]).sum() + t.sum())
         assert all(f1 >= 2 * (t & (scores[:, j] >= c)).sum() / ((scores[:, j] >= c).sum() + t.sum())
-                   for c in np.unique(scores[:, j]))
+                   for c in np.unique(scores[:, j]) if (scores[:, j] >= c).sum() <= max(1.0, ratio) * t.sum())
+
+
+def test_label_thresholds_never_flood_a_label_a_weak_model_cannot_rank():
+    """Scores unrelated to the gold labels: the best unconstrained F1 of a rare label is reached by
+    predicting it everywhere; the tuned threshold predicts it for at most 3 x its positives."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    scores = rng.random((n, 2)).astype(np.float32)
+    gold = [["A01B"] if rng.random() < 0.05 else ["H04L"] for _ in range(n)]
+    free = tune_label_thresholds(scores, gold, ["A01B", "H04L"], 0.9, min_support=5, max_predicted_ratio=np.inf)
+    capped = tune_label_thresholds(scores, gold, ["A01B", "H04L"], 0.9, min_support=5)
+    positives = sum(g == ["A01B"] for g in gold)
+    assert (scores[:, 0] >= free[0]).sum() > 10 * positives  # the flood the cap prevents
+    assert (scores[:, 0] >= capped[0]).sum() <= 3 * positives
 
 
 def test_label_thresholds_keep_the_global_one_below_min_support():

@@ -233,7 +233,7 @@ def multi_hot(gold: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarra
 
 
 def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=None, raw_score_type: str | None = None,
-                    threshold_min_support: int = 5) -> np.ndarray:
+                    threshold_min_support: int = 50) -> np.ndarray:
     """Fit ``model``'s calibrator on validation ``raw`` scores and ``gold`` labels (stored in its
     manifest), then tune its global and per-label thresholds on the calibrated scale. Returns the
     calibrated validation scores. ``cfg`` is a :class:`~patentcpc.config.CalibrationConfig`."""

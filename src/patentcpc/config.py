@@ -198,7 +198,7 @@ class TransformerConfig:
     patience: int = 3
     group_by_length: bool = True
     precision: str = "auto"
-    threshold_min_support: int = 5
+    threshold_min_support: int = 50
     valid_fraction: float = 0.1
     tensorboard: bool = False
     recipe: str = "auto"
