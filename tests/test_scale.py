@@ -131,7 +131,7 @@ def test_label_counts_of_sparse_and_dense_targets_agree():
 
 def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
     from patentcpc.config import TransformerConfig
-    from patentcpc.trainer import resolve_recipe
+    from patentcpc.training.transformer import resolve_recipe
 
     small, name = resolve_recipe(TransformerConfig(), 20_000)
     assert name == "few-shot" and small == TransformerConfig()
@@ -148,7 +148,7 @@ def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
 def test_sparse_labels_match_multi_hot():
     import datasets
 
-    from patentcpc.trainer import multi_hot, sparse_labels
+    from patentcpc.training.batches import multi_hot, sparse_labels
 
     ids = [[0, 2], [1], [], [2, 2, 0], [3]]
     ds = datasets.Dataset.from_dict({"label_ids": ids})

@@ -202,7 +202,7 @@ def _check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, 
                           "(use --overwrite to replace the model at --output)")
     check_model_output(output, inputs, resume=resume, overwrite=overwrite)
     if resume and (output / "manifest.json").exists():
-        from patentcpc.trainer import CHECKPOINTS, last_checkpoint  # noqa: PLC0415
+        from patentcpc.training.checkpoints import CHECKPOINTS, last_checkpoint  # noqa: PLC0415
 
         if last_checkpoint(output / CHECKPOINTS) is None:
             raise ConfigError(f"{output}: a finished model without checkpoints: nothing to --resume "

@@ -1,7 +1,7 @@
 """Transformer commands: ``pretrain`` (domain MLM) and ``tokenizer train`` (patent vocabulary).
 
 ``patentcpc train --model <hub id | folder>`` / ``--arch`` itself lives in :mod:`patentcpc.cli.core`
-and runs :func:`patentcpc.trainer.train_transformer`.
+and runs :func:`patentcpc.training.transformer.train_transformer`.
 """
 
 from __future__ import annotations

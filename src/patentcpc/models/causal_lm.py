@@ -4,7 +4,7 @@ Two modes (``llm.mode``):
 
 * ``head``: the backbone's hidden state of the last non-padding token (or the mean over tokens)
   -> dropout -> a multi-label linear head, trained with any patentcpc loss (the trainer of
-  :mod:`patentcpc.trainer`);
+  :mod:`patentcpc.training.transformer`);
 * ``instruction``: a causal LM trained on ``prompt -> " H04L, H04W" <eos>`` with the loss on the
   response tokens; a code's score is its sequence probability given the prompt (the code's tokens
   followed by a separator or end), computed for every label in batches that share the prompt's
@@ -39,6 +39,7 @@ from torch import nn
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
+from patentcpc.models.network import PooledHeadModel
 
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
@@ -246,8 +247,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 class DecoderClassifier(nn.Module):
     """decoder (LoRA) -> last-token or mean pooled vector -> dropout -> linear -> one logit per label.
 
-    The backbone is called ``encoder`` so that the trainer's helpers (probe head, pooled
-    embeddings) work unchanged."""
+    The backbone is called ``encoder`` so that :class:`~patentcpc.models.network.PooledHeadModel`
+    (probe head, pooled embeddings) works unchanged."""
 
     def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "last", dropout: float = 0.1):
         super().__init__()
@@ -299,7 +300,7 @@ class CodeTrie:
 # ----------------------------------------------------------------------------- the model kind
 
 
-class CausalLMCPCModel(CPCModel):
+class CausalLMCPCModel(PooledHeadModel, CPCModel):
     """A decoder-only LLM classifier (``head`` or ``instruction`` mode) with LoRA adapters.
 
     ``manifest.extra``: ``mode``, ``pooling``, ``max_length``, ``base_model`` (hub id / folder,
