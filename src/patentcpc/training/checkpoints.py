@@ -124,3 +124,19 @@ def write_model_folder(model, run_dir: Path, keep_checkpoints: bool) -> None:
                 log.warning("no training curves: %s", exc)
         if keep_checkpoints and (run_dir / CHECKPOINTS).is_dir():
             shutil.copytree(run_dir / CHECKPOINTS, tmp / CHECKPOINTS)
+
+
+def check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
+    """Before training a ``kind`` model into ``output``: ``--resume`` and ``--overwrite`` make sense
+    together with what is there (never into a folder patentcpc did not write)."""
+    from patentcpc.io import check_model_output  # noqa: PLC0415
+
+    if resume and overwrite:
+        raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
+    if resume and kind != "transformer":
+        raise ConfigError(f"--resume continues a transformer run; a {kind} model trains in one go "
+                          "(use --overwrite to replace the model at --output)")
+    check_model_output(output, inputs, resume=resume, overwrite=overwrite)
+    if resume and (output / "manifest.json").exists() and last_checkpoint(output / CHECKPOINTS) is None:
+        raise ConfigError(f"{output}: a finished model without checkpoints: nothing to --resume "
+                          "(use --overwrite to replace it)")
