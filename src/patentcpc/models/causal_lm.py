@@ -40,6 +40,7 @@ from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.models.network import PooledHeadModel
+from patentcpc.numeric import pool, sigmoid
 
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
@@ -239,11 +240,6 @@ def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
 class DecoderClassifier(nn.Module):
     """decoder (LoRA) -> last-token or mean pooled vector -> dropout -> linear -> one logit per label.
 
@@ -262,8 +258,10 @@ class DecoderClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *_: object,
               **__: object) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pool = last_token_pool if self.pooling == "last" else mean_pool
-        pooled = pool(hidden, attention_mask)
+        if self.pooling == "last":
+            pooled = last_token_pool(hidden, attention_mask)
+        else:
+            pooled = pool(hidden, attention_mask, "mean")
         return pooled.to(self.head.weight.dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *_: object, **__: object) -> torch.Tensor:
@@ -551,7 +549,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
             return np.zeros((0, len(self.labels)))
         if self.mode == "instruction":
             return self._instruction_scores(texts, progress)
-        return 1.0 / (1.0 + np.exp(-self._head_logits(texts, batch_size).astype(np.float64)))
+        return sigmoid(self._head_logits(texts, batch_size).astype(np.float64))
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:
