@@ -54,7 +54,7 @@ def run(folder: Path, out: Path | None, phases: set[str] | None) -> None:
     from patentcpc.data import load_data, split_data
     from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
     from patentcpc.models.transformer import TransformerCPCModel, default_tokenizer_path
-    from patentcpc.trainer import encode, sparse_labels
+    from patentcpc.training.batches import encode, sparse_labels
 
     def want(p: str) -> bool:
         return phases is None or p in phases

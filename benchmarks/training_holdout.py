@@ -81,7 +81,7 @@ def fine_tune_on_split(args: argparse.Namespace, forced: list[str] = ()) -> Spli
     describes (plus the IPC-title documents with ``args.augment_scheme``)."""
     import patentcpc
     from patentcpc.api import train_config
-    from patentcpc.trainer import load_train_eval
+    from patentcpc.training.batches import load_train_eval
 
     train, test = holdout_split(args.data, args.seed, args.test_fraction)
     cli: dict = {"seed": args.seed}

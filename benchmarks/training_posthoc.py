@@ -53,7 +53,8 @@ def main() -> None:
     from patentcpc.metrics import evaluate_scores
     from patentcpc.retrieval.embeddings import embed_data, load_embedder
     from patentcpc.retrieval.evaluation import label_matrix, linear_probe_scores
-    from patentcpc.trainer import encode, pooled_embeddings
+    from patentcpc.training.batches import encode
+    from patentcpc.training.head import pooled_embeddings
 
     run = fine_tune_on_split(args, ["transformer.refit_head=false"])
     cfg, model, fit_part, valid, test = run.cfg, run.model, run.fit_part, run.valid, run.test

@@ -32,7 +32,7 @@ def bench(preset: str, texts: list[str], steps: int, batch_size: int, max_length
     import torch
 
     from patentcpc.models.transformer import TransformerCPCModel
-    from patentcpc.trainer import MultiLabelCollator
+    from patentcpc.training.batches import MultiLabelCollator
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -3,7 +3,7 @@
 Fine-tunes once with ``train``'s settings but no interpolation and no head re-fit
 (``transformer.wise_alpha=null``, ``transformer.refit_head=false``: the settings of the runs in
 benchmarks/training.md, made before the re-fit became a default), then
-for each alpha loads ``(1 - alpha) * start + alpha * fine-tuned`` (``patentcpc.trainer.wise_start``:
+for each alpha loads ``(1 - alpha) * start + alpha * fine-tuned`` (``patentcpc.training.head.wise_start``:
 the pretrained encoder with a probe head fitted on the training part) and scores both the
 validation part ``train`` held out and the 20 % test part. alpha 0 is the linear probe on frozen
 embeddings (LP), alpha 1 plain fine-tuning.
@@ -41,7 +41,8 @@ def main() -> None:
 
     from patentcpc import evaluate
     from patentcpc.cpc import LabelVocab
-    from patentcpc.trainer import encode, interpolate_weights, multi_hot, wise_start
+    from patentcpc.training.batches import encode, multi_hot
+    from patentcpc.training.head import interpolate_weights, wise_start
 
     run = fine_tune_on_split(args, ["transformer.wise_alpha=null", "transformer.refit_head=false"])
     cfg, model, fit_part, valid, test = run.cfg, run.model, run.fit_part, run.valid, run.test
@@ -50,11 +51,11 @@ def main() -> None:
     ds = encode(model, fit_part, vocab)
     if args.start_on_all:
         ds = concatenate_datasets([ds, encode(model, valid, vocab)])
-    tuned = {k: v.detach().clone() for k, v in model.network.state_dict().items()}
+    tuned = model.network_state()
     start = wise_start(model, cfg.model, ds, multi_hot(ds["label_ids"], len(vocab)), cfg.transformer)
     sweep = []
     for alpha in ALPHAS:
-        model.network.load_state_dict(interpolate_weights(start, tuned, alpha))
+        model.load_network_state(interpolate_weights(start, tuned, alpha))
         v, t = evaluate(model, valid), evaluate(model, test)
         sweep.append({"alpha": alpha, "valid_f1@1": round(float(v["f1@1"]), 4),
                       "test_f1@1": round(float(t["f1@1"]), 4), "test_precision@1": round(float(t["precision@1"]), 4),

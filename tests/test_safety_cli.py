@@ -223,13 +223,13 @@ def test_version_and_debug(tmp_path, cli, monkeypatch):
 
 def test_unexpected_exception_is_one_line_exit_1(monkeypatch, capsys):
     from patentcpc import cli
-    from patentcpc.cli import core
+    from patentcpc.cli import predict
 
     def boom(*a, **k):
         raise ZeroDivisionError("boom")
 
     monkeypatch.delenv("PATENTCPC_DEBUG", raising=False)
-    monkeypatch.setattr(core, "_print_prediction", boom)
+    monkeypatch.setattr(predict, "print_prediction", boom)
     monkeypatch.setattr("patentcpc.cpc.parse_symbol", boom)
     with pytest.raises(SystemExit) as exc:
         cli.main(["cpc", "H04L"])

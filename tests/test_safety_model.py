@@ -125,8 +125,8 @@ def test_planted_skops_exec_chain_not_run_by_predict_or_serve_load(linear_folder
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 2 and "retrain" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    code = ("import sys; from patentcpc.cli.serving import _load\n"
-            "try:\n    _load(sys.argv[1], None, None)\nexcept Exception as e: print(type(e).__name__, e)\n"
+    code = ("import sys; from patentcpc.cli.options import load_model_on\n"
+            "try:\n    load_model_on(sys.argv[1], None, None)\nexcept Exception as e: print(type(e).__name__, e)\n"
             "print('skops' in sys.modules, '_pickle' in sys.modules and 'skops.io' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=ENV,
                           timeout=120)

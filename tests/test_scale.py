@@ -147,7 +147,7 @@ def test_label_counts_of_sparse_and_dense_targets_agree():
 
 def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
     from patentcpc.config import TransformerConfig
-    from patentcpc.trainer import resolve_recipe
+    from patentcpc.training.transformer import resolve_recipe
 
     small, name = resolve_recipe(TransformerConfig(), 20_000)
     assert name == "few-shot" and small == TransformerConfig()
@@ -164,7 +164,7 @@ def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
 def test_sparse_labels_match_multi_hot():
     import datasets
 
-    from patentcpc.trainer import multi_hot, sparse_labels
+    from patentcpc.training.batches import multi_hot, sparse_labels
 
     ids = [[0, 2], [1], [], [2, 2, 0], [3]]
     ds = datasets.Dataset.from_dict({"label_ids": ids})
@@ -240,7 +240,7 @@ def test_omikuji_learner_trains_saves_and_loads(tmp_path):
 
 def test_auto_learner_switches_to_label_trees_at_tree_min_docs():
     from patentcpc.config import LinearConfig
-    from patentcpc.training import resolve_learner
+    from patentcpc.training.linear import resolve_learner
 
     assert resolve_learner(LinearConfig(), 9_999) == "ovr"
     assert resolve_learner(LinearConfig(), 10_000) == "omikuji"
@@ -250,7 +250,7 @@ def test_auto_learner_switches_to_label_trees_at_tree_min_docs():
 
 
 def test_holdout_split_is_seeded_disjoint_and_bounded():
-    from patentcpc.training import holdout_split
+    from patentcpc.training.linear import holdout_split
 
     texts = [f"doc {i}" for i in range(1000)]
     labels = [[f"L{i % 7}"] for i in range(1000)]

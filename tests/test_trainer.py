@@ -80,7 +80,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from transformers import TrainerCallback
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.trainer import train_transformer
+    from patentcpc.training.transformer import train_transformer
 
     class Kill(TrainerCallback):
         def on_save(self, args, state, control, **kw):
@@ -189,7 +189,8 @@ def test_wise_interpolation_lands_halfway_between_start_and_fine_tuned(tmp_path)
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
     from patentcpc.models.transformer import TransformerCPCModel
-    from patentcpc.trainer import encode, fit_head, multi_hot, wise_interpolate
+    from patentcpc.training.batches import encode, multi_hot
+    from patentcpc.training.head import fit_head, wise_interpolate
 
     base = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     base.network.encoder.save_pretrained(tmp_path / "base")
@@ -222,7 +223,8 @@ def test_fit_head_uses_the_probe_or_the_refit_settings(tmp_path):
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
     from patentcpc.models.transformer import TransformerCPCModel
-    from patentcpc.trainer import encode, fit_head, fit_probe, multi_hot, pooled_embeddings
+    from patentcpc.training.batches import encode, multi_hot
+    from patentcpc.training.head import fit_head, fit_probe, pooled_embeddings
 
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
@@ -249,8 +251,9 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
     from datasets import concatenate_datasets
 
     from patentcpc.cpc import LabelVocab
-    from patentcpc.trainer import encode, fit_probe, load_train_eval, multi_hot, pooled_embeddings
     from patentcpc.training import train_model
+    from patentcpc.training.batches import encode, load_train_eval, multi_hot
+    from patentcpc.training.head import fit_probe, pooled_embeddings
 
     cfg = _cfg("transformer.epochs=1", "transformer.valid_fraction=0.25", "transformer.refit_C=0.5",
                f"transformer.refit_on={refit_on}")
@@ -268,19 +271,20 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
 
 
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):
-    from patentcpc import trainer
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
     from patentcpc.models.transformer import TransformerCPCModel
 
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
-    ds = trainer.encode(model, data, LabelVocab.from_label_lists(data.labels))
+    from patentcpc.training import batches, head
+
+    ds = batches.encode(model, data, LabelVocab.from_label_lists(data.labels))
     seen = []
-    original = trainer.pooled_embeddings
-    monkeypatch.setattr(trainer, "pooled_embeddings", lambda m, d, *a: seen.append(len(d)) or original(m, d, *a))
+    original = head.pooled_embeddings
+    monkeypatch.setattr(head, "pooled_embeddings", lambda m, d, *a: seen.append(len(d)) or original(m, d, *a))
     for cap in (5, None):
-        trainer.fit_head(model, ds, trainer.multi_hot(ds["label_ids"], 2), TransformerConfig(probe_max_docs=cap))
+        head.fit_head(model, ds, batches.multi_hot(ds["label_ids"], 2), TransformerConfig(probe_max_docs=cap))
     assert seen == [5, 12] and len(ds) == 12
 
 
@@ -298,7 +302,7 @@ def test_fit_probe_matches_scikit_learn_logistic_regression(balanced):
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from patentcpc.trainer import fit_probe
+    from patentcpc.training.head import fit_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5))
@@ -309,3 +313,22 @@ def test_fit_probe_matches_scikit_learn_logistic_regression(balanced):
         ref.fit(x, y[:, j])
         np.testing.assert_allclose(w[j].numpy(), ref.coef_[0], atol=2e-3)
         np.testing.assert_allclose(b[j].item(), ref.intercept_[0], atol=2e-3)
+
+
+def test_group_by_length_sampler_gets_the_length_column_as_one_list():
+    """transformers hands LengthGroupedSampler datasets' lazy Column (read row by row: minutes at
+    300k documents); the trainer passes the lengths as one list, and batches still group lengths."""
+    from types import SimpleNamespace
+
+    import datasets
+
+    from patentcpc.training.transformer import _make_trainer_class
+
+    lengths = [int(x) for x in np.random.default_rng(0).integers(1, 64, size=200)]
+    ds = datasets.Dataset.from_dict({"length": lengths, "input_ids": [[1] * n for n in lengths]})
+    args = SimpleNamespace(train_sampling_strategy="group_by_length", length_column_name="length",
+                           train_batch_size=8, gradient_accumulation_steps=1)
+    sampler = _make_trainer_class()._get_train_sampler(SimpleNamespace(args=args, train_dataset=ds))
+    assert type(sampler.lengths) is list and sampler.lengths == lengths
+    order = list(iter(sampler))
+    assert sorted(order) == list(range(200))

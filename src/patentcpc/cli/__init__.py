@@ -28,14 +28,13 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 out = Console()
 
-# Command modules (each registers on `app`); imported for their side effect.
-from patentcpc.cli import core  # noqa: E402, F401
-
-for _name in ("transformers", "serving", "retrieval", "synth", "embeddings_training", "llm"):
-    import importlib.util as _util  # noqa: E402
-
-    if _util.find_spec(f"patentcpc.cli.{_name}") is not None:
-        __import__(f"patentcpc.cli.{_name}")
+# Command modules, one per thing the user does (each registers its commands on `app`, and imports
+# the library only inside a command: `--help` stays fast); imported for their side effect, in the
+# order of `patentcpc --help`. Shared options: :mod:`patentcpc.cli.options`.
+COMMAND_MODULES = ("data", "train", "evaluate", "predict", "cpc", "quickstart", "pretrain", "tokenizer", "bench",
+                   "serve", "export", "search", "synth", "embeddings")
+for _name in COMMAND_MODULES:
+    __import__(f"patentcpc.cli.{_name}")
 
 
 def _version(value: bool) -> None:

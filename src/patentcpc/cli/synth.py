@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, console, out
-from patentcpc.cli.core import IdField, LabelField, Level, OnBadRow, Split, TextFields, _data_config, data_options
+from patentcpc.cli.options import IdField, LabelField, Level, OnBadRow, Split, TextFields, data_config, data_options
 
 synth_app = typer.Typer(help="Synthetic training data: generate, audit, and test whether it helps.",
                         no_args_is_help=True)
@@ -39,7 +39,7 @@ MaskLabels = Annotated[bool, typer.Option("--mask-labels", help="Remove the code
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split):
     from patentcpc.data import load_data  # noqa: PLC0415
 
-    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     return load_data(data, **cfg.load_kwargs()), cfg
 
 
@@ -179,7 +179,7 @@ def experiment(
         shares = tuple(float(x) for x in real_shares.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"--real-shares must be numbers, not '{real_shares}'") from None
-    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     opts = ExperimentOptions(
         model=model if model or arch else "tfidf", arch=arch, tokenizer=tokenizer,
         seeds=seeds, real_shares=shares, rare_max=rare_max, filter_duplicates=not no_filter,

@@ -1,6 +1,6 @@
 """Training decoder-only LLM classifiers (the ``causal_lm`` model kind).
 
-* ``llm.mode=head``: the transformer trainer (:func:`patentcpc.trainer.train_transformer`) with a
+* ``llm.mode=head``: the transformer trainer (:func:`patentcpc.training.transformer.train_transformer`) with a
   :class:`~patentcpc.models.causal_lm.CausalLMCPCModel` in place of the encoder classifier: the
   same losses, probe head start, checkpoints, early stopping, head re-fit and threshold tuning;
   only the LoRA adapters and the head have gradients (the base is frozen).
@@ -47,7 +47,7 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
         if resume:
             raise ConfigError("--resume is not supported for llm.mode=instruction")
         return train_instruction(cfg, data, eval_data, output)
-    from patentcpc.trainer import train_transformer  # noqa: PLC0415
+    from patentcpc.training.transformer import train_transformer  # noqa: PLC0415
 
     def factory(labels, model=None, arch=None, tokenizer=None, pooling=None, max_length=512, dropout=0.1,
                 manifest_fields=None, attn_implementation=None):  # decoders always load with sdpa
@@ -90,7 +90,8 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
     from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds  # noqa: PLC0415
     from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
     from patentcpc.results import TrainResult  # noqa: PLC0415
-    from patentcpc.trainer import _precision, load_train_eval  # noqa: PLC0415
+    from patentcpc.training.batches import load_train_eval  # noqa: PLC0415
+    from patentcpc.training.transformer import use_bf16  # noqa: PLC0415
 
     tcfg = cfg.transformer
     if output is None:
@@ -120,7 +121,7 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
     per_epoch = math.ceil(len(examples) / (tcfg.batch_size * tcfg.grad_accum))
     steps = tcfg.max_steps or max(1, math.ceil(tcfg.epochs * per_epoch))
     sched = get_linear_schedule_with_warmup(opt, int(tcfg.warmup_ratio * steps), steps)
-    bf16 = _precision(tcfg)
+    bf16 = use_bf16(tcfg)
     pad = model.tokenizer.pad_token_id or 0
     batches = _batches(len(examples), tcfg.batch_size, cfg.seed)
     records = []
@@ -154,7 +155,7 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
     model.manifest.extra["training"] = {"global_steps": steps, "epochs": steps / per_epoch,
                                         "final_loss": records[-1]["loss"] if records else None}
     with atomic_dir(output) as tmp:
-        model._save_weights(tmp)
+        model.save_weights(tmp)
         write_manifest(tmp, model.manifest)
         (tmp / "logs").mkdir()
         (tmp / "logs" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

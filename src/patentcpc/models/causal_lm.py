@@ -4,7 +4,7 @@ Two modes (``llm.mode``):
 
 * ``head``: the backbone's hidden state of the last non-padding token (or the mean over tokens)
   -> dropout -> a multi-label linear head, trained with any patentcpc loss (the trainer of
-  :mod:`patentcpc.trainer`);
+  :mod:`patentcpc.training.transformer`);
 * ``instruction``: a causal LM trained on ``prompt -> " H04L, H04W" <eos>`` with the loss on the
   response tokens; a code's score is its sequence probability given the prompt (the code's tokens
   followed by a separator or end), computed for every label in batches that share the prompt's
@@ -39,6 +39,8 @@ from torch import nn
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
+from patentcpc.models.network import PooledHeadModel
+from patentcpc.numeric import pool, sigmoid
 
 ADAPTER_DIR = "adapter"
 BASE_DIR = "base"
@@ -238,16 +240,11 @@ def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
 class DecoderClassifier(nn.Module):
     """decoder (LoRA) -> last-token or mean pooled vector -> dropout -> linear -> one logit per label.
 
-    The backbone is called ``encoder`` so that the trainer's helpers (probe head, pooled
-    embeddings) work unchanged."""
+    The backbone is called ``encoder`` so that :class:`~patentcpc.models.network.PooledHeadModel`
+    (probe head, pooled embeddings) works unchanged."""
 
     def __init__(self, backbone: nn.Module, n_labels: int, pooling: str = "last", dropout: float = 0.1):
         super().__init__()
@@ -261,8 +258,10 @@ class DecoderClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *_: object,
               **__: object) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pool = last_token_pool if self.pooling == "last" else mean_pool
-        pooled = pool(hidden, attention_mask)
+        if self.pooling == "last":
+            pooled = last_token_pool(hidden, attention_mask)
+        else:
+            pooled = pool(hidden, attention_mask, "mean")
         return pooled.to(self.head.weight.dtype)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *_: object, **__: object) -> torch.Tensor:
@@ -299,7 +298,7 @@ class CodeTrie:
 # ----------------------------------------------------------------------------- the model kind
 
 
-class CausalLMCPCModel(CPCModel):
+class CausalLMCPCModel(PooledHeadModel, CPCModel):
     """A decoder-only LLM classifier (``head`` or ``instruction`` mode) with LoRA adapters.
 
     ``manifest.extra``: ``mode``, ``pooling``, ``max_length``, ``base_model`` (hub id / folder,
@@ -550,7 +549,7 @@ class CausalLMCPCModel(CPCModel):
             return np.zeros((0, len(self.labels)))
         if self.mode == "instruction":
             return self._instruction_scores(texts, progress)
-        return 1.0 / (1.0 + np.exp(-self._head_logits(texts, batch_size).astype(np.float64)))
+        return sigmoid(self._head_logits(texts, batch_size).astype(np.float64))
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:

@@ -34,6 +34,7 @@ from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
+from patentcpc.numeric import sigmoid
 
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
@@ -215,7 +216,7 @@ class LinearCPCModel(CPCModel):
         texts = list(texts)
         s = self.decision(texts)
         if self.manifest.score_type == "probability":
-            s = 1.0 / (1.0 + np.exp(-s.astype(np.float64)))
+            s = sigmoid(s.astype(np.float64))
         return s.astype(np.float32)
 
     def _save_weights(self, folder: Path) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 from patentcpc.errors import ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
+from patentcpc.models.network import PooledHeadModel
 from patentcpc.numeric import pool, sigmoid
 
 ENCODER_DIR = "encoder"
@@ -229,7 +230,7 @@ class EncoderClassifier(nn.Module):
         return self.head(self.dropout(self.embed(input_ids, attention_mask, attention_kernel)))
 
 
-class TransformerCPCModel(CPCModel):
+class TransformerCPCModel(PooledHeadModel, CPCModel):
     """A trained (or freshly built) transformer classifier with its tokenizer and manifest.
 
     ``manifest.extra`` holds ``pooling``, ``max_length``, ``base_model`` and ``arch``.
@@ -271,6 +272,11 @@ class TransformerCPCModel(CPCModel):
     @property
     def max_length(self) -> int:
         return int(self.manifest.extra.get("max_length", 512))
+
+    def load_pretrained_encoder(self, name_or_path: str) -> None:
+        """Replace the encoder's weights by those of the pretrained encoder ``name_or_path`` (the
+        model this one was fine-tuned from: WiSE-FT's start)."""
+        self.network.encoder.load_state_dict(load_encoder(name_or_path).state_dict())
 
     # ----------------------------------------------------------------- inference
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict:

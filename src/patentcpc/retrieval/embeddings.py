@@ -310,7 +310,7 @@ def _decoder_embedder(spec: str, opts: EmbedOptions) -> Embedder | None:
 EMBEDDING_SUFFIXES = (".npz", ".parquet")
 
 
-def _check_suffix(path: Path) -> str:
+def check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in EMBEDDING_SUFFIXES:
         raise ConfigError(f"{path}: embeddings are saved as .npz or .parquet, not '{path.suffix or '(none)'}'")
@@ -321,7 +321,7 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
     """Write ``vectors`` (one row per id) with their ids and ``meta`` to .npz or .parquet, atomically.
     float vectors are stored as float32; int8 / uint8 codes (quantized embeddings) as they are."""
     path = Path(path)
-    suffix = _check_suffix(path)
+    suffix = check_suffix(path)
     vectors = np.asarray(vectors)
     if vectors.dtype not in (np.int8, np.uint8):
         vectors = vectors.astype(np.float32)
@@ -350,7 +350,7 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dic
     """(ids, matrix, meta) from a file written by :func:`save_embeddings`: float32, or the int8 / uint8
     codes of quantized embeddings (``meta["precision"]`` says which)."""
     path = Path(path)
-    suffix = _check_suffix(path)
+    suffix = check_suffix(path)
     if not path.exists():
         raise DataError(path, "file not found")
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from patentcpc.errors import ConfigError
+from patentcpc.numeric import l2_normalize
 
 PRECISIONS = ("float32", "int8", "binary")
 
@@ -35,7 +36,7 @@ def truncate(vectors: np.ndarray, dim: int | None, normalize: bool = True) -> np
         raise ConfigError(f"truncate dim must be >= 1, not {dim}")
     x = x[:, :dim]
     if normalize:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = l2_normalize(x)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from patentcpc.numeric import l2_normalize
 from patentcpc.synth.generators import LabelInfo, normalize_text
 
 STOP = {"with", "from", "that", "this", "their", "other", "than", "such", "into", "used", "using", "means",
@@ -127,7 +128,7 @@ def self_similarity(x: np.ndarray) -> float | None:
     """Mean pairwise cosine between rows (None below 2 rows)."""
     if len(x) < 2:
         return None
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalize(x)
     s = x @ x.T
     n = len(x)
     return float((s.sum() - np.trace(s)) / (n * (n - 1)))

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ConfigError
+from patentcpc.numeric import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def retrieval_ndcg(scores: np.ndarray, gold: Sequence[Sequence[str]], level: str
         return 0.0
     x = np.asarray(scores, dtype=np.float64)
     x = x - x.mean(axis=0, keepdims=True)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalize(x)
     return evaluate_retrieval(x @ x.T, ids, ids, qrels, metrics=("ndcg@10",))["ndcg@10"]
 
 

@@ -1,5 +1,5 @@
-"""LLM commands: ``export merged`` (LoRA adapters merged into the base), also spelled
-``export --merge --model M --output O``."""
+"""``patentcpc export``: ``export onnx`` (ONNX, int8 optional) and ``export merged`` (or
+``export --merge``: a causal_lm model's LoRA adapters merged into its base)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,32 @@ from typing import Annotated
 
 import typer
 
-from patentcpc.cli import out
-from patentcpc.cli.serving import export_app
+from patentcpc.cli import app, out
+
+export_app = typer.Typer(help="Export a model for deployment.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Transformer model folder.")],
+    output: Annotated[Path | None, typer.Option("--output", help="ONNX file (default MODEL/onnx/model.onnx).")] = None,
+    quantize: Annotated[bool, typer.Option("--quantize", help="Also write an int8 dynamic-quantized copy.")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with PyTorch.")] = True,
+) -> None:
+    """Export a transformer model to ONNX (optionally int8) for CPU serving with ONNX Runtime."""
+    from patentcpc.export import export_onnx, parity  # noqa: PLC0415
+    from patentcpc.io import check_output_file  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+
+    target = check_output_file(output or Path(model) / "onnx" / "model.onnx",
+                               [p for p in Path(model).rglob("*") if "onnx" not in p.relative_to(model).parts])
+    m = load_model(model, device="cpu")
+    path = export_onnx(m, target, opset=opset, quantize=quantize)
+    out.print(f"wrote {path}" + (f" and {path.with_name(path.stem + '.int8.onnx')}" if quantize else ""))
+    if check:
+        out.print(f"max |onnx - torch| logit difference: {parity(m, path):.2e}")
 
 
 @export_app.command("merged")
@@ -49,4 +73,3 @@ def export_group(
 
         raise ConfigError("export: give a sub-command (onnx, merged), or --merge --model M --output O")
     export_merged(model, output)
-

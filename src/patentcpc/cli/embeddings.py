@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, console
-from patentcpc.cli.core import IdField, LabelField, Level, OnBadRow, Split, TextFields
+from patentcpc.cli.options import IdField, LabelField, Level, OnBadRow, Split, TextFields
 
 
 @app.command("train-embeddings")

@@ -1,8 +1,4 @@
-"""Transformer commands: ``pretrain`` (domain MLM) and ``tokenizer train`` (patent vocabulary).
-
-``patentcpc train --model <hub id | folder>`` / ``--arch`` itself lives in :mod:`patentcpc.cli.core`
-and runs :func:`patentcpc.trainer.train_transformer`.
-"""
+"""``patentcpc pretrain``: masked-language-model domain pretraining of an encoder."""
 
 from __future__ import annotations
 
@@ -13,17 +9,7 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, out
-from patentcpc.cli.core import IdField, LabelField, OnBadRow, Split, TextFields, _data_config, data_options
-
-tokenizer_app = typer.Typer(help="Train a patent tokenizer (WordPiece or BPE).", no_args_is_help=True)
-app.add_typer(tokenizer_app, name="tokenizer")
-
-
-def _load_texts(data: str, text_fields, label_field, id_field, on_bad_row, split):
-    from patentcpc.data import load_data  # noqa: PLC0415
-
-    cfg = _data_config(**data_options(text_fields, label_field, id_field, None, on_bad_row, split))
-    return load_data(data, **cfg.load_kwargs(), require_labels=False)
+from patentcpc.cli.options import IdField, LabelField, OnBadRow, Split, TextFields, load_texts
 
 
 @app.command()
@@ -54,27 +40,6 @@ def pretrain(
     cfg = PretrainConfig(model=model, arch=arch, tokenizer=tokenizer, max_length=max_length,
                          mlm_probability=mlm_probability, lr=lr, epochs=epochs, max_steps=max_steps,
                          batch_size=batch_size, grad_accum=grad_accum, seed=seed)
-    texts = _load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
+    texts = load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
     summary = run(cfg, texts, output)
     out.print(json.dumps(summary))
-
-
-@tokenizer_app.command("train")
-def tokenizer_train(
-    data: Annotated[str, typer.Option("--data", help="Patent texts (any supported format).")],
-    output: Annotated[Path, typer.Option("--output", help="Tokenizer folder to write.")],
-    vocab_size: Annotated[int, typer.Option("--vocab-size")] = 32_000,
-    kind: Annotated[str, typer.Option("--kind", help="wordpiece (BERT style) or bpe (byte-level).")] = "wordpiece",
-    min_frequency: Annotated[int, typer.Option("--min-frequency")] = 2,
-    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
-    on_bad_row: OnBadRow = None, split: Split = None,
-) -> None:
-    """Train a patent vocabulary (usable as --tokenizer of a random-init --arch model)."""
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.tokenization import tokenizer_stats, train_tokenizer  # noqa: PLC0415
-
-    check_output_dir(output, "tokenizer", [data])
-    texts = _load_texts(data, text_fields, label_field, id_field, on_bad_row, split)
-    tok = train_tokenizer(texts, output, vocab_size, kind, min_frequency)
-    sample = texts.texts[:1000]
-    out.print(json.dumps({"output": str(output), "kind": kind, **tokenizer_stats(tok, sample)}))

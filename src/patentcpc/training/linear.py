@@ -1,83 +1,19 @@
-"""Training entry point for every model kind: ``train_model(cfg, data, eval_data, output)``.
-
-``cfg.model`` selects the kind through :data:`MODEL_NAMES`: ``tfidf`` (linear baseline), ``scheme``
-(linear model trained on the IPC scheme's own text: no labelled data needed); anything else is a
-transformer (a Hugging Face id or a local folder) trained by :mod:`patentcpc.trainer`. Each kind's
-trainer is listed in :data:`TRAINERS`.
-"""
+"""Linear kinds (``tfidf``, ``scheme``): fit (one-vs-rest or label trees, ``linear.learner``),
+calibrate (on ``--eval-data``, a held-out part of large runs, or out-of-fold scores), evaluate and
+save."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
-from collections.abc import Callable
 
 import numpy as np
 
 from patentcpc.config import TrainConfig, to_dict
-from patentcpc.data import PatentData, load_data
-from patentcpc.metrics import evaluate_scores
+from patentcpc.data import PatentData
 from patentcpc.models import model_class
-from patentcpc.models.base import CPCModel
 from patentcpc.results import TrainResult
-
-# cfg.model -> model kind; any other name is a transformer (hub id or folder)
-MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme", "ensemble": "ensemble", "router": "router"}
-LINEAR_MODELS = ("tfidf", "scheme")
-# model kind -> "module:function" of its trainer, all called as (cfg, data, eval_data, output, **kwargs)
-TRAINERS: dict[str, str] = {
-    "linear": "patentcpc.training:train_linear",
-    "scheme": "patentcpc.training:train_linear",
-    "transformer": "patentcpc.trainer:train_transformer",
-    "ensemble": "patentcpc.ensemble_training:train_ensemble",
-    "router": "patentcpc.router_training:train_router",
-    "causal_lm": "patentcpc.llm.training:train_causal_lm",
-}
-
-__all__ = ["MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_model", "load_for_model", "train_model"]
-
-
-def training_kind(cfg: TrainConfig) -> str:
-    """The model kind ``cfg.model`` trains: a named kind, else ``causal_lm`` for a decoder (an LLM
-    ``--arch`` preset or a decoder-only hub id/folder), else ``transformer``."""
-    if cfg.model in MODEL_NAMES:
-        return MODEL_NAMES[cfg.model]
-    from patentcpc.models.causal_lm import LLM_ARCH_PRESETS, is_decoder_spec  # noqa: PLC0415
-
-    arch = cfg.transformer.arch
-    if (arch in LLM_ARCH_PRESETS) if arch else (cfg.model in LLM_ARCH_PRESETS or is_decoder_spec(cfg.model)):
-        return "causal_lm"
-    return "transformer"
-
-
-def trainer_for(kind: str) -> Callable[..., TrainResult]:
-    module, name = TRAINERS[kind].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def evaluate_model(model: CPCModel, data: PatentData, batch_size: int = 64, progress: bool = False) -> dict:
-    """All summary metrics of ``model`` on labelled ``data``."""
-    scores = model.scores(data.texts, batch_size=batch_size, progress=progress)
-    return evaluate_scores(scores, data.labels, model.labels, model.thresholds)
-
-
-def load_for_model(source: str, cfg_data, model: CPCModel | None = None, require_labels: bool = True) -> PatentData:
-    """Load data with the model's text view when the source has those fields (else auto-detect)."""
-    kwargs = cfg_data.load_kwargs() if cfg_data is not None else {}
-    kwargs["require_labels"] = require_labels
-    if model is not None:
-        kwargs["level"] = model.manifest.label_level
-        kwargs["preferred_text_fields"] = model.manifest.text_view.get("fields")
-    return load_data(source, **kwargs)
-
-
-def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
-                output: str | os.PathLike | None = None, **trainer_kwargs) -> TrainResult:
-    """Train the model ``cfg.model`` describes, evaluate it on ``eval_data`` if given, save it to
-    ``output`` (atomically) if given. ``trainer_kwargs`` go to the kind's trainer (``resume``,
-    ``callbacks`` for transformers)."""
-    return trainer_for(training_kind(cfg))(cfg, data, eval_data, output, **trainer_kwargs)
+from patentcpc.training import evaluate_model, load_for_model, training_kind
 
 
 def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = None,

@@ -1,4 +1,4 @@
-"""Retrieval commands: embed, index build, search, benchmark-embeddings."""
+"""Search commands: ``embed``, ``index build``, ``search``, ``benchmark-embeddings``."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, console, out
-from patentcpc.cli.core import (
+from patentcpc.cli.options import (
     IdField,
     LabelField,
     Level,
     OnBadRow,
     Split,
     TextFields,
-    _data_config,
-    _report_skipped,
+    data_config,
     data_options,
+    report_skipped,
 )
 from patentcpc.errors import ConfigError
 
@@ -46,9 +46,9 @@ def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0, trun
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=True):
     from patentcpc.data import load_data  # noqa: PLC0415
 
-    cfg = _data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
+    cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs(), require_labels=require_labels)
-    _report_skipped(loaded)
+    report_skipped(loaded)
     return loaded
 
 
@@ -66,10 +66,10 @@ def embed(
 ) -> None:
     """Embed every document (batched, length-sorted) and save the vectors with the document ids."""
     from patentcpc.io import check_output_file  # noqa: PLC0415
-    from patentcpc.retrieval.embeddings import _check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
+    from patentcpc.retrieval.embeddings import check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
     from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, quantize  # noqa: PLC0415
 
-    _check_suffix(output)
+    check_suffix(output)
     check_output_file(output, [data, model])
     check_precision(precision)
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
@@ -185,7 +185,7 @@ def benchmark_embeddings(
     from patentcpc.retrieval.evaluation import KNNOptions  # noqa: PLC0415
 
     prepare_output_dir(output_dir, "benchmark", [data, qrels, *models.split(",")], "--output-dir")
-    cfg = _data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
+    cfg = data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
     knn = KNNOptions(k=knn_k, weighting=knn_weighting, temperature=knn_temperature)
     opts = BenchmarkOptions(views=views, folds=folds, knn=knn, probe=probe,
                             zero_shot=zero_shot, batch_size=batch_size, compression=compression)

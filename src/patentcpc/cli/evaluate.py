@@ -1,0 +1,90 @@
+"""``patentcpc evaluate``: the metrics of a model folder on labelled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app
+from patentcpc.cli.options import (
+    IdField,
+    LabelField,
+    OnBadRow,
+    Split,
+    TextFields,
+    data_config,
+    data_options,
+    print_metrics,
+    report_skipped,
+    warn,
+)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    data: Annotated[str, typer.Option("--data", help="Labelled evaluation data.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a per-label CSV report here.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    on_bad_row: OnBadRow = None, split: Split = None,
+    plots_dir: Annotated[Path | None, typer.Option(
+        "--plots-dir", help="Write the top-1 reliability plot (PNG) into this folder.")] = None,
+) -> None:
+    """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
+    from patentcpc.api import load_model  # noqa: PLC0415
+    from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+
+    if report is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(report, [data, model], "--report")
+    m = load_model(model)
+    cfg = data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
+                                      split))
+    ev = load_for_model(data, cfg, m)
+    report_skipped(ev)
+    from patentcpc.overlap import training_overlap  # noqa: PLC0415
+
+    overlap, _why_not = training_overlap(m, ev)
+    if overlap is not None and overlap.any:
+        warn(overlap.message(str(m.manifest.training_data.get("source")), str(data)))
+    scores = m.predict_scores(ev.texts, batch_size=batch_size, progress=not as_json)
+    metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
+    metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
+        metrics.update(m.routing_report())
+    if overlap is not None:
+        metrics["overlap_with_training"] = overlap.to_dict()
+    if plots_dir is not None:
+        from patentcpc.calibration import reliability_bins, top1_confidence  # noqa: PLC0415
+        from patentcpc.plots import plot_reliability  # noqa: PLC0415
+
+        conf, hit = top1_confidence(scores, ev.labels, m.labels)
+        stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
+        metrics["plots"] = [str(plot_reliability(reliability_bins(conf, hit), plots_dir / f"{stem}_reliability.png",
+                                                 metrics.get("ece@1")))]
+    if report is not None:
+        import csv  # noqa: PLC0415
+
+        from patentcpc.cpc import title  # noqa: PLC0415
+        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+
+        rows = per_label_report(binarize(scores, m.thresholds), ev.labels, m.labels)
+        import io  # noqa: PLC0415
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[*rows[0].keys(), "title"] if rows else ["label"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "title": title(r["label"]) or ""})
+        atomic_write_text(report, buf.getvalue())
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        print_metrics(metrics)

@@ -1,0 +1,82 @@
+"""Options and helpers shared by the command modules: the data-view options, the inference
+options, loading a model for a command, printing metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import console, out
+
+TextFields = Annotated[str | None, typer.Option(
+    "--text-fields", help="Fields joined into the text view, in order, e.g. title,abstract,claims.")]
+LabelField = Annotated[str | None, typer.Option("--label-field", help="Label column (default: auto-detect).")]
+IdField = Annotated[str | None, typer.Option("--id-field", help="Id column (default: auto-detect).")]
+Level = Annotated[str | None, typer.Option(
+    "--level", help="CPC level of the labels: section, class, subclass (default) or group.")]
+OnBadRow = Annotated[str | None, typer.Option("--on-bad-row", help="error (default) or skip bad rows.")]
+Split = Annotated[str | None, typer.Option("--split", help="Split of a Hugging Face dataset (default train).")]
+
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Most documents per batch.")]
+TokenBudget = Annotated[int, typer.Option("--token-budget", help="Most padded tokens per batch (rows x longest).")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (pays off on long runs).")]
+Autocast = Annotated[str, typer.Option("--autocast", help="auto (bf16 on a GPU, fp32 on a CPU), bf16, fp16, off.")]
+Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")]
+Onnx = Annotated[Path | None, typer.Option(
+    "--onnx", help="Run this exported ONNX file (e.g. MODEL/onnx/model.onnx) with ONNX Runtime instead of PyTorch.")]
+
+
+def data_options(text_fields, label_field, id_field, level, on_bad_row, split) -> dict:
+    return {"text_fields": text_fields, "label_field": label_field, "id_field": id_field, "level": level,
+            "on_bad_row": on_bad_row, "hf_split": split}
+
+
+def data_config(**kw):
+    """The :class:`~patentcpc.config.DataConfig` of the options given (None: not given)."""
+    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+
+    return from_dict(DataConfig, {k: v for k, v in kw.items() if v is not None}, "data")
+
+
+def report_skipped(data) -> None:
+    if data.n_skipped:
+        console.print(f"[yellow]skipped {data.n_skipped} bad row(s)[/]; first: {data.skipped[0]}",
+                      highlight=False)
+
+
+def warn(message: str) -> None:
+    console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def load_model_on(model: Path, device: str | None, onnx: Path | None):
+    """The model folder ``model`` on ``device`` (checked first), or run as its ONNX export ``onnx``."""
+    from patentcpc.api import load_model  # noqa: PLC0415
+    from patentcpc.validation import check_device  # noqa: PLC0415
+
+    device = check_device(device)
+
+    return load_model(model, onnx_file=onnx, **({"device": device} if device else {}))
+
+
+def print_metrics(metrics: dict) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(show_header=True, title="evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int):
+            table.add_row(k, str(v))
+    out.print(table)
+
+
+def load_texts(data: str, text_fields, label_field, id_field, on_bad_row, split):
+    """The texts of ``data`` (labels not required), read with the data-view options."""
+    from patentcpc.data import load_data  # noqa: PLC0415
+
+    cfg = data_config(**data_options(text_fields, label_field, id_field, None, on_bad_row, split))
+    return load_data(data, **cfg.load_kwargs(), require_labels=False)

@@ -1,0 +1,160 @@
+"""``patentcpc predict`` (one text, or a file) and ``predict-batch`` (streaming, any size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app, out
+from patentcpc.cli.options import (
+    Autocast,
+    BatchSize,
+    Compile,
+    Device,
+    IdField,
+    OnBadRow,
+    Onnx,
+    Split,
+    TextFields,
+    TokenBudget,
+    data_config,
+    data_options,
+    load_model_on,
+    report_skipped,
+)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    text: Annotated[str | None, typer.Option("--text", help="One document's text.")] = None,
+    input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Output for --input: .csv, .tsv, .jsonl or .parquet (by the extension).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
+    text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="For each assigned code: nearest training patents carrying it (models trained with "
+                          "--set explain.index=true) and, for linear models, the terms that weighed most.")] = False,
+    label_field: Annotated[str | None, typer.Option(
+        "--label-field", help="Gold label column of --input, carried to the output with hits "
+                              "(default: auto-detect).")] = None,
+) -> None:
+    """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k).
+
+    With --input, one output row per document; gold labels in the input go to the output with hits."""
+    from patentcpc.api import load_model  # noqa: PLC0415
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.inference import predict_texts  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+
+    if (text is None) == (input is None):
+        raise ConfigError("give either --text or --input")
+    if top_k < 1:
+        raise ConfigError("--top-k must be >= 1")
+    if text is not None:
+        from patentcpc.validation import check_text  # noqa: PLC0415
+
+        if not check_text(text).strip():
+            raise ConfigError("--text is empty")
+    if output is not None:
+        from patentcpc.io import check_output_file  # noqa: PLC0415
+
+        check_output_file(output, [input, model])
+    m = load_model(model)
+    if text is not None:
+        (res,) = predict_texts(m, [text], top_k, batch_size)
+        if explain:
+            from patentcpc.explain import explain_predictions  # noqa: PLC0415
+
+            explain_predictions(m, [text], [res])
+        print_prediction(res, m.output_score_type)
+        return
+    if explain:
+        raise ConfigError("--explain works with --text (one document)")
+    if output is None:
+        raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
+    from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
+
+    output_format(output)
+    cfg = data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
+                                      split))
+    docs = load_for_model(input, cfg, m, require_labels=False)
+    report_skipped(docs)
+    stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True)
+    out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
+
+
+@app.command("predict-batch")
+def predict_batch(
+    model: Annotated[Path, typer.Option("--model", help="Model folder (any kind).")],
+    input: Annotated[str, typer.Option("--input", help="Documents: JSONL, CSV/TSV, Parquet, ... (any size).")],
+    output: Annotated[Path, typer.Option(
+        "--output", help="Predictions: .csv, .tsv (one row per document), .jsonl or .parquet.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Documents in memory at a time.")] = 4096,
+    batch_size: BatchSize = 64,
+    token_budget: TokenBudget = 16384,
+    compile: Compile = False,
+    autocast: Autocast = "auto",
+    device: Device = None,
+    onnx: Onnx = None,
+    text_fields: Annotated[str | None, typer.Option("--text-fields", help="Fields joined into the text.")] = None,
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Id column (default: auto-detect).")] = None,
+    label_field: Annotated[str | None, typer.Option(
+        "--label-field", help="Gold label column, carried to the output with hits (default: auto-detect).")] = None,
+    on_bad_row: Annotated[str | None, typer.Option("--on-bad-row", help="error (default) or skip.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Stream predictions for a large file: sorted, token-budgeted batches; constant memory."""
+    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+    from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
+    from patentcpc.io import check_output_file  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+    from patentcpc.validation import check_device  # noqa: PLC0415
+
+    check_device(device)
+    output_format(output)
+    check_output_file(output, [input, model, onnx])
+    opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
+    m = load_model_on(model, device, onnx)
+    options = {"text_fields": text_fields, "id_field": id_field, "label_field": label_field, "on_bad_row": on_bad_row}
+    cfg = from_dict(DataConfig, {k: v for k, v in options.items() if v is not None}, "data")
+    docs = load_for_model(input, cfg, m, require_labels=False)
+    stats = stream_predict(m, docs, output, top_k, chunk_size, opts, progress=not quiet)
+    out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
+
+
+def print_prediction(res: dict, score_type: str = "probability") -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    from patentcpc.cpc import shorten  # noqa: PLC0415
+    from patentcpc.inference import LEGEND  # noqa: PLC0415
+
+    table = Table(title="CPC prediction")
+    for col in ("code", "probability" if score_type == "probability" else "score", "assigned", "title", "path"):
+        table.add_column(col)
+    for p in res["predictions"]:
+        path = " > ".join(x["code"] for x in p["path"])
+        table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["assigned"] else "",
+                      shorten(p["title"] or "—", 80), path)
+    out.print(table)
+    legend = LEGEND if score_type == "probability" else LEGEND.replace(
+        "the model's probability", f"the model's raw {score_type} (not calibrated)")
+    out.print(legend, highlight=False, soft_wrap=True)
+    evidence = [(p["code"], p["evidence"]) for p in res["predictions"] if p.get("evidence") is not None]
+    for code, ev in evidence:
+        docs = [e for e in ev if e.get("kind") == "patent"]
+        terms = [e for e in ev if e.get("kind") == "term"]
+        out.print(f"[bold]{code}[/] evidence:", highlight=False)
+        for e in docs:
+            out.print(f"  training patent {shorten(e['text'], 110)} (bm25 {e['score']:.2f})", highlight=False,
+                      soft_wrap=True)
+        if terms:
+            out.print("  terms: " + ", ".join(f"{e['term']} ({e['weight']:.3f})" for e in terms), highlight=False,
+                      soft_wrap=True)
+    if res.get("explain_note"):
+        out.print(f"[dim]{res['explain_note']}[/]", highlight=False, soft_wrap=True)

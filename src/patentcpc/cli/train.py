@@ -1,0 +1,86 @@
+"""``patentcpc train``: train any model kind (:func:`patentcpc.training.train_model`) into a model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from patentcpc.cli import app, console, out
+from patentcpc.cli.options import (
+    IdField,
+    LabelField,
+    Level,
+    OnBadRow,
+    Split,
+    TextFields,
+    data_options,
+    print_metrics,
+    warn,
+)
+
+
+@app.command()
+def train(
+    data: Annotated[str | None, typer.Option("--data", help="Training data (any supported format).")] = None,
+    output: Annotated[Path, typer.Option("--output", help="Model folder to write.")] = Path("patentcpc-model"),
+    model: Annotated[str | None, typer.Option(
+        "--model", help="tfidf, scheme (cold start from the IPC scheme), or a transformer: hub id or folder "
+                        "(default answerdotai/ModernBERT-base).")] = None,
+    eval_data: Annotated[str | None, typer.Option("--eval-data", help="Validation/evaluation data.")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value.")] = None,
+    text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
+    level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Random-init transformer preset (modernbert-tiny|small|base, bert-base).")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer for --arch models.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --output.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the model folder at --output (the old model stays usable until the new one "
+                            "is complete).")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    members: Annotated[str | None, typer.Option(
+        "--members", help="For --model ensemble: comma-separated member specs (what --model accepts), "
+                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2; for --model router: ENCODER,LLM "
+                          "(model specs or trained model folders).")] = None,
+) -> None:
+    """Train a model and save it as a model folder (manifest + weights + resolved config)."""
+    from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
+    from patentcpc.training import train_model  # noqa: PLC0415
+    from patentcpc.training.checkpoints import check_train_output  # noqa: PLC0415
+
+    cli: dict = {"data": {k: v for k, v in data_options(text_fields, label_field, id_field, level, on_bad_row,
+                                                           split).items() if v is not None}}
+    if model is not None:
+        cli["model"] = model
+    if seed is not None:
+        cli["seed"] = seed
+    if members is not None:
+        if model == "router":
+            cli["router"] = {"members": members}
+        else:
+            cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
+    transformer_cli = {"arch": arch, "tokenizer": tokenizer}
+    if any(v is not None for v in transformer_cli.values()):
+        cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
+    cfg = resolve(TrainConfig, config, cli, set_)
+    from patentcpc.training import training_kind  # noqa: PLC0415
+
+    kind = {"linear": "linear", "scheme": "linear"}.get(training_kind(cfg), training_kind(cfg))
+    check_train_output(output, kind, resume, overwrite,
+                        [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
+    if kind == "linear":  # seconds to minutes, no progress bar of its own
+        with console.status(f"training {cfg.model} (linear)…"):
+            result = train_model(cfg, data, eval_data, output, resume=resume)
+    else:
+        result = train_model(cfg, data, eval_data, output, resume=resume)
+    out.print(f"saved {result.model.kind} model ({len(result.model.labels)} labels) to {output}")
+    if result.overlap is not None and result.overlap.any:
+        warn(result.overlap.message(str(data), str(eval_data)))
+    n_skipped = (getattr(result.model.manifest, "training_data", None) or {}).get("n_skipped")
+    if n_skipped:
+        console.print(f"[yellow]skipped {n_skipped} bad row(s)[/] of {data} (--on-bad-row skip)", highlight=False)
+    if result.metrics:
+        print_metrics(result.metrics)

@@ -1,0 +1,142 @@
+"""The run folder of a transformer training run (it becomes the model folder): checkpoints with
+their ``COMMITTED`` markers, ``--resume``, the JSON-lines metrics log, and the final atomic write.
+
+Checkpoints live in ``<output>/checkpoints/checkpoint-<step>``; a checkpoint counts only once its
+``COMMITTED`` marker is written (after everything else), so a run killed while saving resumes from
+the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from patentcpc.errors import ConfigError
+from patentcpc.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+METRICS_LOG = "metrics.jsonl"
+COMMITTED = "COMMITTED"
+RUN_CONFIG = "run_config.json"
+
+
+def callbacks(run_dir: Path) -> list:
+    """The Hugging Face Trainer callbacks of a run: the metrics log and the checkpoint commit marker."""
+    from transformers import TrainerCallback  # noqa: PLC0415
+
+    class JsonlLogger(TrainerCallback):
+        """Every log record (training loss, evaluation metrics) as one JSON line."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            path = run_dir / LOGS / METRICS_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rec = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, default=float) + "\n")
+
+    class CommitCheckpoint(TrainerCallback):
+        """Mark a checkpoint complete once the Trainer has written all of it."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    atomic_write_text(ckpt / COMMITTED, f"{state.global_step}\n")
+
+    return [JsonlLogger(), CommitCheckpoint()]
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The committed checkpoint with the highest step in ``folder`` (None if there is none)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / COMMITTED).exists() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, run_config: dict, main: bool) -> Path | None:
+    """Clean or check ``run_dir`` (checkpoints + logs); returns the checkpoint to resume from."""
+    ckpt_dir = run_dir / CHECKPOINTS
+    if not resume:
+        if main:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            shutil.rmtree(run_dir / LOGS, ignore_errors=True)
+        return None
+    ckpt = last_checkpoint(ckpt_dir)
+    if ckpt is None:
+        log.warning("--resume: no committed checkpoint in %s, starting from scratch", ckpt_dir)
+        return None
+    saved = ckpt_dir / RUN_CONFIG
+    if saved.exists() and json.loads(saved.read_text()) != run_config:
+        raise ConfigError(f"--resume: the configuration differs from the one {ckpt_dir} was trained with")
+    if main:
+        step = int(ckpt.name[11:])
+        for p in ckpt_dir.glob("checkpoint-*"):  # partial checkpoints written after the last commit
+            if p.name[11:].isdigit() and int(p.name[11:]) > step:
+                shutil.rmtree(p, ignore_errors=True)
+        truncate_log(run_dir / LOGS / METRICS_LOG, step)
+    return ckpt
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after ``step`` by a run that was killed."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def write_run_config(run_dir: Path, run_config: dict) -> None:
+    """Mark ``run_dir`` as a model folder (an unfinished run is one too: ``--resume``) and save the
+    configuration a ``--resume`` must match."""
+    from patentcpc.io import MARKER, write_marker  # noqa: PLC0415
+
+    if not (run_dir / MARKER).exists():
+        write_marker(run_dir, "model")
+    atomic_write_text(run_dir / CHECKPOINTS / RUN_CONFIG, json.dumps(run_config, default=str))
+
+
+def write_model_folder(model, run_dir: Path, keep_checkpoints: bool) -> None:
+    """Save atomically: weights + manifest + logs (+ curves PNG), checkpoints only if asked."""
+    from patentcpc.explain import save_index  # noqa: PLC0415
+    from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
+
+    logs = run_dir / LOGS
+    with atomic_dir(run_dir, kind="model") as tmp:
+        model.save_weights(tmp)
+        save_index(model, tmp)
+        write_manifest(tmp, model.manifest)
+        if logs.is_dir():
+            shutil.copytree(logs, tmp / LOGS)
+            try:
+                from patentcpc.plots import plot_training_curves  # noqa: PLC0415
+
+                plot_training_curves(tmp / LOGS / METRICS_LOG, tmp / LOGS / "curves.png")
+            except (ImportError, ValueError) as exc:  # plotting is optional
+                log.warning("no training curves: %s", exc)
+        if keep_checkpoints and (run_dir / CHECKPOINTS).is_dir():
+            shutil.copytree(run_dir / CHECKPOINTS, tmp / CHECKPOINTS)
+
+
+def check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
+    """Before training a ``kind`` model into ``output``: ``--resume`` and ``--overwrite`` make sense
+    together with what is there (never into a folder patentcpc did not write)."""
+    from patentcpc.io import check_model_output  # noqa: PLC0415
+
+    if resume and overwrite:
+        raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
+    if resume and kind != "transformer":
+        raise ConfigError(f"--resume continues a transformer run; a {kind} model trains in one go "
+                          "(use --overwrite to replace the model at --output)")
+    check_model_output(output, inputs, resume=resume, overwrite=overwrite)
+    if resume and (output / "manifest.json").exists() and last_checkpoint(output / CHECKPOINTS) is None:
+        raise ConfigError(f"{output}: a finished model without checkpoints: nothing to --resume "
+                          "(use --overwrite to replace it)")

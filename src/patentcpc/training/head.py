@@ -1,0 +1,104 @@
+"""The classification head of an encoder (or decoder) classifier around fine-tuning:
+
+* a probe start (``head_init: probe``): the head fitted as a one-vs-rest logistic regression on the
+  frozen pooled embeddings before fine-tuning ("LP-FT", Kumar et al., ICLR 2022);
+* WiSE-FT (Wortsman et al., CVPR 2022): the fine-tuned weights interpolated with that start;
+* the class-balanced re-fit of the head on the final embeddings (``refit_head``).
+
+Everything goes through the model's public methods (:class:`~patentcpc.models.network.PooledHeadModel`:
+``pooled_embeddings``, ``set_head``, ``network_state``, ...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from patentcpc.config import TransformerConfig
+from patentcpc.training.batches import dense_rows
+
+
+def pooled_embeddings(model, ds, batch_size: int = 64) -> torch.Tensor:
+    """Frozen pooled encoder output of every row of an encoded dataset (in order)."""
+    return model.pooled_embeddings(ds, batch_size)
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int = 200,
+              balanced: bool = False, dtype: torch.dtype = torch.float32,
+              device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-vs-rest L2 logistic regression ``sum(weight * logloss) + ||W||^2 / (2C)`` fitted with
+    L-BFGS (deterministic); weight 1, or with ``balanced`` ``n / (2 n_pos)`` on a label's positives
+    and ``n / (2 n_neg)`` on its negatives (scikit-learn's ``class_weight="balanced"``). In
+    ``dtype`` (float32: half the memory and time of float64) on ``device`` (default: x's).
+    Returns (weight (L, H), bias (L,)) float32 on the CPU."""
+    n, h = x.shape
+    device = torch.device(device) if device is not None else x.device
+    xd, yd = x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+    w = torch.zeros(y.shape[1], h, dtype=dtype, device=device, requires_grad=True)
+    prior = yd.mean(0).clamp(1e-4, 1 - 1e-4)
+    b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
+    sample_w = None
+    if balanced:
+        n_pos = yd.sum(0).clamp(min=1)
+        sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = xd @ w.T + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, weight=sample_w, reduction="sum")
+                + (w * w).sum() / (2 * C)) / n
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().float().cpu(), b.detach().float().cpu()
+
+
+def fit_head(model, ds, y, tcfg: TransformerConfig, refit: bool = False) -> None:
+    """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``: with
+    ``probe_C`` / ``probe_class_weight``, or for the re-fit after fine-tuning (``refit``) with
+    ``refit_C`` / ``refit_class_weight``; on at most ``probe_max_docs`` documents, float32, on the
+    model's device. ``y``: the labels of ``ds``, dense or SciPy sparse (made dense for the sample)."""
+    rows = None
+    if tcfg.probe_max_docs and len(ds) > tcfg.probe_max_docs:  # bounded memory on large corpora
+        rows = np.sort(np.random.default_rng(0).choice(len(ds), tcfg.probe_max_docs, replace=False))
+        ds = ds.select(rows)
+    y = dense_rows(y, rows)
+    x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
+    C, weight = (tcfg.refit_C, tcfg.refit_class_weight) if refit else (tcfg.probe_C, tcfg.probe_class_weight)
+    w, b = fit_probe(x, torch.as_tensor(y), C, balanced=weight == "balanced", device=model.head_device)
+    model.set_head(w, b)
+
+
+def wise_start(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> dict[str, torch.Tensor]:
+    """Load WiSE-FT's starting point into ``model`` and return a copy of its weights: the pretrained
+    encoder ``base_model`` with a probe head fitted on its frozen embeddings of ``ds`` (the LP-FT start)."""
+    model.load_pretrained_encoder(base_model)
+    fit_head(model, ds, y, tcfg)
+    return model.network_state()
+
+
+def interpolate_weights(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                        alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * start + alpha * tuned`` for every floating-point tensor (others from ``tuned``)."""
+    return {k: ((1 - alpha) * start[k] + alpha * v) if v.is_floating_point() else v for k, v in tuned.items()}
+
+
+def wise_interpolate(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """WiSE-FT (Wortsman et al., CVPR 2022): replace the fine-tuned weights by
+    ``(1 - a) * start + a * fine-tuned`` (:func:`wise_start`), ``a = tcfg.wise_alpha``."""
+    tuned = model.network_state()
+    start = wise_start(model, base_model, ds, y, tcfg)
+    model.load_network_state(interpolate_weights(start, tuned, tcfg.wise_alpha))
+
+
+def init_head(model, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+    """Initialize the classification head as ``tcfg.head_init`` says."""
+    if tcfg.head_init == "random":
+        return
+    if tcfg.head_init == "prior":
+        prior = torch.as_tensor(np.asarray(y.mean(0), dtype=np.float32).ravel()).clamp(1e-4, 1 - 1e-4)
+        model.set_head(bias=torch.log(prior / (1 - prior)))
+        return
+    fit_head(model, ds, y, tcfg)
