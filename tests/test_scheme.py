@@ -91,6 +91,10 @@ def test_quickstart(monkeypatch, tmp_path):
     res = runner.invoke(app, ["quickstart", "--model-dir", str(tmp_path / "qs"), "--text",
                               "a plough with tines for working soil"])
     assert res.exit_code == 0 and "saved" not in res.output and "A01B" in res.output
+    # the cold-start model is not calibrated: the legend must not call its scores probabilities
+    legend = " ".join(res.output.split())
+    assert "raw margin (not calibrated)" in legend and "score at or above" in legend
+    assert "probability" not in legend
 
 
 def test_scheme_model_uses_scheme_linear_settings_unless_configured(monkeypatch):

@@ -143,7 +143,8 @@ def print_prediction(res: dict, score_type: str = "probability") -> None:
                       shorten(p["title"] or "—", 80), path)
     out.print(table)
     legend = LEGEND if score_type == "probability" else LEGEND.replace(
-        "the model's probability", f"the model's raw {score_type} (not calibrated)")
+        "the model's probability", f"the model's raw {score_type} (not calibrated)").replace(
+        "assigned (✓): probability at or above", "assigned (✓): score at or above")
     out.print(legend, highlight=False, soft_wrap=True)
     evidence = [(p["code"], p["evidence"]) for p in res["predictions"] if p.get("evidence") is not None]
     for code, ev in evidence:
