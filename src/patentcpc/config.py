@@ -245,7 +245,9 @@ class CalibrationConfig:
     models) or the validation split (transformers). ``method``: platt, platt-gap (Platt on the
     score and its lead over the best other label), temperature, isotonic or none; ``scope``:
     shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every document) or all
-    label/document pairs. Defaults measured in benchmarks/calibration.md."""
+    label/document pairs. The out-of-fold folds are stratified like evaluation splits;
+    ``known_only``: fit only on documents with at least one gold label the scoring model knew.
+    Defaults measured in benchmarks/calibration.md."""
 
     method: str = "platt-gap"
     scope: str = "shared"
@@ -253,6 +255,7 @@ class CalibrationConfig:
     top_k: int = 5
     cv_folds: int = 5
     min_support: int = 10
+    known_only: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
