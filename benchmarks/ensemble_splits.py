@@ -92,6 +92,27 @@ def fusions(ens_folder: Path, test: Path) -> dict:
     return out
 
 
+def no_refit(root: Path, members: list[str]) -> Path | None:
+    """The ensemble *before* the re-fit, from the command's part members when they were saved
+    (``root/part_members``, copied from the command's work folder while it re-fits): the same
+    :func:`fit_ensemble` on the same inner held-out part (``split_data(train, (0.8, 0.2), 42)``)."""
+    from patentcpc.config import EnsembleConfig, TrainConfig  # noqa: PLC0415
+    from patentcpc.data import load_data, split_data  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.models.ensemble import fit_ensemble  # noqa: PLC0415
+
+    src, out = root / "part_members", root / "E_norefit"
+    if not (src / "part-member-1" / "manifest.json").exists():
+        return None
+    if not (out / "manifest.json").exists():
+        cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=members))
+        _, held = split_data(load_data(root / "train.jsonl"), (1 - cfg.ensemble.valid_fraction,
+                                                               cfg.ensemble.valid_fraction), cfg.seed)
+        parts = [load_model(src / f"part-member-{i}") for i in range(len(members))]
+        fit_ensemble(parts, held, cfg, members, {"extra": {"model_name": "ensemble"}}).save(out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -120,6 +141,15 @@ def main() -> None:
             res[name] = {k: m.get(k) for k in KEYS}
             print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
                   flush=True)
+        norefit = no_refit(root, ["tfidf", minilm])
+        if norefit is not None:
+            for name, folder in (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
+                                 ("minilm, part", norefit / "member-1")):
+                m = evaluate(folder, test)
+                res[name] = {k: m.get(k) for k in KEYS}
+                print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
+                      flush=True)
+            res["weights, no re-fit"] = json.loads((norefit / "ensemble.json").read_text())["members"]
         res["fusions"] = fusions(ens, test)
         for k, v in res["fusions"].items():
             if isinstance(v, dict):
