@@ -236,15 +236,26 @@ def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=N
                     threshold_min_support: int = 50) -> np.ndarray:
     """Fit ``model``'s calibrator on validation ``raw`` scores and ``gold`` labels (stored in its
     manifest), then tune its global and per-label thresholds on the calibrated scale. Returns the
-    calibrated validation scores. ``cfg`` is a :class:`~patentcpc.config.CalibrationConfig`."""
+    calibrated validation scores. ``cfg`` is a :class:`~patentcpc.config.CalibrationConfig`; with
+    ``cfg.known_only`` the calibrator is fitted only on the documents with at least one gold label
+    the scoring model knew (``raw.known`` of :func:`out_of_fold_scores`, else the model's labels):
+    the others can never be hits and are what a small training set's folds over-represent."""
     from patentcpc.config import CalibrationConfig  # noqa: PLC0415
     from patentcpc.metrics import tune_global_threshold, tune_label_thresholds  # noqa: PLC0415
 
     cfg = cfg or CalibrationConfig()
     labels = model.labels
     y = multi_hot(gold, labels)
-    cal = fit_calibrator(raw, y, raw_score_type or model.manifest.score_type, cfg.method, cfg.scope, cfg.fit_on,
-                         cfg.top_k, cfg.min_support)
+    known = getattr(raw, "known", None)
+    raw = np.asarray(raw)
+    rows = np.ones(len(y), dtype=bool)
+    if cfg.known_only:
+        rows = (y.sum(1) > 0) if known is None else np.asarray(known, dtype=bool)
+        if not rows.any():
+            rows[:] = True
+    cal = fit_calibrator(raw[rows], y[rows], raw_score_type or model.manifest.score_type, cfg.method, cfg.scope,
+                         cfg.fit_on, cfg.top_k, cfg.min_support)
+    cal.info["n_docs_excluded"] = int((~rows).sum())
     model.manifest.extra = {**model.manifest.extra, "calibration": cal.to_dict()}
     probs = model.calibrate(raw)
     if len(gold):
@@ -255,18 +266,30 @@ def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=N
     return probs
 
 
+class OutOfFoldScores(np.ndarray):
+    """Out-of-fold raw scores (an ndarray) that also carry ``known``: for every row, whether the
+    model that scored it (its fold's) knew at least one of the row's gold labels.
+    :func:`calibrate_model` fits the calibrator on those rows only (``calibration.known_only``)."""
+
+    known: np.ndarray | None = None
+
+    def __array_finalize__(self, obj) -> None:  # slices and copies keep no stale mask
+        self.known = None
+
+
 def out_of_fold_scores(fit, texts: Sequence[str], gold: Sequence[Sequence[str]], labels: Sequence[str],
-                       folds: int = 5, seed: int = 42) -> np.ndarray:
+                       folds: int = 5, seed: int = 42, stratify: bool = True) -> OutOfFoldScores:
     """Raw scores of every training document from a model fitted without it: ``fit(texts, gold)``
     returns a model (with ``labels`` and ``raw_scores``); labels a fold's model never saw get the
-    row's lowest score."""
+    row's lowest score. ``stratify``: folds by multi-label iterative stratification (as
+    :func:`patentcpc.data.split_data` makes evaluation splits: every fold's model sees the rare
+    labels of the others), else a seeded random partition. The result's ``known`` marks the rows
+    whose fold model knew at least one of their gold labels."""
     n = len(texts)
     out = np.zeros((n, len(labels)), dtype=np.float64)
+    known = np.zeros(n, dtype=bool)
     index = {c: j for j, c in enumerate(labels)}
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    for k in range(folds):
-        test = np.sort(order[k::folds])
+    for test in _folds(gold, folds, seed, stratify):
         train = np.setdiff1d(np.arange(n), test)
         m = fit([texts[i] for i in train], [gold[i] for i in train])
         raw = np.asarray(m.raw_scores([texts[i] for i in test]), dtype=np.float64)
@@ -274,4 +297,25 @@ def out_of_fold_scores(fit, texts: Sequence[str], gold: Sequence[Sequence[str]],
         cols = [index[c] for c in m.labels]
         block[:, cols] = raw
         out[test] = block
-    return out
+        seen = set(m.labels)
+        known[test] = [not seen.isdisjoint(gold[i]) for i in test]
+    res = out.view(OutOfFoldScores)
+    res.known = known
+    return res
+
+
+def _folds(gold: Sequence[Sequence[str]], folds: int, seed: int, stratify: bool) -> list[np.ndarray]:
+    """The test rows of each fold (sorted)."""
+    n = len(gold)
+    if stratify and n >= folds:
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # noqa: PLC0415
+        from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+
+        y = MultiLabelBinarizer(sparse_output=False).fit_transform(gold).astype(np.uint8)
+        if y.shape[1]:
+            kf = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+            parts = [np.sort(t) for _, t in kf.split(np.zeros(n), y)]
+            if all(len(p) for p in parts):
+                return parts
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(order[k::folds]) for k in range(folds)]

