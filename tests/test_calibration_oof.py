@@ -102,3 +102,21 @@ def test_known_only_on_validation_data_drops_documents_with_only_unknown_codes()
     model = _Plain(Manifest(kind="plain", labels=labels, score_type="margin"))
     calibrate_model(model, raw, gold, CalibrationConfig(method="platt"))
     assert model.manifest.extra["calibration"]["info"]["n_docs_excluded"] == len(raw) // 4
+
+
+def test_folds_fall_back_to_random_above_the_stratification_budget(monkeypatch):
+    """Iterative stratification costs ~documents x labels; above the budget the folds are the seeded
+    random partition (a 20k-document group-level run would otherwise spend minutes here)."""
+    from patentcpc import calibration
+
+    gold = [["A"], ["A"], ["B"], ["B"], ["C"], ["C"], ["D"], ["D"], ["E"]]
+    order = np.random.default_rng(0).permutation(9)
+    random_parts = [np.sort(order[k::2]).tolist() for k in range(2)]
+    monkeypatch.setattr(calibration, "STRATIFY_MAX_CELLS", 9 * 5 - 1)
+    assert [p.tolist() for p in calibration._folds(gold, 2, 0, True)] == random_parts
+    monkeypatch.setattr(calibration, "STRATIFY_MAX_CELLS", 9 * 5)
+    strat = calibration._folds(gold, 2, 0, True)
+    where = np.zeros(9, dtype=int)
+    for k, rows in enumerate(strat):
+        where[rows] = k
+    assert all(where[i] != where[i + 1] for i in range(0, 8, 2))

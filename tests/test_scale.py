@@ -262,6 +262,17 @@ def test_holdout_split_is_seeded_disjoint_and_bounded():
     assert len(holdout_split(texts, labels, 10_000, seed=3)[2][0]) == 100  # at most a tenth
 
 
+def test_holdout_split_never_takes_a_rare_label_out_of_training():
+    from patentcpc.training.linear import holdout_split
+
+    texts = [f"doc {i}" for i in range(2000)]
+    labels = [[f"L{i % 5}"] + ([f"R{i}"] if i % 50 == 0 else []) for i in range(2000)]  # R*: once each
+    kept_t, kept_l, (held_t, held_l) = holdout_split(texts, labels, 500, seed=0)
+    assert len(held_t) == 200
+    assert not any(c.startswith("R") for ls in held_l for c in ls)
+    assert {c for ls in kept_l for c in ls} == {c for ls in labels for c in ls}
+
+
 def test_large_linear_run_fits_once_and_calibrates_on_a_held_out_part(tmp_path, monkeypatch):
     """Above calibration.cv_max_docs the linear model is fitted once (no k-fold refits) and
     calibrated on held-out documents it never saw; auto picks label trees above tree_min_docs."""
@@ -310,3 +321,34 @@ def test_omikuji_logs_never_reach_stdout(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert "omikuji" not in out and "INFO" not in out, out
     assert "omikuji" in err  # still shown, on stderr
+
+
+@pytest.mark.parametrize("tied_rows", [200, 170])
+def test_label_thresholds_keep_the_global_one_when_no_value_is_allowed(tied_rows):
+    """A tie group above the cap (e.g. Omikuji's zeros outside its top codes): no per-label value
+    is allowed, so the global threshold stays; never the column's lowest score (every document)."""
+    n = 200
+    scores = np.zeros((n, 1), dtype=np.float32)
+    scores[:tied_rows, 0] = 0.8
+    gold = [["A01B"] if i % 4 == 0 else ["H04L"] for i in range(n)]  # 50 positives
+    for fn in (tune_label_thresholds, tune_label_thresholds_reference):
+        assert fn(scores, gold, ["A01B"], 0.5, min_support=5).tolist() == [0.5]
+
+
+def test_label_thresholds_keep_the_global_one_when_no_value_reaches_a_hit():
+    scores = np.zeros((100, 1), dtype=np.float32)
+    scores[:10, 0] = np.linspace(0.9, 0.99, 10)  # the top scores are all misses
+    gold = [["A01B"] if i >= 90 else ["H04L"] for i in range(100)]
+    for fn in (tune_label_thresholds, tune_label_thresholds_reference):
+        assert fn(scores, gold, ["A01B"], 0.5, min_support=5).tolist() == [0.5]
+
+
+def test_omikuji_log_redirect_survives_closed_stdout():
+    """A process whose stdout is closed (started with ``1>&-``) still trains/loads Omikuji models."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nos.close(1)\nfrom patentcpc.models.omikuji import logs_to_stderr\n"
+            "with logs_to_stderr():\n    pass\nprint('done', file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0 and "done" in r.stderr, r.stderr

@@ -304,15 +304,20 @@ def out_of_fold_scores(fit, texts: Sequence[str], gold: Sequence[Sequence[str]],
     return res
 
 
+STRATIFY_MAX_CELLS = 20_000_000  # documents x labels up to which out-of-fold folds are stratified
+
+
 def _folds(gold: Sequence[Sequence[str]], folds: int, seed: int, stratify: bool) -> list[np.ndarray]:
-    """The test rows of each fold (sorted)."""
+    """The test rows of each fold (sorted); stratified up to :data:`STRATIFY_MAX_CELLS` documents
+    x labels (e.g. 20k documents at subclass level), a seeded random partition above."""
     n = len(gold)
     if stratify and n >= folds:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # noqa: PLC0415
         from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
-        y = MultiLabelBinarizer(sparse_output=False).fit_transform(gold).astype(np.uint8)
-        if y.shape[1]:
+        y = MultiLabelBinarizer(sparse_output=True).fit_transform(gold)
+        if y.shape[1] and n * y.shape[1] <= STRATIFY_MAX_CELLS:  # iterative stratification: ~n x labels work
+            y = y.toarray().astype(np.uint8)
             kf = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
             parts = [np.sort(t) for _, t in kf.split(np.zeros(n), y)]
             if all(len(p) for p in parts):

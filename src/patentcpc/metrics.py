@@ -357,7 +357,8 @@ def tune_label_thresholds(scores: np.ndarray, gold: Sequence[Sequence[str]], voc
         best_f1 = f1.max(axis=0)
         is_best = f1 == best_f1[None, :]
         pick = n - 1 - np.argmax(is_best[::-1], axis=0)  # the lowest-scoring row reaching the best
-        out[js] = s[pick, np.arange(len(js))]
+        # no allowed value (a tie group above the cap) or no hit at all: the global threshold stays
+        out[js] = np.where(best_f1 > 0, s[pick, np.arange(len(js))], out[js])
     return out
 
 
@@ -372,7 +373,7 @@ def tune_label_thresholds_reference(scores: np.ndarray, gold: Sequence[Sequence[
     out = np.full(len(vocab), global_threshold, dtype=np.float64)
     for j in np.flatnonzero(y_true.sum(axis=0) >= min_support):
         s, t = scores[:, j], y_true[:, j]
-        best_f1, best_t = -1.0, global_threshold
+        best_f1, best_t = 0.0, global_threshold  # a value must reach some hit to replace it
         for cand in np.unique(s):
             pred = s >= cand
             if pred.sum() > max(1.0, max_predicted_ratio) * t.sum():

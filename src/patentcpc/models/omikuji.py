@@ -64,10 +64,20 @@ def logs_to_stderr() -> Iterator[None]:
     trained or loaded; inside this block they go to stderr, so stdout carries only patentcpc's own
     output (``evaluate --json``, predictions written to stdout)."""
     with _FD_LOCK:
-        sys.stdout.flush()
-        saved = os.dup(1)
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # stdout None or closed
+            sys.stdout.flush()
         try:
-            os.dup2(2, 1)
+            saved = os.dup(1)
+        except OSError:  # no file descriptor 1: nothing to protect
+            yield
+            return
+        try:
+            try:
+                os.dup2(2, 1)
+            except OSError:  # no stderr: the lines may as well be dropped than break the call
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.close(devnull)
             yield
         finally:
             os.dup2(saved, 1)

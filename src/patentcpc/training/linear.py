@@ -28,15 +28,18 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
-    learner = resolve_learner(cfg.linear, len(texts)) if cfg.model != "scheme" else "ovr"
+    # the cold-start scheme model keeps one-vs-rest unless a learner is named explicitly
+    learner = "ovr" if cfg.model == "scheme" and cfg.linear.learner == "auto" else resolve_learner(cfg.linear, len(texts))
     cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner))  # saved resolved
     if learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
         cls = model_class("omikuji")
     held_out = None
     if not eval_data and cfg.model != "scheme" and cfg.calibration.method != "none" \
             and len(texts) > cfg.calibration.cv_max_docs:  # large: calibrate on a held-out part, fit once
-        texts, labels, held_out = holdout_split(texts, labels, cfg.calibration.holdout_docs, cfg.seed)
-        train_info = {**train_info, "n_calibration_holdout": len(held_out[0])}
+        kept_texts, kept_labels, part = holdout_split(texts, labels, cfg.calibration.holdout_docs, cfg.seed)
+        if part[0]:  # else (every document carries a rare label): out-of-fold scores as below
+            texts, labels, held_out = kept_texts, kept_labels, part
+            train_info = {**train_info, "n_calibration_holdout": len(part[0])}
     model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
         "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
         "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
@@ -70,13 +73,23 @@ def resolve_learner(lcfg, n_docs: int) -> str:
     return "omikuji" if n_docs >= lcfg.tree_min_docs else "ovr"
 
 
-def holdout_split(texts, labels, n_holdout: int, seed: int):
+def holdout_split(texts, labels, n_holdout: int, seed: int, min_label_count: int = 10):
     """(texts, labels) without a seeded random sample of ``min(n_holdout, len // 10)`` documents,
-    and that sample as (texts, labels): the calibration data of a large linear run."""
+    and that sample as (texts, labels): the calibration data of a large linear run. The sample is
+    drawn only from documents whose every label occurs at least ``min_label_count`` times, so no
+    rare label leaves the training part (and the model's vocabulary) with it."""
+    from collections import Counter  # noqa: PLC0415
+
     n = len(texts)
     k = max(1, min(n_holdout, n // 10))
-    order = np.random.default_rng(seed).permutation(n)
-    held, keep = np.sort(order[:k]), np.sort(order[k:])
+    counts = Counter(c for ls in labels for c in set(ls))
+    eligible = np.array([i for i, ls in enumerate(labels) if ls and all(counts[c] >= min_label_count for c in ls)],
+                        dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.permutation(eligible)[:k])
+    mask = np.ones(n, dtype=bool)
+    mask[held] = False
+    keep = np.flatnonzero(mask)
     return ([texts[i] for i in keep], [labels[i] for i in keep],
             ([texts[i] for i in held], [labels[i] for i in held]))
 
