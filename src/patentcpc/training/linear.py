@@ -29,7 +29,8 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
     # the cold-start scheme model keeps one-vs-rest unless a learner is named explicitly
-    learner = "ovr" if cfg.model == "scheme" and cfg.linear.learner == "auto" else resolve_learner(cfg.linear, len(texts))
+    scheme_default = cfg.model == "scheme" and cfg.linear.learner == "auto"
+    learner = "ovr" if scheme_default else resolve_learner(cfg.linear, len(texts))
     cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner))  # saved resolved
     if learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
         cls = model_class("omikuji")
