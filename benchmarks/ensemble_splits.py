@@ -31,6 +31,15 @@ DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1")
 
 
+def report(res: dict, seed: int, test: Path, models) -> None:
+    """``patentcpc evaluate --json`` of each (name, folder) on ``test``: into ``res`` and printed."""
+    for name, folder in models:
+        m = evaluate(folder, test)
+        res[name] = {k: m.get(k) for k in KEYS}
+        print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
+              flush=True)
+
+
 def write_split(work: Path, seed: int) -> Path:
     from patentcpc.data import load_data, split_data  # noqa: PLC0415
     from patentcpc.inference import write_jsonl  # noqa: PLC0415
@@ -135,20 +144,12 @@ def main() -> None:
             print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
         res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
                "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
-        for name, folder in (("ensemble", ens), ("tfidf (member-0)", ens / "member-0"),
-                             ("minilm (member-1)", ens / "member-1")):
-            m = evaluate(folder, test)
-            res[name] = {k: m.get(k) for k in KEYS}
-            print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
-                  flush=True)
+        report(res, seed, test, (("ensemble", ens), ("tfidf (member-0)", ens / "member-0"),
+                                 ("minilm (member-1)", ens / "member-1")))
         norefit = no_refit(root, ["tfidf", minilm])
         if norefit is not None:
-            for name, folder in (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
-                                 ("minilm, part", norefit / "member-1")):
-                m = evaluate(folder, test)
-                res[name] = {k: m.get(k) for k in KEYS}
-                print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
-                      flush=True)
+            report(res, seed, test, (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
+                                     ("minilm, part", norefit / "member-1")))
             res["weights, no re-fit"] = json.loads((norefit / "ensemble.json").read_text())["members"]
         res["fusions"] = fusions(ens, test)
         for k, v in res["fusions"].items():

@@ -57,3 +57,23 @@ def tiny_jsonl(tmp_path: Path) -> Path:
                 fh.write(json.dumps({"patent_id": f"P{rep}{i:02d}", "title": text.split(" ")[0] + f" {rep}",
                                      "abstract": text, "cpc": cpc}) + "\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def linear_model():
+    """A TF-IDF model fitted on the tiny documents (twice each), one per test module."""
+    from patentcpc.models.linear import LinearCPCModel
+
+    return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
+
+
+@pytest.fixture(scope="module")
+def transformer_model():
+    """A random-init tiny ModernBERT over three codes (seeded), one per test module."""
+    import torch
+
+    from patentcpc.models.transformer import TransformerCPCModel
+
+    torch.manual_seed(0)
+    return TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=64,
+                                      dropout=0.0, device="cpu")

@@ -102,14 +102,6 @@ def test_progress_callback_counts_documents(tiny_models):
     assert sum(seen) == len(TEXTS)
 
 
-@pytest.fixture(scope="module")
-def linear_model():
-    from conftest import TINY_DOCS
-    from patentcpc.models.linear import LinearCPCModel
-
-    return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
-
-
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 @pytest.mark.parametrize("kind", ["linear", "transformer"])
 def test_stream_predict_writes_every_document_in_order(tmp_path, tiny_jsonl, linear_model, tiny_models, suffix,

@@ -26,24 +26,6 @@ from patentcpc.serving import BodyLimit, ServeConfig, create_app
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(scope="module")
-def linear_model():
-    from patentcpc.models.linear import LinearCPCModel
-
-    return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
-
-
-@pytest.fixture(scope="module")
-def transformer_model():
-    import torch
-
-    from patentcpc.models.transformer import TransformerCPCModel
-
-    torch.manual_seed(0)
-    return TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=64,
-                                      dropout=0.0, device="cpu")
-
-
 def _concurrent(app, bodies: list[bytes]) -> tuple[list[httpx.Response], dict]:
     async def main():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:

@@ -17,24 +17,6 @@ CFG = ServeConfig(max_docs=4, max_chars=500, max_body_bytes=4000, max_wait_ms=20
 
 
 @pytest.fixture(scope="module")
-def linear_model():
-    from patentcpc.models.linear import LinearCPCModel
-
-    return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
-
-
-@pytest.fixture(scope="module")
-def transformer_model():
-    import torch
-
-    from patentcpc.models.transformer import TransformerCPCModel
-
-    torch.manual_seed(0)
-    return TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=64,
-                                      dropout=0.0, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def client(linear_model):
     with TestClient(create_app(linear_model, CFG)) as c:
         yield c

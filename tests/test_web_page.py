@@ -18,15 +18,7 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TINY_DOCS
 from patentcpc.serving import STATIC_DIR, ServeConfig, create_app
-
-
-@pytest.fixture(scope="module")
-def linear_model():
-    from patentcpc.models.linear import LinearCPCModel
-
-    return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
 
 
 @pytest.fixture(scope="module")

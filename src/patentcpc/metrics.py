@@ -404,20 +404,15 @@ def top1_confidence(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: S
 def ece(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> float:
     """Expected calibration error over ``n_bins`` equal-width bins of [0, 1]: the bin-size
     weighted mean of |hit rate - mean confidence| (bins are [0, .1), ..., [.9, 1.0])."""
-    conf = np.asarray(conf, dtype=np.float64)
-    hit = np.asarray(hit, dtype=np.float64)
     if len(conf) == 0:
         return float("nan")
-    b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for k in range(n_bins):
-        m = b == k
-        if m.any():
-            total += m.sum() * abs(hit[m].mean() - conf[m].mean())
-    return float(total / len(conf))
+    bins = reliability_bins(conf, hit, n_bins)
+    return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["n"]) / len(conf))
 
 
 def reliability_bins(conf: np.ndarray, hit: np.ndarray, n_bins: int = 10) -> list[dict]:
+    """Per equal-width bin of [0, 1]: its bounds, documents, mean confidence and hit rate (None
+    when empty); the reliability plot and :func:`ece` read them."""
     conf = np.asarray(conf, dtype=np.float64)
     hit = np.asarray(hit, dtype=np.float64)
     b = np.minimum((np.clip(conf, 0, 1) * n_bins).astype(int), n_bins - 1)
