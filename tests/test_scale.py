@@ -352,3 +352,15 @@ def test_omikuji_log_redirect_survives_closed_stdout():
             "with logs_to_stderr():\n    pass\nprint('done', file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 0 and "done" in r.stderr, r.stderr
+
+
+def test_scale_settings_refuse_negative_sizes():
+    from patentcpc.config import CalibrationConfig, LinearConfig
+    from patentcpc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tree_min_docs"):
+        LinearConfig(tree_min_docs=-5)
+    with pytest.raises(ConfigError, match="cv_max_docs"):
+        CalibrationConfig(cv_max_docs=-1)
+    LinearConfig(tree_min_docs=0)
+    CalibrationConfig(cv_max_docs=0)

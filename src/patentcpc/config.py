@@ -94,6 +94,8 @@ class LinearConfig:
     tree_min_docs: int = 10_000
 
     def __post_init__(self) -> None:
+        if self.tree_min_docs < 0:
+            raise ConfigError(f"linear.tree_min_docs must be >= 0, not {self.tree_min_docs}")
         if self.learner not in ("auto", "ovr", "omikuji"):
             raise ConfigError(f"linear.learner must be 'auto', 'ovr' or 'omikuji', not '{self.learner}'")
         if self.classifier not in ("svc", "logreg"):
@@ -272,6 +274,8 @@ class CalibrationConfig:
             raise ConfigError(f"calibration.scope must be one of {', '.join(CALIBRATION_SCOPES)}, not '{self.scope}'")
         if self.fit_on not in ("top", "all"):
             raise ConfigError(f"calibration.fit_on must be 'top' or 'all', not '{self.fit_on}'")
+        if self.cv_max_docs < 0:
+            raise ConfigError(f"calibration.cv_max_docs must be >= 0, not {self.cv_max_docs}")
         if self.top_k < 1 or self.cv_folds < 2 or self.min_support < 1 or self.holdout_docs < 1:
             raise ConfigError("calibration.top_k, min_support and holdout_docs must be >= 1, cv_folds >= 2")
 
