@@ -74,7 +74,7 @@ def fusions(ens_folder: Path, test: Path) -> dict:
 
     ens = load_model(ens_folder)
     data = load_data(test, preferred_text_fields=ens.manifest.text_view.get("fields"))
-    ps = ens.member_scores(data.texts)
+    ps = ens.inputs(data.texts)  # members' probabilities, then neighbour votes (ens.input_names)
 
     def top1(s: np.ndarray) -> dict:
         r = precision_recall_f1_at_k(s, data.labels, ens.labels, (1,))
@@ -88,8 +88,8 @@ def fusions(ens_folder: Path, test: Path) -> dict:
         ranks = (-s).argsort(1).argsort(1)
         return 1.0 / (60 + ranks)
 
-    w = list(ens.weights)
-    out = {"saved weights": {"weights": w, **top1(combine(ps, w))},
+    w = list(ens.input_weights)
+    out = {"saved weights": {"weights": w, "inputs": ens.input_names, **top1(combine(ps, w))},
            "equal weights": top1(combine(ps, [1.0] * len(ps))),
            "mean of logits (saved weights)": top1(combine([logit(p) for p in ps], w)),
            "mean of logits (equal)": top1(combine([logit(p) for p in ps], [1.0] * len(ps))),

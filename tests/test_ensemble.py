@@ -109,3 +109,123 @@ def test_member_folder_outside_is_refused(ensemble_folder):
 def test_members_are_required(tiny_jsonl, tmp_path):
     with pytest.raises(ConfigError, match="--members"):
         train_model(TrainConfig(model="ensemble"), str(tiny_jsonl), None, tmp_path / "e")
+
+
+# ----------------------------------------------------------------------------- encoder members
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    """A random-init tiny BERT encoder folder (config + safetensors + tokenizer): a member spec."""
+    import torch
+
+    from patentcpc.models.transformer import TransformerCPCModel
+
+    torch.manual_seed(0)
+    m = TransformerCPCModel.create(["A01B"], arch="bert-tiny", max_length=64, device="cpu")
+    folder = tmp_path_factory.mktemp("encoder")
+    m.network.encoder.save_pretrained(folder)
+    m.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_crossfitted_ensemble_with_an_encoder_member(tiny_jsonl, encoder_folder, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert doc["format"] == 2 and "neighbours" not in doc["members"][0]
+    assert doc["members"][1]["neighbours"]["file"] == "neighbours-1.safetensors"
+    m = load_model(tmp_path / "ens")
+    assert m.input_names == ["member-0", "member-1", "member-1-neighbours"]
+    assert abs(m.input_weights.sum() - 1) < 1e-9
+    assert m.manifest.extra["ensemble"]["tuned_on"] == "cross-fitted, 2 folds"
+    assert len(m.neighbours[1].embeddings) == 24  # the final vote indexes all the training documents
+    texts = load_data(tiny_jsonl).texts[:6]
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5, atol=1e-6)
+    inputs = m.inputs(texts)
+    np.testing.assert_allclose(m.raw_scores(texts), combine(inputs, m.input_weights), rtol=1e-5, atol=1e-6)
+    assert all(len(r["predictions"]) <= 2 for r in predict_texts(m, texts, top_k=2))
+
+
+def test_scores_and_embeddings_is_one_pass_of_scores(transformer_model):
+    import torch
+
+    texts = ["a plough with tines", "a semiconductor wafer", "packet routing in networks of routers"]
+    scores, emb = transformer_model.scores_and_embeddings(texts, batch_size=2)
+    np.testing.assert_allclose(scores, transformer_model.scores(texts), rtol=1e-5, atol=1e-6)
+    enc = transformer_model.tokenizer(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = transformer_model.network.embed(enc["input_ids"], enc["attention_mask"], None)
+    np.testing.assert_allclose(emb, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_held_out_ensemble_rebuilds_votes_after_the_refit(tiny_jsonl, encoder_folder, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=0,
+                                                                valid_fraction=0.3),
+                      calibration=CalibrationConfig(cv_folds=2))
+    m = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
+    assert m.manifest.extra["ensemble"]["tuned_on"] == "held-out split"
+    assert len(m.neighbours[1].embeddings) == 24 and m.members[0].manifest.training_data["n_docs"] == 24
+
+
+def test_neighbour_file_outside_is_refused_and_format_1_loads(ensemble_folder):
+    folder, result = ensemble_folder
+    doc = json.loads((folder / "ensemble.json").read_text())
+    doc["format"] = 1  # ensembles saved before neighbour votes
+    (folder / "ensemble.json").write_text(json.dumps(doc))
+    assert load_model(folder).input_names == ["member-0", "member-1"]
+    doc["members"][1]["neighbours"] = {"file": "../n.safetensors", "weight": 0.5}
+    (folder / "ensemble.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="neighbours-N"):
+        load_model(folder)
+
+
+def test_weight_grid_is_coarsened_for_many_inputs():
+    from patentcpc.models.ensemble import MAX_GRID
+
+    labels = ["A", "B"]
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((6, 2)) for _ in range(6)]
+    w, grid = tune_weights(inputs, [["A"], ["B"]] * 3, labels, step=0.05)
+    assert len(grid) <= MAX_GRID and len(w) == 6 and abs(sum(w) - 1) < 1e-9
+
+
+@pytest.mark.parametrize("bad", [{"folds": -1}, {"folds": 21}, {"neighbours_k": 0}, {"neighbours_temperature": 0},
+                                 {"crossfit_max_docs": 0}])
+def test_ensemble_config_refuses_bad_values(bad):
+    with pytest.raises(ConfigError):
+        EnsembleConfig(**bad)
+
+
+def test_a_stopped_run_resumes_with_its_finished_members(tiny_jsonl, tmp_path, monkeypatch):
+    from patentcpc.training import ensemble as training_ensemble
+
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    real, calls = training_ensemble.fit_ensemble, []
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_ensemble, "fit_ensemble", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    work = tmp_path / ".ens.ensemble-work"
+    assert (work / "RUN.json").is_file() and (work / "all-member-1" / "manifest.json").is_file()
+    monkeypatch.setattr(training_ensemble, "fit_ensemble", real)
+    monkeypatch.setattr("patentcpc.training.train_model",
+                        lambda *a, **k: calls.append(a) or pytest.fail("a finished member was trained again"))
+    model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
+    assert not calls and not work.exists() and len(model.members) == 2
+
+
+def test_a_foreign_work_folder_is_refused(tiny_jsonl, tmp_path):
+    from patentcpc.io import OutputError
+
+    (tmp_path / ".ens.ensemble-work").mkdir()
+    (tmp_path / ".ens.ensemble-work" / "mine.txt").write_text("user data")
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"]))
+    with pytest.raises(OutputError, match="not written by patentcpc"):
+        train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    assert (tmp_path / ".ens.ensemble-work" / "mine.txt").read_text() == "user data"

@@ -295,14 +295,36 @@ class ExplainConfig:
 
 @dataclass
 class EnsembleConfig:
-    """``--model ensemble``: ``members`` (what ``--model`` accepts, e.g. ``tfidf`` or an encoder
-    folder), fitted on ``1 - valid_fraction`` of the data; weights and thresholds tuned on the
-    rest; ``refit``: re-train the members on all the data afterwards; ``weight_step``: grid step
-    of the member weights."""
+    """``--model ensemble`` (benchmarks/ensemble.md).
+
+    Args:
+        members: what ``--model`` accepts, e.g. ``tfidf`` or an encoder folder (at least two).
+        folds: cross-fitting: each member is trained ``folds`` times, each time without one fold,
+            and the weights, calibrator and thresholds are tuned on its predictions for the
+            documents left out (all of the data, each predicted by a model that did not see it);
+            then the members are trained once more on all the data. 0 or 1: one held-out part
+            (``valid_fraction``) instead, the members re-fitted on all the data afterwards when
+            ``refit``. With ``--eval-data``, that file is the held-out part and the members are
+            trained once, on all of ``--data``.
+        crossfit_max_docs: above this many documents a held-out part is used even when ``folds``
+            asks for cross-fitting (each fold is a full training run).
+        neighbours: add each encoder member's neighbour vote (the codes of the ``neighbours_k``
+            most similar training documents in its embedding space, softmax-weighted with
+            ``neighbours_temperature`` over cosine similarity) as one more weighted input; the
+            training documents' embeddings are stored with the ensemble (a seeded subset of at
+            most ``neighbours_max_docs``).
+        weight_step: grid step of the weights (coarser when the grid would be too large).
+    """
 
     members: list[str] = field(default_factory=list)
+    folds: int = 5
+    crossfit_max_docs: int = 20_000
     valid_fraction: float = 0.2
     refit: bool = True
+    neighbours: bool = True
+    neighbours_k: int = 20
+    neighbours_temperature: float = 0.05
+    neighbours_max_docs: int = 100_000
     weight_step: float = 0.05
 
     def __post_init__(self) -> None:
@@ -310,6 +332,13 @@ class EnsembleConfig:
             raise ConfigError(f"ensemble.valid_fraction must be in (0, 1), not {self.valid_fraction}")
         if not 0 < self.weight_step <= 0.5:
             raise ConfigError(f"ensemble.weight_step must be in (0, 0.5], not {self.weight_step}")
+        if not 0 <= self.folds <= 20:
+            raise ConfigError(f"ensemble.folds must be 0-20, not {self.folds}")
+        for name in ("crossfit_max_docs", "neighbours_k", "neighbours_max_docs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ensemble.{name} must be at least 1, not {getattr(self, name)}")
+        if not self.neighbours_temperature > 0:
+            raise ConfigError(f"ensemble.neighbours_temperature must be > 0, not {self.neighbours_temperature}")
 
 
 # ----------------------------------------------------------------------------- LLM classifiers and the router

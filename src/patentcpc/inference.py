@@ -296,14 +296,19 @@ class BatchPredictor:
                 pooled = sums / lens.to(self.device, hidden.dtype)[:, None]
             return net.head(pooled).float()
 
-    def logits_from_ids(self, ids: Sequence[Sequence[int]], progress: bool | Callable[[int], None] = False
-                        ) -> np.ndarray:
-        """Logits (len(ids), n_labels) in input order."""
+    def logits_from_ids(self, ids: Sequence[Sequence[int]], progress: bool | Callable[[int], None] = False,
+                        embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Logits (len(ids), n_labels) in input order. ``embeddings``: an array (len(ids), width)
+        that receives the pooled vectors the head reads, from the same forward passes."""
         import torch  # noqa: PLC0415
 
         out = np.zeros((len(ids), len(self.model.labels)), dtype=np.float32)
         if not len(ids):
             return out
+        pooled: list = []
+        hook = None
+        if embeddings is not None:
+            hook = self.model.network.head.register_forward_pre_hook(lambda _m, args: pooled.append(args[0]))
         bar = _progress_bar(len(ids), progress is True)
         step = bar.update if bar is not None else (progress if callable(progress) else None)
         forward = {None: self.forward_padded, "packed": self.forward_packed}.get(self.padding_free,
@@ -314,9 +319,13 @@ class BatchPredictor:
             with torch.inference_mode():
                 for idx in plan_batches([len(x) for x in ids], self.options.batch_size, self.options.token_budget):
                     out[idx] = forward([ids[i] for i in idx]).cpu().numpy()
+                    if embeddings is not None:
+                        embeddings[idx] = pooled.pop().float().cpu().numpy()
                     if step is not None:
                         step(len(idx))
         finally:
+            if hook is not None:
+                hook.remove()
             self.model.network.train(was_training)  # a trainer's evaluation leaves the mode as it was
             if bar is not None:
                 bar.close()

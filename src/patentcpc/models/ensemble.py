@@ -1,19 +1,28 @@
-"""Ensembles: members' calibrated probabilities combined with weights tuned on held-out data.
+"""Ensembles: members' calibrated probabilities (and neighbour votes) combined with weights tuned
+on data the members did not see.
 
 ``patentcpc train --model ensemble --members tfidf,PATH_OR_ID --data D --output E``: each member
-spec is what ``--model`` accepts. The members are fitted on a training part of ``D``
-(``1 - ensemble.valid_fraction``; with ``--eval-data`` on all of ``D``), the weights, the
-ensemble's own calibrator and its thresholds on the held-out part (or ``--eval-data``), then the
-members are re-fitted on all of ``D`` (``ensemble.refit``, default on; see benchmarks/ensemble.md).
+spec is what ``--model`` accepts. Training (:mod:`patentcpc.training.ensemble`) cross-fits the
+members (``ensemble.folds``) or holds out a part, tunes the weights, the ensemble's own calibrator
+and its thresholds on the members' predictions for documents they were not trained on, then keeps
+members trained on all of ``D`` (see benchmarks/ensemble.md).
+
+Every encoder member (a transformer) also brings a *neighbour vote*
+(:class:`~patentcpc.models.neighbours.NeighbourVote`): the codes of the training documents nearest
+to the text in that member's own embedding space, from the same encoder pass as its scores. It is
+one more weighted input, ``ensemble.neighbours`` turns it off.
 
 Folder layout (beside ``manifest.json``)::
 
-    ensemble.json     {"format": 1, "members": [{"folder": "member-0", "weight": 0.4, "spec": "tfidf"}, ...]}
+    ensemble.json     {"format": 2, "members": [{"folder": "member-0", "weight": 0.4, "spec": "tfidf"},
+                        {"folder": "member-1", "weight": 0.35, "spec": "...",
+                         "neighbours": {"file": "neighbours-1.safetensors", "weight": 0.25}}]}
     member-0/ ...     each a normal model folder (any kind)
+    neighbours-1.safetensors
 
-The ensemble's raw score of a label is ``sum_m w_m p_m`` over the members' calibrated
-probabilities (a member without the label contributes 0); its calibrator (in the manifest, like
-every kind's) maps that to the final probability.
+The ensemble's raw score of a label is ``sum_i w_i p_i`` over its inputs (members' calibrated
+probabilities, neighbour votes; an input without the label contributes 0); its calibrator (in the
+manifest, like every kind's) maps that to the final probability.
 """
 
 from __future__ import annotations
@@ -32,23 +41,32 @@ import numpy as np
 from patentcpc.errors import ModelError
 from patentcpc.models.artifact import Manifest, atomic_write_text
 from patentcpc.models.base import CPCModel
+from patentcpc.models.neighbours import NeighbourVote
 
 log = logging.getLogger(__name__)
 ENSEMBLE_FILE = "ensemble.json"
 _MEMBER_DIR = re.compile(r"^member-\d{1,3}$")
+_NEIGHBOUR_FILE = re.compile(r"^neighbours-\d{1,3}\.safetensors$")
+MAX_GRID = 2000  # weight vectors tried at most (the grid step doubles until it fits)
 
 
 class EnsembleCPCModel(CPCModel):
     kind = "ensemble"
 
     def __init__(self, manifest: Manifest, members: list[CPCModel], weights: Sequence[float],
-                 specs: Sequence[str] | None = None):
+                 specs: Sequence[str] | None = None, neighbours: Sequence[NeighbourVote | None] | None = None,
+                 neighbour_weights: Sequence[float] | None = None):
         super().__init__(manifest)
         if len(members) != len(weights) or not members:
             raise ModelError("an ensemble needs at least one member and one weight per member")
         self.members = list(members)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.specs = list(specs or [m.kind for m in members])
+        self.neighbours = list(neighbours or [None] * len(members))
+        self.neighbour_weights = np.asarray(neighbour_weights if neighbour_weights is not None
+                                            else [0.0] * len(members), dtype=np.float64)
+        if len(self.neighbours) != len(members) or len(self.neighbour_weights) != len(members):
+            raise ModelError("an ensemble needs one neighbour entry (or None) per member")
         index = {c: j for j, c in enumerate(self.labels)}
         self._columns = [np.array([index[c] for c in m.labels], dtype=np.int64) for m in self.members]
 
@@ -56,28 +74,67 @@ class EnsembleCPCModel(CPCModel):
     def union_labels(members: Sequence[CPCModel]) -> list[str]:
         return sorted({c for m in members for c in m.labels})
 
+    @property
+    def input_names(self) -> list[str]:
+        """The weighted inputs: ``member-i`` for every member, ``member-i-neighbours`` for every
+        neighbour vote (in this order; :attr:`input_weights` and :meth:`inputs` follow it)."""
+        return ([f"member-{i}" for i in range(len(self.members))]
+                + [f"member-{i}-neighbours" for i, v in enumerate(self.neighbours) if v is not None])
+
+    @property
+    def input_weights(self) -> np.ndarray:
+        extra = [w for v, w in zip(self.neighbours, self.neighbour_weights, strict=True) if v is not None]
+        return np.concatenate([self.weights, np.asarray(extra, dtype=np.float64)])
+
+    @input_weights.setter
+    def input_weights(self, weights: Sequence[float]) -> None:
+        w = [float(x) for x in weights]
+        n = len(self.members)
+        self.weights = np.asarray(w[:n], dtype=np.float64)
+        rest = iter(w[n:])
+        self.neighbour_weights = np.asarray([next(rest) if v is not None else 0.0 for v in self.neighbours])
+
+    def inputs(self, texts: Sequence[str], batch_size: int = 64, skip_unweighted: bool = False) -> list[np.ndarray]:
+        """Each input's scores on the ensemble's label columns (:attr:`input_names` order);
+        ``skip_unweighted``: inputs of weight 0 are zeros, not computed."""
+        texts = list(texts)
+        scores, votes = [], []
+        for m, cols, vote, w, wv in zip(self.members, self._columns, self.neighbours, self.weights,
+                                        self.neighbour_weights, strict=True):
+            s = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+            use_vote = vote is not None and not (skip_unweighted and wv == 0)
+            if len(texts) and use_vote:
+                s[:, cols], emb = m.scores_and_embeddings(texts, batch_size=batch_size)
+                votes.append(vote.aligned(emb, self.labels))
+            else:
+                if len(texts) and not (skip_unweighted and w == 0):
+                    s[:, cols] = m.scores(texts, batch_size=batch_size)
+                if vote is not None:
+                    votes.append(np.zeros_like(s))
+            scores.append(s)
+        return scores + votes
+
     def member_scores(self, texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
         """Each member's (calibrated) scores, aligned on the ensemble's label columns."""
-        out = []
-        for m, cols in zip(self.members, self._columns, strict=True):
-            s = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-            if len(texts):
-                s[:, cols] = m.scores(list(texts), batch_size=batch_size)
-            out.append(s)
-        return out
+        return self.inputs(texts, batch_size)[: len(self.members)]
 
     def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Weighted mean of the members' probabilities (then the ensemble's calibrator)."""
-        return combine(self.member_scores(texts, batch_size), self.weights).astype(np.float32)
+        """Weighted mean of the inputs (then the ensemble's calibrator)."""
+        return combine(self.inputs(texts, batch_size, skip_unweighted=True), self.input_weights).astype(np.float32)
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:
         entries = []
-        for i, (m, w, spec) in enumerate(zip(self.members, self.weights, self.specs, strict=True)):
+        for i, (m, w, spec, vote, wv) in enumerate(zip(self.members, self.weights, self.specs, self.neighbours,
+                                                       self.neighbour_weights, strict=True)):
             name = f"member-{i}"
             m.save(folder / name)
-            entries.append({"folder": name, "weight": float(w), "spec": spec, "kind": m.kind})
-        atomic_write_text(folder / ENSEMBLE_FILE, json.dumps({"format": 1, "members": entries}, indent=2) + "\n")
+            entry = {"folder": name, "weight": float(w), "spec": spec, "kind": m.kind}
+            if vote is not None:
+                vote.save(folder / f"neighbours-{i}.safetensors")
+                entry["neighbours"] = {"file": f"neighbours-{i}.safetensors", "weight": float(wv)}
+            entries.append(entry)
+        atomic_write_text(folder / ENSEMBLE_FILE, json.dumps({"format": 2, "members": entries}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> EnsembleCPCModel:
@@ -91,17 +148,27 @@ class EnsembleCPCModel(CPCModel):
             names = [e["folder"] for e in entries]
             weights = [float(e["weight"]) for e in entries]
             specs = [str(e.get("spec", "")) for e in entries]
+            votes = [e.get("neighbours") for e in entries]
+            vote_files = [v["file"] if v is not None else None for v in votes]
+            vote_weights = [float(v["weight"]) if v is not None else 0.0 for v in votes]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{file}: not a readable ensemble description ({str(exc).splitlines()[0]})") from None
-        if doc.get("format") != 1 or not entries:
+        if doc.get("format") not in (1, 2) or not entries:
             raise ModelError(f"{file}: unsupported format or no members")
         for name in names:  # only member-N folders inside this one: nothing outside is ever read
             if not isinstance(name, str) or not _MEMBER_DIR.match(name):
                 raise ModelError(f"{file}: member folder '{name}' is not of the form member-N")
-        if not all(np.isfinite(weights)) or min(weights) < 0:
+        for name in vote_files:
+            if name is not None and (not isinstance(name, str) or not _NEIGHBOUR_FILE.match(name)):
+                raise ModelError(f"{file}: neighbour file '{name}' is not of the form neighbours-N.safetensors")
+        if not all(np.isfinite(weights + vote_weights)) or min(weights + vote_weights) < 0:
             raise ModelError(f"{file}: member weights must be finite and >= 0")
         members = [load_model(folder / name, **kwargs) for name in names]
-        model = cls(manifest, members, weights, specs)
+        neighbours = [NeighbourVote.load(folder / f) if f is not None else None for f in vote_files]
+        for m, vote in zip(members, neighbours, strict=True):
+            if vote is not None and not hasattr(m, "scores_and_embeddings"):
+                raise ModelError(f"{file}: a neighbour vote needs an encoder member, not '{m.kind}'")
+        model = cls(manifest, members, weights, specs, neighbours, vote_weights)
         if model.labels != cls.union_labels(members) and not set(cls.union_labels(members)) <= set(model.labels):
             raise ModelError(f"{folder}: the members' labels are not covered by the manifest's")
         return model
@@ -127,8 +194,10 @@ def weight_grid(n: int, step: float) -> list[tuple[float, ...]]:
 
 def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[str]], labels: Sequence[str],
                  step: float = 0.05) -> tuple[tuple[float, ...], list[dict]]:
-    """The grid weights maximizing F1@1 on held-out data (ties: label ranking average
-    precision, then the more even weights). Returns (weights, the grid's results)."""
+    """The grid weights maximizing F1@1 + label ranking average precision on held-out data (ties:
+    the more even weights). LRAP reads every gold code's rank, so on a hundred documents it picks
+    steadier weights than F1@1 alone (benchmarks/ensemble.md). The grid step doubles until the
+    grid has at most ``MAX_GRID`` points. Returns (weights, the grid's results)."""
     from sklearn.metrics import label_ranking_average_precision_score  # noqa: PLC0415
 
     from patentcpc.calibration import multi_hot  # noqa: PLC0415
@@ -136,45 +205,55 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
 
     y = multi_hot(gold, labels)
     keep = y.sum(1) > 0
+    grid = weight_grid(len(member_scores), step)
+    while len(grid) > MAX_GRID:
+        step *= 2
+        grid = weight_grid(len(member_scores), step)
     results = []
-    for w in weight_grid(len(member_scores), step):
+    for w in grid:
         s = combine(member_scores, w)
         f1 = precision_recall_f1_at_k(s, gold, labels, (1,))["f1@1"]
         lrap = float(label_ranking_average_precision_score(y[keep], s[keep])) if keep.any() else 0.0
         results.append({"weights": list(w), "f1@1": f1, "lrap": lrap})
-    best = max(results, key=lambda r: (round(r["f1@1"], 9), round(r["lrap"], 9), -np.std(r["weights"])))
+    best = max(results, key=lambda r: (round(r["f1@1"] + r["lrap"], 9), -np.std(r["weights"])))
     return tuple(best["weights"]), results
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str],
-                 manifest_fields: dict | None = None) -> EnsembleCPCModel:
-    """Weights, calibrator and thresholds of an ensemble of fitted ``members`` on held-out data
-    ``held`` (a PatentData)."""
+def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manifest_fields: dict | None = None, *,
+                 neighbours: Sequence[NeighbourVote | None] | None = None,
+                 inputs: Sequence[np.ndarray] | None = None) -> EnsembleCPCModel:
+    """Weights, calibrator and thresholds of an ensemble of fitted ``members`` (and their
+    neighbour votes) on data they were not trained on: ``held`` (``.labels``, and ``.texts``
+    unless ``inputs`` gives the inputs' scores on them, aligned on the members' union labels,
+    e.g. cross-fitted ones)."""
     from patentcpc.calibration import calibrate_model  # noqa: PLC0415
 
     labels = EnsembleCPCModel.union_labels(members)
     fields = dict(manifest_fields or {})
     manifest = Manifest(kind="ensemble", labels=labels, score_type="probability", threshold=0.5, **fields)
-    model = EnsembleCPCModel(manifest, members, [1.0] * len(members), specs)
-    per_member = model.member_scores(held.texts)
-    weights, grid = tune_weights(per_member, held.labels, labels, cfg.ensemble.weight_step)
-    model.weights = np.asarray(weights)
-    raw = combine(per_member, weights)
+    model = EnsembleCPCModel(manifest, members, [1.0] * len(members), specs, neighbours, [1.0] * len(members))
+    inputs = list(inputs) if inputs is not None else model.inputs(held.texts)
+    weights, grid = tune_weights(inputs, held.labels, labels, cfg.ensemble.weight_step)
+    model.input_weights = weights
+    raw = combine(inputs, weights)
+    alone = {name: next(g["f1@1"] for g in grid if g["weights"][i] == 1.0)
+             for i, name in enumerate(model.input_names)}
+    best = max(grid, key=lambda g: g["weights"] == list(weights))
     model.manifest.extra = {**model.manifest.extra, "ensemble": {
-        "members": list(specs), "weights": list(weights), "n_heldout": len(held),
-        "heldout_f1@1": {"ensemble": max(r["f1@1"] for r in grid),
-                         **{f"member-{i}": r["f1@1"] for i, r in enumerate(
-                             [next(g for g in grid if g["weights"][i] == 1.0) for i in range(len(members))])}}}}
+        "members": list(specs), "inputs": model.input_names, "weights": list(weights), "n_heldout": len(held.labels),
+        "heldout_f1@1": {"ensemble": best["f1@1"], **alone}}}
     if cfg.calibration.method != "none":
         calibrate_model(model, raw, held.labels, cfg.calibration, "probability")
     return model
 
 
-def with_members(model: EnsembleCPCModel, members: list[CPCModel]) -> EnsembleCPCModel:
-    """The same weights, calibrator and thresholds over other (re-fitted) members."""
+def with_members(model: EnsembleCPCModel, members: list[CPCModel],
+                 neighbours: Sequence[NeighbourVote | None] | None = None) -> EnsembleCPCModel:
+    """The same weights, calibrator and thresholds over other (re-fitted) members and their
+    neighbour votes (default: the old votes)."""
     labels = EnsembleCPCModel.union_labels(members)
     manifest = dataclasses.replace(model.manifest, labels=labels)
     if labels != model.labels and model.manifest.label_thresholds is not None:
@@ -187,4 +266,5 @@ def with_members(model: EnsembleCPCModel, members: list[CPCModel]) -> EnsembleCP
             old_maps = dict(zip(model.labels, cal[key], strict=True))
             cal[key] = [old_maps.get(c) for c in labels]
         manifest.extra = {**manifest.extra, "calibration": cal}
-    return EnsembleCPCModel(manifest, members, model.weights, model.specs)
+    return EnsembleCPCModel(manifest, members, model.weights, model.specs,
+                            model.neighbours if neighbours is None else neighbours, model.neighbour_weights)

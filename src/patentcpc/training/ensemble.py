@@ -1,21 +1,38 @@
-"""Training an ensemble (``patentcpc train --model ensemble``): members fitted on a training part,
-weights, calibrator and thresholds on a held-out part (:func:`patentcpc.models.ensemble.fit_ensemble`),
-then the members re-fitted on all the data. The model kind itself is
-:class:`patentcpc.models.ensemble.EnsembleCPCModel`."""
+"""Training an ensemble (``patentcpc train --model ensemble``).
+
+The weights, the ensemble's calibrator and its thresholds must be tuned on member predictions for
+documents the members were not trained on (:func:`patentcpc.models.ensemble.fit_ensemble`). Three
+ways, in order of preference:
+
+- ``--eval-data``: the members are trained on all of ``--data``, tuned on that file;
+- cross-fitting (``ensemble.folds`` >= 2, up to ``ensemble.crossfit_max_docs`` documents): each
+  member is trained once per fold without it and predicts it, so every document of ``--data``
+  is a tuning document; then the members are trained on all of ``--data``;
+- a held-out part (``ensemble.valid_fraction``), the members re-fitted on all of ``--data``
+  afterwards (``ensemble.refit``).
+
+Each encoder member's neighbour vote is built from the documents that member was trained on.
+The model kind itself is :class:`patentcpc.models.ensemble.EnsembleCPCModel`."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 from patentcpc.errors import ConfigError
+from patentcpc.io import atomic_write_text
 from patentcpc.models.base import CPCModel
-from patentcpc.models.ensemble import fit_ensemble, with_members
+from patentcpc.models.ensemble import EnsembleCPCModel, combine, fit_ensemble, with_members
+from patentcpc.models.neighbours import NeighbourVote
 from patentcpc.results import TrainResult
 
 log = logging.getLogger(__name__)
@@ -26,34 +43,156 @@ def _member_cfg(cfg, spec: str):
                                explain=dataclasses.replace(cfg.explain, index=False))
 
 
-def _write_part(data, path: Path) -> str:
+def _write_part(texts: Sequence[str], gold: Sequence[Sequence[str]], path: Path) -> str:
     from patentcpc.inference import write_jsonl  # noqa: PLC0415
 
-    write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset), path)
+    write_jsonl(({"id": str(i), "text": t, "cpc_ids": ",".join(g)} for i, (t, g) in enumerate(zip(texts, gold,
+                                                                                                   strict=True))),
+                path)
     return str(path)
 
 
 def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: str) -> list[CPCModel]:
-    """Train one model per member spec on ``data_path`` (each with its own calibration)."""
+    """Train one model per member spec on ``data_path`` (each with its own calibration). A member
+    already complete in ``work`` (a run killed later, same data and configuration) is reused."""
+    from patentcpc.models import load_model  # noqa: PLC0415
     from patentcpc.training import train_model  # noqa: PLC0415
 
     members = []
     for i, spec in enumerate(specs):
         if spec == "ensemble":
             raise ConfigError("an ensemble member cannot itself be an ensemble")
-        log.info("ensemble: training member %d (%s) on %s", i, spec, tag)
         out = work / f"{tag}-member-{i}"
+        if (out / "manifest.json").exists():
+            log.info("ensemble: member %d (%s) on %s was trained before this run was stopped: reused", i, spec, tag)
+            members.append(load_model(out))
+            continue
+        log.info("ensemble: training member %d (%s) on %s", i, spec, tag)
+        shutil.rmtree(out, ignore_errors=True)  # a member stopped half-way (inside our work folder) starts again
         members.append(train_model(_member_cfg(cfg, spec), data_path, None, out).model)
     return members
+
+
+def work_folder(out: Path, stamp: dict) -> Path:
+    """``.<output name>.ensemble-work`` beside the output, with ``RUN.json`` = ``stamp`` (data
+    fingerprint and configuration). Kept when a run stops early, so the next run with the same
+    stamp reuses its finished members; a stale one of ours is emptied; a folder of that name that
+    patentcpc did not write is refused."""
+    from patentcpc.io import OutputError  # noqa: PLC0415
+
+    work = out.parent / f".{out.name}.ensemble-work"
+    marker = work / "RUN.json"
+    if work.exists() or work.is_symlink():
+        if work.is_symlink() or not marker.is_file():
+            raise OutputError(f"{work}: exists and was not written by patentcpc; remove it or choose another --output")
+        try:
+            same = json.loads(marker.read_text(encoding="utf-8")) == json.loads(json.dumps(stamp))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            log.info("ensemble: resuming in %s", work)
+            return work
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    atomic_write_text(marker, json.dumps(stamp, sort_keys=True))
+    return work
+
+
+def neighbour_votes(cfg, members: Sequence[CPCModel], texts: Sequence[str],
+                    gold: Sequence[Sequence[str]]) -> list[NeighbourVote | None]:
+    """Each encoder member's neighbour vote over the documents it was trained on (a seeded subset
+    of at most ``ensemble.neighbours_max_docs``); None for the other members or when off."""
+    ens = cfg.ensemble
+    if not ens.neighbours or not any(hasattr(m, "scores_and_embeddings") for m in members):
+        return [None] * len(members)
+    keep = np.arange(len(texts))
+    if len(keep) > ens.neighbours_max_docs:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(keep, ens.neighbours_max_docs, replace=False))
+    texts, gold = [texts[i] for i in keep], [gold[i] for i in keep]
+    votes = []
+    for m in members:
+        if hasattr(m, "scores_and_embeddings"):
+            log.info("ensemble: embedding %d training documents for the neighbour vote of %s", len(texts), m.kind)
+            votes.append(NeighbourVote.build(m.scores_and_embeddings(texts)[1], gold, ens.neighbours_k,
+                                             ens.neighbours_temperature))
+        else:
+            votes.append(None)
+    return votes
+
+
+def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[np.ndarray], list, list[str]]:
+    """Cross-fitted inputs: ``ensemble.folds`` stratified folds of ``full``; for each, the members
+    (and their neighbour votes) trained without it score it. Returns (each input's scores on all
+    documents, aligned on ``labels``; the documents' gold codes in the same order; ``labels``)."""
+    from patentcpc.data import split_data  # noqa: PLC0415
+    from patentcpc.models.artifact import Manifest  # noqa: PLC0415
+
+    k = cfg.ensemble.folds
+    parts = split_data(full, (1 / k,) * k, cfg.seed)
+    labels = sorted({c for g in full.labels for c in g})
+    inputs: list[list[np.ndarray]] = []
+    gold: list = []
+    for i, part in enumerate(parts):
+        rest = [p for j, p in enumerate(parts) if j != i]
+        texts = [t for p in rest for t in p.texts]
+        codes = [g for p in rest for g in p.labels]
+        log.info("ensemble: fold %d of %d (%d training, %d held-out documents)", i + 1, k, len(texts), len(part))
+        members = train_members(cfg, specs, _write_part(texts, codes, work / f"fold{i}.jsonl"), work, f"fold{i}")
+        votes = neighbour_votes(cfg, members, texts, codes)
+        scorer = EnsembleCPCModel(Manifest(kind="ensemble", labels=labels), members, [1.0] * len(members), specs,
+                                  votes, [1.0] * len(members))
+        inputs.append(scorer.inputs(part.texts))
+        gold += part.labels
+    return [np.concatenate(cols) for cols in zip(*inputs, strict=True)], gold, labels
+
+
+def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
+    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.training import evaluate_model  # noqa: PLC0415
+
+    held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
+    members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+    model = fit_ensemble(members, held, cfg, specs, fields,
+                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels))
+    return model, evaluate_model(model, held)
+
+
+def _fit_crossfitted(cfg, specs, full, work, fields):
+    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+
+    oof, gold, labels = crossfit_inputs(cfg, specs, full, work)
+    members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+    index = {c: j for j, c in enumerate(labels)}
+    cols = np.array([index[c] for c in EnsembleCPCModel.union_labels(members)])
+    inputs = [x[:, cols] for x in oof]
+    model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
+                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs)
+    scores = model.calibrate(combine(inputs, model.input_weights))
+    return model, evaluate_scores(scores, gold, model.labels, model.thresholds)
+
+
+def _fit_held_out(cfg, specs, full, work, fields):
+    from patentcpc.data import split_data  # noqa: PLC0415
+    from patentcpc.training import evaluate_model  # noqa: PLC0415
+
+    ens = cfg.ensemble
+    part, held = split_data(full, (1 - ens.valid_fraction, ens.valid_fraction), cfg.seed)
+    members = train_members(cfg, specs, _write_part(part.texts, part.labels, work / "part.jsonl"), work, "part")
+    model = fit_ensemble(members, held, cfg, specs, fields,
+                         neighbours=neighbour_votes(cfg, members, part.texts, part.labels))
+    metrics = evaluate_model(model, held)
+    if ens.refit:
+        members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+        model = with_members(model, members, neighbour_votes(cfg, members, full.texts, full.labels))
+    return model, metrics
 
 
 def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: str | os.PathLike | None = None,
                    **_: object):
     """``patentcpc train --model ensemble``; see the module docstring. Returns a TrainResult."""
     from patentcpc.config import to_dict  # noqa: PLC0415
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
+    from patentcpc.data import load_data  # noqa: PLC0415
     from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.training import evaluate_model  # noqa: PLC0415
 
     specs = [s.strip() for s in cfg.ensemble.members if s.strip()]
     if len(specs) < 2:
@@ -65,40 +204,28 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
         raise ConfigError("--output is required to train an ensemble")
     check_output_dir(output, "model", [data, eval_data])  # before the work
     full = load_data(data, **cfg.data.load_kwargs())
+    ens = cfg.ensemble
+    crossfit = not eval_data and ens.folds >= 2 and len(full) <= ens.crossfit_max_docs
+    refit = crossfit or (ens.refit and not eval_data)
+    how = str(eval_data) if eval_data else (f"cross-fitted, {ens.folds} folds" if crossfit else "held-out split")
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.members-"))
-    try:
-        if eval_data:
-            held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
-            part_path = _write_part(full, work / "all.jsonl")
-        else:
-            part, held = split_data(full, (1 - cfg.ensemble.valid_fraction, cfg.ensemble.valid_fraction), cfg.seed)
-            part_path = _write_part(part, work / "part.jsonl")
-        members = train_members(cfg, specs, part_path, work, "part")
-        train_info = {"source": str(data), "n_docs": len(full), "fingerprint": full.fingerprint(),
-                      "n_skipped": full.n_skipped, "eval_source": str(eval_data) if eval_data else "split",
-                      "n_eval_docs": len(held)}
-        model = fit_ensemble(members, held, cfg, specs, {
-            "label_level": cfg.data.level, "text_view": full.text_view, "training_data": train_info,
-            "config": to_dict(cfg), "extra": {"model_name": "ensemble"}})
-        metrics_held = evaluate_model(model, held)
-        if cfg.ensemble.refit and not eval_data:
-            members = train_members(cfg, specs, _write_part(full, work / "all.jsonl"), work, "all")
-            model = with_members(model, members)
-        model.manifest.extra["ensemble"]["refit_on_all"] = bool(cfg.ensemble.refit and not eval_data)
-        if cfg.explain.index:
-            from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+    work = work_folder(out, {"fingerprint": full.fingerprint(), "config": to_dict(cfg),
+                             "eval_data": str(eval_data) if eval_data else None})
+    fields = {"label_level": cfg.data.level, "text_view": full.text_view, "config": to_dict(cfg),
+              "extra": {"model_name": "ensemble"},
+              "training_data": {"source": str(data), "n_docs": len(full), "fingerprint": full.fingerprint(),
+                                "n_skipped": full.n_skipped, "eval_source": how}}
+    fit = (partial(_fit_with_eval_data, eval_data=eval_data) if eval_data
+           else _fit_crossfitted if crossfit else _fit_held_out)
+    model, metrics = fit(cfg, specs, full, work, fields)
+    model.manifest.extra["ensemble"].update(tuned_on=how, refit_on_all=refit)
+    if cfg.explain.index:
+        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
 
-            model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
-        metrics: dict = {}
-        if eval_data:
-            metrics = metrics_held
-            model.manifest.metrics = {"eval_data": str(eval_data), "thresholds_tuned_on_this_data": True, **metrics}
-        else:
-            model.manifest.metrics = {"eval_data": "held-out split (before the members' re-fit)",
-                                      "thresholds_tuned_on_this_data": True, **metrics_held}
-        model.save(out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return TrainResult(model, metrics, str(out), None)
+        model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
+    model.manifest.metrics = {"eval_data": how + (" (the members before the final training)" if refit else ""),
+                              "thresholds_tuned_on_this_data": True, **metrics}
+    model.save(out)
+    shutil.rmtree(work, ignore_errors=True)  # only once saved: a run that stops early keeps its finished members
+    return TrainResult(model, metrics if eval_data else {}, str(out), None)
