@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from patentcpc.cli import app
-from patentcpc.config import CalibrationConfig, EnsembleConfig, LinearConfig, TrainConfig
+from patentcpc.config import CalibrationConfig, EnsembleConfig, LinearConfig, TrainConfig, TransformerConfig
 from patentcpc.data import load_data, split_data
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.inference import predict_texts
@@ -114,6 +114,9 @@ def test_members_are_required(tiny_jsonl, tmp_path):
 # ----------------------------------------------------------------------------- encoder members
 
 
+QUICK = TransformerConfig(max_steps=2, batch_size=8)  # a few optimizer steps: the ensemble's plumbing is tested
+
+
 @pytest.fixture(scope="module")
 def encoder_folder(tmp_path_factory):
     """A random-init tiny BERT encoder folder (config + safetensors + tokenizer): a member spec."""
@@ -130,8 +133,9 @@ def encoder_folder(tmp_path_factory):
 
 
 def test_crossfitted_ensemble_with_an_encoder_member(tiny_jsonl, encoder_folder, tmp_path):
-    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2),
-                      calibration=CalibrationConfig(cv_folds=2))
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2,
+                                                                neighbours=True),
+                      calibration=CalibrationConfig(cv_folds=2), transformer=QUICK)
     result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
     doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert doc["format"] == 2 and "neighbours" not in doc["members"][0]
@@ -162,8 +166,8 @@ def test_scores_and_embeddings_is_one_pass_of_scores(transformer_model):
 
 def test_held_out_ensemble_rebuilds_votes_after_the_refit(tiny_jsonl, encoder_folder, tmp_path):
     cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=0,
-                                                                valid_fraction=0.3),
-                      calibration=CalibrationConfig(cv_folds=2))
+                                                                valid_fraction=0.3, neighbours=True),
+                      calibration=CalibrationConfig(cv_folds=2), transformer=QUICK)
     m = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
     assert m.manifest.extra["ensemble"]["tuned_on"] == "held-out split"
     assert len(m.neighbours[1].embeddings) == 24 and m.members[0].manifest.training_data["n_docs"] == 24

@@ -312,7 +312,8 @@ class EnsembleConfig:
             most similar training documents in its embedding space, softmax-weighted with
             ``neighbours_temperature`` over cosine similarity) as one more weighted input; the
             training documents' embeddings are stored with the ensemble (a seeded subset of at
-            most ``neighbours_max_docs``).
+            most ``neighbours_max_docs``). Off by default: it helped on cross-fitted predictions
+            but lowered F1@1 on held-out splits (benchmarks/ensemble.md).
         weight_step: grid step of the weights (coarser when the grid would be too large).
     """
 
@@ -321,7 +322,7 @@ class EnsembleConfig:
     crossfit_max_docs: int = 20_000
     valid_fraction: float = 0.2
     refit: bool = True
-    neighbours: bool = True
+    neighbours: bool = False
     neighbours_k: int = 20
     neighbours_temperature: float = 0.05
     neighbours_max_docs: int = 100_000

@@ -7,10 +7,10 @@ members (``ensemble.folds``) or holds out a part, tunes the weights, the ensembl
 and its thresholds on the members' predictions for documents they were not trained on, then keeps
 members trained on all of ``D`` (see benchmarks/ensemble.md).
 
-Every encoder member (a transformer) also brings a *neighbour vote*
-(:class:`~patentcpc.models.neighbours.NeighbourVote`): the codes of the training documents nearest
-to the text in that member's own embedding space, from the same encoder pass as its scores. It is
-one more weighted input, ``ensemble.neighbours`` turns it off.
+With ``ensemble.neighbours`` (off by default), every encoder member (a transformer) also brings a
+*neighbour vote* (:class:`~patentcpc.models.neighbours.NeighbourVote`): the codes of the training
+documents nearest to the text in that member's own embedding space, from the same encoder pass as
+its scores, as one more weighted input.
 
 Folder layout (beside ``manifest.json``)::
 

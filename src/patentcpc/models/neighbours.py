@@ -1,10 +1,10 @@
 """Nearest-neighbour label votes over an encoder's document embeddings.
 
-An ensemble keeps, for each encoder member, the member's pooled embeddings of its training
-documents and their codes. A new document's vote for a code is the softmax-weighted share of its
-``k`` most similar training documents (cosine similarity / ``temperature``) that carry the code:
-a second, instance-based reading of the same encoder, whose mistakes differ from the linear
-head's (benchmarks/ensemble.md, "Neighbour votes").
+With ``ensemble.neighbours`` an ensemble keeps, for each encoder member, the member's pooled
+embeddings of its training documents and their codes. A new document's vote for a code is the
+softmax-weighted share of its ``k`` most similar training documents (cosine similarity /
+``temperature``) that carry the code: a second, instance-based reading of the same encoder
+(benchmarks/ensemble.md, "Session 22").
 
 File (safetensors, no code)::
 
