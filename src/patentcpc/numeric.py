@@ -36,3 +36,23 @@ def pool(hidden, attention_mask, pooling: str = "cls"):
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def knn_label_votes(sims: np.ndarray, train_y: np.ndarray, k: int, weighting: str = "softmax",
+                    temperature: float = 0.05) -> np.ndarray:
+    """Label scores (queries x labels) from similarities to the training documents (queries x
+    train) and their label matrix (train x labels): the weighted share of the ``k`` nearest
+    neighbours that carry each label, in [0, 1]. ``weighting``: ``uniform``, ``similarity``
+    (cosine) or ``softmax`` (exp(sim / temperature))."""
+    sims = np.asarray(sims, dtype=np.float64)
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    s = np.take_along_axis(sims, top, axis=1)
+    if weighting == "uniform":
+        w = np.ones_like(s)
+    elif weighting == "similarity":
+        w = np.clip(s, 1e-6, None)
+    else:
+        w = np.exp((s - s.max(axis=1, keepdims=True)) / temperature)
+    w = w / w.sum(axis=1, keepdims=True)
+    return np.einsum("qk,qkl->ql", w, train_y[top].astype(np.float64))

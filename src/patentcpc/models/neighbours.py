@@ -16,6 +16,7 @@ File (safetensors, no code)::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
-from patentcpc.numeric import l2_normalize
+from patentcpc.numeric import knn_label_votes, l2_normalize
 
 FORMAT = "patentcpc-neighbours-1"
 
@@ -51,6 +52,14 @@ class NeighbourVote:
         unit = l2_normalize(np.asarray(embeddings, dtype=np.float32)).astype(np.float16)
         return cls(unit, indptr, indices, labels, k, temperature)
 
+    @functools.cached_property
+    def codes(self) -> np.ndarray:
+        """The training documents' codes as a dense boolean (n, len(labels)) matrix."""
+        y = np.zeros((len(self.embeddings), len(self.labels)), dtype=bool)
+        rows = np.repeat(np.arange(len(self.embeddings)), np.diff(self.label_indptr))
+        y[rows, self.label_indices] = True
+        return y
+
     def scores(self, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
         """(m, len(labels)) votes in [0, 1] of the m query embeddings (each row sums to at most
         the mean number of codes of the neighbours)."""
@@ -59,19 +68,10 @@ class NeighbourVote:
         out = np.zeros((len(queries), len(self.labels)), dtype=np.float64)
         if n == 0:
             return out
-        from scipy.sparse import csr_matrix  # noqa: PLC0415
-
-        k = min(self.k, n)
-        codes = csr_matrix((np.ones(len(self.label_indices)), self.label_indices, self.label_indptr),
-                           shape=(n, len(self.labels)))
+        emb_t = self.embeddings.T.astype(np.float32)  # once, not per chunk
         for start in range(0, len(queries), chunk):
-            sims = queries[start : start + chunk] @ self.embeddings.T.astype(np.float32)
-            nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            top = np.take_along_axis(sims, nn, 1) / self.temperature
-            w = np.exp(top - top.max(1, keepdims=True))
-            w /= w.sum(1, keepdims=True)
-            votes = csr_matrix((w.ravel(), nn.ravel(), np.arange(0, w.size + 1, k)), shape=(len(nn), n))
-            out[start : start + len(nn)] = (votes @ codes).toarray()
+            sims = queries[start : start + chunk] @ emb_t
+            out[start : start + len(sims)] = knn_label_votes(sims, self.codes, self.k, "softmax", self.temperature)
         return out
 
     def aligned(self, queries: np.ndarray, labels: Sequence[str]) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from patentcpc.errors import ConfigError, DataError, PatentCPCError
-from patentcpc.numeric import l2_normalize
+from patentcpc.numeric import knn_label_votes, l2_normalize
 
 RETRIEVAL_METRICS = ("ndcg@10", "map@100", "recall@100")
 Qrels = dict[str, dict[str, int]]
@@ -183,18 +183,7 @@ def knn_scores(sims: np.ndarray, train_y: np.ndarray, options: KNNOptions | None
     """Label scores (queries x labels) from similarities to the training documents (queries x train):
     the weighted share of the k nearest neighbours that carry each label, in [0, 1]."""
     opts = options or KNNOptions()
-    sims = np.asarray(sims, dtype=np.float64)
-    k = min(opts.k, sims.shape[1])
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    s = np.take_along_axis(sims, top, axis=1)
-    if opts.weighting == "uniform":
-        w = np.ones_like(s)
-    elif opts.weighting == "similarity":
-        w = np.clip(s, 1e-6, None)
-    else:
-        w = np.exp((s - s.max(axis=1, keepdims=True)) / opts.temperature)
-    w = w / w.sum(axis=1, keepdims=True)
-    return np.einsum("qk,qkl->ql", w, train_y[top].astype(np.float64))
+    return knn_label_votes(sims, train_y, opts.k, opts.weighting, opts.temperature)
 
 
 def linear_probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, C: float = 10.0,
