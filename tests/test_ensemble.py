@@ -13,6 +13,7 @@ from patentcpc.cli import app
 from patentcpc.config import CalibrationConfig, EnsembleConfig, LinearConfig, TrainConfig, TransformerConfig
 from patentcpc.data import load_data, split_data
 from patentcpc.errors import ConfigError, ModelError
+from patentcpc.explain import explain_predictions
 from patentcpc.inference import predict_texts
 from patentcpc.models import load_model
 from patentcpc.models.ensemble import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
@@ -106,6 +107,22 @@ def test_member_folder_outside_is_refused(ensemble_folder):
         load_model(folder)
 
 
+def test_a_linked_or_nested_member_is_refused(ensemble_folder, tmp_path):
+    import shutil
+
+    folder, _ = ensemble_folder
+    shutil.move(folder / "member-1", tmp_path / "moved")
+    (folder / "member-1").symlink_to(folder)  # would load itself forever
+    with pytest.raises(ModelError, match="not a folder inside"):
+        load_model(folder)
+    (folder / "member-1").unlink()
+    shutil.copytree(folder, tmp_path / "copy")  # an ensemble (not a bag) as a member
+    shutil.move(tmp_path / "moved", tmp_path / "copy" / "member-1")
+    shutil.copytree(tmp_path / "copy", folder / "member-1")
+    with pytest.raises(ModelError, match="is an ensemble"):
+        load_model(folder)
+
+
 def test_members_are_required(tiny_jsonl, tmp_path):
     with pytest.raises(ConfigError, match="--members"):
         train_model(TrainConfig(model="ensemble"), str(tiny_jsonl), None, tmp_path / "e")
@@ -196,7 +213,7 @@ def test_weight_grid_is_coarsened_for_many_inputs():
 
 
 @pytest.mark.parametrize("bad", [{"folds": -1}, {"folds": 21}, {"neighbours_k": 0}, {"neighbours_temperature": 0},
-                                 {"crossfit_max_docs": 0}])
+                                 {"crossfit_max_docs": 0}, {"bagging": True, "neighbours": True}])
 def test_ensemble_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
         EnsembleConfig(**bad)
@@ -233,3 +250,22 @@ def test_a_foreign_work_folder_is_refused(tiny_jsonl, tmp_path):
     with pytest.raises(OutputError, match="not written by patentcpc"):
         train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
     assert (tmp_path / ".ens.ensemble-work" / "mine.txt").read_text() == "user data"
+
+
+def test_bagging_keeps_each_members_fold_models(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2, bagging=True),
+                      calibration=CalibrationConfig(cv_folds=2))
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    texts = load_data(tiny_jsonl).texts[:5]
+    for member in m.members:  # a bag: two fold models, then the model of all 24 documents
+        assert member.kind == "ensemble" and len(member.members) == 3
+        assert [f.manifest.training_data["n_docs"] for f in member.members] == [12, 12, 24]
+        parts = [np.zeros((len(texts), len(member.labels))) for _ in member.members]
+        for part, f in zip(parts, member.members, strict=True):
+            part[:, [member.labels.index(c) for c in f.labels]] = f.scores(texts)
+        np.testing.assert_allclose(member.scores(texts), np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5, atol=1e-6)
+    assert not (tmp_path / ".ens.ensemble-work").exists()
+    res = explain_predictions(m, texts[:1], predict_texts(m, texts[:1], top_k=1))[0]
+    assert any(e["kind"] == "term" for e in res["predictions"][0]["evidence"])  # the all-data TF-IDF's terms

@@ -308,6 +308,11 @@ class EnsembleConfig:
             trained once, on all of ``--data``.
         crossfit_max_docs: above this many documents a held-out part is used even when ``folds``
             asks for cross-fitting (each fold is a full training run).
+        bagging: with cross-fitting, keep each member's fold models: the saved member is then the
+            mean of its fold models' and its all-data model's probabilities (a *bag*, itself an
+            equal-weight ensemble folder), which costs ``folds + 1`` times the member's inference
+            time and disk space. Off by default: over four held-out splits it lowered the
+            ensemble's F1@1 (0.518 against 0.522) and its calibration (benchmarks/ensemble.md).
         neighbours: add each encoder member's neighbour vote (the codes of the ``neighbours_k``
             most similar training documents in its embedding space, softmax-weighted with
             ``neighbours_temperature`` over cosine similarity) as one more weighted input; the
@@ -320,6 +325,7 @@ class EnsembleConfig:
     members: list[str] = field(default_factory=list)
     folds: int = 5
     crossfit_max_docs: int = 20_000
+    bagging: bool = False
     valid_fraction: float = 0.2
     refit: bool = True
     neighbours: bool = False
@@ -340,6 +346,8 @@ class EnsembleConfig:
                 raise ConfigError(f"ensemble.{name} must be at least 1, not {getattr(self, name)}")
         if not self.neighbours_temperature > 0:
             raise ConfigError(f"ensemble.neighbours_temperature must be > 0, not {self.neighbours_temperature}")
+        if self.bagging and self.neighbours:
+            raise ConfigError("ensemble.bagging and ensemble.neighbours cannot be combined (a bag has no embeddings)")
 
 
 # ----------------------------------------------------------------------------- LLM classifiers and the router

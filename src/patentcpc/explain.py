@@ -128,11 +128,18 @@ def linear_parts(model):
     return tfidf, np.asarray(coef_t).T, cached
 
 
+def _parts(model) -> list:
+    """``model`` and, for an ensemble, its members (a bagged member: its all-data model only)."""
+    members = list(getattr(model, "members", None) or [])
+    if members and (model.manifest.extra.get("ensemble") or {}).get("bag_of"):
+        return [model, *_parts(members[-1])]
+    return [model, *(p for m in members for p in _parts(m))]
+
+
 def top_terms(model, text: str, code: str, n: int = 5) -> list[dict]:
     """The terms of ``text`` with the largest TF-IDF value x coefficient for ``code`` (linear
     models, and the linear members of an ensemble); [] for other models."""
-    models = [model] + [m for m in getattr(model, "members", []) or []]
-    for m in models:
+    for m in _parts(model):
         parts = linear_parts(m)
         if parts is None or code not in m.labels:
             continue
@@ -153,7 +160,7 @@ def explain_predictions(model, texts: Sequence[str], results: list[dict], n_docs
     ``explain_note`` when something is missing."""
     idx = model_index(model)
     bm = idx.nearest(texts) if idx is not None and len(texts) else None
-    has_terms = any(linear_parts(m) is not None for m in [model, *(getattr(model, "members", []) or [])])
+    has_terms = any(linear_parts(m) is not None for m in _parts(model))
     for i, (text, res) in enumerate(zip(texts, results, strict=True)):
         for p in res["predictions"]:
             if not p.get("assigned", p.get("above_threshold")):

@@ -12,12 +12,16 @@ With ``ensemble.neighbours`` (off by default), every encoder member (a transform
 documents nearest to the text in that member's own embedding space, from the same encoder pass as
 its scores, as one more weighted input.
 
+With ``ensemble.bagging``, a cross-fitted member is saved as a *bag* (:func:`bag`): an
+equal-weight ensemble folder of its fold models and its all-data model, so the member's
+probability is their mean.
+
 Folder layout (beside ``manifest.json``)::
 
     ensemble.json     {"format": 2, "members": [{"folder": "member-0", "weight": 0.4, "spec": "tfidf"},
                         {"folder": "member-1", "weight": 0.35, "spec": "...",
                          "neighbours": {"file": "neighbours-1.safetensors", "weight": 0.25}}]}
-    member-0/ ...     each a normal model folder (any kind)
+    member-0/ ...     each a normal model folder (any kind; a bag is an ensemble folder)
     neighbours-1.safetensors
 
 The ensemble's raw score of a label is ``sum_i w_i p_i`` over its inputs (members' calibrated
@@ -163,7 +167,14 @@ class EnsembleCPCModel(CPCModel):
                 raise ModelError(f"{file}: neighbour file '{name}' is not of the form neighbours-N.safetensors")
         if not all(np.isfinite(weights + vote_weights)) or min(weights + vote_weights) < 0:
             raise ModelError(f"{file}: member weights must be finite and >= 0")
+        for name in names:  # a real folder: no link can make loading loop or leave this folder
+            if (folder / name).is_symlink() or not (folder / name).is_dir():
+                raise ModelError(f"{file}: member '{name}' is not a folder inside {folder}")
         members = [load_model(folder / name, **kwargs) for name in names]
+        bag_of = (manifest.extra.get("ensemble") or {}).get("bag_of")
+        for name, m in zip(names, members, strict=True):  # only a bag may be nested, one level deep
+            if m.kind == "ensemble" and (bag_of or not (m.manifest.extra.get("ensemble") or {}).get("bag_of")):
+                raise ModelError(f"{file}: member '{name}' is an ensemble (only bags of one spec may be members)")
         neighbours = [NeighbourVote.load(folder / f) if f is not None else None for f in vote_files]
         for m, vote in zip(members, neighbours, strict=True):
             if vote is not None and not hasattr(m, "scores_and_embeddings"):
@@ -172,6 +183,23 @@ class EnsembleCPCModel(CPCModel):
         if model.labels != cls.union_labels(members) and not set(cls.union_labels(members)) <= set(model.labels):
             raise ModelError(f"{folder}: the members' labels are not covered by the manifest's")
         return model
+
+
+def bag(models: Sequence[CPCModel], spec: str) -> EnsembleCPCModel:
+    """A *bag*: the equal-weight mean of several fits of one member spec (its fold models, then its
+    all-data model, which lends the bag its text view, thresholds and level). No calibrator of its
+    own: the mean of calibrated probabilities is a probability."""
+    full = models[-1]
+    labels = EnsembleCPCModel.union_labels(models)
+    own = dict(zip(full.labels, full.thresholds.tolist(), strict=True))
+    manifest = Manifest(kind="ensemble", labels=labels, label_level=full.manifest.label_level,
+                        text_view=full.manifest.text_view, score_type="probability",
+                        threshold=full.manifest.threshold,
+                        label_thresholds=[float(own.get(c, full.manifest.threshold)) for c in labels],
+                        training_data=full.manifest.training_data, config=full.manifest.config,
+                        extra={"ensemble": {"bag_of": spec, "members": [spec] * len(models),
+                                            "weights": [1.0] * len(models)}})
+    return EnsembleCPCModel(manifest, list(models), [1.0] * len(models), [spec] * len(models))
 
 
 def combine(member_scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:

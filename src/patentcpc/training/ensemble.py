@@ -11,6 +11,9 @@ ways, in order of preference:
 - a held-out part (``ensemble.valid_fraction``), the members re-fitted on all of ``--data``
   afterwards (``ensemble.refit``).
 
+With ``ensemble.bagging``, cross-fitting keeps the fold models: each member is saved as the
+mean of its fold models and its all-data model (:func:`patentcpc.models.ensemble.bag`).
+
 Each encoder member's neighbour vote is built from the documents that member was trained on.
 The model kind itself is :class:`patentcpc.models.ensemble.EnsembleCPCModel`."""
 
@@ -31,7 +34,7 @@ import numpy as np
 from patentcpc.errors import ConfigError
 from patentcpc.io import atomic_write_text
 from patentcpc.models.base import CPCModel
-from patentcpc.models.ensemble import EnsembleCPCModel, combine, fit_ensemble, with_members
+from patentcpc.models.ensemble import EnsembleCPCModel, bag, combine, fit_ensemble, with_members
 from patentcpc.models.neighbours import NeighbourVote
 from patentcpc.results import TrainResult
 
@@ -168,7 +171,14 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
     model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
                          neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs)
     scores = model.calibrate(combine(inputs, model.input_weights))
-    return model, evaluate_scores(scores, gold, model.labels, model.thresholds)
+    metrics = evaluate_scores(scores, gold, model.labels, model.thresholds)
+    if cfg.ensemble.bagging:  # each member: the mean of its fold models and its all-data model
+        from patentcpc.models import load_model  # noqa: PLC0415
+
+        bags = [bag([load_model(work / f"fold{f}-member-{i}") for f in range(cfg.ensemble.folds)] + [m], spec)
+                for i, (spec, m) in enumerate(zip(specs, members, strict=True))]
+        model = with_members(model, bags, model.neighbours)
+    return model, metrics
 
 
 def _fit_held_out(cfg, specs, full, work, fields):
@@ -219,7 +229,7 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
     fit = (partial(_fit_with_eval_data, eval_data=eval_data) if eval_data
            else _fit_crossfitted if crossfit else _fit_held_out)
     model, metrics = fit(cfg, specs, full, work, fields)
-    model.manifest.extra["ensemble"].update(tuned_on=how, refit_on_all=refit)
+    model.manifest.extra["ensemble"].update(tuned_on=how, refit_on_all=refit, bagged=crossfit and ens.bagging)
     if cfg.explain.index:
         from patentcpc.explain import ExplainIndex  # noqa: PLC0415
 
