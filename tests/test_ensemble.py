@@ -123,6 +123,17 @@ def test_a_linked_or_nested_member_is_refused(ensemble_folder, tmp_path):
         load_model(folder)
 
 
+def test_a_member_with_labels_the_manifest_lacks_is_refused(ensemble_folder):
+    folder, _ = ensemble_folder
+    doc = json.loads((folder / "manifest.json").read_text())
+    doc["labels"] = doc["labels"][1:]
+    doc["label_thresholds"] = None
+    doc["extra"].pop("calibration", None)
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="not covered"):
+        load_model(folder)
+
+
 def test_members_are_required(tiny_jsonl, tmp_path):
     with pytest.raises(ConfigError, match="--members"):
         train_model(TrainConfig(model="ensemble"), str(tiny_jsonl), None, tmp_path / "e")

@@ -131,7 +131,7 @@ def linear_parts(model):
 def _parts(model) -> list:
     """``model`` and, for an ensemble, its members (a bagged member: its all-data model only)."""
     members = list(getattr(model, "members", None) or [])
-    if members and (model.manifest.extra.get("ensemble") or {}).get("bag_of"):
+    if members and getattr(model, "is_bag", False):
         return [model, *_parts(members[-1])]
     return [model, *(p for m in members for p in _parts(m))]
 

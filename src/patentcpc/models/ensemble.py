@@ -74,6 +74,11 @@ class EnsembleCPCModel(CPCModel):
         index = {c: j for j, c in enumerate(self.labels)}
         self._columns = [np.array([index[c] for c in m.labels], dtype=np.int64) for m in self.members]
 
+    @property
+    def is_bag(self) -> bool:
+        """Whether this ensemble is a *bag* (:func:`bag`): several fits of one member spec."""
+        return _bag_manifest(self.manifest)
+
     @staticmethod
     def union_labels(members: Sequence[CPCModel]) -> list[str]:
         return sorted({c for m in members for c in m.labels})
@@ -171,18 +176,21 @@ class EnsembleCPCModel(CPCModel):
             if (folder / name).is_symlink() or not (folder / name).is_dir():
                 raise ModelError(f"{file}: member '{name}' is not a folder inside {folder}")
         members = [load_model(folder / name, **kwargs) for name in names]
-        bag_of = (manifest.extra.get("ensemble") or {}).get("bag_of")
         for name, m in zip(names, members, strict=True):  # only a bag may be nested, one level deep
-            if m.kind == "ensemble" and (bag_of or not (m.manifest.extra.get("ensemble") or {}).get("bag_of")):
+            if m.kind == "ensemble" and (_bag_manifest(manifest) or not _bag_manifest(m.manifest)):
                 raise ModelError(f"{file}: member '{name}' is an ensemble (only bags of one spec may be members)")
         neighbours = [NeighbourVote.load(folder / f) if f is not None else None for f in vote_files]
         for m, vote in zip(members, neighbours, strict=True):
             if vote is not None and not hasattr(m, "scores_and_embeddings"):
                 raise ModelError(f"{file}: a neighbour vote needs an encoder member, not '{m.kind}'")
-        model = cls(manifest, members, weights, specs, neighbours, vote_weights)
-        if model.labels != cls.union_labels(members) and not set(cls.union_labels(members)) <= set(model.labels):
+        if not set(cls.union_labels(members)) <= set(manifest.labels):
             raise ModelError(f"{folder}: the members' labels are not covered by the manifest's")
-        return model
+        return cls(manifest, members, weights, specs, neighbours, vote_weights)
+
+
+def _bag_manifest(manifest: Manifest) -> bool:
+    info = manifest.extra.get("ensemble")
+    return isinstance(info, dict) and bool(info.get("bag_of"))
 
 
 def bag(models: Sequence[CPCModel], spec: str) -> EnsembleCPCModel:
