@@ -331,11 +331,13 @@ class BatchPredictor:
                 bar.close()
         return out
 
-    def logits(self, texts: Sequence[str], progress: bool | Callable[[int], None] = False) -> np.ndarray:
+    def logits(self, texts: Sequence[str], progress: bool | Callable[[int], None] = False,
+               embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Logits (len(texts), n_labels); ``embeddings``: as :meth:`logits_from_ids`."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.model.labels)), dtype=np.float32)
-        return self.logits_from_ids(self.model.tokenize(texts)["input_ids"], progress)
+        return self.logits_from_ids(self.model.tokenize(texts)["input_ids"], progress, embeddings)
 
 
 # modernbert_cls_logits calls private ModernBERT internals of transformers 5.x (masking_utils, the
@@ -399,16 +401,17 @@ def modernbert_cls_logits(net, input_ids, attention_mask):
 
 
 def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
-                   options: InferenceOptions | None = None) -> np.ndarray:
+                   options: InferenceOptions | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
     """Logits of a :class:`~patentcpc.models.transformer.TransformerCPCModel` for ``texts``.
 
     Documents are sorted by token length and batched under a token budget so that padding is
     small; output rows are in input order. ``options`` (default: the model's
     ``inference_options`` attribute if set, else :class:`InferenceOptions` with ``batch_size``).
+    ``embeddings``: an array (len(texts), width) that receives the pooled vectors the head reads.
     """
     if options is None:
         options = getattr(model, "inference_options", None) or InferenceOptions(batch_size=batch_size)
-    return BatchPredictor(model, options).logits(texts, progress)
+    return BatchPredictor(model, options).logits(texts, progress, embeddings)
 
 
 # ----------------------------------------------------------------------------- streaming

@@ -188,6 +188,12 @@ class EnsembleCPCModel(CPCModel):
         return cls(manifest, members, weights, specs, neighbours, vote_weights)
 
 
+def _thresholds_on(model: CPCModel, labels: Sequence[str]) -> list[float]:
+    """``model``'s thresholds following their labels onto ``labels`` (new ones: its global one)."""
+    own = dict(zip(model.labels, model.thresholds.tolist(), strict=True))
+    return [float(own.get(c, model.manifest.threshold)) for c in labels]
+
+
 def _bag_manifest(manifest: Manifest) -> bool:
     info = manifest.extra.get("ensemble")
     return isinstance(info, dict) and bool(info.get("bag_of"))
@@ -199,11 +205,9 @@ def bag(models: Sequence[CPCModel], spec: str) -> EnsembleCPCModel:
     own: the mean of calibrated probabilities is a probability."""
     full = models[-1]
     labels = EnsembleCPCModel.union_labels(models)
-    own = dict(zip(full.labels, full.thresholds.tolist(), strict=True))
     manifest = Manifest(kind="ensemble", labels=labels, label_level=full.manifest.label_level,
                         text_view=full.manifest.text_view, score_type="probability",
-                        threshold=full.manifest.threshold,
-                        label_thresholds=[float(own.get(c, full.manifest.threshold)) for c in labels],
+                        threshold=full.manifest.threshold, label_thresholds=_thresholds_on(full, labels),
                         training_data=full.manifest.training_data, config=full.manifest.config,
                         extra={"ensemble": {"bag_of": spec, "members": [spec] * len(models),
                                             "weights": [1.0] * len(models)}})
@@ -277,7 +281,7 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     raw = combine(inputs, weights)
     alone = {name: next(g["f1@1"] for g in grid if g["weights"][i] == 1.0)
              for i, name in enumerate(model.input_names)}
-    best = max(grid, key=lambda g: g["weights"] == list(weights))
+    best = next(g for g in grid if g["weights"] == list(weights))
     model.manifest.extra = {**model.manifest.extra, "ensemble": {
         "members": list(specs), "inputs": model.input_names, "weights": list(weights), "n_heldout": len(held.labels),
         "heldout_f1@1": {"ensemble": best["f1@1"], **alone}}}
@@ -293,9 +297,7 @@ def with_members(model: EnsembleCPCModel, members: list[CPCModel],
     labels = EnsembleCPCModel.union_labels(members)
     manifest = dataclasses.replace(model.manifest, labels=labels)
     if labels != model.labels and model.manifest.label_thresholds is not None:
-        # thresholds follow their labels; new labels get the global one
-        old = dict(zip(model.labels, model.manifest.label_thresholds, strict=True))
-        manifest.label_thresholds = [old.get(c, model.manifest.threshold) for c in labels]
+        manifest.label_thresholds = _thresholds_on(model, labels)
     cal = dict(model.manifest.extra.get("calibration") or {})
     if labels != model.labels and cal.get("label_a") is not None:  # per-label maps follow their labels
         for key in ("label_a", "label_b"):

@@ -295,14 +295,11 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
 
     def scores_and_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated scores, pooled embeddings (len(texts), width)) from one pass of the encoder."""
-        from patentcpc.inference import BatchPredictor, InferenceOptions  # noqa: PLC0415
+        from patentcpc.inference import predict_logits  # noqa: PLC0415
 
         texts = list(texts)
         emb = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32), emb
-        options = getattr(self, "inference_options", None) or InferenceOptions(batch_size=batch_size)
-        logits = BatchPredictor(self, options).logits_from_ids(self.tokenize(texts)["input_ids"], embeddings=emb)
+        logits = predict_logits(self, texts, batch_size=batch_size, embeddings=emb)
         return self.calibrate(sigmoid(logits)).astype(np.float32), emb
 
     # ----------------------------------------------------------------- persistence

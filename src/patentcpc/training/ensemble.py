@@ -149,12 +149,16 @@ def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[n
     return [np.concatenate(cols) for cols in zip(*inputs, strict=True)], gold, labels
 
 
+def _train_on_all(cfg, specs, full, work: Path) -> list[CPCModel]:
+    return train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+
+
 def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
     from patentcpc.data import load_data  # noqa: PLC0415
     from patentcpc.training import evaluate_model  # noqa: PLC0415
 
     held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
-    members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+    members = _train_on_all(cfg, specs, full, work)
     model = fit_ensemble(members, held, cfg, specs, fields,
                          neighbours=neighbour_votes(cfg, members, full.texts, full.labels))
     return model, evaluate_model(model, held)
@@ -164,7 +168,7 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
     from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
 
     oof, gold, labels = crossfit_inputs(cfg, specs, full, work)
-    members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+    members = _train_on_all(cfg, specs, full, work)
     index = {c: j for j, c in enumerate(labels)}
     cols = np.array([index[c] for c in EnsembleCPCModel.union_labels(members)])
     inputs = [x[:, cols] for x in oof]
@@ -192,7 +196,7 @@ def _fit_held_out(cfg, specs, full, work, fields):
                          neighbours=neighbour_votes(cfg, members, part.texts, part.labels))
     metrics = evaluate_model(model, held)
     if ens.refit:
-        members = train_members(cfg, specs, _write_part(full.texts, full.labels, work / "all.jsonl"), work, "all")
+        members = _train_on_all(cfg, specs, full, work)
         model = with_members(model, members, neighbour_votes(cfg, members, full.texts, full.labels))
     return model, metrics
 
@@ -220,11 +224,12 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
     how = str(eval_data) if eval_data else (f"cross-fitted, {ens.folds} folds" if crossfit else "held-out split")
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = work_folder(out, {"fingerprint": full.fingerprint(), "config": to_dict(cfg),
+    fingerprint, config = full.fingerprint(), to_dict(cfg)
+    work = work_folder(out, {"fingerprint": fingerprint, "config": config,
                              "eval_data": str(eval_data) if eval_data else None})
-    fields = {"label_level": cfg.data.level, "text_view": full.text_view, "config": to_dict(cfg),
+    fields = {"label_level": cfg.data.level, "text_view": full.text_view, "config": config,
               "extra": {"model_name": "ensemble"},
-              "training_data": {"source": str(data), "n_docs": len(full), "fingerprint": full.fingerprint(),
+              "training_data": {"source": str(data), "n_docs": len(full), "fingerprint": fingerprint,
                                 "n_skipped": full.n_skipped, "eval_source": how}}
     fit = (partial(_fit_with_eval_data, eval_data=eval_data) if eval_data
            else _fit_crossfitted if crossfit else _fit_held_out)
