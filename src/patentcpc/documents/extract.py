@@ -1,0 +1,128 @@
+"""A front page's record: classify the page, then fill each field from its key (with the template's
+expectations) and repair the values."""
+
+from __future__ import annotations
+
+import re
+
+from patentcpc.documents import records as R
+from patentcpc.documents.fields import Key, assign, find_candidates, find_keys
+from patentcpc.documents.layout import Layout, build
+from patentcpc.documents.pdf import Page
+from patentcpc.documents.template import DOC_TYPE, classify
+
+
+def _ev(page: int, bbox, conf: float) -> dict:
+    return {"page": page, "bbox": bbox, "confidence": round(max(min(conf, 1.0), 0.0), 3)}
+
+
+def _bbox(words) -> list[float] | None:
+    if not words:
+        return None
+    return [round(min(w.x0 for w in words), 1), round(min(w.y0 for w in words), 1),
+            round(max(w.x1 for w in words), 1), round(max(w.y1 for w in words), 1)]
+
+
+def analyse(page: Page):
+    layout = build(page)
+    keys = find_keys(layout)
+    template, sim, _ = classify(layout, keys)
+    return layout, keys, template, sim
+
+
+def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: float, use: str = "both") -> dict:
+    """The front-page fields of ``page`` (already classified as ``template``)."""
+    rec: dict = {f: None for f in R.FIELDS}
+    for f in R.LIST_FIELDS:
+        rec[f] = []
+    ev: dict = {}
+    pno = page.index + 1
+    conf_ocr = 0.85 if page.source == "ocr" else 1.0
+    rec["doc_type"] = DOC_TYPE[template]
+    rec["front_page"] = pno
+    ev["doc_type"] = _ev(pno, None, sim)
+    by: dict[str, list[Key]] = {}
+    for k in keys:
+        by.setdefault(k.field, []).append(k)
+
+    def first(f: str) -> Key | None:
+        ks = by.get(f) or []
+        return max(ks, key=lambda k: (len(k.words()) > 0, k.score)) if ks else None
+
+    # single-valued fields: the assignment
+    cands = find_candidates(layout)
+    got = assign(keys, cands, layout, use)
+    if "number" in got:
+        c, s, _k = got["number"]
+        number, kind = c.value, c.extra
+        if not kind:  # the barcode line at the top carries the kind code
+            for o in cands:
+                if o.kind == "pubnum" and o.value == number and o.extra:
+                    kind = o.extra
+                    break
+        rec["publication_number"], rec["kind"] = number, kind
+        ev["publication_number"] = _ev(pno, c.bbox, conf_ocr * min(s / 2, 1))
+    else:  # no key: the barcode line
+        top = [o for o in cands if o.kind == "pubnum" and o.extra and o.words[0].y0 < page.height * 0.2]
+        if top:
+            c = min(top, key=lambda o: o.words[0].y0)
+            rec["publication_number"], rec["kind"] = c.value, c.extra
+            ev["publication_number"] = _ev(pno, c.bbox, 0.6 * conf_ocr)
+    for f, out in (("pubdate", "publication_date"), ("appno", "application_number"), ("filed", "filing_date")):
+        if f in got:
+            c, s, _k = got[f]
+            rec[out] = c.value
+            ev[out] = _ev(pno, c.bbox, conf_ocr * min(s / 2, 1))
+    if rec["publication_number"] and not rec["kind"]:
+        year = int((rec["publication_date"] or "2001")[:4])
+        if template == "us-application":
+            rec["kind"] = "A1"
+        elif template == "us-grant-pre2001" or year < 2001:
+            rec["kind"] = "A"
+    if rec["publication_number"] and rec["kind"]:
+        if rec["publication_number"].startswith("US") and rec["kind"] == "A" and template == "us-application":
+            rec["kind"] = "A1"
+        rec["publication_number"] = rec["publication_number"] + rec["kind"]
+
+    # region fields
+    k = first("title")
+    if k and k.words():
+        title = R.clean_text([w.text for w in k.words()]).strip(" .,;:")
+        rec["title"] = title or None
+        ev["title"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+    k = first("inventors")
+    if k and k.words():
+        names = [R.first_name(e) for e in R.split_people(k.text())]
+        rec["inventors"] = [n for n in names if n]
+        ev["inventors"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.85)
+    for f in ("applicant", "assignee"):
+        k = first(f)
+        if k and k.words():
+            entries = R.split_people(k.text())
+            name = R.first_name(entries[0]) if entries else None
+            rec[f] = name
+            ev[f] = _ev(pno, _bbox(k.words()), conf_ocr * 0.85)
+    page_syms = R.find_symbols(" ".join(s.text for s in layout.segments))
+    context = R.resolve_symbols([p for p in page_syms if p[1]], [])
+    k = first("ipc")
+    if k and k.words():
+        rec["ipc"] = R.resolve_symbols(R.find_symbols(k.text()), context)
+        ev["ipc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+    k = first("uscl")
+    if k and k.words():
+        text = k.text()
+        m = re.search(r"\bC\s?P\s?C\b", text)
+        if m:
+            body = re.split(r"\bU\s?S\s?P\s?C\b", text[m.end():])[0]
+            rec["cpc"] = R.resolve_symbols(R.find_symbols(body), context)
+            ev["cpc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+    k = first("abstract")
+    if k and k.words():
+        ws = [w.text for w in k.words()]
+        if ws and re.fullmatch(r"A\s?BSTRACT", ws[0], re.I):
+            ws = ws[1:]
+        abstract = R.clean_text(ws)
+        rec["abstract"] = abstract or None
+        ev["abstract"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+    rec["evidence"] = ev
+    return rec

@@ -1,0 +1,158 @@
+"""Layout: words -> line segments -> columns and reading order; INID keys found robustly.
+
+A segment is a run of words on one line with no wide gap (a two-column front page gives two segments
+per line). Reading order: the header band first, then the left column top to bottom, then the right one.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+
+from patentcpc.documents.pdf import Page, Word
+
+
+@dataclass
+class Segment:
+    words: list[Word]
+    col: int = 0  # 0 left, 1 right, -1 spanning
+    order: int = 0
+    line: int = 0  # the line's rank from the top
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    @property
+    def x0(self) -> float:
+        return min(w.x0 for w in self.words)
+
+    @property
+    def x1(self) -> float:
+        return max(w.x1 for w in self.words)
+
+    @property
+    def y0(self) -> float:
+        return min(w.y0 for w in self.words)
+
+    @property
+    def y1(self) -> float:
+        return max(w.y1 for w in self.words)
+
+    @property
+    def bbox(self) -> list[float]:
+        return [round(self.x0, 1), round(self.y0, 1), round(self.x1, 1), round(self.y1, 1)]
+
+
+@dataclass
+class Layout:
+    page: Page
+    segments: list[Segment]
+    line_height: float
+    mid: float
+    words: list[Word] = field(default_factory=list)  # in reading order
+
+    def column(self, col: int) -> list[Segment]:
+        return [s for s in self.segments if s.col == col]
+
+
+def build(page: Page) -> Layout:
+    words = [w for w in page.words if w.text.strip()]
+    if not words:
+        return Layout(page, [], 10.0, page.width / 2)
+    lh = statistics.median(w.h for w in words)
+    words = _attach_punctuation(words, lh)
+    # lines: a word joins the line whose vertical centre (of its full-height words) is nearest
+    words.sort(key=lambda w: (w.cy, w.x0))
+    lines: list[list[Word]] = []
+    centres: list[float] = []
+    for w in words:
+        best, dist = None, 0.45 * lh
+        for li in range(max(0, len(lines) - 8), len(lines)):
+            d = abs(centres[li] - w.cy)
+            if d <= dist and not any(_overlap_x(w, o) for o in lines[li][-3:]):
+                best, dist = li, d
+        if best is None:
+            lines.append([w])
+            centres.append(w.cy)
+        else:
+            lines[best].append(w)
+            full = [o.cy for o in lines[best] if o.h >= 0.7 * lh] or [o.cy for o in lines[best]]
+            centres[best] = sum(full) / len(full)
+    mid = page.width / 2
+    segs: list[Segment] = []
+    order = sorted(range(len(lines)), key=lambda li: centres[li])
+    for rank, li in enumerate(order):
+        line = lines[li]
+        line.sort(key=lambda w: w.x0)
+        cur = [line[0]]
+        for w in line[1:]:
+            gap = w.x0 - cur[-1].x1
+            crosses = cur[-1].x1 < mid - 0.01 * page.width and w.x0 > mid - 0.04 * page.width
+            if gap > 8 * lh or (crosses and gap > 0.9 * lh):
+                segs.append(Segment(cur, line=rank))
+                cur = [w]
+            else:
+                cur.append(w)
+        segs.append(Segment(cur, line=rank))
+    for s in segs:
+        if s.x1 <= mid + 0.03 * page.width:
+            s.col = 0
+        elif s.x0 >= mid - 0.05 * page.width:
+            s.col = 1
+        else:
+            s.col = -1
+    # the header band: spanning segments above the first two-column line come first
+    segs.sort(key=lambda s: (s.col != -1, s.col, s.line, s.x0))
+    for i, s in enumerate(segs):
+        s.order = i
+    flat = [w for s in segs for w in s.words]
+    return Layout(page, segs, lh, mid, flat)
+
+
+def _overlap_x(a: Word, b: Word) -> bool:
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 * min(a.x1 - a.x0, b.x1 - b.x0, 1e9)
+
+
+def _attach_punctuation(words: list[Word], lh: float) -> list[Word]:
+    """Small punctuation (``,`` ``.`` ``;`` ``:``) joins the word before it: its box sits between lines."""
+    out: list[Word] = []
+    for w in words:
+        prev = out[-1] if out else None
+        if (prev is not None and len(w.text) <= 2 and all(c in ",.;:'\"" for c in w.text)
+                and -0.3 * lh <= w.x0 - prev.x1 < 1.2 * lh and abs(w.cy - prev.cy) < lh):
+            prev.text += w.text
+            prev.x1 = max(prev.x1, w.x1)
+            continue
+        out.append(Word(w.text, w.x0, w.y0, w.x1, w.y1, w.conf))
+    return out
+
+
+# ----------------------------------------------------------------------------- INID keys
+
+# OCR confusions of digits inside an INID code
+_DIGIT = str.maketrans({"I": "1", "l": "1", "i": "1", "|": "1", "!": "1", "L": "1", "O": "0", "o": "0", "D": "0",
+                        "Q": "0", "S": "5", "s": "5", "Z": "2", "z": "2", "B": "8", "G": "6", "b": "6", "T": "7",
+                        "?": "7", "A": "4", "g": "9", "q": "9"})
+INID_CODES = {"10", "11", "12", "19", "21", "22", "30", "43", "44", "45", "51", "52", "54", "56", "57", "58", "60",
+              "62", "63", "64", "65", "66", "67", "71", "72", "73", "74", "75", "76", "86", "87", "*"}
+_INID = re.compile(r"^[\(\[\{|lI1]?\s*([0-9IlioOSZzBGbTDQ|!?Agq]{2}|\*)\s*[\)\]\}|1lI]?$")
+_INID_IN = re.compile(r"[\(\[\{]\s*([0-9IlioOSZzBGbTDQ|!?Agq]\s?[0-9IlioOSZzBGbTDQ|!?Agq]|\*)\s*[\)\]\}]")
+
+
+def inid_code(token: str) -> str | None:
+    """The INID code a token spells (``(Io)`` -> ``10``, ``[45]``, ``( 12 )``, ``76)``), else None."""
+    t = token.strip().replace(" ", "")
+    if not t or len(t) > 5:
+        return None
+    m = _INID.match(t)
+    if not m:
+        return None
+    bracketed = t[0] in "([{" or t[-1] in ")]}"
+    code = m.group(1).translate(_DIGIT)
+    if code not in INID_CODES:
+        return None
+    if not bracketed and not t[:2].isdigit():
+        return None
+    return code

@@ -1,0 +1,269 @@
+"""``read_documents``: files in, one record per document out; each file in a worker process with a
+time and a memory bound, so a hostile file cannot hang the run or eat the machine."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from patentcpc.documents import records as R
+from patentcpc.documents.pdf import IMAGE_SUFFIXES, MAX_PAGES_SCANNED, PDF_SUFFIXES, Page
+from patentcpc.errors import DataError
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MEMORY_MB = 2048
+
+
+@dataclass
+class ReadOptions:
+    ocr: str = "auto"  # auto (pages without a usable text layer), always, never
+    engine: str = "auto"  # auto, rapidocr, tesseract
+    max_pages: int = MAX_PAGES_SCANNED
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+    features: str = "both"  # the linking scorer's features (benchmarks): both, text, layout
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (their PDFs and images, sorted) and glob patterns, in the order given."""
+    out: list[Path] = []
+    for p in paths:
+        s = os.fspath(p)
+        if any(ch in s for ch in "*?[") and not os.path.exists(s):
+            hits = sorted(glob.glob(s, recursive=True))
+            if not hits:
+                raise DataError(s, "matches no file")
+            out += [Path(h) for h in hits if Path(h).is_file()]
+            continue
+        path = Path(s)
+        if path.is_dir():
+            wanted = PDF_SUFFIXES + IMAGE_SUFFIXES
+            out += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
+            continue
+        if not path.exists():
+            raise DataError(s, "no such file or folder")
+        out.append(path)
+    return out
+
+
+def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
+    """The pages to look at, in order: text layer, or OCR where the text layer is not usable."""
+    from patentcpc.documents.pdf import PdfFile, open_image, sniff, usable_text  # noqa: PLC0415
+
+    kind = sniff(path)
+    if kind == "image":
+        from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+
+        img = open_image(path)
+        yield ocr_image(img, 72.0 / 200.0 * (200.0 / 72.0) * 72.0 / 200.0, 0, opts.engine, path)
+        return
+    pdf = PdfFile(path)
+    try:
+        for i in range(min(pdf.n_pages, opts.max_pages)):
+            page = pdf.text_page(i) if opts.ocr != "always" else None
+            if page is None or (opts.ocr != "never" and not usable_text(page)):
+                if opts.ocr == "never":
+                    yield page
+                    continue
+                from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+
+                img, pts_per_px = pdf.render(i)
+                yield ocr_image(img, pts_per_px, i, opts.engine, path)
+            else:
+                yield page
+    finally:
+        pdf.pages = None
+        pdf.close()
+
+
+def n_pages(path: Path) -> int:
+    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+
+    if sniff(path) == "image":
+        return 1
+    pdf = PdfFile(path)
+    try:
+        return pdf.n_pages
+    finally:
+        pdf.close()
+
+
+def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str | None = None) -> dict:
+    """The record of one document, read in this process. A file that is not a front-page document
+    raises :class:`DataError` (one line naming the file)."""
+    from patentcpc.documents.extract import analyse, extract  # noqa: PLC0415
+
+    opts = opts or ReadOptions()
+    path = Path(path)
+    name = name or os.fspath(path)
+    t0 = time.perf_counter()
+    total = n_pages(path)
+    best = None
+    for page in _pages(path, opts):
+        layout, keys, template, sim = analyse(page)
+        if template != "not-front-page":
+            best = (page, layout, keys, template, sim)
+            break
+    if best is None:
+        raise DataError(name, f"no patent front page in its first {min(total, opts.max_pages)} page(s)")
+    fields = extract(*best, use=opts.features)
+    rec = R.empty_record(name)
+    rec.update(fields)
+    rec["file"] = name
+    rec["pages"] = total
+    rec["evidence"]["seconds"] = round(time.perf_counter() - t0, 3)
+    rec["evidence"]["text_source"] = best[0].source
+    return rec
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+def _limit_memory(mb: int) -> None:
+    try:
+        import resource  # noqa: PLC0415
+
+        limit = int(mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
+def _worker(path: str, name: str, opts: ReadOptions) -> tuple[str, dict | str]:
+    _limit_memory(opts.memory_mb)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        return "ok", read_one(path, opts, name)
+    except DataError as exc:
+        return "error", str(exc)
+    except MemoryError:
+        return "error", f"{name}: needs more than {opts.memory_mb} MB of memory to read"
+    except Exception as exc:  # noqa: BLE001 - a hostile file may break the parser in any way
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return "error", f"{name}: cannot be read ({type(exc).__name__}: {msg})"
+
+
+def _init_worker() -> None:
+    import signal  # noqa: PLC0415
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = None, workers: int = 1,
+                 progress: bool = False) -> Iterator[tuple[str, dict | None, str | None]]:
+    """(name, record, None) or (name, None, error line) per file, in input order. Each file is read in
+    a worker process (``workers`` of them) under ``opts.timeout_s`` seconds and ``opts.memory_mb``."""
+    import concurrent.futures as cf  # noqa: PLC0415
+    import multiprocessing as mp  # noqa: PLC0415
+
+    opts = opts or ReadOptions()
+    files = [(os.fspath(p), os.fspath(p)) for p in paths]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=len(files), unit="doc", desc="read", disable=len(files) < 2)
+    ctx = mp.get_context("spawn" if os.name != "posix" else "forkserver")
+    workers = max(1, min(workers, len(files) or 1))
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    try:
+        pending: dict = {}
+        it = iter(files)
+        results: dict[int, tuple] = {}
+        nxt_out = 0
+        idx = 0
+
+        def submit():
+            nonlocal idx
+            try:
+                path, name = next(it)
+            except StopIteration:
+                return False
+            pending[pool.submit(_worker, path, name, opts)] = (idx, name, time.monotonic())
+            idx += 1
+            return True
+
+        for _ in range(workers * 2):
+            if not submit():
+                break
+        while pending:
+            done, _ = cf.wait(list(pending), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            now = time.monotonic()
+            for fut in done:
+                i, name, _t = pending.pop(fut)
+                try:
+                    status, value = fut.result()
+                except Exception as exc:  # noqa: BLE001 - the worker died (memory, a crash)
+                    status, value = "error", f"{name}: the reader process died ({type(exc).__name__})"
+                    pool = _restart(pool, pending, ctx, workers)
+                results[i] = (name, value if status == "ok" else None, value if status != "ok" else None)
+                submit()
+            for fut, (i, name, t) in list(pending.items()):
+                if now - t > opts.timeout_s and not fut.done():
+                    # a file over its time bound: the pool is replaced, the others resubmitted
+                    results[i] = (name, None, f"{name}: took longer than {opts.timeout_s:g} s to read")
+                    del pending[fut]
+                    pool = _restart(pool, pending, ctx, workers)
+                    for f2, (j, n2, _t2) in list(pending.items()):
+                        del pending[f2]
+                        path = next(p for p, q in files if q == n2)
+                        pending[pool.submit(_worker, path, n2, opts)] = (j, n2, time.monotonic())
+                    submit()
+                    break
+            while nxt_out in results:
+                name, rec, err = results.pop(nxt_out)
+                nxt_out += 1
+                if bar is not None:
+                    bar.update(1)
+                yield name, rec, err
+    finally:
+        _kill(pool)
+        if bar is not None:
+            bar.close()
+
+
+def _kill(pool) -> None:
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=5)
+
+
+def _restart(pool, pending, ctx, workers):
+    import concurrent.futures as cf  # noqa: PLC0415
+
+    _kill(pool)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+
+
+def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], *, workers: int | None = None,
+                   on_error: str = "raise", ocr: str = "auto", engine: str = "auto",
+                   timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
+                   progress: bool = False) -> list[dict]:
+    """Read patent documents (PDF, PNG, JPEG, TIFF; files, folders, globs) into front-page records.
+
+    One record per document with the keys :data:`patentcpc.documents.records.KEYS`. ``on_error``:
+    ``raise`` (a :class:`DataError` naming the first bad file) or ``skip`` (bad files left out).
+    Every file is read in a worker process bounded by ``timeout_s`` and ``memory_mb``."""
+    if on_error not in ("raise", "skip"):
+        raise DataError("on_error", f"must be 'raise' or 'skip', not '{on_error}'")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = expand_paths(paths)
+    opts = ReadOptions(ocr=ocr, engine=engine, timeout_s=timeout_s, memory_mb=memory_mb)
+    workers = workers or min(os.cpu_count() or 1, 4)
+    out = []
+    for name, rec, err in iter_records(files, opts, workers, progress):
+        if err is not None:
+            if on_error == "raise":
+                raise DataError(name, err[len(name) + 2:] if err.startswith(name + ": ") else err)
+            continue
+        out.append(rec)
+    return out
