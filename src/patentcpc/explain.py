@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
+from patentcpc.folder_files import MiB, check_bm25_folder, check_folder_tree, limit, read_folder_json
 
 EXPLAIN_DIR = "explain"
 DOCS_FILE = "docs.json"
@@ -61,14 +62,28 @@ class ExplainIndex:
         import bm25s  # noqa: PLC0415
 
         folder = Path(folder)
+        # part of a model folder (someone else's data): no link out, no special or oversized file,
+        # and docs.json in proportion to the documents of the bm25 index (a snippet is 300 characters)
+        check_folder_tree(folder, error=ModelError, what="the explanation index")
+        n_docs = check_bm25_folder(folder / BM25_DIR, error=ModelError, what="the explanation index")
+        doc = read_folder_json(folder, DOCS_FILE, min(limit("text"), MiB + n_docs * 16 * 1024),
+                               error=ModelError, what="the explanation index")
         try:
-            doc = json.loads((folder / DOCS_FILE).read_text(encoding="utf-8"))
-            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
             ids, snippets, labels = doc["ids"], doc["snippets"], doc["labels"]
+            ok = (all(isinstance(x, list) for x in (ids, snippets, labels))
+                  and all(isinstance(x, str) for x in ids) and all(isinstance(x, str) for x in snippets)
+                  and all(isinstance(x, list) and all(isinstance(c, str) for c in x) for x in labels))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise ModelError(f"{folder / DOCS_FILE}: must be an object with the lists ids, snippets (strings) "
+                             "and labels (lists of codes)")
+        if not (len(ids) == len(snippets) == len(labels) == n_docs):
+            raise ModelError(f"{folder}: explanation index lists differ in length")
+        try:
+            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: broken explanation index ({str(exc).splitlines()[0]})") from None
-        if not (len(ids) == len(snippets) == len(labels)):
-            raise ModelError(f"{folder}: explanation index lists differ in length")
         return cls(ids, snippets, labels, bm25)
 
     def nearest(self, texts: Sequence[str]) -> np.ndarray:
@@ -99,7 +114,7 @@ def model_index(model) -> ExplainIndex | None:
     if idx is not None:
         return idx
     folder = getattr(model, "source_path", None)
-    if folder is None or not (Path(folder) / EXPLAIN_DIR / DOCS_FILE).exists():
+    if folder is None or not os.path.lexists(Path(folder) / EXPLAIN_DIR / DOCS_FILE):
         return None
     idx = ExplainIndex.load(Path(folder) / EXPLAIN_DIR)
     model.explain_index = idx

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 from patentcpc.errors import ModelError
-from patentcpc.models.artifact import Manifest, read_manifest
+from patentcpc.folder_files import check_folder_file
+from patentcpc.models.artifact import Manifest, check_no_code_files, read_manifest
 from patentcpc.models.base import CPCModel
 
 MODEL_KINDS: dict[str, str] = {
@@ -34,7 +36,10 @@ def load_model(path: str | os.PathLike, onnx_file: str | os.PathLike | None = No
     exported ONNX graph (the ``onnx`` kind, e.g. ``MODEL/onnx/model.onnx``). Other keyword
     arguments go to the kind's loader (``device``, ``dtype`` for transformers, ``threads`` for ONNX)."""
     manifest = read_manifest(path)
+    # every kind, every member: no pickle, no link leaving the folder, no special or oversized file
+    check_no_code_files(path)
     if onnx_file is not None:
+        check_folder_file(Path(onnx_file).parent, Path(onnx_file).name, what="its folder")
         model = model_class("onnx").load(path, manifest, onnx_file=onnx_file, **kwargs)
     else:
         model = model_class(manifest.kind).load(path, manifest, **kwargs)

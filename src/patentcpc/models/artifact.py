@@ -33,12 +33,13 @@ import yaml
 from patentcpc import __version__
 from patentcpc.cpc import LabelVocab
 from patentcpc.errors import ModelError
+from patentcpc.folder_files import PICKLE_SUFFIXES, check_folder_tree, read_folder_json  # noqa: F401
 from patentcpc.io import atomic_dir, atomic_write_text  # noqa: F401  (re-exported: one implementation)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CHECKPOINTS_DIR = "checkpoints"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".skops")
+OLD_LINEAR_WEIGHTS = "linear.skops"  # the linear model of patentcpc <= 0.1.0: never loaded (it can run code)
 
 
 @dataclass
@@ -135,18 +136,14 @@ def _manifest_schema():
 
 
 def check_no_code_files(folder: str | os.PathLike) -> None:
-    """Refuse a model folder holding pickle-based weights (``*.bin``, ``*.pt``, ``*.pkl``, ...):
-    patentcpc never writes them and never loads them. ``checkpoints/`` (training state, read only
-    by ``train --resume``) is not part of a model."""
-    folder = Path(folder)
-    for root, dirs, files in os.walk(folder):
-        if Path(root) == folder and CHECKPOINTS_DIR in dirs:
-            dirs.remove(CHECKPOINTS_DIR)
-        for name in files:
-            if name.lower().endswith(PICKLE_SUFFIXES):
-                rel = Path(root, name).relative_to(folder)
-                raise ModelError(f"{folder}: holds {rel}, a pickle-based weight file that patentcpc does not load "
-                                 "(only safetensors, JSON and ONNX); remove it or re-save the model")
+    """Check a model folder before anything in it is read (:func:`patentcpc.folder_files.check_folder_tree`):
+    no pickle-based weights (``*.bin``, ``*.pt``, ``*.pkl``, ...: patentcpc never writes them and never
+    loads them), no link leaving the folder, nothing but regular files, each within the size limit of
+    its kind. ``checkpoints/`` (training state, read only by ``train --resume``) is not part of a model."""
+    if os.path.lexists(Path(folder) / OLD_LINEAR_WEIGHTS):
+        raise ModelError(f"{folder}: saved by an older patentcpc as {OLD_LINEAR_WEIGHTS}, a format that is no longer "
+                         "loaded (it can run code); retrain the model with `patentcpc train`")
+    check_folder_tree(folder, error=ModelError, what="the model folder", skip=(CHECKPOINTS_DIR,))
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:
@@ -156,10 +153,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise ModelError(f"{folder}: model folder not found")
     if not file.exists():
         raise ModelError(f"{folder}: not a patentcpc model folder (no {MANIFEST})")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
+    data = read_folder_json(folder, MANIFEST, error=ModelError, what="the model folder")
     return Manifest.from_dict(data, str(file))
 
 

@@ -27,7 +27,6 @@ come from safetensors only.
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from patentcpc.errors import ConfigError, ModelError
+from patentcpc.folder_files import check_folder_tree, read_folder_json
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.models.network import PooledHeadModel
@@ -98,8 +98,9 @@ def is_decoder_spec(spec: str | None) -> bool:
     for cfg_file in (folder / "config.json", folder / BASE_DIR / "config.json"):
         if cfg_file.is_file():
             try:
-                return config_is_decoder(json.loads(cfg_file.read_text(encoding="utf-8")))
-            except (ValueError, UnicodeDecodeError):
+                cfg = read_folder_json(cfg_file.parent, cfg_file.name)
+                return isinstance(cfg, dict) and config_is_decoder(cfg)
+            except ModelError:
                 return False
     if folder.exists() or spec.count("/") != 1:
         return False
@@ -605,6 +606,9 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
         if (folder / BASE_DIR).is_dir():
             base = load_base(str(folder / BASE_DIR), causal, dtype=dtype)
         elif extra.get("base_model"):
+            if Path(str(extra["base_model"])).is_dir():  # a local base: the same checks (transformers
+                # itself loads safetensors only, so a snapshot's pickle files beside them are left alone)
+                check_folder_tree(str(extra["base_model"]), what="the base model folder", refuse_pickle=False)
             base = load_base(str(extra["base_model"]), causal, revision=extra.get("base_revision"), dtype=dtype,
                              load_in=load_in)
         else:
@@ -613,12 +617,20 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
         if (folder / ADAPTER_DIR).is_dir() and not extra.get("merged"):
             from peft import PeftModel  # noqa: PLC0415
 
-            backbone = PeftModel.from_pretrained(base, str(folder / ADAPTER_DIR), is_trainable=False)
+            try:  # the folder passed check_no_code_files: adapter weights are safetensors
+                backbone = PeftModel.from_pretrained(base, str(folder / ADAPTER_DIR), is_trainable=False)
+            except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+                raise ModelError(f"{folder / ADAPTER_DIR}: not a loadable adapter "
+                                 f"({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})") from None
         if causal:
             network = backbone
         else:
             network = DecoderClassifier(backbone, len(manifest.labels), extra.get("pooling", "last"), 0.0)
-            network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+            try:
+                network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ModelError(f"{folder / HEAD_FILE}: not a loadable head "
+                                 f"({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})") from None
         network.eval()
         return cls(manifest, network, tok, device)
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
+from patentcpc.folder_files import read_folder_json
 from patentcpc.models.artifact import Manifest, atomic_write_text
 from patentcpc.models.base import CPCModel
 from patentcpc.models.neighbours import NeighbourVote
@@ -151,8 +152,8 @@ class EnsembleCPCModel(CPCModel):
 
         folder = Path(path)
         file = folder / ENSEMBLE_FILE
+        doc = read_folder_json(folder, ENSEMBLE_FILE, error=ModelError, what="the model folder")
         try:
-            doc = json.loads(file.read_text(encoding="utf-8"))
             entries = doc["members"]
             names = [e["folder"] for e in entries]
             weights = [float(e["weight"]) for e in entries]
@@ -162,7 +163,7 @@ class EnsembleCPCModel(CPCModel):
             vote_weights = [float(v["weight"]) if v is not None else 0.0 for v in votes]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{file}: not a readable ensemble description ({str(exc).splitlines()[0]})") from None
-        if doc.get("format") not in (1, 2) or not entries:
+        if doc.get("format") not in (1, 2) or not isinstance(entries, list) or not entries:
             raise ModelError(f"{file}: unsupported format or no members")
         for name in names:  # only member-N folders inside this one: nothing outside is ever read
             if not isinstance(name, str) or not _MEMBER_DIR.match(name):

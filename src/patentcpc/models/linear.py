@@ -32,6 +32,7 @@ import numpy as np
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
+from patentcpc.folder_files import MiB, check_folder_file, limit, read_folder_bytes, read_folder_json
 from patentcpc.models.artifact import Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
@@ -290,16 +291,14 @@ def _read_settings(file: Path):
 
     schema = _settings_schema()
     try:
-        return schema.model_validate_json(file.read_bytes())
+        return schema.model_validate_json(read_folder_bytes(file.parent, file.name, limit("json")))
     except ValidationError as exc:
         raise ModelError(f"{file}: {validation_message(exc, list(schema.model_fields))}") from None
 
 
 def _read_vocabulary(file: Path, n_features: int) -> dict[str, int]:
-    try:
-        vocab = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
+    # a term is a few words: the file grows with the features, not beyond
+    vocab = read_folder_json(file.parent, file.name, min(limit("text"), MiB + n_features * 1024))
     if not isinstance(vocab, dict) or len(vocab) != n_features:
         raise ModelError(f"{file}: must be an object of {n_features} term -> column entries")
     cols = np.fromiter((v if type(v) is int else -1 for v in vocab.values()), dtype=np.int64, count=len(vocab))
@@ -317,8 +316,8 @@ def read_safetensors(file: Path, expected: dict[str, int]) -> dict[str, np.ndarr
     """Read-only, memory-mapped float32 arrays of a safetensors file; only the names in ``expected``
     (name -> number of dimensions), all of them, nothing else. Pages load on first use, so a large
     coefficient matrix costs nothing until a document touches its rows."""
+    _, size = check_folder_file(file.parent, file.name, limit("array"))
     try:
-        size = file.stat().st_size
         with open(file, "rb") as fh:
             head = fh.read(8)
             n = int.from_bytes(head, "little") if len(head) == 8 else -1

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
+from patentcpc.folder_files import check_folder_file
 from patentcpc.numeric import knn_label_votes, l2_normalize
 
 FORMAT = "patentcpc-neighbours-1"
@@ -102,8 +103,9 @@ class NeighbourVote:
         """Read and check a neighbour file (arrays and JSON only; nothing is executed)."""
         from safetensors import SafetensorError, safe_open  # noqa: PLC0415
 
+        real, _ = check_folder_file(Path(file).parent, Path(file).name, error=ModelError, what="its folder")
         try:
-            with safe_open(str(file), framework="numpy") as fh:
+            with safe_open(str(real), framework="numpy") as fh:
                 meta = fh.metadata() or {}
                 if meta.get("format") != FORMAT or set(fh.keys()) != {"embeddings", "label_indptr", "label_indices"}:
                     raise ValueError("not a patentcpc neighbour file")

@@ -51,6 +51,7 @@ from collections.abc import Iterator, Sequence  # noqa: E402
 
 from patentcpc.config import LinearConfig  # noqa: E402
 from patentcpc.errors import ModelError  # noqa: E402
+from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
 from patentcpc.models.linear import training_vocab  # noqa: E402
@@ -152,12 +153,23 @@ class OmikujiCPCModel(CPCModel):
         vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
                                        max_features=t.get("max_features"),
                                        sublinear_tf=bool(t.get("sublinear_tf", True))))
-        vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
-        idf = np.load(folder / IDF_FILE, allow_pickle=False)
+        idf = load_npy(folder, IDF_FILE, error=ModelError, what="the model folder")
+        if idf.ndim != 1:
+            raise ModelError(f"{folder / IDF_FILE}: must be a one-dimensional array")
+        vocab = read_folder_json(folder, VOCAB_FILE, min(limit("text"), MiB + len(idf) * 1024),
+                                 error=ModelError, what="the model folder")
         if not isinstance(vocab, dict) or len(vocab) != len(idf):
             raise ModelError(f"{folder}: the TF-IDF vocabulary and idf do not match")
+        if not all(type(v) is int and 0 <= v < len(idf) for v in vocab.values()):
+            raise ModelError(f"{folder / VOCAB_FILE}: columns must be integers 0..{len(idf) - 1}")
         vec.vocabulary_ = {str(k): int(v) for k, v in vocab.items()}
         vec.idf_ = idf
-        with logs_to_stderr():
-            trees = omikuji.Model.load(str(folder / TREES_DIR))
+        try:
+            with logs_to_stderr():
+                trees = omikuji.Model.load(str(folder / TREES_DIR))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001  (a Rust panic is a BaseException)
+            raise ModelError(f"{folder / TREES_DIR}: not loadable omikuji trees "
+                             f"({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})") from None
         return cls(manifest, vec, trees)

@@ -27,6 +27,15 @@ import numpy as np
 
 from patentcpc.bm25 import bm25_scores, bm25_tokenize, build_bm25  # noqa: F401  (re-exported)
 from patentcpc.errors import ConfigError, DataError, ModelError
+from patentcpc.folder_files import (
+    MiB,
+    check_bm25_folder,
+    check_folder_tree,
+    check_npy,
+    limit,
+    load_npy,
+    read_folder_json,
+)
 
 MODES = ("bm25", "dense", "hybrid")
 FUSIONS = ("rrf", "minmax", "zscore")
@@ -216,25 +225,53 @@ class SearchIndex:
         import bm25s  # noqa: PLC0415
 
         folder = Path(folder)
-        if not (folder / INDEX_FILE).exists():
+        if not os.path.lexists(folder / INDEX_FILE):
             raise DataError(folder, f"not a search index (no {INDEX_FILE}); build one with 'patentcpc index build'")
+        # someone else's folder: no link out of it, no special or oversized file, no pickle
+        where = {"error": DataError, "what": "the index folder"}
+        check_folder_tree(folder, **where)
+        n_docs = check_bm25_folder(folder / BM25_DIR, **where)
+        doc = read_folder_json(folder, INDEX_FILE, min(limit("text"), MiB + n_docs * 64 * 1024), **where)
         try:
-            doc = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
-            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
-            emb_path = folder / EMBEDDINGS_FILE
-            embeddings = np.load(emb_path, allow_pickle=False) if emb_path.exists() else None
-            info = (doc["meta"].get("embedding") or {})
+            ids, titles, labels, meta = doc["ids"], doc["titles"], doc["labels"], doc["meta"]
+            info = meta.get("embedding") or {}
             precision = info.get("precision") or "float32"
-            codes = ranges = None
+            ok = (isinstance(ids, list) and isinstance(titles, list) and isinstance(labels, list)
+                  and len(ids) == len(titles) == len(labels) == n_docs and isinstance(info, dict))
+        except (KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise DataError(folder / INDEX_FILE, f"needs meta, and ids, titles and labels for the {n_docs} "
+                                                 "documents of the bm25 index")
+        try:
+            bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(folder / BM25_DIR, f"broken bm25 index ({str(exc).splitlines()[0][:200]})") from None
+        embeddings = codes = ranges = None
+        if os.path.lexists(folder / EMBEDDINGS_FILE):
+            _, shape, _ = check_npy(folder, EMBEDDINGS_FILE, **where)
+            width = shape[-1] if shape else 0
+            if precision == "binary":  # packed bits: the float32 copy is 8 times as wide (at most)
+                dim = info.get("dim")
+                width = min(dim, 8 * width) if type(dim) is int and dim > 0 else 8 * width
+            if len(shape) != 2 or shape[0] != n_docs or 4 * shape[0] * width > limit("array"):
+                raise DataError(folder / EMBEDDINGS_FILE, f"shape {shape} does not fit the {n_docs} documents "
+                                                          "of the index (or is over the array limit)")
+            embeddings = load_npy(folder, EMBEDDINGS_FILE, **where)
+        try:
             if embeddings is not None and precision != "float32":
                 from patentcpc.retrieval.quantize import dequantize  # noqa: PLC0415
 
                 codes = embeddings
-                ranges = np.load(folder / RANGES_FILE, allow_pickle=False) if precision == "int8" else None
+                ranges = load_npy(folder, RANGES_FILE, **where) if precision == "int8" else None
                 embeddings = dequantize(codes, precision, ranges, info.get("dim"))
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(folder, f"broken search index ({str(exc).splitlines()[0]})") from None
-        return cls(doc["ids"], doc["titles"], doc["labels"], bm25, embeddings, doc["meta"], None, codes, ranges)
+        try:  # the parts must fit together (a query would fail with an IndexError or TypeError)
+            _check_index(doc, bm25, embeddings, codes, ranges, precision)
+        except _BrokenIndex as exc:
+            raise DataError(folder, f"broken search index ({exc})") from None
+        return cls(ids, titles, labels, bm25, embeddings, meta, None, codes, ranges)
 
     # ----------------------------------------------------------------- querying
     def embedder(self):
@@ -274,6 +311,73 @@ class SearchIndex:
             idx, sc = top_k(self.scores([query], opts), opts.k)
         return [Hit(r + 1, self.ids[j], self.titles[j], float(s), self.labels[j])
                 for r, (j, s) in enumerate(zip(idx[0], sc[0], strict=True))]
+
+
+class _BrokenIndex(Exception):
+    """An index folder whose parts do not fit together (the message says which)."""
+
+
+def _check_index(doc: object, bm25, embeddings: np.ndarray | None, codes: np.ndarray | None,
+                 ranges: np.ndarray | None, precision: str) -> None:
+    """Refuse an index whose files disagree: ``index.json``'s lists (types, one entry a document),
+    the BM25 matrix (document count, CSC structure, term ids) and the embeddings (one row a
+    document, the stored precision and dimension), so a broken index fails on loading with one
+    message instead of an IndexError or TypeError in a query."""
+    from patentcpc.retrieval.quantize import PRECISIONS  # noqa: PLC0415
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict):
+        raise _BrokenIndex(f"{INDEX_FILE} is not an object with 'meta'")
+    lists = {k: doc.get(k) for k in ("ids", "titles", "labels")}
+    for key, value in lists.items():
+        if not isinstance(value, list):
+            raise _BrokenIndex(f"{INDEX_FILE}: '{key}' is not a list")
+    n = len(lists["ids"])
+    for key, value in lists.items():
+        if len(value) != n:
+            raise _BrokenIndex(f"{INDEX_FILE}: {len(value)} {key} for {n} ids")
+    if not all(isinstance(i, str) for i in lists["ids"]) or not all(isinstance(t, str) for t in lists["titles"]):
+        raise _BrokenIndex(f"{INDEX_FILE}: ids and titles must be strings")
+    if not all(isinstance(x, list) and all(isinstance(c, str) for c in x) for x in lists["labels"]):
+        raise _BrokenIndex(f"{INDEX_FILE}: labels must be lists of CPC codes")
+    info = doc["meta"].get("embedding") or {}
+    if not isinstance(info, dict):
+        raise _BrokenIndex(f"{INDEX_FILE}: meta.embedding is not an object")
+    scores = getattr(bm25, "scores", None)
+    if not isinstance(scores, dict):
+        raise _BrokenIndex(f"{BM25_DIR}/ holds no BM25 matrix")
+    data, indices, indptr = (np.asarray(scores.get(k)) for k in ("data", "indices", "indptr"))
+    if scores.get("num_docs") != n:
+        raise _BrokenIndex(f"{BM25_DIR}/ indexes {scores.get('num_docs')} documents, {INDEX_FILE} lists {n}")
+    if (indptr.ndim != 1 or len(indptr) < 1 or data.ndim != 1 or indices.ndim != 1 or len(data) != len(indices)
+            or not np.issubdtype(indptr.dtype, np.integer) or not np.issubdtype(indices.dtype, np.integer)
+            or not np.issubdtype(data.dtype, np.floating)):
+        raise _BrokenIndex(f"{BM25_DIR}/: the score matrix has the wrong shape or type")
+    if indptr[0] != 0 or indptr[-1] != len(data) or np.any(np.diff(indptr) < 0):
+        raise _BrokenIndex(f"{BM25_DIR}/: the score matrix's column pointers are inconsistent")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n):
+        raise _BrokenIndex(f"{BM25_DIR}/: document numbers outside 0..{n - 1}")
+    if not np.all(np.isfinite(data)):
+        raise _BrokenIndex(f"{BM25_DIR}/: scores that are not finite")
+    vocab = getattr(bm25, "vocab_dict", None)
+    if not isinstance(vocab, dict) or any(type(v) is not int or not 0 <= v < len(indptr) for v in vocab.values()):
+        raise _BrokenIndex(f"{BM25_DIR}/: the vocabulary does not fit the score matrix")
+    if precision not in PRECISIONS:
+        raise _BrokenIndex(f"{INDEX_FILE}: unknown precision {precision!r}")
+    if embeddings is None:
+        return
+    if embeddings.ndim != 2 or len(embeddings) != n or embeddings.shape[1] < 1:
+        raise _BrokenIndex(f"{EMBEDDINGS_FILE} has shape {embeddings.shape}, not one row for each of {n} documents")
+    dim = info.get("dim")
+    if dim is not None and embeddings.shape[1] != dim:
+        raise _BrokenIndex(f"{EMBEDDINGS_FILE} has {embeddings.shape[1]} dimensions, {INDEX_FILE} says {dim}")
+    stored = codes if codes is not None else embeddings
+    want = {"float32": np.floating, "int8": np.int8, "binary": np.uint8}[precision]
+    if not np.issubdtype(stored.dtype, want):
+        raise _BrokenIndex(f"{EMBEDDINGS_FILE} holds {stored.dtype}, not {precision} vectors")
+    if ranges is not None and (ranges.ndim != 2 or ranges.shape != (2, embeddings.shape[1])):
+        raise _BrokenIndex(f"{RANGES_FILE} has shape {ranges.shape}, not (2, {embeddings.shape[1]})")
+    if not np.all(np.isfinite(embeddings)):
+        raise _BrokenIndex(f"{EMBEDDINGS_FILE}: values that are not finite")
 
 
 def hits_as_dicts(hits: Sequence[Hit]) -> list[dict]:
