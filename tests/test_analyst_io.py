@@ -123,7 +123,8 @@ def test_predict_batch_csv_one_row_per_document(analyst):
                               "--output", str(out), "--quiet", "--top-k", "3"])
     assert res.exit_code == 0, res.output
     rows = _read_table(out)
-    assert list(rows[0]) == ["Publication Number", "codes", "scores", "assigned", "gold", "hits"]
+    assert list(rows[0]) == ["Publication Number", "Title", "codes", "titles", "scores", "assigned", "gold", "hits",
+                             "assigned_hits"]
     assert [r["Publication Number"] for r in rows] == [f"US-{10000 + i}-B2" for i in range(48, 64)]
     for i, r in zip(range(48, 64), rows, strict=True):
         codes, scores = r["codes"].split(";"), [float(x) for x in r["scores"].split(";")]
@@ -132,7 +133,9 @@ def test_predict_batch_csv_one_row_per_document(analyst):
         gold = cpc.parse_labels(TOPICS[i % 4][0])
         assert r["gold"].split(";") == gold
         hits = r["hits"].split(";") if r["hits"] else []
-        assert hits == [c for c in gold if c in r["assigned"].split(";")]
+        assert hits == [c for c in gold if c in codes]  # gold among the top k, as the metrics count hits
+        assigned_hits = r["assigned_hits"].split(";") if r["assigned_hits"] else []
+        assert assigned_hits == [c for c in gold if c in r["assigned"].split(";")]
     assert sum(bool(r["hits"]) for r in rows) >= 12
 
 
@@ -151,7 +154,8 @@ def test_predict_formats_by_extension_with_gold(analyst, suffix):
     elif suffix == ".jsonl":
         recs = [json.loads(line) for line in out.read_text().splitlines()]
         ids, gold, hits = [r["id"] for r in recs], [r["gold"] for r in recs], [r["hits"] for r in recs]
-        assert all(set(h) <= set(r["labels"]) & set(r["gold"]) for h, r in zip(hits, recs, strict=True))
+        assert all(set(h) <= {p["code"] for p in r["predictions"]} & set(r["gold"])
+                   for h, r in zip(hits, recs, strict=True))
     else:
         import pyarrow.parquet as pq
 
@@ -170,7 +174,7 @@ def test_output_without_gold_has_no_gold_columns(analyst, tmp_path):
                               "--output", str(tmp_path / "o.csv"), "--quiet"])
     assert res.exit_code == 0, res.output
     rows = _read_table(tmp_path / "o.csv")
-    assert list(rows[0]) == ["Patent Number", "codes", "scores", "assigned"]
+    assert list(rows[0]) == ["Patent Number", "snippet", "codes", "titles", "scores", "assigned"]
     assert rows[0]["codes"].split(";")[0] in ("B60L", "H02J")
 
 

@@ -136,7 +136,7 @@ def test_data_split(tmp_path, tiny_jsonl):
     rows = {n: [json.loads(x) for x in (tmp_path / "s" / f"{n}.jsonl").read_text().splitlines()]
             for n in ("train", "valid", "test")}
     assert sum(len(v) for v in rows.values()) == 24
-    assert set(rows["train"][0]) == {"id", "text", "cpc_ids"}
+    assert set(rows["train"][0]) == {"patent_id", "title", "abstract", "cpc"}  # the input's own columns
 
 
 def test_train_evaluate_predict(trained, tiny_jsonl, tmp_path):

@@ -78,6 +78,13 @@ class PatentData:
     level: str
     n_skipped: int = 0
     skipped: list[str] = field(default_factory=list)  # the first few skip messages
+    # optional extras (load_data's carry_title / carry_raw): the title column carried as
+    # ``_title``, every input column carried as ``_raw.<name>`` (original values)
+    title_field: str | None = None
+    raw_columns: list[str] = field(default_factory=list)
+    # rows whose label column could not be parsed where labels were not required (kept, no gold)
+    n_label_warnings: int = 0
+    label_warning: str = ""
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -109,7 +116,8 @@ class PatentData:
 
     def select(self, indices: Sequence[int]) -> PatentData:
         return PatentData(self.dataset.select(indices), self.source, self.text_fields, self.label_field,
-                          self.id_field, self.level)
+                          self.id_field, self.level, title_field=self.title_field,
+                          raw_columns=list(self.raw_columns))
 
 
 def detect_format(source: str | os.PathLike) -> str:
@@ -427,16 +435,23 @@ def _has_fields(columns: Sequence[str], fields: Sequence[str]) -> bool:
 
 
 def _normalizer(source, fields, label_field, id_field, level, on_bad_row, require_labels,
-                pre_bad: dict | None = None, max_chars: int | None = None):
+                pre_bad: dict | None = None, max_chars: int | None = None, title_field: str | None = None,
+                raw_columns: Sequence[str] = ()):
     """The batched map function that builds (id, text, labels) and flags bad rows.
 
     ``pre_bad`` (row -> (problem, field)) holds records the reader already found bad; ``max_chars``
-    bounds every field used."""
+    bounds every field used. Where labels are not required, a label column that cannot be parsed
+    is no bad row: the row keeps no labels and ``_warning`` says why. ``title_field`` is carried
+    as ``_title``, each of ``raw_columns`` as ``_raw.<name>``."""
     pre_bad = pre_bad or {}
     used = [*fields, *([label_field] if label_field else [])]
 
     def fn(batch: dict, indices: list[int]) -> dict:
-        out = {"id": [], "text": [], "labels": [], "_error": []}
+        out = {"id": [], "text": [], "labels": [], "_error": [], "_warning": []}
+        if title_field is not None:
+            out["_title"] = []
+        for name in raw_columns:
+            out[f"_raw.{name}"] = []
         for j, idx in enumerate(indices):
             row = idx + 1
             err: tuple = ()
@@ -453,12 +468,18 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
             parts = []
             for f in fields:
                 v = batch[f][j]
+                if not err and (isinstance(v, dict) or isinstance(v, (list, tuple)) and any(
+                        isinstance(x, (dict, list, tuple)) for x in v)):
+                    # a JSON object (or nested list) where text belongs: no silent "{'a': 1}" text
+                    kind = "a JSON object" if isinstance(v, dict) else "a list of objects or lists"
+                    err = (f"{kind}, not text", row, f)
                 if isinstance(v, (list, tuple)):  # e.g. claims as a list of strings
                     v = TEXT_JOINER.join(str(x).strip() for x in v if x is not None and str(x).strip())
                 if v is not None and str(v).strip():
                     parts.append(str(v).strip())
             text = TEXT_JOINER.join(parts)
             labels: list[str] = []
+            warning = ""
             if err:
                 text = ""
             elif not text:
@@ -470,7 +491,11 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
                 try:
                     labels = parse_labels(raw, level)
                 except CPCError as exc:
-                    err = (f"malformed CPC: {exc}", row, label_field)
+                    if require_labels:
+                        err = (f"malformed CPC: {exc}", row, label_field)
+                    else:  # prediction does not need the gold column: keep the row, say why it has none
+                        warning = DataError(source, f"malformed CPC: {exc} (kept, no gold labels)", row,
+                                            label_field).args[0]
                 else:
                     if not labels and require_labels:
                         problem = "no CPC labels" if not str(raw or "").strip() else \
@@ -482,6 +507,12 @@ def _normalizer(source, fields, label_field, id_field, level, on_bad_row, requir
             out["text"].append(text)
             out["labels"].append(labels)
             out["_error"].append(DataError(source, *err).args[0] if err else "")
+            out["_warning"].append(warning)
+            if title_field is not None:
+                v = batch[title_field][j]
+                out["_title"].append("" if v is None else str(v).strip())
+            for name in raw_columns:
+                out[f"_raw.{name}"].append(batch[name][j])
         return out
 
     return fn
@@ -552,6 +583,8 @@ def load_data(
     num_proc: int | None = None,
     preferred_text_fields: Sequence[str] | None = None,
     max_field_chars: int | None = None,
+    carry_title: bool = False,
+    carry_raw: bool = False,
 ) -> PatentData:
     """Load any supported source into a :class:`PatentData`.
 
@@ -561,6 +594,8 @@ def load_data(
     and the source has every one of those fields; otherwise the text view is auto-detected.
     ``max_field_chars`` bounds every field used (default 10 million characters, or
     ``$PATENTCPC_MAX_FIELD_CHARS``); a longer one is a bad row.
+    ``carry_title``: the title column (if the source has one) goes along as ``_title``;
+    ``carry_raw``: every input column goes along, values as read, as ``_raw.<name>``.
     """
     check_level(level)
     if on_bad_row not in ("error", "skip"):
@@ -575,15 +610,24 @@ def load_data(
         text_fields = preferred_text_fields  # e.g. a model's view: Title,Abstract,Claims -> title,abstract,claims
     fields, label_col, id_col = resolve_columns(raw.column_names, src, text_fields, label_field, id_field,
                                                 require_labels)
+    title_col = None
+    if carry_title:
+        keys: dict[str, str] = {}
+        for c in raw.column_names:
+            keys.setdefault(column_key(c), c)
+        title_col = _find_column(keys, VIEW_FIELD_ALIASES["title"])
+    raw_cols = [c for c in raw.column_names if c != _PLACEHOLDER] if carry_raw else []
     fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels, pre_bad,
-                     _limit(max_field_chars))
+                     _limit(max_field_chars), title_col, raw_cols)
     small = len(raw) <= 200_000
     import datasets  # noqa: PLC0415
 
     # explicit output types: an input column named like an output ("text") must not lend it its type
     features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
                                   "labels": _list_feature(datasets),
-                                  "_error": datasets.Value("string")})
+                                  "_error": datasets.Value("string"), "_warning": datasets.Value("string"),
+                                  **({"_title": datasets.Value("string")} if title_col else {}),
+                                  **{f"_raw.{c}": raw.features[c] for c in raw_cols}})
     try:
         ds = raw.map(fn, batched=True, batch_size=2000, with_indices=True, remove_columns=raw.column_names,
                      keep_in_memory=small, load_from_cache_file=False, num_proc=num_proc,
@@ -598,8 +642,11 @@ def load_data(
                        keep_in_memory=small, load_from_cache_file=False)
         if len(ds) == 0:
             raise DataError(source, f"every row is bad ({len(errors)} skipped); first: {errors[0]}")
-    ds = ds.remove_columns("_error")
-    return PatentData(ds, src, fields, label_col, id_col, level, n_skipped=len(errors), skipped=errors[:5])
+    warnings = [w for b in ds.select_columns(["_warning"]).iter(batch_size=50_000) for w in b["_warning"] if w]
+    ds = ds.remove_columns(["_error", "_warning"])
+    return PatentData(ds, src, fields, label_col, id_col, level, n_skipped=len(errors), skipped=errors[:5],
+                      title_field=title_col, raw_columns=raw_cols, n_label_warnings=len(warnings),
+                      label_warning=warnings[0] if warnings else "")
 
 
 def records_from_texts(texts: Sequence[str], ids: Sequence[str] | None = None) -> PatentData:
@@ -658,11 +705,18 @@ def split_data(
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # noqa: PLC0415
     from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
+    from patentcpc.config import check_seed  # noqa: PLC0415
+
     if abs(sum(fractions) - 1.0) > 1e-6 or any(f <= 0 for f in fractions):
         raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    check_seed(seed)
     if len(data) > stratify_max_rows:
         return [data.select(p) for p in _rarest_label_split(data, fractions, seed)]
     y = MultiLabelBinarizer(sparse_output=False).fit_transform(data.labels).astype(np.uint8)
+    if y.shape[1] < 2:
+        # one label (or none) in the whole set: nothing to stratify, and scikit-learn refuses a
+        # single-column target; a second, all-zero column makes it a (trivial) multi-label target
+        y = np.concatenate([y, np.zeros((len(y), 2 - y.shape[1]), dtype=np.uint8)], axis=1)
     remaining = np.arange(len(data))
     parts: list[np.ndarray] = []
     left = 1.0
@@ -683,7 +737,57 @@ def split_data(
         order = np.random.default_rng(seed).permutation(len(data))
         bounds = np.cumsum([max(1, round(f * len(data))) for f in fractions[:-1]])
         parts = [np.sort(p) for p in np.split(order, bounds)]
+    parts = _rebalance(parts, y, fractions, seed)
     return [data.select(p.tolist()) for p in parts]
+
+
+def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Part sizes for ``n`` documents: the largest-remainder rounding of ``fractions`` x ``n``
+    (every part within one document of its fraction; sizes sum to ``n``)."""
+    raw = np.asarray(fractions, dtype=np.float64) * n
+    sizes = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - sizes), kind="stable")[: n - int(sizes.sum())]:
+        sizes[i] += 1
+    return sizes.tolist()
+
+
+def _rebalance(parts: list[np.ndarray], y: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Move documents from parts above their target size (:func:`split_sizes`) to parts below it.
+
+    Iterative stratification places documents label by label, rarest first, and on small
+    multi-label data leaves the parts far from the fractions (453/34/65 for 0.8/0.1/0.1 of 552
+    documents). The documents moved out of a part are those whose labels that part holds most
+    of, relative to its share, so the label balance suffers least; ties are broken by a seeded
+    shuffle."""
+    n = sum(len(p) for p in parts)
+    target = split_sizes(n, fractions)
+    parts = [np.asarray(p, dtype=np.int64) for p in parts]
+    if [len(p) for p in parts] == target:
+        return parts
+    rng = np.random.default_rng(seed)
+    total = y.sum(0).astype(np.float64)
+    over = [i for i, p in enumerate(parts) if len(p) > target[i]]
+    under = [i for i, p in enumerate(parts) if len(p) < target[i]]
+    moved: dict[int, list[np.ndarray]] = {i: [] for i in under}
+    for i in over:
+        p = parts[i]
+        excess = len(p) - target[i]
+        # how far over its share the part holds each label; a document's surplus: its least one
+        surplus = y[p].sum(0) - fractions[i] * total
+        doc = np.where(y[p] > 0, surplus[None, :], np.inf).min(1)
+        doc[~np.isfinite(doc)] = surplus.max(initial=0.0) + 1  # no labels: moved first
+        order = np.lexsort((rng.random(len(p)), -doc))
+        out, keep = p[order[:excess]], p[order[excess:]]
+        parts[i] = np.sort(keep)
+        start = 0
+        for j in under:
+            need = target[j] - len(parts[j]) - sum(len(m) for m in moved[j])
+            if need > 0:
+                moved[j].append(out[start : start + need])
+                start += need
+    for j in under:
+        parts[j] = np.sort(np.concatenate([parts[j], *moved[j]]))
+    return parts
 
 
 # --------------------------------------------------------------------------- statistics

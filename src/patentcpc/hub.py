@@ -18,9 +18,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def is_hub_id(name: str | os.PathLike) -> bool:
-    """``owner/name`` that is not a local path."""
+    """``owner/name`` that is not a local path (nor under a local folder ``owner``: ``models/nope``
+    beside a ``models/`` folder is a missing local folder, not a hub id)."""
     s = str(name)
-    return bool(_HUB_ID.match(s)) and not os.path.exists(s) and not s.startswith(".")
+    return (bool(_HUB_ID.match(s)) and not os.path.exists(s) and not s.startswith(".")
+            and not os.path.isdir(s.split("/")[0]))
 
 
 def offline() -> bool:
@@ -56,5 +58,5 @@ def check_hub(repo_id: str, repo_type: str = "model") -> None:
 
 def _raise(error: type[PatentCPCError], repo_id: str, problem: str) -> None:
     if error is DataError:
-        raise DataError(repo_id, problem)
-    raise error(f"{repo_id}: {problem}")
+        raise DataError(repo_id, f"no such local file or folder; as a hub dataset id: {problem}")
+    raise error(f"{repo_id}: no such local folder; as a Hugging Face Hub id: {problem}")

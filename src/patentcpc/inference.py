@@ -64,12 +64,16 @@ def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> l
                 "title": title(code),
                 "path": hierarchy_path(code),
             })
-        out.append({"labels": [p["code"] for p in preds if p["assigned"]], "predictions": preds})
+        rec = {"labels": [p["code"] for p in preds if p["assigned"]], "predictions": preds}
+        if not rec["labels"]:
+            rec["note"] = f"{NO_CODE}: no code scores high enough (best {preds[0]['score']:.3f})" if preds else NO_CODE
+        out.append(rec)
     return out
 
 
 LEGEND = ("score: the model's probability that the code applies; assigned (✓): probability at or above "
-          "the code's threshold tuned on validation data (the best code is always assigned); "
+          "the code's threshold tuned on validation data (the best code too, unless it scores below the "
+          "model's tuned minimum: then no code is assigned); "
           "at most --top-k codes, best first")
 
 
@@ -419,6 +423,10 @@ def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
                   ".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
 LIST_SEPARATOR = ";"
+TITLE_SEPARATOR = " | "  # code titles hold commas and semicolons
+ROW_ID_COLUMN = "row"  # the id column's name where the input has none: ids are row numbers 1, 2, ...
+SNIPPET_COLUMN = "snippet"  # the title column's name where the input has none: the text's start
+SNIPPET_CHARS = 80
 
 
 @dataclass
@@ -449,9 +457,11 @@ def _parquet_schema(with_gold: bool = False):
     node = pa.struct([("code", pa.string()), ("title", pa.string())])
     pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("assigned", pa.bool_()),
                       ("above_threshold", pa.bool_()), ("title", pa.string()), ("path", pa.list_(node))])
-    fields = [("id", pa.string()), ("labels", pa.list_(pa.string())), ("predictions", pa.list_(pred))]
+    fields = [("id", pa.string()), ("title", pa.string()), ("labels", pa.list_(pa.string())),
+              ("predictions", pa.list_(pred))]
     if with_gold:
-        fields += [("gold", pa.list_(pa.string())), ("hits", pa.list_(pa.string()))]
+        fields += [("gold", pa.list_(pa.string())), ("hits", pa.list_(pa.string())),
+                   ("assigned_hits", pa.list_(pa.string()))]
     return pa.schema(fields)
 
 
@@ -470,34 +480,53 @@ def _write_parquet(chunks: Iterator[list[dict]], path: Path, with_gold: bool = F
     return n
 
 
-def table_row(rec: dict, id_name: str = "id", with_gold: bool = False) -> dict[str, str]:
-    """One prediction record as a flat CSV/TSV row: ``id_name``, ``codes`` and ``scores``
-    (``;``-separated, best first, in the same order), ``assigned`` (the codes above their
-    threshold) and, with gold labels, ``gold`` and ``hits`` (the gold codes among ``assigned``)."""
+def table_columns(id_name: str = "id", title_name: str = "title", with_gold: bool = False) -> list[str]:
+    """The CSV/TSV header (see :func:`table_row`)."""
+    return [id_name, title_name, "codes", "titles", "scores", "assigned"] + (
+        ["gold", "hits", "assigned_hits"] if with_gold else [])
+
+
+def table_row(rec: dict, id_name: str = "id", with_gold: bool = False, title_name: str = "title") -> dict[str, str]:
+    """One prediction record as a flat CSV/TSV row: ``id_name`` (the input's id column, or
+    :data:`ROW_ID_COLUMN` with row numbers 1, 2, ... where it has none), ``title_name`` (the
+    input's title, or the text's first characters under :data:`SNIPPET_COLUMN`), ``codes`` and
+    ``scores`` (``;``-separated, best first, in the same order), ``titles`` (the codes' titles,
+    `` | ``-separated, same order), ``assigned`` (the codes at or above their threshold) and, with
+    gold labels, ``gold``, ``hits`` (the gold codes among the top-k ``codes``: the hits of P@k and
+    R@k in :mod:`patentcpc.metrics`) and ``assigned_hits`` (the gold codes among ``assigned``)."""
     preds = rec["predictions"]
-    row = {id_name: rec["id"],
+    row = {id_name: rec["id"], title_name: rec.get("title") or "",
            "codes": LIST_SEPARATOR.join(p["code"] for p in preds),
+           "titles": TITLE_SEPARATOR.join((p.get("title") or "").replace("|", "/") for p in preds),
            "scores": LIST_SEPARATOR.join(f"{p['score']:.4f}" for p in preds),
            "assigned": LIST_SEPARATOR.join(rec["labels"])}
     if with_gold:
         row["gold"] = LIST_SEPARATOR.join(rec.get("gold", []))
         row["hits"] = LIST_SEPARATOR.join(rec.get("hits", []))
+        row["assigned_hits"] = LIST_SEPARATOR.join(rec.get("assigned_hits", []))
     return row
 
 
-def _write_table(records: Iterator[dict], path: Path, delimiter: str, id_name: str, with_gold: bool) -> int:
+def snippet(text: str, n: int = SNIPPET_CHARS) -> str:
+    """The first ``n`` characters of ``text`` on one line (an ellipsis where cut)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= n else flat[: n - 1].rstrip() + "…"
+
+
+def _write_table(records: Iterator[dict], path: Path, delimiter: str, id_name: str, with_gold: bool,
+                 title_name: str = "title") -> int:
     """CSV/TSV, one row per document, written atomically."""
     import csv  # noqa: PLC0415
 
     from patentcpc.io import atomic_open  # noqa: PLC0415
 
-    columns = [id_name, "codes", "scores", "assigned"] + (["gold", "hits"] if with_gold else [])
+    columns = table_columns(id_name, title_name, with_gold)
     n = 0
     with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delimiter)
         writer.writeheader()
         for rec in records:
-            writer.writerow(table_row(rec, id_name, with_gold))
+            writer.writerow(table_row(rec, id_name, with_gold, title_name))
             n += 1
     return n
 
@@ -510,20 +539,27 @@ def has_gold(data) -> bool:
 def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: int = 4096,
                            options: InferenceOptions | None = None,
                            progress: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
-    """Lists of ``{"id", "labels", "predictions"}``, one per chunk of ``data`` (a PatentData):
-    only one chunk of texts, token ids and scores is in memory at a time. When ``data`` has gold
-    labels, each record also has ``gold`` and ``hits`` (the gold codes among ``labels``)."""
+    """Lists of ``{"id", "title", "labels", "predictions"}``, one per chunk of ``data`` (a
+    PatentData): only one chunk of texts, token ids and scores is in memory at a time. ``title``
+    is the input's title column where ``data`` carries one (``load_data(carry_title=True)``),
+    else the text's first characters. When ``data`` has gold labels, each record also has
+    ``gold``, ``hits`` (the gold codes among the top-k predictions, as the metrics count them) and
+    ``assigned_hits`` (the gold codes among the assigned ``labels``)."""
     opts = options or InferenceOptions()
     gold = has_gold(data)
     for batch in data.dataset.iter(batch_size=chunk_size):
         texts = batch["text"]
         scores = model.predict_scores(texts, options=opts)
         results = format_predictions(model, scores, top_k)
-        records = [{"id": str(doc_id), **res} for doc_id, res in zip(batch["id"], results, strict=True)]
+        titles = batch["_title"] if "_title" in batch else [snippet(t) for t in texts]
+        records = [{"id": str(doc_id), "title": doc_title, **res}
+                   for doc_id, doc_title, res in zip(batch["id"], titles, results, strict=True)]
         if gold:
             for rec, labels in zip(records, batch["labels"], strict=True):
+                top = {p["code"] for p in rec["predictions"]}
                 rec["gold"] = list(labels)
-                rec["hits"] = [code for code in labels if code in rec["labels"]]
+                rec["hits"] = [code for code in labels if code in top]
+                rec["assigned_hits"] = [code for code in labels if code in rec["labels"]]
         yield records
         if progress is not None:
             progress(len(texts))
@@ -535,7 +571,9 @@ def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int 
     :func:`patentcpc.training.load_for_model`, memory-mapped Arrow) and write ``output``
     atomically, chunk by chunk, showing docs/s when ``progress``. The format follows the extension:
     ``.jsonl`` and ``.parquet`` hold every prediction with its title and path; ``.csv`` and ``.tsv``
-    one row per document (see :func:`table_row`), the id under the input's own id column name."""
+    one row per document (see :func:`table_row`), the id and title under the input's own column
+    names (``row`` with row numbers where the input has no id column, ``snippet`` where it has no
+    title)."""
     if top_k < 1:
         raise ConfigError("top_k must be >= 1")
     if chunk_size < 1:
@@ -551,9 +589,12 @@ def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int 
         if fmt == "parquet":
             n = _write_parquet(chunks, path, gold)
         elif fmt in ("csv", "tsv"):
-            id_name = getattr(data, "id_field", None) or "id"
+            id_name = getattr(data, "id_field", None) or ROW_ID_COLUMN
+            title_name = getattr(data, "title_field", None) or SNIPPET_COLUMN
+            if title_name == id_name:
+                title_name = SNIPPET_COLUMN
             n = _write_table((rec for chunk in chunks for rec in chunk), path, "\t" if fmt == "tsv" else ",",
-                             id_name, gold)
+                             id_name, gold, title_name)
         else:
             n = write_jsonl((rec for chunk in chunks for rec in chunk), path)
     finally:

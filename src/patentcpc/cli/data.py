@@ -16,6 +16,7 @@ from patentcpc.cli.options import (
     OnBadRow,
     Split,
     TextFields,
+    check_input,
     data_config,
     data_options,
     report_skipped,
@@ -74,7 +75,9 @@ def data_split(
     text_fields: TextFields = None, label_field: LabelField = None, id_field: IdField = None,
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
-    """Deterministic multi-label stratified split (iterative stratification)."""
+    """Deterministic multi-label stratified split (iterative stratification), each part within a
+    document of its fraction; every input column is kept (plus `id`, the row number in --data,
+    where it has no id column), so a part reads like the input."""
     from patentcpc.data import load_data, split_data  # noqa: PLC0415
     from patentcpc.errors import ConfigError  # noqa: PLC0415
     from patentcpc.inference import write_jsonl  # noqa: PLC0415
@@ -83,18 +86,35 @@ def data_split(
         fr = tuple(float(x) for x in fractions.split(","))
     except ValueError:
         raise ConfigError(f"--fractions must be numbers like 0.8,0.1,0.1, not '{fractions}'") from None
-    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
-        raise ConfigError(f"--fractions must be three numbers that sum to 1, not '{fractions}'")
+    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) <= 0:
+        raise ConfigError(f"--fractions must be three positive numbers that sum to 1, not '{fractions}'")
     from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
 
     check_output_dir(output, "splits", [data])
     cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
-    loaded = load_data(data, **cfg.load_kwargs())
+    check_input(data, "--data")
+    loaded = load_data(data, **cfg.load_kwargs(), carry_raw=True)
     report_skipped(loaded)
     counts = {}
+    add_id = loaded.id_field is None and "id" not in loaded.raw_columns
     with atomic_dir(output, kind="splits") as tmp:  # all three files appear together
         for name, part in zip(("train", "valid", "test"), split_data(loaded, fr, seed), strict=True):
-            counts[name] = write_jsonl(({"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
-                                        for r in part.dataset), tmp / f"{name}.jsonl")
-    for name, n in counts.items():
-        out.print(f"{name}: {n} documents -> {output / f'{name}.jsonl'}")
+            counts[name] = write_jsonl((_input_record(r, loaded.raw_columns, add_id) for r in part.dataset),
+                                       tmp / f"{name}.jsonl")
+    total = sum(counts.values())
+    for (name, n), f in zip(counts.items(), fr, strict=True):
+        out.print(f"{name}: {n} documents ({100 * n / total:.1f} %, asked {100 * f:g} %) -> {output / f'{name}.jsonl'}",
+                  highlight=False)
+    if add_id:
+        out.print(f"no id column in {data}: 'id' holds its row numbers 1, 2, ...", highlight=False)
+
+
+def _input_record(row: dict, columns: list[str], add_id: bool) -> dict:
+    """The input's own columns of one split row (values JSON can hold; others as text)."""
+    rec = {"id": row["id"]} if add_id else {}
+    for c in columns:
+        v = row[f"_raw.{c}"]
+        if not isinstance(v, str | int | float | bool | list | dict | type(None)):
+            v = str(v)
+        rec[c] = v
+    return rec

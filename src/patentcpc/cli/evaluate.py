@@ -12,9 +12,12 @@ from patentcpc.cli import app
 from patentcpc.cli.options import (
     IdField,
     LabelField,
+    ModelOption,
     OnBadRow,
     Split,
     TextFields,
+    check_input,
+    check_model,
     data_config,
     data_options,
     print_metrics,
@@ -25,7 +28,7 @@ from patentcpc.cli.options import (
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    model: ModelOption,
     data: Annotated[str, typer.Option("--data", help="Labelled evaluation data.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write a per-label CSV report here.")] = None,
@@ -35,15 +38,20 @@ def evaluate(
     plots_dir: Annotated[Path | None, typer.Option(
         "--plots-dir", help="Write the top-1 reliability plot (PNG) into this folder.")] = None,
 ) -> None:
-    """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1."""
+    """Evaluate a model folder: P/R/F1@1,3,5, micro/macro P/R/F1, section/class accuracy@1.
+
+    --json prints one JSON object; a figure that is not defined on the data (AUROC@1 when every
+    top-1 code is right, or every one wrong) is null, and "undefined" says why."""
     from patentcpc.api import load_model  # noqa: PLC0415
     from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
+    check_input(data, "--data")
     if report is not None:
         from patentcpc.io import check_output_file  # noqa: PLC0415
 
         check_output_file(report, [data, model], "--report")
+    check_model(model)
     m = load_model(model)
     cfg = data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
                                       split))
@@ -85,6 +93,35 @@ def evaluate(
             w.writerow({**r, "title": title(r["label"]) or ""})
         atomic_write_text(report, buf.getvalue())
     if as_json:
-        print(json.dumps(metrics))
+        print(json.dumps(json_safe_metrics(metrics), allow_nan=False))
     else:
         print_metrics(metrics)
+
+
+UNDEFINED_WHY = {
+    "auroc@1": "AUROC@1 needs both right and wrong top-1 codes on this data; here all are one or the other",
+    "ece@1": "no documents to measure calibration on",
+}
+
+
+def json_safe_metrics(metrics: dict) -> dict:
+    """``metrics`` with every non-finite number (NaN, inf: not JSON) replaced by null, and an
+    ``undefined`` entry saying, for each, why it is not defined on this data."""
+    import math  # noqa: PLC0415
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    undefined = {k: UNDEFINED_WHY.get(k, "not defined on this data (a division by zero: no documents or no "
+                                          "labels of the kind it counts)")
+                 for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    safe = clean(metrics)
+    if undefined:
+        safe["undefined"] = undefined
+    return safe

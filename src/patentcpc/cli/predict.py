@@ -14,25 +14,31 @@ from patentcpc.cli.options import (
     Compile,
     Device,
     IdField,
+    ModelOption,
     OnBadRow,
     Onnx,
     Split,
     TextFields,
     TokenBudget,
+    check_input,
+    check_model,
     data_config,
     data_options,
     load_model_on,
+    note_row_ids,
+    refuse_ignored,
     report_skipped,
 )
 
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="Model folder.")],
+    model: ModelOption,
     text: Annotated[str | None, typer.Option("--text", help="One document's text.")] = None,
     input: Annotated[str | None, typer.Option("--input", help="File of documents (any supported format).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", help="Output for --input: .csv, .tsv, .jsonl or .parquet (by the extension).")] = None,
+        "--output", help="Write the predictions here: .csv, .tsv, .jsonl or .parquet (by the extension); "
+                         "needed with --input.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="At most this many codes, best first.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Batch size for transformer models.")] = 64,
     text_fields: TextFields = None, id_field: IdField = None, on_bad_row: OnBadRow = None, split: Split = None,
@@ -45,12 +51,12 @@ def predict(
 ) -> None:
     """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k).
 
-    With --input, one output row per document; gold labels in the input go to the output with hits."""
-    from patentcpc.api import load_model  # noqa: PLC0415
+    With --text, a table on the screen (and --output FILE writes it too); with --input, one output
+    row per document; gold labels in the input go to the output with hits (gold codes among the
+    top k) and assigned_hits (gold codes among the assigned)."""
     from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.inference import predict_texts  # noqa: PLC0415
-    from patentcpc.training import load_for_model  # noqa: PLC0415
 
+    # every option checked before the model loads; an option the command would ignore is refused
     if (text is None) == (input is None):
         raise ConfigError("give either --text or --input")
     if top_k < 1:
@@ -60,10 +66,29 @@ def predict(
 
         if not check_text(text).strip():
             raise ConfigError("--text is empty")
+        refuse_ignored("with --text (they describe an --input file)", **{
+            "--text-fields": text_fields, "--id-field": id_field, "--label-field": label_field,
+            "--on-bad-row": on_bad_row, "--split": split})
+        if explain and output is not None:
+            raise ConfigError("--explain prints its evidence on the screen; it is not written to --output: "
+                              "leave one of them out")
+    else:
+        if explain:
+            raise ConfigError("--explain works with --text (one document)")
+        if output is None:
+            raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
+        check_input(input, "--input")
     if output is not None:
+        from patentcpc.inference import output_format  # noqa: PLC0415
         from patentcpc.io import check_output_file  # noqa: PLC0415
 
+        output_format(output)
         check_output_file(output, [input, model])
+    check_model(model)
+    from patentcpc.api import load_model  # noqa: PLC0415
+    from patentcpc.inference import InferenceOptions, predict_texts, stream_predict  # noqa: PLC0415
+    from patentcpc.training import load_for_model  # noqa: PLC0415
+
     m = load_model(model)
     if text is not None:
         (res,) = predict_texts(m, [text], top_k, batch_size)
@@ -72,25 +97,25 @@ def predict(
 
             explain_predictions(m, [text], [res])
         print_prediction(res, m.output_score_type)
-        return
-    if explain:
-        raise ConfigError("--explain works with --text (one document)")
-    if output is None:
-        raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
-    from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
+        if output is not None:
+            from patentcpc.data import records_from_texts  # noqa: PLC0415
 
-    output_format(output)
+            stats = stream_predict(m, records_from_texts([text]), output, top_k,
+                                   options=InferenceOptions(batch_size=batch_size))
+            out.print(f"wrote the prediction to {stats.output}", highlight=False)
+        return
     cfg = data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
                                       split))
-    docs = load_for_model(input, cfg, m, require_labels=False)
+    docs = load_for_model(input, cfg, m, require_labels=False, carry_title=True)
     report_skipped(docs)
+    note_row_ids(docs, output)
     stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True)
     out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
 @app.command("predict-batch")
 def predict_batch(
-    model: Annotated[Path, typer.Option("--model", help="Model folder (any kind).")],
+    model: ModelOption,
     input: Annotated[str, typer.Option("--input", help="Documents: JSONL, CSV/TSV, Parquet, ... (any size).")],
     output: Annotated[Path, typer.Option(
         "--output", help="Predictions: .csv, .tsv (one row per document), .jsonl or .parquet.")],
@@ -109,21 +134,36 @@ def predict_batch(
     on_bad_row: Annotated[str | None, typer.Option("--on-bad-row", help="error (default) or skip.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Stream predictions for a large file: sorted, token-budgeted batches; constant memory."""
+    """Stream predictions for a large file: sorted, token-budgeted batches; constant memory.
+
+    CSV/TSV: one row per document with the input's id and title columns (row numbers / a text
+    snippet where it has none), codes, their titles, scores, assigned and, with gold labels, hits
+    (gold codes among the top k, as the metrics count them) and assigned_hits."""
     from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
     from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
     from patentcpc.io import check_output_file  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
     from patentcpc.validation import check_device  # noqa: PLC0415
 
+    if top_k < 1:
+        raise ConfigError("--top-k must be >= 1")
+    if chunk_size < 1:
+        raise ConfigError("--chunk-size must be >= 1")
     check_device(device)
     output_format(output)
     check_output_file(output, [input, model, onnx])
+    check_input(input, "--input")
+    check_model(model)
+    if onnx is not None and not onnx.is_file():
+        raise ConfigError(f"{onnx}: no such ONNX file (--onnx)")
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
-    m = load_model_on(model, device, onnx)
     options = {"text_fields": text_fields, "id_field": id_field, "label_field": label_field, "on_bad_row": on_bad_row}
     cfg = from_dict(DataConfig, {k: v for k, v in options.items() if v is not None}, "data")
-    docs = load_for_model(input, cfg, m, require_labels=False)
+    m = load_model_on(model, device, onnx)
+    docs = load_for_model(input, cfg, m, require_labels=False, carry_title=True)
+    report_skipped(docs)
+    note_row_ids(docs, output)
     stats = stream_predict(m, docs, output, top_k, chunk_size, opts, progress=not quiet)
     out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
 

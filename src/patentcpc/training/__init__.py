@@ -65,9 +65,12 @@ def evaluate_model(model: CPCModel, data: PatentData, batch_size: int = 64, prog
     return evaluate_scores(scores, data.labels, model.labels, model.thresholds)
 
 
-def load_for_model(source: str, cfg_data, model: CPCModel | None = None, require_labels: bool = True) -> PatentData:
-    """Load data with the model's text view when the source has those fields (else auto-detect)."""
+def load_for_model(source: str, cfg_data, model: CPCModel | None = None, require_labels: bool = True,
+                   **extra) -> PatentData:
+    """Load data with the model's text view when the source has those fields (else auto-detect).
+    ``extra``: more :func:`~patentcpc.data.load_data` keywords (``carry_title=True``)."""
     kwargs = cfg_data.load_kwargs() if cfg_data is not None else {}
+    kwargs.update(extra)
     kwargs["require_labels"] = require_labels
     if model is not None:
         kwargs["level"] = model.manifest.label_level
