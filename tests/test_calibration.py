@@ -216,13 +216,15 @@ def test_tiny_transformer_is_calibrated_and_capped(tiny_jsonl, tmp_path):
     train_model(cfg, str(tiny_jsonl), None, tmp_path / "t")
     m = load_model(tmp_path / "t")
     cal = m.manifest.extra["calibration"]
-    assert cal["score_type"] == "probability" and cal["method"] == cfg.calibration.method
+    # a map that would decrease on the 2 validation documents falls back to isotonic (issue 29)
+    assert cal["score_type"] == "probability"
+    assert cal["method"] == cfg.calibration.method or cal["info"].get("fallback") == "isotonic"
     assert (tmp_path / "t" / "explain" / "docs.json").exists()
     texts = ["Wireless base station scheduling packets", "Plough tines for soil"]
     raw, s = m.raw_scores(texts), m.scores(texts)
     assert not np.allclose(raw, s) and s.min() >= 0 and s.max() <= 1
     for res in predict_texts(m, texts, top_k=2):
-        assert len(res["predictions"]) == 2 and res["predictions"][0]["assigned"]
+        assert len(res["predictions"]) == 2 and (res["predictions"][0]["assigned"] or "note" in res)
 
 
 def test_platt_gap_matches_sklearn_on_score_and_lead():

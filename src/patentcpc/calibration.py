@@ -38,6 +38,7 @@ from patentcpc.metrics import (  # noqa: F401  (re-exported: top-1 reliability)
 from patentcpc.numeric import sigmoid
 
 _EPS = 1e-6
+_MIN_SLOPE = 1e-6  # a fitted map's slope must exceed this: probabilities rise with the raw score
 
 
 def to_z(raw: np.ndarray, score_type: str) -> np.ndarray:
@@ -140,6 +141,26 @@ class Calibrator:
             out = np.clip(out, _EPS, 1 - _EPS)  # 1.0 would leave no room above it)
         return out
 
+    def problem(self) -> str | None:
+        """Why this map is unusable (it does not rise with the raw score, or it is constant), or None."""
+        if self.method == "isotonic":
+            ys = np.asarray(self.y, dtype=np.float64)
+            if len(ys) > 1 and np.any(np.diff(ys) < -1e-12):
+                return "the isotonic calibration map decreases"
+            if len(ys) and float(ys.max() - ys.min()) <= 1e-9:
+                return f"the calibration map is constant ({float(ys[0]):.3g} for every score)"
+            return None
+        if self.method == "none":
+            return None
+        slope = self.a + (self.c if self.method == "platt-gap" else 0.0)
+        if not slope > 0 or (self.method == "platt-gap" and self.c < 0):
+            return f"the calibration map decreases ({self.method} slope a = {self.a:.3g}" + (
+                f", c = {self.c:.3g})" if self.method == "platt-gap" else ")")
+        bad = [j for j, a in enumerate(self.label_a or []) if a is not None and not a > 0]
+        if bad:
+            return f"{len(bad)} per-label calibration map(s) decrease"
+        return None
+
     def to_dict(self) -> dict:
         d = {"method": self.method, "scope": self.scope, "score_type": self.score_type, "info": self.info}
         if self.method == "isotonic":
@@ -192,20 +213,31 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, score_type: str, method: str 
     z = to_z(raw, score_type)
     zs, ys = _pairs(z, y, fit_on, top_k)
     info["n_pairs"] = int(len(zs))
-    if method == "isotonic":
+    cal = None
+    if method == "platt-gap":
+        zs_, ys_, gs = _pairs(z, y, fit_on, top_k, gap_to_best_other(z))
+        a, c, b = fit_logistic(np.stack([zs_, gs], 1), ys_)
+        if c >= 0 and a + c > _MIN_SLOPE:  # increasing in the cell's own score (d/dz = a + c)
+            cal = Calibrator(method=method, scope="shared", score_type=score_type, a=float(a), b=float(b),
+                             c=float(c), info=info)
+        else:
+            info["refused"] = {"method": method, "a": float(a), "c": float(c)}
+            method = "platt"
+    if cal is None and method in ("platt", "temperature"):
+        a, b = fit_platt(zs, ys, fit_bias=method == "platt")
+        if a > _MIN_SLOPE:
+            cal = Calibrator(method=method, scope="shared", score_type=score_type, a=a, b=b, info=info)
+        else:  # a decreasing (or flat) map would rank the best codes last: refuse it
+            info.setdefault("refused", {"method": method, "a": float(a)})
+            method = "isotonic"
+    if cal is None:  # isotonic: non-decreasing by construction
         from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415
 
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(zs, ys)
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(zs, ys)
         cal = Calibrator(method="isotonic", scope="shared", score_type=score_type,
                          x=iso.X_thresholds_.tolist(), y=iso.y_thresholds_.tolist(), info=info)
-    elif method == "platt-gap":
-        zs, ys, gs = _pairs(z, y, fit_on, top_k, gap_to_best_other(z))
-        a, c, b = fit_logistic(np.stack([zs, gs], 1), ys)
-        cal = Calibrator(method=method, scope="shared", score_type=score_type, a=float(a), b=float(b), c=float(c),
-                         info=info)
-    else:
-        a, b = fit_platt(zs, ys, fit_bias=method == "platt")
-        cal = Calibrator(method=method, scope="shared", score_type=score_type, a=a, b=b, info=info)
+        if "refused" in info:
+            info["fallback"] = "isotonic"
     if scope == "per_label":
         cal.scope = "per_label"
         label_a: list = [None] * z.shape[1]
@@ -213,7 +245,8 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, score_type: str, method: str 
         for j in range(z.shape[1]):
             if y[:, j].sum() >= min_support:
                 a, b = fit_platt(z[:, j], y[:, j], l2=per_label_l2)
-                label_a[j], label_b[j] = a, b
+                if a > _MIN_SLOPE:  # a decreasing label map is refused: the shared map serves it
+                    label_a[j], label_b[j] = a, b
         cal.label_a, cal.label_b = label_a, label_b
         info["n_label_maps"] = sum(v is not None for v in label_a)
     return cal
@@ -263,6 +296,9 @@ def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=N
         model.manifest.threshold = threshold
         model.manifest.label_thresholds = tune_label_thresholds(probs, gold, labels, threshold,
                                                                 threshold_min_support).tolist()
+        from patentcpc.predictions import set_abstention  # noqa: PLC0415
+
+        set_abstention(model, probs, gold)
     return probs
 
 

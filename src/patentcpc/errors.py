@@ -30,3 +30,7 @@ class ModelError(PatentCPCError):
 
 class ConfigError(PatentCPCError, ValueError):
     """An invalid configuration value."""
+
+
+class TrainingError(PatentCPCError):
+    """A training run whose model fails the check before saving (see :mod:`patentcpc.training.guard`)."""

@@ -14,3 +14,5 @@ class TrainResult:
     metrics: dict
     output: str | None
     overlap: object = None  # patentcpc.overlap.Overlap of --eval-data with the training data, if any
+    phases: dict | None = None  # name -> seconds of the run's timed steps after the optimizer steps
+    measured_on: str | None = None  # what ``metrics`` were measured on (and whether it tuned the thresholds)

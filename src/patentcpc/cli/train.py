@@ -84,3 +84,9 @@ def train(
         console.print(f"[yellow]skipped {n_skipped} bad row(s)[/] of {data} (--on-bad-row skip)", highlight=False)
     if result.metrics:
         print_metrics(result.metrics)
+        if getattr(result, "measured_on", None):
+            out.print(f"measured on {result.measured_on}; evaluate the model on data it was not tuned on "
+                      "(patentcpc evaluate) for an unbiased figure", highlight=False, soft_wrap=True)
+    if getattr(result, "phases", None):
+        out.print("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items()), highlight=False,
+                  soft_wrap=True)

@@ -97,19 +97,41 @@ class CPCModel:
             kwargs["options"] = options
         return self.scores([texts] if isinstance(texts, str) else list(texts), **kwargs)
 
+    @property
+    def abstain_below(self) -> float:
+        """The minimum best score for a document to get a code at all (tuned on validation data at
+        training time, ``manifest.extra["abstain_below"]``; 0.0 for models trained before: the best
+        code is always assigned)."""
+        extra = self.manifest.extra if isinstance(self.manifest.extra, dict) else {}
+        value = extra.get("abstain_below")
+        return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else 0.0
+
     def predict(self, texts: Sequence[str], top_k: int | None = None, threshold: float | None = None, *,
-                batch_size: int | None = None, include_assigned: bool = False) -> list[list[Prediction]]:
+                batch_size: int | None = None, include_assigned: bool = False,
+                min_score: float | None = None) -> list[list[Prediction]]:
         """One list of :class:`~patentcpc.predictions.Prediction` per text, best first.
 
         With neither ``top_k`` nor ``threshold``: the codes the model assigns (score at or above
-        its decision thresholds). ``top_k``: at most the k best codes, assigned or not.
-        ``threshold``: only codes scoring at least that (it replaces the model's thresholds).
-        ``include_assigned``: the top k plus every assigned code. A single string counts as one text.
+        its decision thresholds; the best code also below its threshold, unless its score is
+        below ``min_score``, default the model's tuned :attr:`abstain_below`: then the list is
+        empty, "no code assigned"). ``top_k``: at most the k best codes, assigned or not
+        (``assigned`` False on all of them when nothing is assigned). ``threshold``: only codes
+        scoring at least that (it replaces the model's thresholds). ``include_assigned``: the top k
+        plus every assigned code. A single string counts as one text; an empty (or blank) text is
+        refused, as the CLI and the service refuse it.
         """
+        from patentcpc.errors import DataError  # noqa: PLC0415
         from patentcpc.predictions import rank  # noqa: PLC0415
 
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise DataError("texts", f"not a string but {type(text).__name__}", row=i + 1)
+            if not text.strip():
+                raise DataError("texts", "the text is empty (nothing to classify)", row=i + 1)
         scores = self.predict_scores(texts, batch_size=batch_size)
-        return rank(scores, self.labels, self.thresholds, top_k, threshold, include_assigned)
+        floor = self.abstain_below if min_score is None else float(min_score)
+        return rank(scores, self.labels, self.thresholds, top_k, threshold, include_assigned, abstain_below=floor)
 
     def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Scores before calibration (the kind's own scale)."""

@@ -114,6 +114,9 @@
         titleCell));
     }
     table.appendChild(body);
+    if (res.note || (Array.isArray(res.labels) && res.labels.length === 0)) {  // the model abstained
+      card.appendChild(el("p", { class: "no-code" }, res.note || "no code assigned"));
+    }
     card.appendChild(table);
     const docEvidence = evidenceNode(res.evidence ?? res.explanation);
     if (docEvidence) card.appendChild(docEvidence);

@@ -11,9 +11,11 @@ import numpy as np
 
 from patentcpc.config import TrainConfig, to_dict
 from patentcpc.data import PatentData
+from patentcpc.metrics import evaluate_scores
 from patentcpc.models import model_class
 from patentcpc.results import TrainResult
 from patentcpc.training import evaluate_model, load_for_model, training_kind
+from patentcpc.training.guard import Phases, check_model
 
 
 def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
@@ -46,24 +48,38 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
         "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
     metrics: dict = {}
     overlap = None
+    phases = Phases()
     ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
-    calibrate_linear(model, cfg, texts, labels, ev, held_out)
+    with phases("calibration and thresholds"):
+        cal_data = calibrate_linear(model, cfg, texts, labels, ev, held_out)
     if cfg.explain.index and train_data is not None:
         from patentcpc.explain import ExplainIndex  # noqa: PLC0415
 
         model.explain_index = ExplainIndex.build(train_data, cfg.explain.snippet_chars)
+    with phases("check before saving"):  # the calibrated model against its own raw scores
+        if cal_data is not None:
+            raw, gold, what = cal_data
+            reported = evaluate_scores(np.asarray(raw), gold, model.labels, 0.0, ks=(1,))["f1@1"]
+            check_model(model, None, gold, reported, cfg.guard, what=what, scores=model.calibrate(np.asarray(raw)),
+                        reported_as="by the uncalibrated model")
+        else:
+            check_model(model, None, [], None, cfg.guard)
     if ev is not None:
         if train_data is not None:
             from patentcpc.overlap import find_overlap  # noqa: PLC0415
 
             overlap = find_overlap(train_data, ev)
         metrics = evaluate_model(model, ev)
-        model.manifest.metrics = {"eval_data": str(eval_data), **metrics}
+        model.manifest.metrics = {"eval_data": str(eval_data), "thresholds_tuned_on_this_data": True, **metrics}
         if overlap is not None and overlap.any:
             model.manifest.metrics["eval_overlap"] = overlap.to_dict()
     if output is not None:
-        model.save(output)
-    return TrainResult(model, metrics, str(output) if output is not None else None, overlap)
+        with phases("saving"):
+            model.save(output)
+    return TrainResult(model, metrics, str(output) if output is not None else None, overlap,
+                       phases=dict(phases.times),
+                       measured_on=f"{eval_data} (the thresholds and calibration were tuned on it: optimistic)"
+                       if ev is not None else None)
 
 
 def resolve_learner(lcfg, n_docs: int) -> str:
@@ -96,21 +112,26 @@ def holdout_split(texts, labels, n_holdout: int, seed: int, min_label_count: int
 
 
 def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | None,
-                     held_out: tuple[list[str], list[list[str]]] | None = None) -> None:
+                     held_out: tuple[list[str], list[list[str]]] | None = None):
     """Calibrator and thresholds of a linear model: on ``ev`` (``--eval-data``) if given, else on
     ``held_out`` (texts, labels) if given (large runs), else on out-of-fold scores of the training
-    data (``calibration.cv_folds`` folds, each fold fitted like ``model``)."""
+    data (``calibration.cv_folds`` folds, each fold fitted like ``model``). Returns what it was
+    fitted on, (raw scores, gold labels, a name), or None (not calibrated)."""
     from patentcpc.calibration import calibrate_model, out_of_fold_scores  # noqa: PLC0415
 
     if cfg.calibration.method == "none":
-        return
+        return None
     if ev is not None:
-        calibrate_model(model, model.raw_scores(ev.texts), ev.labels, cfg.calibration)
+        raw, gold, what = model.raw_scores(ev.texts), ev.labels, "the evaluation data"
     elif held_out is not None:
-        calibrate_model(model, model.raw_scores(held_out[0]), held_out[1], cfg.calibration)
+        raw, gold, what = model.raw_scores(held_out[0]), held_out[1], "the calibration hold-out"
     elif cfg.model != "scheme" and len(texts) >= 2 * cfg.calibration.cv_folds:
         def fit(t, g):
             return type(model).fit(t, g, cfg.linear, seed=cfg.seed)
 
         raw = out_of_fold_scores(fit, texts, labels, model.labels, cfg.calibration.cv_folds, cfg.seed)
-        calibrate_model(model, raw, labels, cfg.calibration)
+        gold, what = labels, "out-of-fold scores of the training data"
+    else:
+        return None
+    calibrate_model(model, raw, gold, cfg.calibration)
+    return raw, gold, what

@@ -39,6 +39,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,14 @@ from patentcpc.results import TrainResult
 from patentcpc.training import checkpoints
 from patentcpc.training.batches import MultiLabelCollator, encode, load_train_eval, sparse_labels
 from patentcpc.training.checkpoints import CHECKPOINTS, LOGS, prepare_run_dir, write_model_folder, write_run_config
+from patentcpc.training.guard import Phases, check_model, noise
 from patentcpc.training.head import fit_head, init_head, wise_interpolate
 
 log = logging.getLogger(__name__)
+
+
+def _show_phases() -> bool:
+    return os.environ.get("PATENTCPC_PROGRESS", "1") == "1"
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -76,11 +82,14 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
     ``auto`` is ``few-shot`` up to ``few_shot_max_docs`` training documents (where
     benchmarks/training.md measured the probe start, WiSE-FT and the re-fit to help, on a few
     hundred documents) and ``reference`` above (where those fits cost more than the optimizer steps,
-    benchmarks/scale.md). The reference recipe replaces only fields left at their defaults."""
+    benchmarks/scale.md). A random-init ``arch`` encoder always gets ``reference`` under ``auto``:
+    the few-shot machinery fits probes on the embeddings of a pretrained encoder, and on a random
+    one they are noise (issue 29: a re-fitted head scoring every code alike, f1@1 0.065 -> 0.000).
+    The reference recipe replaces only fields left at their defaults."""
 
     name = tcfg.recipe
     if name == "auto":
-        name = "few-shot" if n_train <= tcfg.few_shot_max_docs else "reference"
+        name = "few-shot" if n_train <= tcfg.few_shot_max_docs and not tcfg.arch else "reference"
     if name == "few-shot":
         return tcfg, name
     defaults = TransformerConfig()
@@ -215,24 +224,48 @@ class Trainer:
         from transformers import set_seed  # noqa: PLC0415
 
         self.check_output()
-        set_seed(self.cfg.seed)
-        self.load_data()
-        self.build_model()
-        self.encode_data()
-        ckpt = self.prepare_run()
-        trainer = self.fit(ckpt)
-        if not trainer.is_world_process_zero():
-            return TrainResult(self.model, {}, None)
-        return self.finish(trainer)
+        try:
+            set_seed(self.cfg.seed)
+            self.load_data()
+            self.build_model()
+            self.encode_data()
+            ckpt = self.prepare_run()
+            trainer = self.fit(ckpt)
+            if not trainer.is_world_process_zero():
+                return TrainResult(self.model, {}, None)
+            return self.finish(trainer)
+        except BaseException:
+            self.discard_run()
+            raise
 
     # ----------------------------------------------------------------- before training
     def check_output(self) -> None:
-        """Checkpoints go into the model folder itself (for --resume): never into a folder we did not write."""
+        """Never into a folder we did not write. The run folder (checkpoints, logs) is the output itself
+        for a new run or ``--resume``; a run that replaces a model is built in a staging folder beside
+        it, so the old one stays byte-identical until the new one is complete."""
         if self.output is None:
             raise ConfigError("--output is required to train a transformer (checkpoints are written there)")
         from patentcpc.io import check_output_dir  # noqa: PLC0415
 
-        self.run_dir = check_output_dir(self.output, "model", [self.data, self.eval_data])
+        self.output_dir = check_output_dir(self.output, "model", [self.data, self.eval_data])
+        self.staged = checkpoints.needs_staging(self.output_dir, self.resume)
+        # a new run into nothing (or an empty folder): what it leaves when it stops early is its own
+        self.new_run = not self.staged and not self.resume and not (
+            self.output_dir.is_dir() and any(self.output_dir.iterdir()))
+        self.output_existed = self.output_dir.exists()
+        self.run_dir = checkpoints.staging_dir(self.output_dir, self.main) if self.staged else self.output_dir
+
+    def discard_run(self) -> None:
+        """After an error or Ctrl-C: the staging folder goes; a new run's folder goes too unless it
+        holds a committed checkpoint to ``--resume`` from. The output is otherwise as it was."""
+        import shutil  # noqa: PLC0415
+
+        if not self.main or not hasattr(self, "run_dir"):
+            return
+        if self.staged:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        elif self.new_run:
+            checkpoints.discard_run(self.run_dir, self.output_existed)
 
     def load_data(self) -> None:
         """Training and validation data, the recipe for their size, the label vocabulary."""
@@ -335,34 +368,96 @@ class Trainer:
 
     # ----------------------------------------------------------------- after training
     def finish(self, trainer) -> TrainResult:
-        """Head re-training, thresholds on the validation data, final metrics, the model folder."""
+        """Head re-training, thresholds on the validation data, final metrics, the check before
+        saving (:func:`patentcpc.training.guard.check_model`), the model folder; each step timed."""
         model, tcfg = self.model, self.tcfg
+        phases = self.phases = Phases()
         model.for_inference()
-        self.adapt_head()
-        scores = self.calibrate()
+        with phases("validation scores"):
+            scores = self.valid_scores()
+        scores = self.adapt_head(scores)
+        with phases("calibration and thresholds"):
+            scores = self.calibrate(scores)
         if self.cfg.explain.index:
-            self.build_explain_index()
+            with phases("explain index"):
+                self.build_explain_index()
         metrics = evaluate_scores(scores, self.valid.labels, self.vocab.labels, model.thresholds)
-        if tcfg.refit_head and tcfg.refit_on == "all" and not self.eval_data:
-            self.refit_on_all()
+        if tcfg.refit_head and tcfg.refit_on == "all" and not self.eval_data and self.refit_kept:
+            with phases("head re-fit on all"):
+                self.refit_on_all()
+            scores = None  # the saved head is not the measured one: the check scores it again
+        with phases("check before saving"):
+            check_model(model, self.valid.texts, self.valid.labels, self.reported_f1(trainer), self.cfg.guard,
+                        what=self.valid_name, scores=scores, reported_as="by the Trainer's evaluation")
         self.record(trainer, metrics)
-        write_model_folder(model, self.run_dir, tcfg.keep_checkpoints)
-        return TrainResult(model, metrics, str(self.run_dir), self.overlap)
+        with phases("saving"):
+            write_model_folder(model, self.run_dir, tcfg.keep_checkpoints, self.output_dir)
+        return TrainResult(model, metrics, str(self.output_dir), self.overlap, phases=dict(phases.times),
+                           measured_on=self.valid_name + " (the thresholds and calibration were tuned on it: "
+                                                         "optimistic)")
 
-    def adapt_head(self) -> None:
+    @property
+    def valid_name(self) -> str:
+        return str(self.eval_data) if self.eval_data else "the validation split"
+
+    @staticmethod
+    def reported_f1(trainer) -> float | None:
+        """The f1@1 the Trainer's evaluation reported for the model it kept (its best checkpoint)."""
+        best = trainer.state.best_metric
+        return None if best is None or math.isinf(best) else float(best)
+
+    def valid_scores(self) -> np.ndarray:
+        """The model's raw scores of the validation documents (progress bar)."""
+        return self.model.raw_scores(self.valid.texts, batch_size=self.tcfg.eval_batch_size, progress=_show_phases())
+
+    def valid_f1(self, scores: np.ndarray) -> float:
+        return float(evaluate_scores(scores, self.valid.labels, self.vocab.labels, 0.5, ks=(1,))["f1@1"])
+
+    def adapt_head(self, scores: np.ndarray) -> np.ndarray:
         """WiSE-FT with the start (pretrained models, ``wise_alpha`` < 1), then the head re-fit on the
-        training part (the validation data stays clean for the thresholds)."""
-        tcfg, model = self.tcfg, self.model
+        training part (the validation data stays clean for the thresholds). Each step is kept only
+        when the validation f1@1 does not drop by more than one standard error (a step that makes
+        the model worse than the Trainer's own is undone, and said). Returns the validation scores
+        of the model kept."""
+        tcfg, model, phases = self.tcfg, self.model, self.phases
+        self.refit_kept = False
+        steps = []
         if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch and model.kind == "transformer":
-            wise_interpolate(model, self.cfg.model, self.train_ds, self.y_train, tcfg)
+            steps.append(("WiSE-FT",
+                          lambda: wise_interpolate(model, self.cfg.model, self.train_ds, self.y_train, tcfg)))
         if tcfg.refit_head:
-            fit_head(model, self.train_ds, self.y_train, tcfg, refit=True)
+            steps.append(("head re-fit", lambda: fit_head(model, self.train_ds, self.y_train, tcfg, refit=True)))
+        if not steps:
+            return scores
+        f1 = self.valid_f1(scores)
+        adapted = model.manifest.extra.setdefault("head_steps", {})
+        for name, step in steps:
+            with phases(name):
+                saved = model.network_state()
+                step()
+                new_scores = self.valid_scores()
+                new_f1 = self.valid_f1(new_scores)
+                keep = new_f1 >= f1 - noise(f1, len(self.valid)) / 2
+                adapted[name] = {"f1@1_before": f1, "f1@1_after": new_f1, "kept": keep}
+                if keep:
+                    scores, f1 = new_scores, new_f1
+                    self.refit_kept = self.refit_kept or name == "head re-fit"
+                else:
+                    log.warning("%s undone: validation f1@1 %.4f -> %.4f", name, f1, new_f1)
+                    if _show_phases():
+                        print(f"{name} undone: it lowered validation f1@1 from {f1:.4f} to {new_f1:.4f}",
+                              file=sys.stderr, flush=True)
+                    model.load_network_state(saved)
+                del saved
+        return scores
 
-    def calibrate(self) -> np.ndarray:
-        """Calibrator (``calibration.method``) and thresholds tuned on the validation data; returns
-        the validation scores on the model's output scale."""
+    def calibrate(self, scores: np.ndarray | None = None) -> np.ndarray:
+        """Calibrator (``calibration.method``) and thresholds tuned on the validation data
+        (``scores``: the model's raw validation scores, computed if None); returns the validation
+        scores on the model's output scale."""
         model, tcfg, gold = self.model, self.tcfg, self.valid.labels
-        scores = model.raw_scores(self.valid.texts, batch_size=tcfg.eval_batch_size)
+        if scores is None:
+            scores = self.valid_scores()
         if self.cfg.calibration.method != "none":  # probabilities, then thresholds on that scale
             from patentcpc.calibration import calibrate_model  # noqa: PLC0415
 
@@ -372,6 +467,9 @@ class Trainer:
         model.manifest.threshold = threshold
         per_label = tune_label_thresholds(scores, gold, self.vocab.labels, threshold, tcfg.threshold_min_support)
         model.manifest.label_thresholds = per_label.tolist()
+        from patentcpc.predictions import set_abstention  # noqa: PLC0415
+
+        set_abstention(model, scores, gold)
         return scores
 
     def build_explain_index(self) -> None:
@@ -398,7 +496,8 @@ class Trainer:
         manifest.extra["training"] = {
             "global_steps": state.global_step, "epochs": state.epoch,
             "best_checkpoint_f1@1": None if best is None or math.isinf(best) else float(best),
-            "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None}
+            "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+            "phases_s": dict(getattr(self, "phases", Phases()).times)}
 
 
 def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
