@@ -87,7 +87,7 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
     # region fields
     k = first("title")
     if k and k.words():
-        title = R.clean_text([w.text for w in k.words()]).strip(" .,;:")
+        title = k.text().strip(" .,;:")
         rec["title"] = title or None
         ev["title"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
     k = first("inventors")
@@ -118,10 +118,7 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
             ev["cpc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
     k = first("abstract")
     if k and k.words():
-        ws = [w.text for w in k.words()]
-        if ws and re.fullmatch(r"A\s?BSTRACT", ws[0], re.I):
-            ws = ws[1:]
-        abstract = R.clean_text(ws)
+        abstract = re.sub(r"^A\s?BSTRACT\b\s*", "", k.text())
         rec["abstract"] = abstract or None
         ev["abstract"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
     rec["evidence"] = ev

@@ -71,7 +71,14 @@ class Key:
         return [w for s, a, b in self.region for w in s.words[a:b]]
 
     def text(self) -> str:
-        return R.clean_text([w.text for w in self.words()])
+        """The region's text; a word broken over two lines with a hyphen is rejoined."""
+        out: list[str] = []
+        for s, a, b in self.region:
+            ws = [w.text for w in s.words[a:b]]
+            if out and ws and out[-1].endswith("-") and len(out[-1]) > 2 and ws[0][:1].islower():
+                out[-1] = out[-1][:-1] + "\u00ad"
+            out += ws
+        return R.clean_text(out)
 
 
 def _squash(text: str) -> str:

@@ -59,7 +59,8 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
         from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
 
         img = open_image(path)
-        yield ocr_image(img, 72.0 / 200.0 * (200.0 / 72.0) * 72.0 / 200.0, 0, opts.engine, path)
+        dpi = (img.info.get("dpi") or (200, 200))[0] or 200
+        yield ocr_image(img, 72.0 / float(dpi), 0, opts.engine, path)
         return
     pdf = PdfFile(path)
     try:

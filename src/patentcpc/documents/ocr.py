@@ -1,0 +1,138 @@
+"""OCR for pages without a usable text layer: words with boxes from a page image.
+
+Engines: **RapidOCR** (``rapidocr-onnxruntime``: PP-OCRv4 detection and recognition models shipped in the
+wheel, ONNX Runtime on the CPU; pip alone, nothing downloaded at run time; the default) and **Tesseract**
+(the ``tesseract`` program, e.g. Debian's ``tesseract-ocr``; used when asked for, or when RapidOCR is not
+installed). RapidOCR's recogniser reads a whole text line and often drops the spaces between words
+(``SYSTEMANDMETHOD``); its per-character boxes are used to put them back where the gap between two
+characters is wide. Numbers in benchmarks/pdf.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from patentcpc.documents.pdf import Page, Word
+from patentcpc.errors import DataError
+
+_ENGINE = None
+
+
+def available_engine(engine: str = "auto") -> str:
+    if engine in ("auto", "rapidocr"):
+        try:
+            import rapidocr_onnxruntime  # noqa: F401, PLC0415
+
+            return "rapidocr"
+        except ImportError:
+            if engine == "rapidocr":
+                raise DataError("rapidocr", "OCR needs rapidocr-onnxruntime: pip install 'patentcpc[pdf]'") from None
+    if engine in ("auto", "tesseract") and shutil.which("tesseract"):
+        return "tesseract"
+    raise DataError("ocr", "this page has no text layer and OCR needs an engine: pip install 'patentcpc[pdf]' "
+                           "(RapidOCR) or install tesseract (apt-get install tesseract-ocr)")
+
+
+def _rapid():
+    global _ENGINE
+    if _ENGINE is None:
+        from rapidocr_onnxruntime import RapidOCR  # noqa: PLC0415
+
+        threads = int(os.environ.get("PATENTCPC_OCR_THREADS", "0")) or -1
+        _ENGINE = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads)
+    return _ENGINE
+
+
+def _white_gaps(gray, box, min_run: float) -> list[float]:
+    """Centres (x, image pixels) of the white column runs at least ``min_run`` wide inside a text box:
+    the gaps between words, which the line recogniser does not always mark with a space."""
+
+    x0, x1 = int(max(min(p[0] for p in box), 0)), int(min(max(p[0] for p in box), gray.shape[1]))
+    y0, y1 = int(max(min(p[1] for p in box), 0)), int(min(max(p[1] for p in box), gray.shape[0]))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return []
+    crop = gray[y0:y1, x0:x1]
+    ink = (crop < min(160, int(crop.mean()) - 10)).sum(axis=0) > 0
+    gaps, run = [], 0
+    for i, has_ink in enumerate(ink):
+        if not has_ink:
+            run += 1
+            continue
+        if run >= min_run and i - run > 0:
+            gaps.append(x0 + i - run / 2)
+        run = 0
+    return gaps
+
+
+def _rapid_words(img, scale: float) -> list[Word]:
+    import numpy as np  # noqa: PLC0415
+
+    gray = np.asarray(img.convert("L"))
+    res, _ = _rapid()(np.stack([gray] * 3, axis=-1), return_word_box=True)
+    words: list[Word] = []
+    for item in res or []:
+        box, text, conf = item[0], item[1], float(item[2])
+        xs = [p[0] for p in box]
+        ys = [p[1] for p in box]
+        chars = item[3] if len(item) > 3 else None
+        letters = item[4] if len(item) > 4 else None
+        if not chars or not letters or len(chars) != len(letters):
+            for t in text.split():
+                words.append(Word(t, min(xs) * scale, min(ys) * scale, max(xs) * scale, max(ys) * scale, conf))
+            continue
+        height = max(ys) - min(ys)
+        centres = [(min(p[0] for p in c) + max(p[0] for p in c)) / 2 for c in chars]
+        breaks = set()
+        for g in _white_gaps(gray, box, max(0.2 * height, 3)):
+            for i in range(len(centres) - 1):
+                if centres[i] < g < centres[i + 1]:
+                    breaks.add(i)
+                    break
+        cur, cb = "", None
+        for i, (cbox, ch) in enumerate(zip(chars, letters, strict=True)):
+            cx0 = min(p[0] for p in cbox)
+            cx1 = max(p[0] for p in cbox)
+            if ch == " ":
+                if cur:
+                    words.append(Word(cur, cb[0] * scale, min(ys) * scale, cb[1] * scale, max(ys) * scale, conf))
+                cur, cb = "", None
+                continue
+            cur += ch
+            cb = [cx0, cx1] if cb is None else [cb[0], max(cb[1], cx1)]
+            if i in breaks:
+                words.append(Word(cur, cb[0] * scale, min(ys) * scale, cb[1] * scale, max(ys) * scale, conf))
+                cur, cb = "", None
+        if cur:
+            words.append(Word(cur, cb[0] * scale, min(ys) * scale, cb[1] * scale, max(ys) * scale, conf))
+    return words
+
+
+def _tesseract_words(img, scale: float, source) -> list[Word]:
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "page.png"
+        img.save(png)
+        try:
+            r = subprocess.run(["tesseract", str(png), "-", "--psm", "1", "tsv"], capture_output=True, text=True,
+                               timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataError(source, f"tesseract failed ({exc})") from exc
+    words = []
+    for line in r.stdout.splitlines()[1:]:
+        parts = line.split("\t")
+        if len(parts) < 12 or parts[0] != "5" or not parts[11].strip():
+            continue
+        x, y, w, h = (float(v) for v in parts[6:10])
+        words.append(Word(parts[11].strip(), x * scale, y * scale, (x + w) * scale, (y + h) * scale,
+                          max(float(parts[10]), 0) / 100))
+    return words
+
+
+def ocr_image(img, pts_per_px: float, index: int, engine: str = "auto", source="image") -> Page:
+    """The words of a page image (PIL); boxes scaled to points by ``pts_per_px``."""
+    name = available_engine(engine)
+    words = _rapid_words(img, pts_per_px) if name == "rapidocr" else _tesseract_words(img, pts_per_px, source)
+    return Page(index, img.width * pts_per_px, img.height * pts_per_px, words, "ocr")
