@@ -41,21 +41,25 @@ if TYPE_CHECKING:  # inference takes any model; it imports none (models.transfor
 def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> list[dict]:
     """For each row of ``scores``: at most ``top_k`` codes, best first, each with its score (a
     calibrated probability for a calibrated model) and ``assigned`` (score at or above the
-    label's tuned threshold; the best code is always assigned). ``labels`` lists the assigned
-    codes; ``above_threshold`` is the same flag under its older name."""
+    label's tuned threshold; the best code too unless it scores below the model's
+    ``abstain_below``). ``labels`` lists the assigned codes; when it is empty, ``note`` says
+    "no code assigned"; ``above_threshold`` is the same flag under its older name."""
     if top_k < 1:
         raise ConfigError("top_k must be >= 1")
+    from patentcpc.predictions import NO_CODE, assigned_mask  # noqa: PLC0415
+
     scores = np.asarray(scores)
-    thresholds = model.thresholds
     labels = model.labels
+    # the one assignment rule (predictions.assigned_mask): thresholds, the best code unless below abstain_below
+    above = assigned_mask(scores, model.thresholds, getattr(model, "abstain_below", 0.0))
     top = top_k_indices(scores, top_k) if len(scores) else np.zeros((0, 0), dtype=int)
     out = []
     for i in range(scores.shape[0]):
         chosen = sorted(top[i].tolist(), key=lambda j: -scores[i, j])[:top_k]
         preds = []
-        for rank, j in enumerate(chosen):
+        for j in chosen:
             code = labels[j]
-            assigned = bool(rank == 0 or scores[i, j] >= thresholds[j])
+            assigned = bool(above[i, j])
             preds.append({
                 "code": code,
                 "score": round(float(scores[i, j]), 6),

@@ -182,6 +182,8 @@ def print_prediction(res: dict, score_type: str = "probability") -> None:
         table.add_row(p["code"], f"{p['score']:.3f}", "✓" if p["assigned"] else "",
                       shorten(p["title"] or "—", 80), path)
     out.print(table)
+    if res.get("note"):
+        out.print(f"[bold]{res['note']}[/]", highlight=False)
     legend = LEGEND if score_type == "probability" else LEGEND.replace(
         "the model's probability", f"the model's raw {score_type} (not calibrated)").replace(
         "assigned (✓): probability at or above", "assigned (✓): score at or above")
