@@ -179,21 +179,31 @@ class LSAEmbedder(Embedder):
 
 def _sentence_transformers_config(folder: Path) -> dict:
     """Encoder sub-folder, pooling, normalization and max length of a sentence-transformers folder."""
+    from patentcpc.folder_files import read_folder_json  # noqa: PLC0415
+
+    where = {"error": ModelError, "what": "the embedding model folder"}  # bounded reads, nothing outside it
     cfg = {"encoder_dir": folder, "pooling": None, "normalize": False, "max_length": None}
-    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    modules = read_folder_json(folder, "modules.json", **where)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type", ""), str)
+                                                and isinstance(m.get("path", ""), str) for m in modules):
+        raise ModelError(f"{folder / 'modules.json'}: must be a list of {{type, path}} objects")
     for mod in modules:
-        kind, sub = mod.get("type", ""), folder / mod.get("path", "")
+        kind, rel = mod.get("type", ""), mod.get("path", "")
+        if os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise ModelError(f"{folder / 'modules.json'}: module path '{rel}' leaves the folder")
+        sub = folder / rel
         if kind.endswith("Transformer"):
             cfg["encoder_dir"] = sub
         elif kind.endswith("Pooling") and (sub / "config.json").exists():
-            pool = json.loads((sub / "config.json").read_text(encoding="utf-8"))
-            cfg["pooling"] = "cls" if pool.get("pooling_mode_cls_token") else "mean"
+            pool = read_folder_json(folder, Path(rel) / "config.json", **where)
+            cfg["pooling"] = "cls" if isinstance(pool, dict) and pool.get("pooling_mode_cls_token") else "mean"
         elif kind.endswith("Normalize"):
             cfg["normalize"] = True
     for place in (cfg["encoder_dir"], folder):
         if (place / "sentence_bert_config.json").exists():
-            sb = json.loads((place / "sentence_bert_config.json").read_text(encoding="utf-8"))
-            cfg["max_length"] = sb.get("max_seq_length")
+            sb = read_folder_json(folder, (place / "sentence_bert_config.json").relative_to(folder), **where)
+            max_length = sb.get("max_seq_length") if isinstance(sb, dict) else None
+            cfg["max_length"] = max_length if type(max_length) is int and max_length > 0 else None
             break
     return cfg
 

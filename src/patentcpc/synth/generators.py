@@ -300,6 +300,12 @@ class HFGenerator:
 
 
 RETRY_STATUS = (408, 409, 425, 429, 500, 502, 503, 504)
+# the most of an answer that is read (a chat completion of a few hundred tokens is a few KiB)
+MAX_RESPONSE_BYTES = 8 << 20
+
+
+class _TooLarge(Exception):
+    pass
 
 
 @dataclass
@@ -308,7 +314,9 @@ class OpenAIGenerator:
     ends in ``/v1``; a bare host gets ``/v1``). The key comes from ``OPENAI_API_KEY`` (optional
     for local servers). Retries 408/409/425/429/5xx, timeouts and connection errors with
     exponential backoff (``Retry-After`` honoured, capped at ``max_backoff``); ``rate_limit``
-    requests per second at most; ``concurrency`` requests in flight."""
+    requests per second at most; ``concurrency`` requests in flight. ``timeout`` is the deadline of
+    each whole request (connecting, sending and reading the whole answer: a server that drips bytes
+    times out like one that says nothing); an answer over :data:`MAX_RESPONSE_BYTES` is refused."""
 
     base_url: str
     model: str
@@ -358,6 +366,19 @@ class OpenAIGenerator:
             if wait > 0:
                 await asyncio.sleep(wait)
 
+        async def post(client, payload: dict) -> tuple[int, object, bytes]:
+            """(status, headers, body) of one request; the body read up to MAX_RESPONSE_BYTES."""
+            async with client.stream("POST", self.url, json=payload, headers=headers) as r:
+                declared = r.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                body = bytearray()
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise _TooLarge
+                return r.status_code, r.headers, bytes(body)
+
         async def one(client, p: Prompt) -> str | None:
             payload = {"model": self.model, "messages": p.messages, "temperature": self.temperature,
                        "max_tokens": self.max_tokens, "seed": p.seed}
@@ -367,28 +388,38 @@ class OpenAIGenerator:
                 async with sem:
                     await throttle()
                     self.stats["requests"] += 1
-                    try:
-                        r = await client.post(self.url, json=payload, headers=headers)
-                    except httpx.TimeoutException:
+                    r = None
+                    try:  # the whole request within --timeout, however the server paces its bytes
+                        r = await asyncio.wait_for(post(client, payload), self.timeout)
+                    except (httpx.TimeoutException, asyncio.TimeoutError):
                         self.stats["timeouts"] += 1
                         last = f"timed out after {self.timeout:g}s"
-                        r = None
                     except httpx.TransportError as exc:
                         self.stats["connection_errors"] += 1
                         last = f"connection failed ({type(exc).__name__})"
-                        r = None
+                    except _TooLarge:
+                        raise PatentCPCError(f"{self.url}: the answer is larger than {MAX_RESPONSE_BYTES >> 20} "
+                                             "MiB; refused") from None
+                    except httpx.HTTPError as exc:  # an undecodable body, an invalid URL, ...
+                        raise PatentCPCError(f"{self.url}: {type(exc).__name__}: "
+                                             f"{(str(exc).splitlines() or [''])[0][:200]}") from None
                 if r is not None:
-                    if r.status_code == 200:
+                    status, answer_headers, body = r
+                    text = body.decode("utf-8", errors="replace")
+                    if status == 200:
                         try:
-                            return r.json()["choices"][0]["message"]["content"]
-                        except (ValueError, KeyError, IndexError, TypeError):
+                            content = json.loads(body)["choices"][0]["message"]["content"]
+                            if content is None or isinstance(content, str):
+                                return content
+                            raise TypeError("content is not a string")
+                        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
                             raise PatentCPCError(f"{self.url}: the answer is not a chat completion: "
-                                                 f"{r.text[:200]}") from None
-                    self.stats[f"http_{r.status_code}"] += 1
-                    last = f"HTTP {r.status_code}: {r.text[:200]}"
-                    if r.status_code not in RETRY_STATUS:
+                                                 f"{' '.join(text[:200].split())}") from None
+                    self.stats[f"http_{status}"] += 1
+                    last = f"HTTP {status}: {' '.join(text[:200].split())}"
+                    if status not in RETRY_STATUS:
                         raise PatentCPCError(f"{self.url}: {last}")
-                    ra = r.headers.get("retry-after")
+                    ra = answer_headers.get("retry-after")
                     if ra:
                         with contextlib.suppress(ValueError):
                             delay = min(self.max_backoff, max(0.0, float(ra)))
@@ -398,7 +429,19 @@ class OpenAIGenerator:
             raise PatentCPCError(f"{self.url}: gave up after {self.max_retries + 1} tries: {last}")
 
         async with httpx.AsyncClient(timeout=self.timeout) as client:
-            return list(await asyncio.gather(*(one(client, p) for p in prompts)))
+            tasks = [asyncio.ensure_future(one(client, p)) for p in prompts]
+            if not tasks:
+                return []
+            try:  # the first failure stops the other requests (no stray task outlives the client)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for t in tasks:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()
+            return [t.result() for t in tasks]
 
 
 # --------------------------------------------------------------------------- recombine (no LLM)
