@@ -195,3 +195,38 @@ def test_plain_flags_show_no_type_in_help():
     assert "--version" in res.output and "<bool>" not in res.output
     res = runner.invoke(app, ["predict", "--help"])
     assert "--explain" in res.output and "<bool>" not in res.output
+
+
+# ----------------------------------------------------------------------------- search and embeddings (§4, §6)
+
+
+def test_train_embeddings_names_the_file_and_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    import patentcpc.retrieval.finetune as finetune
+
+    def no_loading(*_a, **_k):
+        raise AssertionError("the encoder was loaded before the data was checked")
+
+    monkeypatch.setattr(finetune, "load_sentence_transformer", no_loading)
+    f = tmp_path / "one-field.jsonl"
+    f.write_text("".join(json.dumps({"id": f"P{i}", "text": f"words {i}", "cpc": "H04L"}) + "\n" for i in range(6)))
+    model = tmp_path / "encoder"
+    model.mkdir()
+    code, err = _main(["train-embeddings", "--model", model, "--data", f, "--signal", "multiview",
+                       "--output", tmp_path / "emb"], capsys)
+    assert code == 2 and "one-field.jsonl" in err and "multiview" in err and "<data>" not in err, err
+
+
+def test_search_table_says_what_the_score_is(tmp_path):
+    f = tmp_path / "docs.jsonl"
+    f.write_text("".join(json.dumps({"id": f"P{i}", "title": t, "abstract": t + " more words"}) + "\n"
+                         for i, (_, t) in enumerate(TOPICS)))
+    res = runner.invoke(app, ["index", "build", "--data", str(f), "--output", str(tmp_path / "idx")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["search", "battery charging", "--index", str(tmp_path / "idx"), "--k", "2"])
+    assert res.exit_code == 0, res.output
+    assert "score: BM25" in res.stdout
+    from patentcpc.retrieval.search import score_legend
+
+    legend = score_legend("hybrid", "minmax", 0.7)
+    assert "0.7 x dense" in legend and "1.0000" in legend and "min-max" in legend
+    assert "1/(60 + BM25 rank)" in score_legend("hybrid", "rrf")

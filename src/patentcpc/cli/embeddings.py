@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from patentcpc.cli import app, console
-from patentcpc.cli.options import IdField, LabelField, Level, OnBadRow, Split, TextFields
+from patentcpc.cli.options import IdField, LabelField, Level, OnBadRow, Split, TextFields, check_input, check_model
 
 
 @app.command("train-embeddings")
@@ -56,6 +56,12 @@ def train_embeddings(
         train_embedder,
     )
 
+    check_input(data, "--data")  # inputs, output and options before any model or heavy library loads
+    check_model(model)
+    if citations is not None and not Path(citations).is_file():
+        from patentcpc.errors import DataError  # noqa: PLC0415
+
+        raise DataError(citations, "file not found (--citations)")
     check_output_dir(output, "encoder", [data, model])  # before the work: never over a user's folder
     given = {"signals": parse_signals(signal, signal_weights), "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "max_length": max_length, "max_steps": max_steps, "hard_negatives": hard_negatives,

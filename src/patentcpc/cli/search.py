@@ -16,6 +16,8 @@ from patentcpc.cli.options import (
     OnBadRow,
     Split,
     TextFields,
+    check_input,
+    check_model,
     data_config,
     data_options,
     report_skipped,
@@ -41,6 +43,13 @@ def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0, trun
 
     return EmbedOptions(pooling=pooling, normalize=normalize, batch_size=batch_size, max_length=max_length,
                         seed=seed, truncate_dim=truncate_dim)
+
+
+def _check_spec(spec: str | None, option: str = "--model") -> None:
+    """A model spec that names a folder that does not exist fails at once (lsa and arch: specs,
+    and hub ids, pass)."""
+    if spec and not spec.startswith(("lsa", "arch:")):
+        check_model(spec, option)
 
 
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=True):
@@ -70,6 +79,8 @@ def embed(
     from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, quantize  # noqa: PLC0415
 
     check_suffix(output)
+    check_input(data, "--data")
+    _check_spec(model)
     check_output_file(output, [data, model])
     check_precision(precision)
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
@@ -99,6 +110,8 @@ def index_build(
     from patentcpc.retrieval.quantize import check_precision  # noqa: PLC0415
     from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
 
+    check_input(data, "--data")
+    _check_spec(model)
     check_output_dir(output, "index", [data, model])
     check_precision(precision)
     loaded = _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=False)
@@ -123,13 +136,18 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index; shows id, title, score and CPC codes."""
-    from patentcpc.retrieval.search import SearchIndex, SearchOptions, hits_as_dicts  # noqa: PLC0415
+    from patentcpc.retrieval.search import SearchIndex, SearchOptions, hits_as_dicts, score_legend  # noqa: PLC0415
 
+    opts = SearchOptions(k=k, mode=mode or "hybrid", fusion=fusion, alpha=alpha)  # options checked before loading
+    if not query.strip():
+        raise ConfigError("the query is empty")
     idx = SearchIndex.load(index)
     mode = mode or ("hybrid" if idx.embeddings is not None else "bm25")
-    hits = idx.search(query, SearchOptions(k=k, mode=mode, fusion=fusion, alpha=alpha))
+    opts.mode = mode
+    hits = idx.search(query, opts)
+    legend = score_legend(mode, fusion, alpha, opts.rrf_k)
     if as_json:
-        out.print_json(json.dumps({"query": query, "mode": mode, "results": hits_as_dicts(hits)}))
+        out.print_json(json.dumps({"query": query, "mode": mode, "score": legend, "results": hits_as_dicts(hits)}))
         return
     from rich.table import Table  # noqa: PLC0415
 
@@ -139,6 +157,7 @@ def search(
     for h in hits:
         table.add_row(str(h.rank), h.id, h.title[:100], f"{h.score:.4f}", ", ".join(h.cpc))
     out.print(table)
+    out.print(legend, highlight=False, soft_wrap=True)
 
 
 @app.command("benchmark-embeddings")
@@ -184,6 +203,14 @@ def benchmark_embeddings(
     )
     from patentcpc.retrieval.evaluation import KNNOptions  # noqa: PLC0415
 
+    check_input(data, "--data")
+    check_input(transfer, "--transfer")
+    for spec in [*models.split(","), baseline]:
+        _check_spec(spec.strip() if spec else None, "--models" if spec != baseline else "--baseline")
+    if qrels is not None and not Path(qrels).is_file():
+        from patentcpc.errors import DataError  # noqa: PLC0415
+
+        raise DataError(qrels, "file not found (--qrels)")
     prepare_output_dir(output_dir, "benchmark", [data, qrels, *models.split(",")], "--output-dir")
     cfg = data_config(**data_options(None, label_field, id_field, level, on_bad_row, split))
     knn = KNNOptions(k=knn_k, weighting=knn_weighting, temperature=knn_temperature)

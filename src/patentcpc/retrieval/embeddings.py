@@ -126,10 +126,14 @@ class TransformerEmbedder(Embedder):
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: padding waste is small
         batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if progress:
-            from rich.progress import track  # noqa: PLC0415
+        bar = None
+        if progress:  # on stderr, counted in documents, with an ETA (shown in logs and pipes too)
+            import sys  # noqa: PLC0415
 
-            batches = track(batches, description=f"Embedding with {Path(self.name).name}", transient=True)
+            from tqdm.auto import tqdm  # noqa: PLC0415
+
+            bar = tqdm(total=len(texts), unit="doc", desc=f"embedding with {Path(self.name).name}", file=sys.stderr,
+                       smoothing=0.1)
         with torch.inference_mode():
             for idx in batches:
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
@@ -142,6 +146,10 @@ class TransformerEmbedder(Embedder):
                 else:
                     pooled = pool(hidden, mask, self.pooling)
                 out[idx] = pooled.float().cpu().numpy()
+                if bar is not None:
+                    bar.update(len(idx))
+        if bar is not None:
+            bar.close()
         return l2_normalize(out) if self.normalize else out
 
 

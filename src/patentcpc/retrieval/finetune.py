@@ -176,6 +176,7 @@ class Corpus:
     texts: list[str]
     labels: list[list[str]]
     fields: dict[str, list[str | None]] = field(default_factory=dict)
+    source: str = "<data>"  # the file it was read from, for messages
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -255,7 +256,7 @@ def load_corpus(source: str, *, text_fields: Sequence[str] | None = None, views:
             if i in index and t.strip():
                 vals[index[i]] = t
         fields[name] = vals
-    return Corpus(ids, texts, labels, fields)
+    return Corpus(ids, texts, labels, fields, str(source))
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:
@@ -573,12 +574,12 @@ def build_signal_pairs(corpus: Corpus, opts: FinetuneOptions, rng: np.random.Gen
     if "multiview" in opts.signals:
         out["multiview"] = multiview_pairs(corpus, opts.views)
         if not out["multiview"]:
-            raise DataError("<data>", "multiview needs at least two text fields per record (e.g. title and "
+            raise DataError(corpus.source, "multiview needs at least two text fields per record (e.g. title and "
                                       f"abstract); the data has {', '.join(corpus.fields) or 'none'}")
     if "cpc" in opts.signals:
         out["cpc"] = cpc_pairs(corpus, rng, opts.hard_negatives)
         if not out["cpc"]:
-            raise DataError("<data>", "cpc needs patents that share CPC labels; none do")
+            raise DataError(corpus.source, "cpc needs patents that share CPC labels; none do")
     if "citations" in opts.signals:
         if citations is None:
             raise ConfigError("the citations signal needs a citation file (--citations)")
@@ -598,8 +599,10 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
     np.random.seed(opts.seed)
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
+    pairs = build_signal_pairs(corpus, opts, rng, citations, citations_source)  # data errors before the model loads
+    if "classification" in opts.signals and not classification_examples(corpus)[1]:
+        raise DataError(corpus.source, "classification needs labelled patents")
     model = load_sentence_transformer(model_spec, opts.device, opts.max_length)
-    pairs = build_signal_pairs(corpus, opts, rng, citations, citations_source)
     if opts.mine_negatives:
         say("mining hard negatives with the base model")
         model.eval()
@@ -617,7 +620,7 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
     if "classification" in opts.signals:
         vocab, cls_rows, y_all = classification_examples(corpus)
         if not cls_rows:
-            raise DataError("<data>", "classification needs labelled patents")
+            raise DataError(corpus.source, "classification needs labelled patents")
         head = _Head(embedding_dim(model), vocab, model.device)
     n_examples = {name: len(p) for name, p in pairs.items()}
     if head is not None:
@@ -769,4 +772,6 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise DataError(folder, f"not a patentcpc embedder (no {MANIFEST})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    from patentcpc.folder_files import read_folder_json  # noqa: PLC0415
+
+    return read_folder_json(folder, MANIFEST, error=DataError, what="the embedder folder")

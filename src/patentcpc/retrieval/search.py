@@ -380,5 +380,22 @@ def _check_index(doc: object, bm25, embeddings: np.ndarray | None, codes: np.nda
         raise _BrokenIndex(f"{EMBEDDINGS_FILE}: values that are not finite")
 
 
+def score_legend(mode: str, fusion: str = "rrf", alpha: float = 0.5, rrf_k: int = 60) -> str:
+    """What a search score means in ``mode`` (and ``fusion``), for the legend under a result table."""
+    if mode == "bm25":
+        return "score: BM25 relevance of the query's words (unbounded; compare within one query only)"
+    if mode == "dense":
+        return "score: cosine similarity of the query's and the document's embeddings (-1 to 1)"
+    if fusion == "rrf":
+        return (f"score (hybrid, reciprocal rank fusion): 1/({rrf_k} + BM25 rank) + 1/({rrf_k} + dense rank); "
+                f"at most {2 / (rrf_k + 1):.4f}, for a document first in both lists")
+    how = ("min-max scaled over the collection for this query (0 = the lowest score, 1 = the highest)"
+           if fusion == "minmax" else "z-scored over the collection for this query (standard deviations above the "
+                                      "mean)")
+    top = (" so a top document that is first in both lists shows 1.0000; scores rank documents within this query "
+           "and are not probabilities") if fusion == "minmax" else "; scores rank documents within this query only"
+    return (f"score (hybrid): {alpha:g} x dense similarity + {1 - alpha:g} x BM25, each {how},{top}")
+
+
 def hits_as_dicts(hits: Sequence[Hit]) -> list[dict]:
     return [asdict(h) for h in hits]
