@@ -23,6 +23,15 @@ T = TypeVar("T")
 
 CALIBRATION_METHODS = ("platt", "platt-gap", "temperature", "isotonic", "none")
 CALIBRATION_SCOPES = ("shared", "per_label")
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's random_state range
+
+
+def check_seed(seed: object, where: str = "seed") -> int:
+    """``seed`` if it is an integer in 0..2**32-1 (what NumPy and scikit-learn accept), else a
+    :class:`ConfigError` (before any work, not a library's parameter error half-way through)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{where} must be an integer in 0..{SEED_MAX}, not {seed!r}")
+    return seed
 
 
 @dataclass
@@ -104,6 +113,12 @@ class LinearConfig:
             raise ConfigError(f"linear.C must be > 0, not {self.C}")
         if self.ngram_max < 1 or self.min_df < 1:
             raise ConfigError("linear.ngram_max and linear.min_df must be >= 1")
+        if self.max_features is not None and self.max_features < 1:
+            raise ConfigError(f"linear.max_features must be >= 1 or null, not {self.max_features}")
+        if self.n_jobs == 0 or not -1024 <= self.n_jobs <= 1024:
+            raise ConfigError(f"linear.n_jobs must be -1 (every core) or 1..1024, not {self.n_jobs}")
+        if self.parallel_min_docs < 0:
+            raise ConfigError(f"linear.parallel_min_docs must be >= 0, not {self.parallel_min_docs}")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"linear.class_weight must be null or 'balanced', not '{self.class_weight}'")
 
@@ -465,15 +480,11 @@ class TrainConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     seed: int = 42
-    # before saving, the model is checked on the run's validation data (patentcpc.training.guard):
-    # ``error`` refuses a model worse than reported, with flat scores or a decreasing calibrator; ``warn`` saves it
-    guard: str = "error"
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("model must not be empty")
-        if self.guard not in ("error", "warn"):
-            raise ConfigError(f"guard must be 'error' or 'warn', not '{self.guard}'")
+        check_seed(self.seed)
 
 
 # --------------------------------------------------------------------------- generic helpers
@@ -582,14 +593,32 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
+    """The mapping of a YAML config file; a :class:`ConfigError` naming the file for anything else
+    (missing, a folder, unreadable, over 1 MB, not UTF-8, not YAML, nested too deeply)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: config file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a YAML config file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: larger than {MAX_CONFIG_BYTES:,} bytes: not a config file")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8-sig")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: bytes that are not UTF-8 at byte offset {exc.start}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     return data
@@ -608,6 +637,8 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
+        except RecursionError:
+            raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

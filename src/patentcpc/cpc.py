@@ -153,10 +153,12 @@ def split_symbols(value: object) -> list[str]:
     if s[0] == "[":
         try:
             items = json.loads(s)
+        except RecursionError:
+            raise CPCError(f"'{s[:60]}' is a list nested too deeply") from None
         except ValueError:
             try:
                 items = ast.literal_eval(s)
-            except (ValueError, SyntaxError) as exc:
+            except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
                 raise CPCError(f"'{s[:60]}' looks like a list but cannot be read") from exc
         if not isinstance(items, list):
             raise CPCError(f"'{s[:60]}' is not a list of CPC symbols")

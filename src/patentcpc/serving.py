@@ -435,10 +435,7 @@ _PREDICTION = {"type": "object", "required": ["code", "score", "above_threshold"
     "assigned": {"type": "boolean"}, "title": {"type": ["string", "null"]},
     "path": {"type": "array", "items": _NODE}, "evidence": {"type": "array", "items": {"type": "object"}}}}
 _RESULT_PROPS = {"labels": {"type": "array", "items": {"type": "string"}},
-                 "predictions": {"type": "array", "items": _PREDICTION},
-                 "note": {"type": "string", "description": "present when no code is assigned (every code scores "
-                                                           "below its threshold and the best below the model's "
-                                                           "minimum): 'no code assigned: ...'"}}
+                 "predictions": {"type": "array", "items": _PREDICTION}}
 PREDICT_RESPONSE_SCHEMA = {"anyOf": [
     {"type": "object", "required": ["labels", "predictions"], "properties": _RESULT_PROPS},
     {"type": "object", "required": ["documents"], "properties": {"documents": {"type": "array", "items": {
@@ -645,6 +642,16 @@ def _h11_protocol(header_timeout_s: float):
     return HeaderTimeoutH11Protocol
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+
+
+def check_log_level(level: str) -> str:
+    """``level`` in lower case if uvicorn knows it, else a :class:`ConfigError` (before any work)."""
+    if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return level.lower()
+
+
 def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
                log_level: str = "info") -> None:
     """Serve ``model`` with uvicorn until SIGINT/SIGTERM; in-flight requests are finished first
@@ -652,6 +659,7 @@ def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127
     import uvicorn  # noqa: PLC0415
 
     cfg = cfg or ServeConfig()
+    log_level = check_log_level(log_level)
     config = uvicorn.Config(create_app(model, cfg), host=host, port=port, log_level=log_level,
                             http=_h11_protocol(cfg.header_timeout_s),
                             timeout_keep_alive=max(1, round(cfg.keep_alive_s)),

@@ -7,10 +7,15 @@ without a traceback. Sub-modules register their commands on :data:`app`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import re
 import signal
 import sys
 import traceback
+import warnings
 
 import typer
 from rich.console import Console
@@ -75,11 +80,99 @@ def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
     return rest, debug
 
 
+def _one_line(message: str, limit: int = 2000) -> str:
+    """``message`` on one line: its lines joined by "; ", white space collapsed, at most ``limit``
+    characters (a library's multi-line message must not make an error several lines)."""
+    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _fail(message: str, code: int, debug: bool) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
     if debug:
         traceback.print_exc()
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    console.print(f"[bold red]error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True,
+                  markup=True)
     sys.exit(code)
+
+
+# errno values of a path the user named (exit 2, like bad input), in plain words
+_PATH_ERRORS = {
+    errno.ENOENT: "no such file or folder", errno.EEXIST: "file exists", errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "not a folder (a part of the path is a file)", errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "file name too long", errno.ELOOP: "too many levels of symbolic links",
+    errno.ENOTEMPTY: "folder not empty", errno.EXDEV: "on another file system",
+}
+# errno values of the machine's resources (exit 1)
+_RESOURCE_ERRORS = {
+    errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+    errno.ENOMEM: "out of memory", errno.EMFILE: "too many open files", errno.ENFILE: "too many open files",
+    errno.EIO: "input/output error",
+}
+# numpy's words for a short write (an OSError without errno): the disk is full
+_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
+_OUTPUT_OPTIONS = ("--output", "-o", "--output-dir", "--plots-dir", "--out")
+
+
+def os_error_message(exc: OSError, argv: list[str] | None = None) -> tuple[str, int]:
+    """(one-line message, exit code) of an :class:`OSError`: the file (``exc.filename``, else the
+    command's output path) and a plain cause ("disk full", "is a folder", ...); exit 2 for a path
+    the user named, 1 for the machine's resources and anything else."""
+    code = exc.errno
+    short = _SHORT_WRITE.search(str(exc))
+    if code in _PATH_ERRORS:
+        cause, status = _PATH_ERRORS[code], 2
+    elif code in _RESOURCE_ERRORS or short:
+        cause, status = _RESOURCE_ERRORS.get(code, "disk full"), 1
+        if short:
+            cause += f" ({short.group(2)} of {short.group(1)} bytes written)"
+    else:
+        cause, status = exc.strerror or str(exc) or type(exc).__name__, 1
+    where = [os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else str(exc.filename)] \
+        if exc.filename is not None else []
+    if where and getattr(exc, "filename2", None) is not None:
+        where.append(f"-> {os.fsdecode(exc.filename2)}")
+    if not where and status == 1 and code != errno.ENOMEM:
+        output = _named_option(argv or [], _OUTPUT_OPTIONS)
+        if output:
+            cause += f" while writing {output}"
+    return (" ".join(where) + ": " if where else "") + cause, status
+
+
+_INPUT_OPTIONS = ("--data", "--input", "--config", "--eval-data", "--model", "--index")
+
+
+def _named_option(argv: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of the first of ``names`` on the command line (``--x v`` or ``--x=v``)."""
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in names:
+            if eq:
+                return value
+            if i + 1 < len(argv):
+                return argv[i + 1]
+    return None
+
+
+def _unexpected_message(exc: BaseException, argv: list[str]) -> str:
+    """``Type: message``, followed by the command's inputs when the message names none of them
+    (so that even an unforeseen error says which file it was about)."""
+    text = f"{type(exc).__name__}: {exc}"
+    named = [(name, value) for name in _INPUT_OPTIONS if (value := _named_option(argv, (name,)))]
+    if named and not any(value in text for _, value in named):
+        text += " (" + ", ".join(f"{name} {value}" for name, value in named) + ")"
+    return text
+
+
+def _unicode_message(exc: UnicodeDecodeError, argv: list[str]) -> str:
+    source = _named_option(argv, _INPUT_OPTIONS)
+    bad = ""
+    if 0 <= exc.start < len(exc.object):
+        bad = f" (byte 0x{exc.object[exc.start]:02x})"
+    return f"{source + ': ' if source else ''}bytes that are not UTF-8{bad}; re-save the file as UTF-8"
 
 
 def _on_sigint(signum, frame) -> None:
@@ -107,6 +200,17 @@ def _interrupted(debug: bool) -> None:
     sys.exit(130)
 
 
+def _quiet_library_progress() -> None:
+    """No progress bars of Hugging Face libraries (transformers' "Loading weights", the hub's
+    downloads) unless a person watches stderr: they would make an error message several lines."""
+    if os.environ.get("PATENTCPC_PROGRESS", "1") == "1" and sys.stderr.isatty():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already (in-process use): its flag is set at import
+        with contextlib.suppress(Exception):
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 0 on success, 2 on a usage or input error, 130 when
     interrupted, 1 on any other failure; one line of message, the traceback only with ``--debug``
@@ -117,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     _REAL_PROCESS = argv is None
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_library_progress()
     INTERRUPTED.clear()
     try:
         previous = signal.signal(signal.SIGINT, _on_sigint)
@@ -139,9 +244,47 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv)
 
 
-def _run(argv: list[str], debug: bool) -> int:
-    from rich.markup import escape  # noqa: PLC0415
+class _DeferredLog(logging.Handler):
+    """Stands in for :data:`logging.lastResort` during a command: what libraries log without a
+    handler of their own is kept, and shown only when the command succeeds."""
 
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a record that cannot be formatted is dropped
+            self.messages.append(record.getMessage())
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    """Run the command. Without ``--debug``, Python warnings and unhandled library log records are
+    held back and printed (one line each) only when it succeeds: an error is exactly one line."""
+    if debug:
+        return _run_command(argv, debug)
+    deferred = _DeferredLog()
+    ok = False
+    with warnings.catch_warnings(record=True) as caught:
+        saved, logging.lastResort = logging.lastResort, deferred
+        try:
+            rv = _run_command(argv, debug)
+            ok = True
+        except SystemExit as exc:
+            ok = exc.code in (0, None)
+            raise
+        finally:
+            logging.lastResort = saved
+            if ok:
+                shown: set[str] = set()
+                for text in [*(str(w.message) for w in caught), *deferred.messages]:
+                    line = _one_line(text, 500)
+                    if line and line not in shown:
+                        shown.add(line)
+                        console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
+    return rv
+
+
+def _run_command(argv: list[str], debug: bool) -> int:
     from patentcpc.errors import PatentCPCError  # noqa: PLC0415
 
     try:
@@ -161,12 +304,19 @@ def _run(argv: list[str], debug: bool) -> int:
         console.print("aborted")
         sys.exit(1)
     except PatentCPCError as exc:
-        _fail(escape(str(exc)), 2, debug)
+        _fail(str(exc), 2, debug)
     except KeyboardInterrupt:
         _interrupted(debug)
-    except (OSError, MemoryError) as exc:
-        _fail(escape(str(exc) or type(exc).__name__), 1, debug)
+    except OSError as exc:
+        _fail(*os_error_message(exc, argv), debug)
+    except MemoryError:
+        _fail("out of memory", 1, debug)
+    except RecursionError:  # a reader that recursed on deeply nested input
+        source = _named_option(argv, _INPUT_OPTIONS)
+        _fail(f"{source + ': ' if source else ''}input nested too deeply", 2, debug)
+    except UnicodeDecodeError as exc:  # a reader that met bytes that are not UTF-8
+        _fail(_unicode_message(exc, argv), 2, debug)
     except Exception as exc:  # anything unexpected: one line, never a silent success
-        _fail(escape(f"{type(exc).__name__}: {exc}"), 1, debug)
+        _fail(_unexpected_message(exc, argv), 1, debug)
     # typer turns Ctrl-C into a returned 130 (and an explicit Exit into its code) in this mode
     return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0

@@ -32,11 +32,12 @@ def serve(
                                                                                "the requests in flight.")] = 30.0,
 ) -> None:
     """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs."""
-    from patentcpc.serving import ServeConfig, run_server  # noqa: PLC0415
+    from patentcpc.serving import ServeConfig, check_log_level, run_server  # noqa: PLC0415
     from patentcpc.validation import check_device, check_port  # noqa: PLC0415
 
     check_port(port)
     check_device(device)
+    check_log_level(log_level)
     cfg = ServeConfig(max_batch_docs=max_batch_docs, max_wait_ms=max_wait_ms, max_docs=max_docs,
                       max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)

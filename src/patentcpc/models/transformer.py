@@ -316,6 +316,7 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
     def load(cls, path: str | os.PathLike, manifest: Manifest, device: str | None = None,
              attn_implementation: str | None = "sdpa", dtype: torch.dtype | None = None,
              **_: object) -> TransformerCPCModel:
+        from safetensors import SafetensorError  # noqa: PLC0415
         from safetensors.torch import load_file  # noqa: PLC0415
 
         from patentcpc.models.artifact import check_no_code_files  # noqa: PLC0415
@@ -337,8 +338,11 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
         encoder = load_encoder(str(enc_dir), trust_remote_code=False, attn_implementation=attn_implementation,
                                dtype=dtype)
         network = EncoderClassifier(encoder, len(manifest.labels), manifest.extra.get("pooling", "cls"), 0.0)
-        head = load_file(str(folder / HEAD_FILE))
-        network.head.load_state_dict(head)
+        try:  # a file that is not safetensors, or a head of another shape: one line naming it
+            network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
+            raise ModelError(f"{folder / HEAD_FILE}: not a loadable head "
+                             f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]})") from None
         if dtype is not None:
             network.head.to(dtype)
         network.eval()
