@@ -480,11 +480,16 @@ class TrainConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     seed: int = 42
+    # before saving, the model is checked on the run's validation data (patentcpc.training.guard):
+    # ``error`` refuses a model worse than reported, with flat scores or a decreasing calibrator; ``warn`` saves it
+    guard: str = "error"
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("model must not be empty")
         check_seed(self.seed)
+        if self.guard not in ("error", "warn"):
+            raise ConfigError(f"guard must be 'error' or 'warn', not '{self.guard}'")
 
 
 # --------------------------------------------------------------------------- generic helpers

@@ -435,7 +435,10 @@ _PREDICTION = {"type": "object", "required": ["code", "score", "above_threshold"
     "assigned": {"type": "boolean"}, "title": {"type": ["string", "null"]},
     "path": {"type": "array", "items": _NODE}, "evidence": {"type": "array", "items": {"type": "object"}}}}
 _RESULT_PROPS = {"labels": {"type": "array", "items": {"type": "string"}},
-                 "predictions": {"type": "array", "items": _PREDICTION}}
+                 "predictions": {"type": "array", "items": _PREDICTION},
+                 "note": {"type": "string", "description": "present when no code is assigned (every code scores "
+                                                           "below its threshold and the best below the model's "
+                                                           "minimum): 'no code assigned: ...'"}}
 PREDICT_RESPONSE_SCHEMA = {"anyOf": [
     {"type": "object", "required": ["labels", "predictions"], "properties": _RESULT_PROPS},
     {"type": "object", "required": ["documents"], "properties": {"documents": {"type": "array", "items": {
