@@ -103,23 +103,50 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
             rec[f] = name
             ev[f] = _ev(pno, _bbox(k.words()), conf_ocr * 0.85)
     page_syms = R.find_symbols(" ".join(s.text for s in layout.segments))
-    context = R.resolve_symbols([p for p in page_syms if p[1]], [])
+    context = R.resolve_symbols([p for p in page_syms if p[1] and p[3] and "?" not in p[0]], [])
+    continued = []
     k = first("ipc")
     if k and k.words():
         rec["ipc"] = R.resolve_symbols(R.find_symbols(k.text()), context)
         ev["ipc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+        if k.continued:
+            continued.append("ipc")
     k = first("uscl")
     if k and k.words():
-        text = k.text()
-        m = re.search(r"\bC\s?P\s?C\b", text)
-        if m:
-            body = re.split(r"\bU\s?S\s?P\s?C\b", text[m.end():])[0]
-            rec["cpc"] = R.resolve_symbols(R.find_symbols(body), context)
+        cpc = cpc_symbols(k.text(), context)
+        if cpc is not None:
+            rec["cpc"] = cpc
             ev["cpc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+        if k.continued:
+            continued.append("cpc")
     k = first("abstract")
     if k and k.words():
         abstract = re.sub(r"^A\s?BSTRACT\b\s*", "", k.text())
         rec["abstract"] = abstract or None
         ev["abstract"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
     rec["evidence"] = ev
+    rec["_continued"] = continued
     return rec
+
+
+def cpc_symbols(text: str, context: list[str], require_label: bool = True) -> list[str] | None:
+    """The CPC symbols of a (52) value: after its ``CPC`` label, before ``USPC``; None without a label
+    (a (52) that prints only U.S. classes)."""
+    m = re.search(r"\bC\s?P\s?C\b", text)
+    if not m and require_label:
+        return None
+    body = re.split(r"\bU\s?S\s?P\s?C\b", text[m.end() if m else 0:])[0]
+    return R.resolve_symbols(R.find_symbols(body), context)
+
+
+def continuation(page: Page, rec: dict) -> None:
+    """Add the (51) and (52) symbols that a front page continues on the next page."""
+    layout = build(page)
+    keys = find_keys(layout)
+    context = rec["ipc"] + rec["cpc"]
+    for k in keys:
+        if k.field == "ipc" and "ipc" in rec["_continued"]:
+            rec["ipc"] += [s for s in R.resolve_symbols(R.find_symbols(k.text()), context) if s not in rec["ipc"]]
+        if k.field == "uscl" and "cpc" in rec["_continued"]:
+            more = cpc_symbols(k.text(), context, require_label=False) or []
+            rec["cpc"] += [s for s in more if s not in rec["cpc"]]

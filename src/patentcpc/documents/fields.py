@@ -44,8 +44,7 @@ LABELS = {
               "continued", "uspatentdocuments", "foreignpatentdocuments", "otherpublications", "usapplicationdata"],
 }
 # fields whose label alone (without an INID code) may open a key
-LABEL_ONLY = {"abstract", "other", "inventors", "assignee", "applicant", "appno", "filed", "ipc", "uscl",
-              "pubdate", "number"}
+LABEL_ONLY = {"abstract", "other", "inventors", "assignee", "applicant", "ipc"}
 SINGLE = {"number": "pubnum", "pubdate": "date", "appno": "appnum", "filed": "date"}
 
 
@@ -58,6 +57,7 @@ class Key:
     end: int  # index after the key's label
     score: float
     region: list[tuple[Segment, int, int]] = field(default_factory=list)  # (segment, from word, to word)
+    continued: bool = False  # the value goes on on the next page ("(Continued)")
 
     @property
     def x(self) -> float:
@@ -135,7 +135,7 @@ def find_keys(layout: Layout) -> list[Key]:
                 keys.append(Key(f, code, seg, i, _skip_colon(ws, end), score + 0.5 * lsim))
                 i = end
                 continue
-            if lab is not None and i == 0 and lab in LABEL_ONLY:
+            if lab is not None and i == 0 and lab in LABEL_ONLY and lsim >= 0.85:
                 keys.append(Key(lab, None, seg, i, _skip_colon(ws, i + lspan), 0.6 * lsim))
                 i += lspan
                 continue
@@ -170,15 +170,30 @@ def _regions(layout: Layout, keys: list[Key]) -> None:
                         and s.x1 > k.seg.x0 - 2 * lh), key=lambda s: (s.line, s.x0))
         last = k.seg
         max_gap = 2.6 * lh
+        ran_off = True
         for s in below:
-            if id(s) in starts or s.y0 - last.y1 > max_gap:
+            if id(s) in starts:
+                ran_off = False
+                k.continued = bool(re.fullmatch(r"\W*Cont[il1]nued\W*", s.text.replace(" ", ""), re.I))
                 break
-            if k.field != "abstract" and re.match(r"^\d+\s+Claims?\b", s.text):
+            if s.y0 - last.y1 > max_gap:
+                # a wide gap: the value ended, unless nothing but a drawing follows in this column
+                ran_off = not any(id(o) in starts for o in below if o.line > s.line)
                 break
             if re.match(r"^[\dIl]+\s*Claims?,", s.text):
+                ran_off = False
                 break
             k.region.append((s, 0, len(s.words)))
             last = s
+        if ran_off and col == 0 and k.field in ("ipc", "uscl", "inventors", "assignee", "applicant", "title"):
+            # the left column flows on at the top of the right one, below the header
+            header = [x.seg.line for x in keys if x.seg.col == 1 and x.field in ("number", "pubdate")]
+            top = max(header) if header else -1
+            for s in sorted((s for s in layout.segments if s.col == 1 and s.line > top), key=lambda s: s.line):
+                if id(s) in starts:
+                    k.continued = bool(re.fullmatch(r"\W*Cont[il1]nued\W*", s.text.replace(" ", ""), re.I))
+                    break
+                k.region.append((s, 0, len(s.words)))
 
 
 # ----------------------------------------------------------------------------- candidates

