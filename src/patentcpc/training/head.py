@@ -11,6 +11,8 @@ Everything goes through the model's public methods (:class:`~patentcpc.models.ne
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -42,8 +44,14 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
         n_pos = yd.sum(0).clamp(min=1)
         sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    # L-BFGS evaluates the loss at most max_iter * 5 / 4 times (torch's default max_eval)
+    bar = tqdm(total=max_iter * 5 // 4, desc=f"fitting the head ({y.shape[1]} labels, {n} documents)",
+               unit="eval", leave=False, disable=os.environ.get("PATENTCPC_PROGRESS", "1") != "1")
 
     def closure():
+        bar.update(1)
         opt.zero_grad()
         logits = xd @ w.T + b
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, weight=sample_w, reduction="sum")
@@ -52,6 +60,7 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
         return loss
 
     opt.step(closure)
+    bar.close()
     return w.detach().float().cpu(), b.detach().float().cpu()
 
 

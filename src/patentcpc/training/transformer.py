@@ -214,6 +214,7 @@ class Trainer:
         self.model_factory = model_factory or TransformerCPCModel.create
         self.main = int(os.environ.get("RANK", "0")) == 0  # the process that writes (DDP)
         self.overlap = None
+        self.phases = Phases()  # the timed steps around the optimizer steps (the end report lists them)
 
     @property
     def tcfg(self) -> TransformerConfig:
@@ -328,7 +329,8 @@ class Trainer:
         run_config = to_dict(self.cfg) | {"data": str(self.data), "eval_data": str(self.eval_data)}
         ckpt = prepare_run_dir(self.run_dir, self.resume, run_config, self.main)
         if ckpt is None:
-            init_head(self.model, self.train_ds, self.y_train, self.tcfg)
+            with self.phases(f"head start ({self.tcfg.head_init})"):
+                init_head(self.model, self.train_ds, self.y_train, self.tcfg)
         if self.main:
             write_run_config(self.run_dir, run_config)
         return ckpt
@@ -370,8 +372,7 @@ class Trainer:
     def finish(self, trainer) -> TrainResult:
         """Head re-training, thresholds on the validation data, final metrics, the check before
         saving (:func:`patentcpc.training.guard.check_model`), the model folder; each step timed."""
-        model, tcfg = self.model, self.tcfg
-        phases = self.phases = Phases()
+        model, tcfg, phases = self.model, self.tcfg, self.phases
         model.for_inference()
         with phases("validation scores"):
             scores = self.valid_scores()
@@ -497,7 +498,7 @@ class Trainer:
             "global_steps": state.global_step, "epochs": state.epoch,
             "best_checkpoint_f1@1": None if best is None or math.isinf(best) else float(best),
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
-            "phases_s": dict(getattr(self, "phases", Phases()).times)}
+            "phases_s": dict(self.phases.times)}
 
 
 def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
