@@ -37,7 +37,7 @@ out = Console()
 # the library only inside a command: `--help` stays fast); imported for their side effect, in the
 # order of `patentcpc --help`. Shared options: :mod:`patentcpc.cli.options`.
 COMMAND_MODULES = ("data", "train", "evaluate", "predict", "cpc", "quickstart", "pretrain", "tokenizer", "bench",
-                   "serve", "export", "search", "synth", "embeddings")
+                   "serve", "export", "search", "synth", "embeddings", "read")
 for _name in COMMAND_MODULES:
     __import__(f"patentcpc.cli.{_name}")
 
