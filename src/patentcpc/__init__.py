@@ -27,6 +27,7 @@ __all__ = [
     "__version__",
     "evaluate",
     "load_model",
+    "read_documents",
     "train",
 ]
 
@@ -41,10 +42,12 @@ _LAZY = {
     "DataError": "patentcpc.errors",
     "ModelError": "patentcpc.errors",
     "PatentCPCError": "patentcpc.errors",
+    "read_documents": "patentcpc.documents",
 }
 
 if TYPE_CHECKING:
     from patentcpc.api import CPCModel, Prediction, TrainConfig, evaluate, load_model, train
+    from patentcpc.documents import read_documents
     from patentcpc.errors import ConfigError, DataError, ModelError, PatentCPCError
 
 
