@@ -250,11 +250,12 @@ def test_cpc_command_takes_lists_and_labels_ipc_titles():
     res = runner.invoke(app, ["cpc", "H04L,H04W"])
     assert res.exit_code == 0, res.output
     assert "H04L (subclass)" in res.output and "H04W (subclass)" in res.output
-    assert "WIRELESS COMMUNICATION NETWORKS (IPC title)" in res.output
+    assert "WIRELESS COMMUNICATION NETWORKS" in res.output
+    assert res.output.count("IPC scheme's wording") == 1  # said once, in the legend
     res = runner.invoke(app, ["cpc", "G06F 16/00; H04L 9/32"])
     assert res.exit_code == 0, res.output
-    assert "G06F 16/00 (group)" in res.output and "H04L 9/32 (group)" in res.output
-    assert "dot-level subgroups" in res.output  # the IPC data has none: said, not hidden
+    assert "G06F 16/00 (main group)" in res.output and "H04L 9/32 (subgroup)" in res.output
+    assert "no dot levels" in res.output  # the IPC data has none: said, not hidden
 
 
 def test_cpc_command_never_cuts_a_title_mid_word(monkeypatch):

@@ -230,3 +230,44 @@ def test_search_table_says_what_the_score_is(tmp_path):
     legend = score_legend("hybrid", "minmax", 0.7)
     assert "0.7 x dense" in legend and "1.0000" in legend and "min-max" in legend
     assert "1/(60 + BM25 rank)" in score_legend("hybrid", "rrf")
+
+
+# ----------------------------------------------------------------------------- small things (§5)
+
+
+def test_cpc_names_subgroups_and_says_ipc_once(capsys):
+    from patentcpc.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["cpc", "G11B 5/5547 (20130101)", "H04L0009320000", "A01B 63/00"])
+    code = exc.value.code
+    text = capsys.readouterr().out
+    assert code in (0, None)
+    assert "G11B 5/5547 (subgroup)" in text and "H04L 9/32 (subgroup)" in text and "A01B 63/00 (main group)" in text
+    if "ELECTRICITY" in text and "secret or secure" in text:  # the IPC scheme is installed
+        assert "(IPC title)" not in text and text.count("IPC scheme's wording") == 1
+        # the missing-dot-levels note only for the code the IPC does not have
+        assert text.count("not in the IPC scheme data") == 1
+        h04l = text[text.index("H04L 9/32 (subgroup)"):text.index("A01B 63/00")]
+        assert "PATENTCPC_SCHEME" not in h04l
+
+
+def test_ipc_titles_keep_the_space_before_a_glued_reference():
+    from patentcpc.cpc import clean_title
+
+    raw = "RECOGNITION OF DATA; HANDLING RECORD CARRIERS (printing per seB41J)"
+    assert clean_title(raw) == "RECOGNITION OF DATA; HANDLING RECORD CARRIERS"
+    assert "seB41J" not in clean_title("Devices (couplings per seF16D; other B60D)")
+
+
+def test_web_page_pluralises_score_types():
+    from importlib.resources import files
+
+    js = files("patentcpc").joinpath("static/app.js").read_text(encoding="utf-8")
+    assert "${scoreType}s" not in js  # "probabilitys"
+
+
+def test_model_option_help_names_hub_ids():
+    for command in ("predict", "predict-batch", "evaluate", "serve"):
+        res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "Hub id" in res.output, command

@@ -337,6 +337,8 @@ _REF_CODE = re.compile(r"\b[A-H]\d{2}(?:[A-Z](?:\s*\d{1,4}(?:/\d+|\d{6})?)?)?\b"
 def clean_title(text: str) -> str:
     """Drop the scheme's references to other places ("(making or covering furrows ...
     A01C0005000000; ...)": parentheses that name a code) and collapse spaces."""
+    # the scheme file glues some references to the word before ("printing per seB41J"): a space first
+    text = re.sub(r"(?<=[a-z])(?=[A-H]\d{2}[A-Z]?(?:\d|\b))", " ", text)
     prev = None
     while prev != text:  # innermost parentheses first, so nested references go too
         prev = text

@@ -17,6 +17,7 @@ def cpc(codes: Annotated[list[str], typer.Argument(
     import textwrap  # noqa: PLC0415
 
     from patentcpc.cpc import (  # noqa: PLC0415
+        _user_scheme,
         dot_ancestors,
         full_ancestors,
         parse_symbol_list,
@@ -27,8 +28,11 @@ def cpc(codes: Annotated[list[str], typer.Argument(
 
     symbols = [sym for arg in codes for sym in parse_symbol_list(arg)]
     width = max(40, min(out.width, 120))
+    mixed = _user_scheme() is not None  # CPC titles from a scheme file: mark the lines whose title is the IPC's
+    sources: set[str] = set()
+    undotted = False
     for sym in dict.fromkeys(symbols):
-        out.print(f"[bold]{sym}[/] ({sym.depth})", highlight=False)
+        out.print(f"[bold]{sym}[/] ({depth_name(sym)})", highlight=False)
         chain = full_ancestors(str(sym))
         for depth, code in enumerate(chain):
             text = title(code)
@@ -36,7 +40,9 @@ def cpc(codes: Annotated[list[str], typer.Argument(
             if text is None:
                 text = f"({title_note(code)})"
             elif source == "IPC" and code[0] != "Y":
-                text += " (IPC title)"
+                sources.add("IPC")
+                if mixed:
+                    text += " (IPC title)"
             prefix = f"  {'  ' * depth}{code:<{max(12 - 2 * depth, 1)}} "
             lines = textwrap.wrap(text, width=max(20, width - len(prefix)), break_long_words=False,
                                   break_on_hyphens=False) or [""]
@@ -44,7 +50,27 @@ def cpc(codes: Annotated[list[str], typer.Argument(
             for line in lines[1:]:
                 out.print(" " * len(prefix) + line, highlight=False, soft_wrap=True)
         if sym.depth == "group" and sym.subgroup not in (None, "00") and dot_ancestors(str(sym)) is None:
-            note = ("(the dot-level subgroups between the main group and this subgroup are not in the IPC "
-                    "scheme data; set PATENTCPC_SCHEME to a CPC title list for them)")
-            for line in textwrap.wrap(note, width=width - 2):
-                out.print("  " + line, highlight=False, soft_wrap=True)
+            if title(str(sym)) is None:  # not in the IPC: a CPC breakdown, usually below subgroups not shown
+                note = ("(not in the IPC scheme data: the subgroups between its main group and it are not "
+                        "shown; set PATENTCPC_SCHEME to a CPC title list for them)")
+                for line in textwrap.wrap(note, width=width - 2):
+                    out.print("  " + line, highlight=False, soft_wrap=True)
+            else:
+                undotted = True
+    legend = []
+    if sources:
+        legend.append("titles marked (IPC title) are the IPC's wording" if mixed else
+                      "titles: the IPC scheme's wording for the codes CPC shares with it (the CPC's own titles "
+                      "differ in places; PATENTCPC_SCHEME=CPCTitleList/ adds them)")
+    if undotted:
+        legend.append("the IPC scheme data has no dot levels: a subgroup is shown right under its main group, "
+                      "without any subgroups between them")
+    for line in legend:
+        out.print(f"[dim]{line}[/]", highlight=False, soft_wrap=True)
+
+
+def depth_name(sym) -> str:
+    """``section``, ``class``, ``subclass``, ``main group`` (``/00``) or ``subgroup``."""
+    if sym.depth != "group":
+        return sym.depth
+    return "main group" if sym.subgroup in (None, "00") else "subgroup"

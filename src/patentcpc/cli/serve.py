@@ -13,7 +13,8 @@ from patentcpc.cli.options import Device, Onnx, load_model_on
 
 @app.command()
 def serve(
-    model: Annotated[Path, typer.Option("--model", help="Model folder (any kind).")],
+    model: Annotated[Path, typer.Option("--model", help="Model folder (any kind) or Hugging Face Hub id "
+                                                        "(owner/name) of one.")],
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     max_batch_docs: Annotated[int, typer.Option("--max-batch-docs", help="Micro-batch size cap.")] = 64,

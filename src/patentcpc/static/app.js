@@ -43,7 +43,7 @@
       if (h.limits) limits = Object.assign(limits, h.limits);
       scoreType = h.score_type || "score";
       $("model-info").textContent =
-        `Model: ${h.model_kind}, ${h.n_labels} codes at the ${h.label_level || "?"} level; scores are ${scoreType}s.`;
+        `Model: ${h.model_kind}, ${h.n_labels} codes at the ${h.label_level || "?"} level; scores are ${scoreType.endsWith("y") ? scoreType.slice(0, -1) + "ies" : scoreType + "s"}.`;
       $("top-k").max = String(limits.max_top_k);
     } catch (e) {
       $("model-info").textContent = `The service did not answer: ${e.message}`;
