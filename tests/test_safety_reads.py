@@ -156,11 +156,16 @@ def test_manifest_over_the_json_limit_refused_before_reading(model_dir):
     assert load_model(model_dir).labels
 
 
-def test_links_inside_the_folder_still_load(model_dir):
+def test_links_inside_the_folder_load_links_out_do_not(model_dir, tmp_path):
     (model_dir / "real-manifest.json").write_text((model_dir / "manifest.json").read_text())
     (model_dir / "manifest.json").unlink()
     (model_dir / "manifest.json").symlink_to("real-manifest.json")
     assert load_model(model_dir).predict_scores([QUERY]).shape == (1, 4)
+    (model_dir / "real-manifest.json").rename(tmp_path / "real-manifest.json")
+    (model_dir / "manifest.json").unlink()
+    (model_dir / "manifest.json").symlink_to(tmp_path / "real-manifest.json")  # the same file, outside
+    with pytest.raises(ModelError, match=r"manifest\.json: is a link to .* outside the model folder"):
+        load_model(model_dir)
 
 
 @pytest.mark.parametrize("name", ["vocabulary.json", "settings.json", "weights.safetensors"])
@@ -227,6 +232,23 @@ def test_pickle_in_an_ensemble_member_refused_unread(ensemble_dir, tmp_path):
     assert not marker.exists()
 
 
+def test_deeply_nested_ensembles_refused_before_loading(tmp_path):
+    """A chain of ensembles, each the member of the one above: refused at the first level (the
+    nesting rule is checked on the member's manifest), not a RecursionError after loading them all."""
+    from patentcpc.models.artifact import Manifest, write_manifest
+    from patentcpc.models.ensemble import ENSEMBLE_FILE
+
+    top = folder = tmp_path / "chain"
+    for _ in range(400):
+        folder.mkdir()
+        write_manifest(folder, Manifest(kind="ensemble", labels=["A01B"]))
+        (folder / ENSEMBLE_FILE).write_text(json.dumps({"format": 2, "members": [{"folder": "member-0",
+                                                                                  "weight": 1.0}]}))
+        folder = folder / "member-0"
+    with pytest.raises(ModelError, match="member 'member-0' is an ensemble"):
+        load_model(top)
+
+
 # ----------------------------------------------------------------------------- explanation index
 
 
@@ -284,8 +306,10 @@ def test_search_embeddings_header_must_match_the_file(index_dir):
     """An .npy header that promises a billion vectors in a few bytes is refused before np.load."""
     from numpy.lib import format as npformat
 
-    from patentcpc.retrieval.search import SearchIndex
+    from patentcpc.retrieval.search import SearchIndex, SearchOptions
 
+    hits = SearchIndex.load(index_dir).search(QUERY, SearchOptions(mode="bm25", k=2))  # the checks pass a real one
+    assert len(hits) == 2 and hits[0].id in {"P0", "P4"}
     with open(index_dir / "embeddings.npy", "wb") as fh:
         npformat.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 384)})
         fh.write(b"\0" * 64)
@@ -294,13 +318,6 @@ def test_search_embeddings_header_must_match_the_file(index_dir):
     np.save(index_dir / "embeddings.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match=r"embeddings\.npy: holds object values"):
         SearchIndex.load(index_dir)
-
-
-def test_search_index_loads_and_searches(index_dir):
-    from patentcpc.retrieval.search import SearchIndex, SearchOptions
-
-    hits = SearchIndex.load(index_dir).search(QUERY, SearchOptions(mode="bm25", k=2))
-    assert len(hits) == 2 and hits[0].id in {"P0", "P4"}
 
 
 # ----------------------------------------------------------------------------- embedding model folders

@@ -626,9 +626,11 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
             network = backbone
         else:
             network = DecoderClassifier(backbone, len(manifest.labels), extra.get("pooling", "last"), 0.0)
+            from safetensors import SafetensorError  # noqa: PLC0415
+
             try:
                 network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-            except (OSError, ValueError, RuntimeError) as exc:
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
                 raise ModelError(f"{folder / HEAD_FILE}: not a loadable head "
                                  f"({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})") from None
         network.eval()

@@ -44,7 +44,7 @@ import numpy as np
 
 from patentcpc.errors import ModelError
 from patentcpc.folder_files import read_folder_json
-from patentcpc.models.artifact import Manifest, atomic_write_text
+from patentcpc.models.artifact import Manifest, atomic_write_text, read_manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.models.neighbours import NeighbourVote
 
@@ -176,10 +176,11 @@ class EnsembleCPCModel(CPCModel):
         for name in names:  # a real folder: no link can make loading loop or leave this folder
             if (folder / name).is_symlink() or not (folder / name).is_dir():
                 raise ModelError(f"{file}: member '{name}' is not a folder inside {folder}")
-        members = [load_model(folder / name, **kwargs) for name in names]
-        for name, m in zip(names, members, strict=True):  # only a bag may be nested, one level deep
-            if m.kind == "ensemble" and (_bag_manifest(manifest) or not _bag_manifest(m.manifest)):
+        for name in names:  # only a bag may be nested, one level deep: checked before any member loads
+            member = read_manifest(folder / name)
+            if member.kind == "ensemble" and (_bag_manifest(manifest) or not _bag_manifest(member)):
                 raise ModelError(f"{file}: member '{name}' is an ensemble (only bags of one spec may be members)")
+        members = [load_model(folder / name, **kwargs) for name in names]
         neighbours = [NeighbourVote.load(folder / f) if f is not None else None for f in vote_files]
         for m, vote in zip(members, neighbours, strict=True):
             if vote is not None and not hasattr(m, "scores_and_embeddings"):
