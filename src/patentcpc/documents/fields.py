@@ -99,7 +99,12 @@ def _label(words: list[Word], i: int) -> tuple[str | None, int, float]:
                 lab2 = lab.replace("l", "i")
                 if len(s) > len(lab2) + 3:
                     continue
-                r = difflib.SequenceMatcher(None, s, lab2).ratio()
+                if abs(len(s) - len(lab2)) > 0.25 * len(lab2) + 1:
+                    continue
+                sm = difflib.SequenceMatcher(None, s, lab2)
+                if sm.real_quick_ratio() < 0.8 or sm.quick_ratio() < 0.8:
+                    continue
+                r = sm.ratio()
                 if r > best[2] + 1e-9 and r >= 0.8:
                     best = (f, span, r)
     return best
@@ -120,6 +125,9 @@ def find_keys(layout: Layout) -> list[Key]:
                         code, span = c, n
                         break
             j = i + span
+            if not code and i > 0:
+                i += 1
+                continue
             lab, lspan, lsim = _label(ws, j) if j < len(ws) else (None, 0, 0.0)
             f_code = CODE_FIELD.get(code, "other") if code else None
             if code:

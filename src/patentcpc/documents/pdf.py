@@ -22,6 +22,7 @@ from patentcpc.errors import DataError
 PDF_SUFFIXES = (".pdf",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PAGES_SCANNED = 6  # pages looked at to find a front page (a barcode cover sheet comes first)
+MAX_OCR_PAGES = 3  # of which at most this many are OCRed
 MAX_IMAGE_PIXELS = 60_000_000  # a decompression bomb is refused before it is decoded
 
 
@@ -177,9 +178,9 @@ def open_image(path: Path):
 
 
 def usable_text(page: Page) -> bool:
-    """Whether the text layer carries the page's text (else it is OCRed)."""
+    """Whether the page has a text layer (else it is OCRed): a drawing sheet with a few labels has one."""
     n = sum(len(w.text) for w in page.words)
-    return n >= 200
+    return n >= 40
 
 
 def file_size(path: Path) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patentcpc.documents import records as R
-from patentcpc.documents.pdf import IMAGE_SUFFIXES, MAX_PAGES_SCANNED, PDF_SUFFIXES, Page
+from patentcpc.documents.pdf import IMAGE_SUFFIXES, MAX_OCR_PAGES, MAX_PAGES_SCANNED, PDF_SUFFIXES, Page
 from patentcpc.errors import DataError
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -63,13 +63,17 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
         yield ocr_image(img, 72.0 / float(dpi), 0, opts.engine, path)
         return
     pdf = PdfFile(path)
+    n_ocr = 0
     try:
         for i in range(min(pdf.n_pages, opts.max_pages)):
             page = pdf.text_page(i) if opts.ocr != "always" else None
             if page is None or (opts.ocr != "never" and not usable_text(page)):
-                if opts.ocr == "never":
+                if opts.ocr == "never" and page is not None:
                     yield page
                     continue
+                if n_ocr >= MAX_OCR_PAGES:
+                    return
+                n_ocr += 1
                 from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
 
                 img, pts_per_px = pdf.render(i)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import re
@@ -62,9 +63,12 @@ def parse_date(m: re.Match) -> str | None:
             y = int(m.group("year").translate(_NUM))
         except ValueError:
             return None
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and 1790 <= y <= 2100):
+    if not (1 <= mo <= 12 and 1790 <= y <= 2100):
         return None
-    return f"{y:04d}-{mo:02d}-{d:02d}"
+    try:
+        return datetime.date(y, mo, d).isoformat()  # a real calendar day (no Feb. 30)
+    except ValueError:
+        return None
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -290,7 +294,10 @@ def first_name(entry: str) -> str | None:
             name += ", " + p
         else:
             break
-    name = re.sub(r"\s*\(\s*[A-Z]{2}\s*\)\s*$", "", name).strip(" ;.:")
+    name = re.sub(r"\s*\(\s*[A-Z]{2}\s*\)\s*$", "", name).strip(" ;:,")
+    last = name.rsplit(" ", 1)[-1].rsplit(",", 1)[-1].strip()
+    if name.endswith(".") and not (_SUFFIX.match(last) or re.fullmatch(r"[A-Z]\.", last)):
+        name = name.rstrip(".")
     return name or None
 
 
