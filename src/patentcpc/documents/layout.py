@@ -62,7 +62,9 @@ def build(page: Page) -> Layout:
     words = [w for w in page.words if w.text.strip() and not re.fullmatch(r"[.…·,:\-_ ]{3,}", w.text)]
     if not words:
         return Layout(page, [], 10.0, page.width / 2)
-    lh = statistics.median(w.h for w in words)
+    # the line height of real words (a drawing's specks and dot leaders would make it tiny)
+    textual = [w.h for w in words if sum(c.isalnum() for c in w.text) >= 3]
+    lh = statistics.median(textual or [w.h for w in words])
     words = _attach_punctuation(words, lh)
     # lines: a word joins the line whose vertical centre (of its full-height words) is nearest
     words.sort(key=lambda w: (w.cy, w.x0))
@@ -98,7 +100,9 @@ def build(page: Page) -> Layout:
                 cur.append(w)
         segs.append(Segment(cur, line=rank))
     for s in segs:
-        if s.x1 <= mid + 0.03 * page.width:
+        if s.x0 >= mid - 0.02 * page.width:
+            s.col = 1
+        elif s.x1 <= mid + 0.03 * page.width:
             s.col = 0
         elif s.x0 >= mid - 0.05 * page.width:
             s.col = 1
@@ -113,7 +117,7 @@ def build(page: Page) -> Layout:
 
 
 def _overlap_x(a: Word, b: Word) -> bool:
-    return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 * min(a.x1 - a.x0, b.x1 - b.x0, 1e9)
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.7 * min(a.x1 - a.x0, b.x1 - b.x0, 1e9)
 
 
 def _attach_punctuation(words: list[Word], lh: float) -> list[Word]:

@@ -278,6 +278,7 @@ def clean_text(words: list[str]) -> str:
             out += " " + w
     out = out.replace("\u00ad", "")
     out = re.sub(r"\s+([,.;:)])", r"\1", out)
+    out = re.sub(r"(?<=\w) / (?=\w)", "/", out)  # "AND / OR" (a text layer's spaces around a slash)
     out = re.sub(r"([(])\s+", r"\1", out)
     return re.sub(r"\s+", " ", out).strip()
 
