@@ -271,3 +271,31 @@ def test_model_option_help_names_hub_ids():
     for command in ("predict", "predict-batch", "evaluate", "serve"):
         res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "Hub id" in res.output, command
+
+
+def test_search_endpoint_answers_from_a_loaded_index(model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from patentcpc.api import load_model
+    from patentcpc.retrieval.search import SearchIndex
+    from patentcpc.serving import create_app
+
+    f = tmp_path / "docs.jsonl"
+    f.write_text("".join(json.dumps({"id": f"P{i}", "title": w.split()[0], "abstract": w}) + "\n"
+                         for i, (_, w) in enumerate(TOPICS)))
+    res = runner.invoke(app, ["index", "build", "--data", str(f), "--output", str(tmp_path / "idx")])
+    assert res.exit_code == 0, res.output
+    index = SearchIndex.load(tmp_path / "idx").warm()
+    with TestClient(create_app(load_model(model), search_index=index)) as client:
+        for _ in range(3):  # many queries, one loaded index
+            r = client.post("/search", json={"query": "battery charging station", "k": 2})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert [h["id"] for h in body["results"]][0] == "P3" and len(body["results"]) == 2
+            assert body["mode"] == "bm25" and body["score"].startswith("score: BM25") and body["seconds"] < 1.0
+        assert client.post("/search", json={"query": " "}).status_code == 422
+        assert client.post("/search", json={"query": "x", "k": 0}).status_code == 422
+        assert client.post("/search", json={"query": "x", "mode": "dense"}).status_code == 422
+        assert client.post("/search", json={"query": "x", "nope": 1}).status_code == 422
+    with TestClient(create_app(load_model(model))) as client:  # no --index: no route
+        assert client.post("/search", json={"query": "x"}).status_code in (404, 405)

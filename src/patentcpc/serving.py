@@ -467,8 +467,9 @@ def _error_responses(*statuses: int) -> dict:
 # ----------------------------------------------------------------------------- the app
 
 
-def create_app(model: CPCModel, cfg: ServeConfig | None = None):
-    """The FastAPI application serving ``model``."""
+def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=None):
+    """The FastAPI application serving ``model`` (and, given a loaded
+    :class:`~patentcpc.retrieval.search.SearchIndex` ``search_index``, ``POST /search`` over it)."""
     from contextlib import asynccontextmanager  # noqa: PLC0415
 
     from fastapi import FastAPI, Request  # noqa: PLC0415
@@ -588,8 +589,83 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None):
             swagger_favicon_url=f"{root}/static/swagger-ui/favicon-32x32.png",
             swagger_ui_parameters={"validatorUrl": None})
 
+    if search_index is not None:
+        add_search_route(app, search_index)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     return app
+
+
+SEARCH_MAX_K = 100
+SEARCH_SCHEMA = {"type": "object", "required": ["query"], "additionalProperties": False, "properties": {
+    "query": {"type": "string", "minLength": 1, "maxLength": 10_000},
+    "k": {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_K, "default": 10},
+    "mode": {"enum": ["bm25", "dense", "hybrid"]},
+    "fusion": {"enum": ["minmax", "zscore", "rrf"], "default": "minmax"},
+    "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.7}}}
+SEARCH_RESPONSE_SCHEMA = {"type": "object", "required": ["query", "mode", "score", "results"], "properties": {
+    "query": {"type": "string"}, "mode": {"type": "string"}, "score": {"type": "string"},
+    "seconds": {"type": "number"}, "results": {"type": "array", "items": {
+        "type": "object", "required": ["rank", "id", "title", "score", "cpc"], "properties": {
+            "rank": {"type": "integer"}, "id": {"type": "string"}, "title": {"type": "string"},
+            "score": {"type": "number"}, "cpc": {"type": "array", "items": {"type": "string"}}}}}}}
+
+
+def add_search_route(app, index) -> None:
+    """``POST /search`` over a loaded index: the index (and its encoder) stay in memory, so a query
+    costs one query embedding and one pass over the document vectors (no reloading)."""
+    import threading  # noqa: PLC0415
+
+    from fastapi import Request  # noqa: PLC0415
+
+    from patentcpc.errors import PatentCPCError  # noqa: PLC0415
+    from patentcpc.retrieval.search import SearchOptions, hits_as_dicts, score_legend  # noqa: PLC0415
+
+    lock = threading.Lock()  # one query at a time through the encoder
+    default_mode = "hybrid" if index.embeddings is not None else "bm25"
+
+    def run(query: str, opts: SearchOptions) -> list:
+        with lock:
+            return index.search(query, opts)
+
+    @app.post("/search", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": SEARCH_SCHEMA,
+                             "example": {"query": "wireless handover between radio cells", "k": 5}}}}},
+        responses={200: _json_response(SEARCH_RESPONSE_SCHEMA, "The best documents, best first"),
+                   **_error_responses(400, 408, 413, 422, 500)})
+    async def search(request: Request) -> dict:
+        """Search the index the service was started with (``patentcpc serve --index``)."""
+        body = parse_json(await request.body())
+        if not isinstance(body, dict):
+            raise RequestError(422, "the body must be a JSON object with 'query'")
+        unknown = sorted(set(body) - set(SEARCH_SCHEMA["properties"]))
+        if unknown:
+            raise RequestError(422, f"unknown field '{unknown[0]}'")
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise RequestError(422, "'query' must be a non-empty string")
+        if len(query) > SEARCH_SCHEMA["properties"]["query"]["maxLength"]:
+            raise RequestError(413, "'query' is too long")
+        k = body.get("k", 10)
+        if type(k) is not int or not 1 <= k <= SEARCH_MAX_K:
+            raise RequestError(422, f"'k' must be an integer from 1 to {SEARCH_MAX_K}")
+        alpha = body.get("alpha", 0.7)
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+            raise RequestError(422, "'alpha' must be a number from 0 to 1")
+        try:
+            opts = SearchOptions(k=k, mode=body.get("mode") or default_mode, fusion=body.get("fusion", "minmax"),
+                                 alpha=float(alpha))
+        except PatentCPCError as exc:
+            raise RequestError(422, str(exc)) from None
+        if opts.mode != "bm25" and index.embeddings is None:
+            raise RequestError(422, f"mode '{opts.mode}' needs an index built with --model; this one has BM25 only")
+        t0 = time.perf_counter()
+        try:
+            hits = await asyncio.to_thread(run, query, opts)
+        except PatentCPCError as exc:
+            raise RequestError(422, str(exc)) from None
+        legend = score_legend(opts.mode, opts.fusion, opts.alpha, opts.rrf_k)
+        return {"query": query, "mode": opts.mode, "score": legend, "seconds": round(time.perf_counter() - t0, 4),
+                "results": hits_as_dicts(hits)}
 
 
 # ----------------------------------------------------------------------------- the server
@@ -656,14 +732,14 @@ def check_log_level(level: str) -> str:
 
 
 def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
-               log_level: str = "info") -> None:
+               log_level: str = "info", search_index=None) -> None:
     """Serve ``model`` with uvicorn until SIGINT/SIGTERM; in-flight requests are finished first
     (up to ``cfg.graceful_timeout_s``)."""
     import uvicorn  # noqa: PLC0415
 
     cfg = cfg or ServeConfig()
     log_level = check_log_level(log_level)
-    config = uvicorn.Config(create_app(model, cfg), host=host, port=port, log_level=log_level,
+    config = uvicorn.Config(create_app(model, cfg, search_index), host=host, port=port, log_level=log_level,
                             http=_h11_protocol(cfg.header_timeout_s),
                             timeout_keep_alive=max(1, round(cfg.keep_alive_s)),
                             timeout_graceful_shutdown=max(1, round(cfg.graceful_timeout_s)))

@@ -24,6 +24,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body.")] = 4_000_000,
     device: Device = None,
     onnx: Onnx = None,
+    index: Annotated[Path | None, typer.Option(
+        "--index", help="Also serve POST /search over this index folder ('patentcpc index build'), "
+                        "loaded once with its encoder.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     header_timeout: Annotated[float, typer.Option("--header-timeout", help="Seconds a client has to send the "
                                                                            "request headers (else 408).")] = 10.0,
@@ -32,7 +35,8 @@ def serve(
     graceful_timeout: Annotated[float, typer.Option("--graceful-timeout", help="On SIGTERM, seconds to finish "
                                                                                "the requests in flight.")] = 30.0,
 ) -> None:
-    """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs."""
+    """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs
+    (and POST /search with --index)."""
     from patentcpc.serving import ServeConfig, check_log_level, run_server  # noqa: PLC0415
     from patentcpc.validation import check_device, check_port  # noqa: PLC0415
 
@@ -42,5 +46,14 @@ def serve(
     cfg = ServeConfig(max_batch_docs=max_batch_docs, max_wait_ms=max_wait_ms, max_docs=max_docs,
                       max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)
+    if index is not None and not (index / "index.json").exists():
+        from patentcpc.errors import DataError  # noqa: PLC0415
+
+        raise DataError(index, "not a search index (no index.json); build one with 'patentcpc index build' (--index)")
     m = load_model_on(model, device, onnx)
-    run_server(m, cfg, host=host, port=port, log_level=log_level)
+    idx = None
+    if index is not None:
+        from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
+
+        idx = SearchIndex.load(index).warm()
+    run_server(m, cfg, host=host, port=port, log_level=log_level, search_index=idx)

@@ -274,6 +274,13 @@ class SearchIndex:
         return cls(ids, titles, labels, bm25, embeddings, meta, None, codes, ranges)
 
     # ----------------------------------------------------------------- querying
+    def warm(self) -> SearchIndex:
+        """Load the query encoder now (an index with embeddings), so that the first query costs
+        what every later one does: a loaded index answers each query without reloading anything."""
+        if self.embeddings is not None and self.meta.get("model"):
+            self.embedder().encode_queries(["warm-up"])
+        return self
+
     def embedder(self):
         from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
 
