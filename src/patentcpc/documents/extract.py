@@ -104,13 +104,14 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
             ev[f] = _ev(pno, _bbox(k.words()), conf_ocr * 0.85)
     page_syms = R.find_symbols(" ".join(s.text for s in layout.segments))
     context = R.resolve_symbols([p for p in page_syms if p[1] and p[3] and "?" not in p[0]], [])
-    continued = []
+    continued, tails = [], {}
     k = first("ipc")
     if k and k.words():
         rec["ipc"] = R.resolve_symbols(R.find_symbols(k.text()), context)
         ev["ipc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
         if k.continued:
             continued.append("ipc")
+            tails["ipc"] = _dangling(k.text())
     k = first("uscl")
     if k and k.words():
         cpc = cpc_symbols(k.text(), context)
@@ -119,14 +120,28 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
             ev["cpc"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
         if k.continued:
             continued.append("cpc")
+            tails["cpc"] = _dangling(k.text())
     k = first("abstract")
     if k and k.words():
         abstract = re.sub(r"^A\s?BSTRACT\b\s*", "", k.text())
+        if abstract and not re.search(r"[.!?)]\s*$", abstract) and not any(
+                re.match(r"^[\dIl]+\s*Claims?,", s.text) for s in layout.segments):
+            continued.append("abstract")  # a long abstract goes on on the next page
         rec["abstract"] = abstract or None
         ev["abstract"] = _ev(pno, _bbox(k.words()), conf_ocr * 0.9)
+    if rec["title"]:
+        vocab = set(re.findall(r"[a-z]+", (rec["abstract"] or "").lower()))
+        rec["title"] = R.split_run_together(rec["title"], vocab)
     rec["evidence"] = ev
     rec["_continued"] = continued
+    rec["_tails"] = tails
     return rec
+
+
+def _dangling(text: str) -> str:
+    """A subclass at the very end of a value, its group printed on the next page (``...; G06N``)."""
+    m = re.search(r"\b([A-HY][0-9OoIl]{2}[A-Z])\s*$", text)
+    return m.group(1) + " " if m else ""
 
 
 def cpc_symbols(text: str, context: list[str], require_label: bool = True) -> list[str] | None:
@@ -144,9 +159,27 @@ def continuation(page: Page, rec: dict) -> None:
     layout = build(page)
     keys = find_keys(layout)
     context = rec["ipc"] + rec["cpc"]
+    tails = rec.get("_tails") or {}
     for k in keys:
         if k.field == "ipc" and "ipc" in rec["_continued"]:
-            rec["ipc"] += [s for s in R.resolve_symbols(R.find_symbols(k.text()), context) if s not in rec["ipc"]]
+            text = tails.get("ipc", "") + k.text()
+            rec["ipc"] += [s for s in R.resolve_symbols(R.find_symbols(text), context) if s not in rec["ipc"]]
         if k.field == "uscl" and "cpc" in rec["_continued"]:
-            more = cpc_symbols(k.text(), context, require_label=False) or []
+            text = tails.get("cpc", "") + re.sub(r"^.*?\bC\s?P\s?C\b", "", k.text())
+            more = cpc_symbols(text, context, require_label=False) or []
             rec["cpc"] += [s for s in more if s not in rec["cpc"]]
+    if "abstract" in rec["_continued"] and rec["abstract"]:
+        # the lines above "N Claims, M Drawing Sheets" in that column, below the page's header
+        end = next((s for s in layout.segments if re.match(r"^[\dIl]+\s*Claims?,", s.text)), None)
+        if end is not None:
+            top = max((s.line for s in layout.segments if re.search(r"\bPage\s+\d|\bUS\s?[\d,]{9,}", s.text)),
+                      default=-1)
+            lines = [s for s in layout.segments if s.col == end.col and top < s.line < end.line]
+            lines.sort(key=lambda s: s.line)
+            if lines and not any(_starts_key(s, keys) for s in lines):
+                more = R.clean_text([w.text for s in lines for w in s.words])
+                rec["abstract"] = R.clean_text([rec["abstract"], more])
+
+
+def _starts_key(seg, keys) -> bool:
+    return any(k.seg is seg for k in keys)

@@ -83,7 +83,7 @@ def build(page: Page) -> Layout:
             lines[best].append(w)
             full = [o.cy for o in lines[best] if o.h >= 0.7 * lh] or [o.cy for o in lines[best]]
             centres[best] = sum(full) / len(full)
-    mid = page.width / 2
+    mid = _gutter(words, page.width)
     segs: list[Segment] = []
     order = sorted(range(len(lines)), key=lambda li: centres[li])
     for rank, li in enumerate(order):
@@ -92,8 +92,8 @@ def build(page: Page) -> Layout:
         cur = [line[0]]
         for w in line[1:]:
             gap = w.x0 - cur[-1].x1
-            crosses = cur[-1].x1 < mid - 0.01 * page.width and w.x0 > mid - 0.04 * page.width
-            if gap > 14 * lh or (crosses and gap > 0.9 * lh):
+            crosses = cur[-1].x1 <= mid + 0.01 * page.width and w.x0 >= mid - 0.01 * page.width
+            if gap > 14 * lh or (crosses and gap > 0.6 * lh):
                 segs.append(Segment(cur, line=rank))
                 cur = [w]
             else:
@@ -114,6 +114,23 @@ def build(page: Page) -> Layout:
         s.order = i
     flat = [w for s in segs for w in s.words]
     return Layout(page, segs, lh, mid, flat)
+
+
+def _gutter(words: list[Word], width: float) -> float:
+    """The x of the gap between the two columns: where the fewest words cross, near the middle."""
+    import numpy as np  # noqa: PLC0415
+
+    n = int(width) + 1
+    cover = np.zeros(n)
+    for w in words:
+        if len(w.text) >= 2:
+            cover[max(int(w.x0), 0):min(int(w.x1) + 1, n)] += 1
+    lo, hi = int(0.38 * width), int(0.62 * width)
+    if hi <= lo:
+        return width / 2
+    smooth = np.convolve(cover, np.ones(5) / 5, mode="same")[lo:hi]
+    best = np.flatnonzero(smooth <= smooth.min() + 1e-9)
+    return float(lo + best[len(best) // 2])
 
 
 def _overlap_x(a: Word, b: Word) -> bool:

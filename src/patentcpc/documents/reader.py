@@ -142,6 +142,7 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
         if nxt is not None:
             continuation(nxt, fields)
     fields.pop("_continued", None)
+    fields.pop("_tails", None)
     rec = R.empty_record(name)
     rec.update(fields)
     rec["file"] = name

@@ -138,7 +138,7 @@ _SEC = {"2": "A", "4": "A", "8": "B", "6": "G", "0": "D"}
 _SYM = re.compile(
     rf"(?<![A-Za-z0-9])(?P<sec>[A-HY248])\s?(?P<cls>[{DIGITISH}]\s?[{DIGITISH}]|[{DIGITISH}])\s?"
     rf"(?P<sub>[A-Z\)\]\|.]|[{DIGITISH}](?=\s))?"
-    rf"\s?(?P<main>[{DIGITISH}L](?:\s?[{DIGITISH}L]){{0,6}})(?:\s?(?P<slash>[/l|I]|7(?=\d*\b))\s?)?(?P<subg>[{DIGITISH}]{{2,6}})?"
+    rf"\s?(?P<main>(?:[{DIGITISH}L]\s(?=[{DIGITISH}L][/l|I]))?[{DIGITISH}L]{{1,7}})(?:\s?(?P<slash>[/l|I]|7(?=\d*\b))\s?)?(?P<subg>[{DIGITISH}]{{2,6}})?"
     r"(?![A-Za-z])")
 _VERSION = re.compile(r"[\(\[{1]\s?[12][0-9OoIlSBZ&/ ]{3}\s?[.,]\s?[0-9OoIl]{2}\s?[\)\]}]")
 
@@ -313,3 +313,26 @@ def split_people(text: str) -> list[str]:
         if e:
             out.append(e)
     return out
+
+
+_COMMON = frozenset(["a", "an", "and", "or", "of", "for", "the", "to", "in", "on", "with", "by", "from", "at", "as",
+                     "into", "using", "method", "methods", "system", "systems", "apparatus", "device", "devices",
+                     "process", "composition", "compositions", "use", "thereof", "same", "having", "based"])
+
+
+def split_run_together(title: str, vocabulary: set[str]) -> str:
+    """Split a title word that a text layer ran together (``VEHICLESAFETY``, ``SYSTEMAND``) where both
+    halves are words of the document (its abstract) or common title words, and the whole is not."""
+    vocab = vocabulary | _COMMON
+    out = []
+    for tok in title.split(" "):
+        core = tok.strip(",.;:()")
+        low = core.lower()
+        if len(core) >= 6 and core.isalpha() and low not in vocab:
+            splits = [(low[:i], low[i:]) for i in range(2, len(low) - 1)]
+            good = [(a, b) for a, b in splits if a in vocab and b in vocab and min(len(a), len(b)) >= 2]
+            if good:
+                a, _b = max(good, key=lambda ab: (min(len(ab[0]), len(ab[1])), len(ab[0])))
+                tok = tok.replace(core, core[:len(a)] + " " + core[len(a):])
+        out.append(tok)
+    return " ".join(out)
