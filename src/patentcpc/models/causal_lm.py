@@ -183,10 +183,13 @@ def load_base(spec: str, causal_lm: bool, revision: str | None = None, dtype: to
     elif dtype is not None:
         kwargs["dtype"] = dtype
     cls = AutoModelForCausalLM if causal_lm else AutoModel
+    from safetensors import SafetensorError  # noqa: PLC0415
+
     try:
         return cls.from_pretrained(spec, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load decoder '{spec}': {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a bad config or weights file
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(f"cannot load decoder '{spec}': {msg}") from None
 
 
 def load_tokenizer(spec: str):

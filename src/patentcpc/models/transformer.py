@@ -119,11 +119,20 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
+    from safetensors import SafetensorError  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a weights/config mismatch is one error below, not a multi-line report
     try:
         return AutoModel.from_pretrained(name_or_path, **kwargs)
-    except (OSError, ValueError) as exc:
-        msg = str(exc).splitlines()[0]
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a bad config or weights file
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if "ignore_mismatched_sizes" in msg:
+            msg = "its weights do not have the shapes its config.json describes"
         raise ModelError(f"cannot load encoder '{name_or_path}': {msg}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _check_device(device: str | None) -> str | None:
