@@ -49,6 +49,11 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
         ks = by.get(f) or []
         return max(ks, key=lambda k: (len(k.words()) > 0, k.score)) if ks else None
 
+    # a grant's publication date is (45); its (43) is the earlier publication of the application
+    if template != "us-application" and any(k.code in ("45", "44") for k in keys):
+        for k in keys:
+            if k.code == "43":
+                k.field = "other"
     # single-valued fields: the assignment
     cands = find_candidates(layout)
     got = assign(keys, cands, layout, use)

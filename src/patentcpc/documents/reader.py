@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -85,13 +86,26 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
         pdf.close()
 
 
-def _page_at(path: Path, index: int, opts: ReadOptions) -> Page | None:
-    """Page ``index`` alone (a front page's continuation)."""
+def poor(fields: dict) -> bool:
+    """Whether a record read from a text layer looks worse than OCR would do: a core field missing, or
+    an Int. Cl. value with no symbol in it, or inventors that are not names."""
+    core = ("publication_number", "publication_date", "application_number", "filing_date", "title")
+    if fields.get("doc_type") not in ("us-grant", "us-application"):
+        return False
+    if any(not fields.get(f) for f in core):
+        return True
+    if "ipc" in fields.get("evidence", {}) and not fields.get("ipc"):
+        return True
+    return any(not re.fullmatch(r"[^\W\d_][\w'.,\- ]+", n) for n in fields.get("inventors") or [])
+
+
+def _page_at(path: Path, index: int, opts: ReadOptions, force_ocr: bool = False) -> Page | None:
+    """Page ``index`` alone (a front page's continuation, or a page read again with OCR)."""
     from patentcpc.documents.pdf import PdfFile, usable_text  # noqa: PLC0415
 
     pdf = PdfFile(path)
     try:
-        page = pdf.text_page(index) if opts.ocr != "always" else None
+        page = pdf.text_page(index) if opts.ocr != "always" and not force_ocr else None
         if page is not None and (usable_text(page) or opts.ocr == "never"):
             return page
         if opts.ocr == "never":
@@ -135,10 +149,22 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
     if best is None:
         raise DataError(name, f"no patent front page in its first {min(total, opts.max_pages)} page(s)")
     fields = extract(*best, use=opts.features)
+    ocred = best[0].source == "ocr"
+    if not ocred and opts.ocr == "auto" and poor(fields):
+        # a text layer worse than OCR (an old scan's garbled layer): read the page again with OCR
+        page = _page_at(path, best[0].index, opts, force_ocr=True)
+        layout, keys, template, sim = analyse(page)
+        if template != "not-front-page":
+            again = extract(page, layout, keys, template, sim, use=opts.features)
+            for k, v in fields.items():
+                if again.get(k) in (None, [], "") and k != "evidence":
+                    again[k] = v
+            fields, ocred = again, True
+            best = (page, layout, keys, template, sim)
     if fields.get("_continued") and best[0].index + 1 < total:
         from patentcpc.documents.extract import continuation  # noqa: PLC0415
 
-        nxt = _page_at(path, best[0].index + 1, opts)
+        nxt = _page_at(path, best[0].index + 1, opts, force_ocr=ocred)
         if nxt is not None:
             continuation(nxt, fields)
     fields.pop("_continued", None)
