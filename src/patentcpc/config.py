@@ -167,8 +167,9 @@ class TransformerConfig:
         valid_fraction: share of the training data held out for validation when no eval data.
         tensorboard: also log to TensorBoard (needs the tensorboard package).
         recipe: ``auto`` (default): the few-shot settings (LP-FT probe start, WiSE-FT, class-balanced
-            head re-fit, lr 1e-4, batch 16, 3 epochs) up to ``few_shot_max_docs`` training
-            documents, the ``reference`` recipe above; ``reference``: USPTO-3M's reference run
+            head re-fit, lr 1e-4, batch 16, 3 epochs) for a pretrained model up to
+            ``few_shot_max_docs`` training documents, the ``reference`` recipe above and for every
+            random-init ``arch`` encoder (its probes would fit noise); ``reference``: USPTO-3M's reference run
             (BCE, lr 8e-5, batch 32, 2 epochs, bf16 on a GPU, no probe start / WiSE-FT / re-fit;
             the head's bias starts at the label priors); ``few-shot``: always the few-shot
             settings. The recipe replaces only fields left at their defaults (benchmarks/scale.md).
