@@ -241,6 +241,11 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
         model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
     model.manifest.metrics = {"eval_data": how + (" (the members before the final training)" if refit else ""),
                               "thresholds_tuned_on_this_data": True, **metrics}
+    from patentcpc.training.guard import check_model  # noqa: PLC0415
+
+    check_model(model, None, [], None, cfg.guard)  # its calibration map must rise with the score
     model.save(out)
     shutil.rmtree(work, ignore_errors=True)  # only once saved: a run that stops early keeps its finished members
-    return TrainResult(model, metrics if eval_data else {}, str(out), None)
+    return TrainResult(model, metrics if eval_data else {}, str(out), None,
+                       measured_on=f"{eval_data} (the weights, calibration and thresholds were tuned on it: "
+                                   "optimistic)")

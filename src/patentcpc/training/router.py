@@ -83,6 +83,9 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
             metrics.update({f"member{i}_{k}": alone[k] for k in ("precision@1", "f1@1", "micro_f1") if k in alone})
         manifest.metrics = {"eval_data": str(eval_data) if eval_data else "validation split",
                             "route_threshold_tuned_on_this_data": True, **metrics}
+        from patentcpc.training.guard import check_model  # noqa: PLC0415
+
+        check_model(router, None, valid.labels, None, cfg.guard, what="the validation data", scores=scores)
         router.save(output)
     finally:
         shutil.rmtree(build, ignore_errors=True)
