@@ -65,9 +65,37 @@ def build(page: Page) -> Layout:
     # the line height of real words (a drawing's specks and dot leaders would make it tiny)
     textual = [w.h for w in words if sum(c.isalnum() for c in w.text) >= 3]
     lh = statistics.median(textual or [w.h for w in words])
-    words = _attach_punctuation(words, lh)
-    # lines: a word joins the line whose vertical centre (of its full-height words) is nearest
-    words.sort(key=lambda w: (w.cy, w.x0))
+    words = _attach_punctuation(_unglue(words), lh)
+    mid = _gutter(words, page.width)
+    # lines, column by column: a word joins the line whose vertical centre is nearest
+    lines: list[tuple[int, list[Word], float]] = []
+    for col in (0, 1):
+        part = [w for w in words if ((w.x0 + w.x1) / 2 >= mid) == bool(col)]
+        for line, centre in _group_lines(part, lh):
+            lines.append((col, line, centre))
+    order = sorted(range(len(lines)), key=lambda i: lines[i][2])
+    segs: list[Segment] = []
+    for rank, li in enumerate(order):
+        col, line, _c = lines[li]
+        line.sort(key=lambda w: w.x0)
+        cur = [line[0]]
+        for w in line[1:]:
+            if w.x0 - cur[-1].x1 > 14 * lh:
+                segs.append(Segment(cur, col=col, line=rank))
+                cur = [w]
+            else:
+                cur.append(w)
+        segs.append(Segment(cur, col=col, line=rank))
+    # the header band: spanning segments above the first two-column line come first
+    segs.sort(key=lambda s: (s.col != -1, s.col, s.line, s.x0))
+    for i, s in enumerate(segs):
+        s.order = i
+    flat = [w for s in segs for w in s.words]
+    return Layout(page, segs, lh, mid, flat)
+
+
+def _group_lines(words: list[Word], lh: float) -> list[tuple[list[Word], float]]:
+    words = sorted(words, key=lambda w: (w.cy, w.x0))
     lines: list[list[Word]] = []
     centres: list[float] = []
     for w in words:
@@ -83,37 +111,7 @@ def build(page: Page) -> Layout:
             lines[best].append(w)
             full = [o.cy for o in lines[best] if o.h >= 0.7 * lh] or [o.cy for o in lines[best]]
             centres[best] = sum(full) / len(full)
-    mid = _gutter(words, page.width)
-    segs: list[Segment] = []
-    order = sorted(range(len(lines)), key=lambda li: centres[li])
-    for rank, li in enumerate(order):
-        line = lines[li]
-        line.sort(key=lambda w: w.x0)
-        cur = [line[0]]
-        for w in line[1:]:
-            gap = w.x0 - cur[-1].x1
-            crosses = cur[-1].x1 <= mid + 0.01 * page.width and w.x0 >= mid - 0.01 * page.width
-            if gap > 14 * lh or (crosses and gap > 0.6 * lh):
-                segs.append(Segment(cur, line=rank))
-                cur = [w]
-            else:
-                cur.append(w)
-        segs.append(Segment(cur, line=rank))
-    for s in segs:
-        if s.x0 >= mid - 0.02 * page.width:
-            s.col = 1
-        elif s.x1 <= mid + 0.03 * page.width:
-            s.col = 0
-        elif s.x0 >= mid - 0.05 * page.width:
-            s.col = 1
-        else:
-            s.col = -1
-    # the header band: spanning segments above the first two-column line come first
-    segs.sort(key=lambda s: (s.col != -1, s.col, s.line, s.x0))
-    for i, s in enumerate(segs):
-        s.order = i
-    flat = [w for s in segs for w in s.words]
-    return Layout(page, segs, lh, mid, flat)
+    return list(zip(lines, centres, strict=True))
 
 
 def _gutter(words: list[Word], width: float) -> float:
@@ -135,6 +133,24 @@ def _gutter(words: list[Word], width: float) -> float:
 
 def _overlap_x(a: Word, b: Word) -> bool:
     return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.7 * min(a.x1 - a.x0, b.x1 - b.x0, 1e9)
+
+
+_GLUED = re.compile(r"^([\(\[{][^\s\)\]}]{1,3}[\)\]}])(\S.*)$|^(\w[\w.]+:)([^\W\d_]\S*)$")
+
+
+def _unglue(words: list[Word]) -> list[Word]:
+    """OCR glues an INID code or a label to what follows (``(45)授权公告日``, ``Applicants:Jeffrey``):
+    split such a word, its box shared out by the characters."""
+    out: list[Word] = []
+    for w in words:
+        m = _GLUED.match(w.text)
+        if not m:
+            out.append(w)
+            continue
+        a, b = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        cut = w.x0 + (w.x1 - w.x0) * len(a) / len(w.text)
+        out += [Word(a, w.x0, w.y0, cut, w.y1, w.conf), Word(b, cut, w.y0, w.x1, w.y1, w.conf)]
+    return out
 
 
 def _attach_punctuation(words: list[Word], lh: float) -> list[Word]:
