@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from dataclasses import dataclass, field
 
 from patentcpc.documents.pdf import Page, Word
@@ -59,7 +60,8 @@ class Layout:
 
 def build(page: Page) -> Layout:
     # dot leaders ("Int. Cl. ........ B60R 22/00") only join a label to its value: dropped
-    words = [w for w in page.words if w.text.strip() and not re.fullmatch(r"[.…·,:\-_ ]{3,}", w.text)]
+    words = [Word(unicodedata.normalize("NFKC", w.text), w.x0, w.y0, w.x1, w.y1, w.conf) for w in page.words]
+    words = [w for w in words if w.text.strip() and not re.fullmatch(r"[.…·,:\-_ ]{3,}", w.text)]
     if not words:
         return Layout(page, [], 10.0, page.width / 2)
     # the line height of real words (a drawing's specks and dot leaders would make it tiny)

@@ -317,7 +317,8 @@ def split_people(text: str) -> list[str]:
 
 _COMMON = frozenset(["a", "an", "and", "or", "of", "for", "the", "to", "in", "on", "with", "by", "from", "at", "as",
                      "into", "using", "method", "methods", "system", "systems", "apparatus", "device", "devices",
-                     "process", "composition", "compositions", "use", "thereof", "same", "having", "based"])
+                     "process", "composition", "compositions", "use", "thereof", "same", "having", "based",
+                     "against", "between", "within", "without", "over", "under", "through", "via", "its"])
 
 
 def split_run_together(title: str, vocabulary: set[str]) -> str:
