@@ -135,6 +135,14 @@ def test_options_the_command_would_ignore_are_refused(model, extra, capsys):
     assert code == 2 and extra[0] in err, err
 
 
+@pytest.mark.parametrize("extra", [["--compile"], ["--autocast", "bf16"], ["--token-budget", "999"]])
+def test_predict_batch_refuses_transformer_options_on_a_linear_model(model, tmp_path, extra, capsys):
+    f = _export(tmp_path / "t.csv", range(48, 50))
+    code, err = _main(["predict-batch", "--model", model, "--input", f, "--output", tmp_path / "o.csv", *extra],
+                      capsys)
+    assert code == 2 and extra[0] in err and not (tmp_path / "o.csv").exists(), err
+
+
 def test_a_missing_local_model_folder_is_named_not_sent_to_the_hub(tmp_path, monkeypatch, capsys):
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)

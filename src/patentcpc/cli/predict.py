@@ -155,6 +155,11 @@ def predict_batch(
     check_output_file(output, [input, model, onnx])
     check_input(input, "--input")
     check_model(model)
+    kind = _manifest_kind(model)
+    if kind in LINEAR_KINDS:  # the transformer options would be ignored: refused
+        refuse_ignored(f"on a {kind} model (they tune transformer inference)", **{
+            "--compile": compile, "--autocast": autocast if autocast != "auto" else None, "--device": device,
+            "--onnx": onnx, "--token-budget": token_budget if token_budget != 16384 else None})
     if onnx is not None and not onnx.is_file():
         raise ConfigError(f"{onnx}: no such ONNX file (--onnx)")
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)
@@ -166,6 +171,20 @@ def predict_batch(
     note_row_ids(docs, output)
     stats = stream_predict(m, docs, output, top_k, chunk_size, opts, progress=not quiet)
     out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
+
+
+LINEAR_KINDS = ("linear", "omikuji", "scheme")
+
+
+def _manifest_kind(model: Path) -> str | None:
+    """The ``kind`` in a local model folder's manifest (None where there is none to read)."""
+    import json  # noqa: PLC0415
+
+    try:
+        kind = json.loads((Path(model) / "manifest.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def print_prediction(res: dict, score_type: str = "probability") -> None:
