@@ -310,6 +310,18 @@ def test_search_embeddings_header_must_match_the_file(index_dir):
 
     hits = SearchIndex.load(index_dir).search(QUERY, SearchOptions(mode="bm25", k=2))  # the checks pass a real one
     assert len(hits) == 2 and hits[0].id in {"P0", "P4"}
+    np.save(index_dir / "embeddings.npy", np.zeros((len(TEXTS), 8), np.float32))
+    with pytest.raises(DataError, match=r"embeddings\.npy: index\.json names no embedding model"):
+        SearchIndex.load(index_dir)  # a BM25-only index has no vectors to read
+    doc = json.loads((index_dir / "index.json").read_text())
+    doc["meta"].update(model="some-encoder", embedding={"precision": "float32", "dim": 8})
+    (index_dir / "index.json").write_text(json.dumps(doc))
+    assert SearchIndex.load(index_dir).embeddings.shape == (len(TEXTS), 8)
+    with open(index_dir / "embeddings.npy", "wb") as fh:  # a valid header and a (sparse) file to match
+        npformat.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (len(TEXTS), 10**8)})
+        fh.truncate(fh.tell() + len(TEXTS) * 10**8 * 4)
+    with pytest.raises(DataError, match=r"embeddings\.npy: shape .*at most 65536 dimensions"):
+        SearchIndex.load(index_dir)
     with open(index_dir / "embeddings.npy", "wb") as fh:
         npformat.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 384)})
         fh.write(b"\0" * 64)

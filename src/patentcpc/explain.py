@@ -82,6 +82,8 @@ class ExplainIndex:
             raise ModelError(f"{folder}: explanation index lists differ in length")
         try:
             bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
+        except MemoryError:
+            raise ModelError(f"{folder / BM25_DIR}: too large to load into this process's memory") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{folder}: broken explanation index ({str(exc).splitlines()[0]})") from None
         return cls(ids, snippets, labels, bm25)

@@ -203,8 +203,11 @@ def load_npy(folder: str | os.PathLike, rel: str | os.PathLike, max_bytes: int |
     real, _, _ = check_npy(folder, rel, max_bytes, error=error, what=what)
     try:
         return np.load(real, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except MemoryError:
+        raise _fail(error, shown, f"too large to load into this process's memory ({_size(os.stat(real).st_size)})"
+                    ) from None
     except (OSError, ValueError) as exc:
-        raise _fail(error, shown, f"not a .npy array ({str(exc).splitlines()[0][:200]})") from None
+        raise _fail(error, shown, f"not a readable .npy array ({str(exc).splitlines()[0][:200]})") from None
 
 
 def check_folder_tree(folder: str | os.PathLike, *, error: type[PatentCPCError] = ModelError,

@@ -43,6 +43,7 @@ INDEX_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 RANGES_FILE = "embedding_ranges.npy"
 BM25_DIR = "bm25"
+MAX_DIM = 1 << 16  # embedding dimensions read from an index (the largest models use a few thousand)
 
 
 @dataclass
@@ -245,6 +246,8 @@ class SearchIndex:
                                                  "documents of the bm25 index")
         try:
             bm25 = bm25s.BM25.load(str(folder / BM25_DIR), allow_pickle=False)
+        except MemoryError:
+            raise DataError(folder / BM25_DIR, "too large to load into this process's memory") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(folder / BM25_DIR, f"broken bm25 index ({str(exc).splitlines()[0][:200]})") from None
         embeddings = codes = ranges = None
@@ -254,10 +257,16 @@ class SearchIndex:
             if precision == "binary":  # packed bits: the float32 copy is 8 times as wide (at most)
                 dim = info.get("dim")
                 width = min(dim, 8 * width) if type(dim) is int and dim > 0 else 8 * width
-            if len(shape) != 2 or shape[0] != n_docs or 4 * shape[0] * width > limit("array"):
+            if not meta.get("model"):
+                raise DataError(folder / EMBEDDINGS_FILE, f"{INDEX_FILE} names no embedding model: an index "
+                                                          "built without --model has no embeddings")
+            if (len(shape) != 2 or shape[0] != n_docs or not 1 <= width <= MAX_DIM
+                    or 4 * shape[0] * width > limit("array")):
                 raise DataError(folder / EMBEDDINGS_FILE, f"shape {shape} does not fit the {n_docs} documents "
-                                                          "of the index (or is over the array limit)")
-            embeddings = load_npy(folder, EMBEDDINGS_FILE, **where)
+                                                          f"of the index (at most {MAX_DIM} dimensions, within "
+                                                          "the array limit)")
+            # float32 vectors are used as stored: memory-mapped (page cache, not a copy in memory)
+            embeddings = load_npy(folder, EMBEDDINGS_FILE, mmap=precision == "float32", **where)
         try:
             if embeddings is not None and precision != "float32":
                 from patentcpc.retrieval.quantize import dequantize  # noqa: PLC0415
@@ -265,6 +274,8 @@ class SearchIndex:
                 codes = embeddings
                 ranges = load_npy(folder, RANGES_FILE, **where) if precision == "int8" else None
                 embeddings = dequantize(codes, precision, ranges, info.get("dim"))
+        except MemoryError:
+            raise DataError(folder / EMBEDDINGS_FILE, "too large to load into this process's memory") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(folder, f"broken search index ({str(exc).splitlines()[0]})") from None
         try:  # the parts must fit together (a query would fail with an IndexError or TypeError)
