@@ -188,3 +188,19 @@ def test_read_command_refuses_bad_output_and_missing_input(tmp_path, grant, caps
     assert _cli(["read", str(grant), "--output", str(tmp_path / "x.txt"), "--quiet"]) == 2
     assert _cli(["read", str(tmp_path / "missing.pdf"), "--output", str(tmp_path / "x.jsonl"), "--quiet"]) == 2
     assert _cli(["read", str(grant), "--output", str(grant), "--quiet"]) == 2
+
+
+def test_load_data_reads_a_folder_of_pdfs(tmp_path, grant):
+    from patentcpc.data import load_data
+
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(grant.read_bytes())
+    data = load_data(folder)
+    assert data.text_fields == ["title", "abstract"] and data.label_field == "cpc"
+    (row,) = list(data.dataset)
+    assert row["id"] == "US9241474B2" and row["labels"] == ["A01K"] and "ANIMAL HARNESS" in row["text"]
+    (folder / "b.pdf").write_bytes(b"")
+    with pytest.raises(DataError, match="empty"):
+        load_data(folder)
+    assert load_data(folder, on_bad_row="skip").n_skipped == 1

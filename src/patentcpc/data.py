@@ -122,12 +122,19 @@ class PatentData:
 
 
 def detect_format(source: str | os.PathLike) -> str:
-    """One of csv, tsv, jsonl, json, parquet, disk (a ``save_to_disk`` folder) or hub."""
+    """One of csv, tsv, jsonl, json, parquet, disk (a ``save_to_disk`` folder), hub, or documents
+    (patent PDFs and scans, or a folder of them)."""
     path = Path(source)
+    from patentcpc.documents.dataset import is_documents  # noqa: PLC0415 (PDFs and scans: issue 31)
+
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             return "disk"
+        if is_documents(path):
+            return "documents"
         raise DataError(source, "is a folder but not a Hugging Face save_to_disk dataset")
+    if path.exists() and is_documents(path):
+        return "documents"
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zst"):
         suffixes = suffixes[:-1]
@@ -235,6 +242,10 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
     src = str(source)
     limit = ic.max_field_chars(max_field_chars)
     bad: dict[int, tuple[str, str | None]] = {}
+    if fmt == "documents":  # patent PDFs and scans, read into front-page records (issue 31)
+        from patentcpc.documents.dataset import documents_dataset  # noqa: PLC0415
+
+        return documents_dataset(src, on_bad_row)
     try:
         if fmt == "disk":
             ds = datasets.load_from_disk(src)
