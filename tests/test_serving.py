@@ -54,9 +54,9 @@ def test_predict_text_and_documents(client, linear_model):
     (json.dumps({}).encode(), 422, "exactly one"),
     (json.dumps({"text": "a", "documents": [{"text": "b"}]}).encode(), 422, "exactly one"),
     (json.dumps({"documents": []}).encode(), 422, "non-empty"),
-    (json.dumps({"documents": [{"text": "x"}] * 5}).encode(), 413, "limit 4"),
+    (json.dumps({"documents": [{"text": "x"}] * 5}).encode(), 422, "limit 4"),  # the schema's maxItems
     (json.dumps({"documents": [{"foo": "x"}]}).encode(), 422, "no 'text'"),
-    (json.dumps({"text": "y" * 501}).encode(), 413, "characters"),
+    (json.dumps({"text": "y" * 501}).encode(), 422, "characters"),  # the schema's maxLength
     (json.dumps({"text": "ok", "top_k": 0}).encode(), 422, "top_k"),
     (json.dumps({"text": "z " * 3000}).encode(), 413, "bytes"),
 ])

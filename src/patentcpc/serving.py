@@ -15,10 +15,12 @@ and read by the model's tokenizer where the model has one: 422 otherwise), and w
 fails its requests are scored again one by one, so only the bad one fails (500, without the
 exception's text, which goes to the log).
 
-Limits: body size (counted while the body streams in, 413), documents per request and characters
-per document 413; malformed or too deeply nested JSON 400; empty or missing text 422; a body that
-does not arrive within ``body_timeout_s`` 408; with :func:`run_server`, request headers that do not
-arrive within ``header_timeout_s`` 408 and the connection is closed. SIGTERM stops accepting
+Limits: body size (counted while the body streams in, 413; the refused body is read first, so a
+client that sends it whole before reading gets the answer); documents per request and characters
+per text field 422 (they are in the request schema); malformed or too deeply nested JSON 400; empty
+or missing text 422; a body that does not arrive within ``body_timeout_s`` 408; with
+:func:`run_server`, request headers that do not arrive within ``header_timeout_s`` 408 and the
+connection is closed. SIGTERM stops accepting
 connections, finishes the requests in flight (up to ``graceful_timeout_s``), then exits.
 
 Every error, 4xx or 5xx, FastAPI's own included, is ``{"error": {"code": ..., "message": ...,
@@ -40,6 +42,7 @@ from patentcpc.errors import ConfigError
 from patentcpc.models.base import CPCModel
 
 DOC_FIELDS = ("title", "abstract", "claims", "description")
+MAX_SAFE_INT = 2**53 - 1  # integer ids beyond this lose precision in JavaScript clients
 STATIC_DIR = Path(__file__).parent / "static"
 logger = logging.getLogger("patentcpc.serving")
 
@@ -105,11 +108,26 @@ def parse_json(raw: bytes) -> object:
     """The JSON value of a request body, or :class:`RequestError` 400 (malformed, not UTF-8, nested
     too deeply)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
         raise RequestError(400, "malformed JSON: nested too deeply", "invalid_json") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"malformed JSON: {str(exc)[:200]}", "invalid_json") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _as_int(value: object) -> int | None:
+    """An integer, also from an integral float (JSON Schema's "integer" takes 5.0); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _check_unicode(text: str, where: str) -> None:
@@ -127,6 +145,15 @@ def document_text(doc: dict, index: int, max_chars: int, fields: list[str] | Non
     where = where or f"documents[{index}]"
     if not isinstance(doc, dict):
         raise RequestError(422, f"{where} must be an object with 'text' or 'title'/'abstract'")
+    for name in ("text", *DOC_FIELDS):  # every text field the schema declares, used or not
+        value = doc.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise RequestError(422, f"{where}.{name} must be a string")
+        if len(value) > max_chars:
+            raise RequestError(422, f"{where}.{name}: {len(value)} characters, more than the limit {max_chars}",
+                               "limit_exceeded")
     if doc.get("text") is not None:
         parts = [doc["text"]]
     else:
@@ -135,13 +162,9 @@ def document_text(doc: dict, index: int, max_chars: int, fields: list[str] | Non
         parts = [doc[f] for f in order if doc.get(f) is not None]
         if not parts:
             raise RequestError(422, f"{where} has no 'text' and none of {', '.join(DOC_FIELDS)}")
-    if not all(isinstance(p, str) for p in parts):
-        raise RequestError(422, f"{where}: text fields must be strings")
     text = "\n".join(p.strip() for p in parts if p.strip())
     if not text:
         raise RequestError(422, f"{where}: text is empty")
-    if len(text) > max_chars:
-        raise RequestError(413, f"{where}: {len(text)} characters, more than the limit {max_chars}")
     _check_unicode(text, where)
     return text
 
@@ -150,14 +173,15 @@ def _document_id(doc: dict, index: int, cfg: ServeConfig):
     value = doc.get("id")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RequestError(422, f"documents[{index}].id must be a string or an integer")
-    if isinstance(value, int):
-        if abs(value) >= 2**53:
-            raise RequestError(422, f"documents[{index}].id: integers must be within +-2^53 (send a string)")
-        return value
+    if not isinstance(value, str):
+        number = _as_int(value)
+        if number is None:
+            raise RequestError(422, f"documents[{index}].id must be a string or an integer")
+        if abs(number) > MAX_SAFE_INT:
+            raise RequestError(422, f"documents[{index}].id: integers must be within +-(2^53 - 1) (send a string)")
+        return number
     if len(value) > cfg.max_id_chars:
-        raise RequestError(413, f"documents[{index}].id: more than {cfg.max_id_chars} characters")
+        raise RequestError(422, f"documents[{index}].id: more than {cfg.max_id_chars} characters", "limit_exceeded")
     _check_unicode(value, f"documents[{index}].id")
     return value
 
@@ -166,9 +190,11 @@ def parse_request(body: object, cfg: ServeConfig, fields: list[str] | None = Non
     """(texts, ids, top_k) of a /predict body, or :class:`RequestError`."""
     if not isinstance(body, dict):
         raise RequestError(422, "body must be a JSON object with 'text' or 'documents'")
-    top_k = body.get("top_k", 5)
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= cfg.max_top_k:
+    top_k = _as_int(body.get("top_k", 5))
+    if top_k is None or not 1 <= top_k <= cfg.max_top_k:
         raise RequestError(422, f"top_k must be an integer from 1 to {cfg.max_top_k}")
+    if not isinstance(body.get("explain", False), bool):
+        raise RequestError(422, "'explain' must be true or false")
     if ("text" in body) == ("documents" in body):
         raise RequestError(422, "give exactly one of 'text' and 'documents'")
     if "text" in body:
@@ -179,7 +205,8 @@ def parse_request(body: object, cfg: ServeConfig, fields: list[str] | None = Non
     if not isinstance(docs, list) or not docs:
         raise RequestError(422, "'documents' must be a non-empty list")
     if len(docs) > cfg.max_docs:
-        raise RequestError(413, f"{len(docs)} documents, more than the limit {cfg.max_docs} per request")
+        raise RequestError(422, f"{len(docs)} documents, more than the limit {cfg.max_docs} per request",
+                           "limit_exceeded")
     texts = [document_text(d, i, cfg.max_chars, fields) for i, d in enumerate(docs)]
     return texts, [_document_id(d, i, cfg) for i, d in enumerate(docs)], top_k
 
@@ -340,26 +367,55 @@ class MicroBatcher:
 # ----------------------------------------------------------------------------- ASGI middleware
 
 
+DRAIN_BYTES = 64 * 1024 * 1024
+
+
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` (declared in Content-Length, or counted as it
     streams in) gets 413; a body that has not fully arrived ``timeout_s`` after the request started
-    gets 408. Both close the connection."""
+    gets 408. Both close the connection.
 
-    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0):
+    Before the 413 the rest of the refused body is read and dropped (up to ``drain_bytes`` more,
+    within the body deadline): a client that sends its whole body before reading the answer
+    (Python's ``http.client``, ``requests``) then reads the 413 instead of a connection reset. A
+    client that waits for ``100 Continue`` gets the 413 at once, and a body declared larger than
+    ``max_bytes + drain_bytes`` is not read."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float = 30.0, drain_bytes: int = DRAIN_BYTES):
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.drain_bytes = drain_bytes
+
+    @staticmethod
+    async def _drain(receive, deadline: float, budget: int) -> None:
+        """Read and drop the rest of a body: until its end, ``budget`` bytes, the deadline or a disconnect."""
+        got = 0
+        while got <= budget:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            got += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         too_big = RequestError(413, f"request body larger than the limit of {self.max_bytes} bytes")
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        deadline = time.monotonic() + self.timeout_s
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            expects_continue = headers.get(b"expect", b"").strip().lower() == b"100-continue"
+            if not expects_continue and int(declared) <= self.max_bytes + self.drain_bytes:
+                await self._drain(receive, deadline, int(declared))
             return await send_error(send, too_big, close=True)
         seen = 0
         complete = False
-        deadline = time.monotonic() + self.timeout_s
         started = False
 
         async def limited_receive():
@@ -373,9 +429,9 @@ class BodyLimit:
                     408, f"the request body did not arrive within {self.timeout_s:g} s")) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.max_bytes:
                     raise _BodyError(too_big)
-                complete = not message.get("more_body", False)
             else:
                 complete = True
             return message
@@ -391,6 +447,8 @@ class BodyLimit:
         except _BodyError as exc:
             if started:  # too late for an error response
                 raise
+            if exc.error.status == 413 and not complete:
+                await self._drain(receive, deadline, self.drain_bytes)
             return await send_error(send, exc.error, close=True)
 
 
@@ -411,18 +469,53 @@ async def send_error(send, error: RequestError, close: bool = False) -> None:
 
 # ----------------------------------------------------------------------------- OpenAPI schemas
 
-_DOC_SCHEMA = {"type": "object", "properties": {
-    "id": {"anyOf": [{"type": "string", "maxLength": 1000}, {"type": "integer"}],
-           "description": "Echoed back with the document's predictions."},
-    "text": {"type": "string", "description": "The whole text (else the fields below are joined)."},
-    **{f: {"type": "string"} for f in DOC_FIELDS}}}
-PREDICT_SCHEMA = {"type": "object", "properties": {
-    "text": {"type": "string", "description": "One document (or use 'documents')."},
-    "documents": {"type": "array", "items": _DOC_SCHEMA, "minItems": 1},
-    "top_k": {"type": "integer", "default": 5, "minimum": 1},
-    "explain": {"type": "boolean", "default": False,
-                "description": "Add evidence to each assigned code: nearest training patents carrying it "
-                               "(models trained with explain.index=true) and, for linear models, terms."}}}
+SCHEMA_MAX_LENGTH = 8000
+_NOT_BLANK = "\\S"  # a character that is not white space (str.strip's white space: Python's \s)
+
+
+def predict_request_schema(cfg: "ServeConfig") -> dict:
+    """The JSON Schema of a ``POST /predict`` body, exactly what :func:`parse_request` accepts: one
+    of ``text`` and ``documents`` (``oneOf``), every text field a string of at most ``max_chars``
+    characters (null: absent, in documents), a document's text (``text``, else its title/abstract/
+    claims/description) not blank, at most ``max_docs`` documents, ids of at most ``max_id_chars``
+    characters or integers within +-(2^53 - 1), ``top_k`` from 1 to ``max_top_k``. Limits broken
+    are 422; only the body's size in bytes (413) is outside the schema.
+
+    A limit over :data:`SCHEMA_MAX_LENGTH` characters is stated as ``x-max-chars`` (and in the
+    description) instead of ``maxLength``: schema-driven fuzzers cannot build a longer string
+    (Hypothesis, under schemathesis, stops at 8 KiB), so they would fail on the schema itself."""
+
+    def limit(n: int) -> dict:
+        return {"maxLength": n} if n <= SCHEMA_MAX_LENGTH else {"x-max-chars": n}
+
+    field = {"type": ["string", "null"], **limit(cfg.max_chars),
+             "description": f"At most {cfg.max_chars} characters (null: absent)."}
+    filled = {"type": "string", "pattern": _NOT_BLANK}
+    document = {
+        "type": "object",
+        "properties": {
+            "id": {"anyOf": [{"type": "string", **limit(cfg.max_id_chars)},
+                             {"type": "integer", "minimum": -MAX_SAFE_INT, "maximum": MAX_SAFE_INT},
+                             {"type": "null"}],
+                   "description": "Echoed back with the document's predictions."},
+            "text": {**field, "description": f"The whole text (else the fields below are joined); at most "
+                                             f"{cfg.max_chars} characters."},
+            **{f: dict(field) for f in DOC_FIELDS}},
+        # a text that is not blank, else (no text) at least one field that is not blank
+        "anyOf": [{"required": ["text"], "properties": {"text": filled}},
+                  {"properties": {"text": {"type": "null"}},
+                   "anyOf": [{"required": [f], "properties": {f: filled}} for f in DOC_FIELDS]}]}
+    return {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "minLength": 1, **limit(cfg.max_chars), "pattern": _NOT_BLANK,
+                     "description": f"One document (or use 'documents'); at most {cfg.max_chars} characters."},
+            "documents": {"type": "array", "items": document, "minItems": 1, "maxItems": cfg.max_docs},
+            "top_k": {"type": "integer", "default": 5, "minimum": 1, "maximum": cfg.max_top_k},
+            "explain": {"type": "boolean", "default": False,
+                        "description": "Add evidence to each assigned code: nearest training patents carrying "
+                                       "it (models trained with explain.index=true) and, for linear models, terms."}},
+        "oneOf": [{"required": ["text"]}, {"required": ["documents"]}]}
 PREDICT_EXAMPLE = {"documents": [{"id": "1", "title": "Plough", "abstract": "A plough with adjustable tines."}],
                    "top_k": 5}
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -458,9 +551,12 @@ def _json_response(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error_responses(*statuses: int) -> dict:
-    text = {400: "Malformed JSON", 408: "The body did not arrive in time", 413: "Too large a request",
-            422: "Invalid request", 500: "The model failed on this request"}
+def _error_responses(*statuses: int, max_body_bytes: int | None = None) -> dict:
+    """Declared error responses, each with the one error shape."""
+    too_big = "Request body larger than the limit" + (f" ({max_body_bytes} bytes)" if max_body_bytes else "")
+    text = {400: "Malformed JSON (not JSON, not UTF-8, nested too deeply)", 408: "The body did not arrive in time",
+            413: too_big, 422: "Invalid request: not what the request schema allows (limits included)",
+            500: "The model failed on this request (details in the service log)"}
     return {s: _json_response(ERROR_SCHEMA, text.get(s, "Error")) for s in statuses}
 
 
@@ -521,7 +617,10 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
         logger.error("internal error: %s", type(exc).__name__, exc_info=exc)
         return JSONResponse(error_body(500, "internal error (see the service log)"), status_code=500)
 
-    @app.get("/health", responses={200: _json_response(HEALTH_SCHEMA, "Service status")})
+    # any request may get 408/413 (the body limit applies to every path) and 500
+    common = _error_responses(408, 413, 500, max_body_bytes=cfg.max_body_bytes)
+
+    @app.get("/health", responses={200: _json_response(HEALTH_SCHEMA, "Service status"), **common})
     async def health() -> dict:
         """Status, model, counters and the request limits."""
         score_type = getattr(model, "output_score_type", None) or model.manifest.score_type  # probability if calibrated
@@ -532,20 +631,16 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
                 "limits": {"max_docs": cfg.max_docs, "max_chars": cfg.max_chars, "max_top_k": cfg.max_top_k,
                            "max_body_bytes": cfg.max_body_bytes}}
 
-    @app.get("/labels", responses={200: _json_response(LABELS_SCHEMA, "The label vocabulary with titles")})
+    @app.get("/labels", responses={200: _json_response(LABELS_SCHEMA, "The label vocabulary with titles"), **common})
     async def labels() -> dict:
         """The model's labels with their titles."""
         return {"label_level": model.manifest.label_level,
                 "labels": [{"code": c, "title": title(c)} for c in model.labels]}
 
-    predict_schema = copy.deepcopy(PREDICT_SCHEMA)
-    predict_schema["properties"]["top_k"]["maximum"] = cfg.max_top_k
-    predict_schema["properties"]["documents"]["maxItems"] = cfg.max_docs
-
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": predict_schema, "example": PREDICT_EXAMPLE}}}},
+        "application/json": {"schema": predict_request_schema(cfg), "example": PREDICT_EXAMPLE}}}},
         responses={200: _json_response(PREDICT_RESPONSE_SCHEMA, "Ranked CPC codes"),
-                   **_error_responses(400, 408, 413, 422, 500)})
+                   **_error_responses(400, 408, 413, 422, 500, max_body_bytes=cfg.max_body_bytes)})
     async def predict(request: Request) -> dict:
         """Ranked CPC codes (labels above threshold plus the top k) for one text or a list of documents."""
         body = parse_json(await request.body())
