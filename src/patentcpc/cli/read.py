@@ -20,7 +20,7 @@ def read(
     ocr: Annotated[str, typer.Option(
         "--ocr", help="auto (pages without a usable text layer), always, never.")] = "auto",
     ocr_engine: Annotated[str, typer.Option("--ocr-engine", help="auto, rapidocr or tesseract.")] = "auto",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per file.")] = 120.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per file.")] = 300.0,
     memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory allowed per file (MB).")] = 2048,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:

@@ -72,7 +72,8 @@ def _rapid_words(img, scale: float) -> list[Word]:
     import numpy as np  # noqa: PLC0415
 
     gray = np.asarray(img.convert("L"))
-    res, _ = _rapid()(np.stack([gray] * 3, axis=-1), return_word_box=True)
+    # upright pages: no angle classifier (a page is deskewed as a whole, not line by line)
+    res, _ = _rapid()(np.stack([gray] * 3, axis=-1), return_word_box=True, use_cls=False)
     words: list[Word] = []
     for item in res or []:
         box, text, conf = item[0], item[1], float(item[2])

@@ -15,7 +15,7 @@ from patentcpc.documents import records as R
 from patentcpc.documents.pdf import IMAGE_SUFFIXES, MAX_OCR_PAGES, MAX_PAGES_SCANNED, PDF_SUFFIXES, Page
 from patentcpc.errors import DataError
 
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MEMORY_MB = 2048
 
 
@@ -27,6 +27,7 @@ class ReadOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
     features: str = "both"  # the linking scorer's features (benchmarks): both, text, layout
+    threads: int = 0  # OCR threads per worker (0: the CPUs shared out between the workers)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -193,7 +194,8 @@ def _limit_memory(mb: int) -> None:
 
 def _worker(path: str, name: str, opts: ReadOptions) -> tuple[str, dict | str]:
     _limit_memory(opts.memory_mb)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if opts.threads:
+        os.environ["PATENTCPC_OCR_THREADS"] = str(opts.threads)
     try:
         return "ok", read_one(path, opts, name)
     except DataError as exc:
@@ -227,6 +229,10 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
         bar = tqdm(total=len(files), unit="doc", desc="read", disable=len(files) < 2)
     ctx = mp.get_context("spawn" if os.name != "posix" else "forkserver")
     workers = max(1, min(workers, len(files) or 1))
+    if not opts.threads:
+        from dataclasses import replace  # noqa: PLC0415
+
+        opts = replace(opts, threads=max(1, (os.cpu_count() or 1) // workers))
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
     try:
         pending: dict = {}
