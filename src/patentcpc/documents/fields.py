@@ -261,10 +261,12 @@ def find_candidates(layout: Layout) -> list[Candidate]:
 FEATURES = ("both", "text", "layout")
 
 
-def link_score(key: Key, cand: Candidate, layout: Layout, pos_of: dict[int, int], use: str = "both") -> float:
+def link_score(key: Key, cand: Candidate, layout: Layout, pos_of: dict[int, int], use: str = "both",
+               typed: bool = True) -> float:
     """How likely ``cand`` is the value of ``key``: text features (reading-order distance, inside the
-    key's region) and layout features (same line to the right, below in the same column, distance)."""
-    if SINGLE.get(key.field) != cand.kind:
+    key's region) and layout features (same line to the right, below in the same column, distance).
+    ``typed``: a candidate of another type than the field's (a date for a number) is ruled out."""
+    if typed and SINGLE.get(key.field) != cand.kind:
         return -math.inf
     lh = layout.line_height
     # text: reading order
