@@ -203,6 +203,21 @@ def test_special_file_anywhere_in_the_folder_refused(model_dir, tmp_path):
         load_model(model_dir)
 
 
+def test_omikuji_files_refused_on_one_line(tmp_path):
+    pytest.importorskip("omikuji")
+    from patentcpc.models.omikuji import IDF_FILE, TREES_DIR, OmikujiCPCModel
+
+    path = tmp_path / "om"
+    OmikujiCPCModel.fit(TEXTS * 2, LABELS * 2, LinearConfig(learner="omikuji", n_jobs=1)).save(path)
+    (path / TREES_DIR / "settings.json").write_text('{"n_features": 99999999999999}')
+    with pytest.raises(ModelError, match=r"omikuji: not loadable omikuji trees \(.*missing field") as err:
+        load_model(path)
+    _one_line(err.value, TREES_DIR)
+    _replace(path / IDF_FILE, "fifo", tmp_path)
+    with pytest.raises(ModelError, match=r"tfidf_idf\.npy: is a FIFO"):
+        load_model(path)
+
+
 # ----------------------------------------------------------------------------- ensembles
 
 

@@ -85,6 +85,31 @@ def logs_to_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+@contextlib.contextmanager
+def captured_fds() -> Iterator[list[str]]:
+    """Omikuji's lines on file descriptors 1 and 2 while loading (its INFO log, its own error line)
+    go to a temporary file instead; the list yielded gets that text's lines after the block, for an
+    error message that names the problem on one line."""
+    lines: list[str] = []
+    with _FD_LOCK, tempfile.TemporaryFile() as tmp:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.flush()
+        saved = []
+        try:
+            for fd in (1, 2):
+                with contextlib.suppress(OSError):
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(tmp.fileno(), fd)
+            yield lines
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+            tmp.seek(0)
+            lines.extend(tmp.read(1 << 16).decode("utf-8", errors="replace").splitlines())
+
+
 TREES_DIR = "omikuji"
 VOCAB_FILE = "tfidf_vocabulary.json"
 IDF_FILE = "tfidf_idf.npy"
@@ -165,11 +190,11 @@ class OmikujiCPCModel(CPCModel):
         vec.vocabulary_ = {str(k): int(v) for k, v in vocab.items()}
         vec.idf_ = idf
         try:
-            with logs_to_stderr():
+            with captured_fds() as said:
                 trees = omikuji.Model.load(str(folder / TREES_DIR))
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # noqa: BLE001  (a Rust panic is a BaseException)
-            raise ModelError(f"{folder / TREES_DIR}: not loadable omikuji trees "
-                             f"({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})") from None
+            why = [line for line in said if "INFO" not in line] or (str(exc).splitlines() or [type(exc).__name__])
+            raise ModelError(f"{folder / TREES_DIR}: not loadable omikuji trees ({why[-1].strip()[:300]})") from None
         return cls(manifest, vec, trees)
