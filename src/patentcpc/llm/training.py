@@ -154,6 +154,12 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
                               "thresholds_tuned_on_this_data": True, **metrics}
     model.manifest.extra["training"] = {"global_steps": steps, "epochs": steps / per_epoch,
                                         "final_loss": records[-1]["loss"] if records else None}
+    from patentcpc.predictions import set_abstention  # noqa: PLC0415
+    from patentcpc.training.guard import check_model  # noqa: PLC0415
+
+    set_abstention(model, scores, gold)  # the same "no code assigned" rule as every kind
+    if model.manifest.extra.get("mode") != "instruction":  # generated codes: an empty row means "none fits"
+        check_model(model, None, gold, None, cfg.guard, what="the validation data", scores=scores)  # flat scores
     with atomic_dir(output) as tmp:
         model.save_weights(tmp)
         write_manifest(tmp, model.manifest)
