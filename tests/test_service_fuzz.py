@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -23,13 +24,36 @@ from schemathesis import checks as st_checks  # noqa: E402
 from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 from conftest import TINY_DOCS  # noqa: E402
+from patentcpc.data import records_from_texts  # noqa: E402
 from patentcpc.models.linear import LinearCPCModel  # noqa: E402
+from patentcpc.retrieval.search import SearchIndex  # noqa: E402
 from patentcpc.serving import RequestError, ServeConfig, create_app, parse_request, predict_request_schema  # noqa: E402
 
 _MODEL = LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
+
+
+class _StubEmbedder:
+    """Deterministic query vectors, so that dense and hybrid search run without a model download."""
+
+    def encode_queries(self, queries):
+        rng = np.random.default_rng(len(queries))
+        vectors = rng.normal(size=(len(queries), 8)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _index(dense: bool) -> SearchIndex:
+    index = SearchIndex.build(records_from_texts([t for t, _ in TINY_DOCS]))
+    if dense:  # embeddings and a stand-in encoder: every search mode is served
+        vectors = np.random.default_rng(0).normal(size=(len(TINY_DOCS), 8)).astype(np.float32)
+        index.embeddings = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        index.meta["model"] = "stub"
+        index._embedder = _StubEmbedder()
+    return index
+
+
 # small limits, so that the fuzzer reaches them; a body limit no schema-valid body can reach
 CFG = ServeConfig(max_docs=8, max_chars=2000, max_body_bytes=4_000_000, max_wait_ms=0)
-APP = create_app(_MODEL, CFG)
+APP = create_app(_MODEL, CFG, search_index=_index(dense=True))
 st_checks.load_all_checks()
 ALL_CHECKS = st_checks.CHECKS.get_all()  # every check schemathesis has (``--checks all``)
 EXAMPLES = 40
@@ -40,8 +64,9 @@ max-examples = {EXAMPLES}
 deterministic = true
 """
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=SchemathesisConfig.from_str(FUZZ_CONFIG))
-# the service as ``patentcpc serve`` starts it (default limits: texts longer than a fuzzer can build)
-DEFAULT_APP = create_app(_MODEL, ServeConfig(max_wait_ms=0))
+# the service as ``patentcpc serve`` starts it (default limits: texts longer than a fuzzer can build),
+# with a BM25-only index (its /search serves the bm25 mode only)
+DEFAULT_APP = create_app(_MODEL, ServeConfig(max_wait_ms=0), search_index=_index(dense=False))
 default_schema = schemathesis.openapi.from_asgi("/openapi.json", DEFAULT_APP,
                                                 config=SchemathesisConfig.from_str(FUZZ_CONFIG))
 
@@ -184,6 +209,26 @@ def test_every_operation_is_fuzzed():
     """The fuzz tests above cover every operation of the document (nothing left out)."""
     doc = APP.openapi()
     operations = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
-    assert {("/predict", "POST"), ("/health", "GET"), ("/labels", "GET")} <= operations
-    fuzzed = {(op.path, op.method.upper()) for op in (r.ok() for r in schema.get_all_operations())}
-    assert fuzzed == operations
+    assert {("/predict", "POST"), ("/health", "GET"), ("/labels", "GET"), ("/search", "POST")} <= operations
+    for tested, app in ((schema, APP), (default_schema, DEFAULT_APP)):
+        fuzzed = {(op.path, op.method.upper()) for op in (r.ok() for r in tested.get_all_operations())}
+        assert fuzzed == {(path, method.upper()) for path, item in app.openapi()["paths"].items() for method in item}
+
+
+def test_search_schema_follows_the_index():
+    """A BM25-only index publishes (and serves) the bm25 mode only; a query of stop words is a
+    search with no match, not a 500."""
+    from fastapi.testclient import TestClient
+
+    dense = APP.openapi()["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    sparse = DEFAULT_APP.openapi()["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert dense["properties"]["mode"]["enum"] == ["bm25", "dense", "hybrid"]
+    assert sparse["properties"]["mode"]["enum"] == ["bm25"]
+    with TestClient(DEFAULT_APP) as client:
+        r = client.post("/search", json={"query": "the"})
+        assert r.status_code == 200 and all(hit["score"] == 0 for hit in r.json()["results"])
+        for body in ({"query": "plough", "mode": "hybrid"}, {"query": "plough", "mode": {}},
+                     {"query": "plough", "k": 101}, {"query": "   "}, {"query": "q" * 8001}):
+            r = client.post("/search", json=body)
+            assert r.status_code == 422 and r.json()["error"]["message"], (body, r.text)
+        assert client.post("/search", json={"query": "plough", "k": 2.0}).status_code == 200

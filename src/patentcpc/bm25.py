@@ -27,4 +27,8 @@ def build_bm25(texts: Sequence[str]):
 def bm25_scores(retriever, queries: Sequence[str]) -> np.ndarray:
     """BM25 scores of every document for every query (queries x documents)."""
     tokens = bm25_tokenize(queries)
-    return np.vstack([retriever.get_scores(t) for t in tokens]).astype(np.float64) if tokens else np.zeros((0, 0))
+    if not tokens:
+        return np.zeros((0, 0))
+    n_docs = int(retriever.scores["num_docs"])
+    # a query of stop words or punctuation only has no terms: it matches no document (bm25s fails on it)
+    return np.vstack([retriever.get_scores(t) if t else np.zeros(n_docs) for t in tokens]).astype(np.float64)

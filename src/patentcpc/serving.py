@@ -685,18 +685,29 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
             swagger_ui_parameters={"validatorUrl": None})
 
     if search_index is not None:
-        add_search_route(app, search_index)
+        add_search_route(app, search_index, cfg.max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     return app
 
 
 SEARCH_MAX_K = 100
-SEARCH_SCHEMA = {"type": "object", "required": ["query"], "additionalProperties": False, "properties": {
-    "query": {"type": "string", "minLength": 1, "maxLength": 10_000},
-    "k": {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_K, "default": 10},
-    "mode": {"enum": ["bm25", "dense", "hybrid"]},
-    "fusion": {"enum": ["minmax", "zscore", "rrf"], "default": "minmax"},
-    "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.7}}}
+SEARCH_MAX_QUERY_CHARS = 8000  # (within what schema fuzzers can build: see predict_request_schema)
+SEARCH_MODES = ("bm25", "dense", "hybrid")
+SEARCH_FUSIONS = ("minmax", "zscore", "rrf")
+
+
+def search_request_schema(modes: tuple[str, ...] = SEARCH_MODES) -> dict:
+    """The JSON Schema of a ``POST /search`` body, exactly what the route accepts; ``modes``: those
+    the index can serve (``bm25`` only without embeddings)."""
+    return {"type": "object", "required": ["query"], "additionalProperties": False, "properties": {
+        "query": {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX_QUERY_CHARS, "pattern": _NOT_BLANK},
+        "k": {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX_K, "default": 10},
+        "mode": {"enum": list(modes), "default": "hybrid" if "hybrid" in modes else modes[0]},
+        "fusion": {"enum": list(SEARCH_FUSIONS), "default": "minmax"},
+        "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.7}}}
+
+
+SEARCH_SCHEMA = search_request_schema()
 SEARCH_RESPONSE_SCHEMA = {"type": "object", "required": ["query", "mode", "score", "results"], "properties": {
     "query": {"type": "string"}, "mode": {"type": "string"}, "score": {"type": "string"},
     "seconds": {"type": "number"}, "results": {"type": "array", "items": {
@@ -705,7 +716,7 @@ SEARCH_RESPONSE_SCHEMA = {"type": "object", "required": ["query", "mode", "score
             "score": {"type": "number"}, "cpc": {"type": "array", "items": {"type": "string"}}}}}}}
 
 
-def add_search_route(app, index) -> None:
+def add_search_route(app, index, max_body_bytes: int | None = None) -> None:
     """``POST /search`` over a loaded index: the index (and its encoder) stay in memory, so a query
     costs one query embedding and one pass over the document vectors (no reloading)."""
     import threading  # noqa: PLC0415
@@ -717,38 +728,47 @@ def add_search_route(app, index) -> None:
 
     lock = threading.Lock()  # one query at a time through the encoder
     default_mode = "hybrid" if index.embeddings is not None else "bm25"
+    modes = SEARCH_MODES if index.embeddings is not None else ("bm25",)
+    request_schema = search_request_schema(modes)
 
     def run(query: str, opts: SearchOptions) -> list:
         with lock:
             return index.search(query, opts)
 
     @app.post("/search", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": SEARCH_SCHEMA,
+        "application/json": {"schema": request_schema,
                              "example": {"query": "wireless handover between radio cells", "k": 5}}}}},
         responses={200: _json_response(SEARCH_RESPONSE_SCHEMA, "The best documents, best first"),
-                   **_error_responses(400, 408, 413, 422, 500)})
+                   **_error_responses(400, 408, 413, 422, 500, max_body_bytes=max_body_bytes)})
     async def search(request: Request) -> dict:
         """Search the index the service was started with (``patentcpc serve --index``)."""
         body = parse_json(await request.body())
         if not isinstance(body, dict):
             raise RequestError(422, "the body must be a JSON object with 'query'")
-        unknown = sorted(set(body) - set(SEARCH_SCHEMA["properties"]))
+        unknown = sorted(set(body) - set(request_schema["properties"]))
         if unknown:
             raise RequestError(422, f"unknown field '{unknown[0]}'")
         query = body.get("query")
         if not isinstance(query, str) or not query.strip():
             raise RequestError(422, "'query' must be a non-empty string")
-        if len(query) > SEARCH_SCHEMA["properties"]["query"]["maxLength"]:
-            raise RequestError(413, "'query' is too long")
-        k = body.get("k", 10)
-        if type(k) is not int or not 1 <= k <= SEARCH_MAX_K:
+        if len(query) > SEARCH_MAX_QUERY_CHARS:
+            raise RequestError(422, f"'query': {len(query)} characters, more than the limit {SEARCH_MAX_QUERY_CHARS}",
+                               "limit_exceeded")
+        k = _as_int(body.get("k", 10))
+        if k is None or not 1 <= k <= SEARCH_MAX_K:
             raise RequestError(422, f"'k' must be an integer from 1 to {SEARCH_MAX_K}")
+        mode = body.get("mode", default_mode)
+        if not isinstance(mode, str) or mode not in modes:
+            raise RequestError(422, f"'mode' must be one of {', '.join(modes)}"
+                               + ("" if index.embeddings is not None else " (this index has BM25 only)"))
+        fusion = body.get("fusion", "minmax")
+        if not isinstance(fusion, str) or fusion not in SEARCH_FUSIONS:
+            raise RequestError(422, f"'fusion' must be one of {', '.join(SEARCH_FUSIONS)}")
         alpha = body.get("alpha", 0.7)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float):
             raise RequestError(422, "'alpha' must be a number from 0 to 1")
         try:
-            opts = SearchOptions(k=k, mode=body.get("mode") or default_mode, fusion=body.get("fusion", "minmax"),
-                                 alpha=float(alpha))
+            opts = SearchOptions(k=k, mode=mode, fusion=fusion, alpha=float(alpha))
         except PatentCPCError as exc:
             raise RequestError(422, str(exc)) from None
         if opts.mode != "bm25" and index.embeddings is None:
