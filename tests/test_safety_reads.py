@@ -218,6 +218,19 @@ def test_omikuji_files_refused_on_one_line(tmp_path):
         load_model(path)
 
 
+def test_third_party_metadata_held_to_the_json_limit(model_dir):
+    """A config.json (transformers, peft, sentence-transformers read it, not patentcpc) is metadata:
+    40 MiB of it is refused before any reader parses it; a tokenizer.json of that size is not."""
+    (model_dir / "encoder").mkdir()
+    with open(model_dir / "encoder" / "tokenizer.json", "wb") as fh:
+        fh.truncate(40 << 20)
+    load_model(model_dir)
+    with open(model_dir / "encoder" / "config.json", "wb") as fh:
+        fh.truncate(40 << 20)
+    with pytest.raises(ModelError, match=r"encoder/config\.json: is 40 MiB, over the 32 MiB limit"):
+        load_model(model_dir)
+
+
 # ----------------------------------------------------------------------------- ensembles
 
 

@@ -59,9 +59,23 @@ def limit(kind: str) -> int:
     return value
 
 
+# metadata files of the formats patentcpc reads (its own, transformers', peft's, sentence-transformers',
+# bm25s', omikuji's): small whatever the model's size, so the JSON limit
+METADATA_FILES = frozenset({
+    "manifest.json", "config.yaml", "ensemble.json", "linear.json", "config.json", "generation_config.json",
+    "tokenizer_config.json", "special_tokens_map.json", "adapter_config.json", "modules.json",
+    "sentence_bert_config.json", "config_sentence_transformers.json", "params.index.json", "settings.json",
+    "model.safetensors.index.json", "preprocessor_config.json", "chat_template.json", ".patentcpc.json",
+})
+
+
 def kind_of(name: str) -> str:
-    """``array`` for weight/array files (by suffix), else ``text``."""
-    return "array" if name.lower().endswith(ARRAY_SUFFIXES) else "text"
+    """``array`` for weight/array files (by suffix), ``json`` for known metadata files (by name),
+    else ``text``."""
+    name = os.path.basename(str(name)).lower()
+    if name.endswith(ARRAY_SUFFIXES):
+        return "array"
+    return "json" if name in METADATA_FILES else "text"
 
 
 def _fail(error: type[PatentCPCError], file: str | os.PathLike, problem: str) -> PatentCPCError:
