@@ -133,6 +133,28 @@ def test_a_refused_linear_model_leaves_the_previous_one_in_place(tiny_jsonl, tmp
     assert saved["extra"]["guard"]["problems"] and warned.model.manifest.extra["guard"]["mode"] == "warn"
 
 
+def test_cli_train_refusal_is_one_line_exit_2_and_keeps_the_old_model(tiny_jsonl, tmp_path, monkeypatch, capsys):
+    import patentcpc.calibration as calibration
+    from patentcpc.cli import main
+
+    out = tmp_path / "m"
+    args = ["train", "--model", "tfidf", "--data", str(tiny_jsonl), "--eval-data", str(tiny_jsonl),
+            "--output", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "tuned on it" in printed and "phases:" in printed  # the report labels its figures, lists the phases
+    before = (out / "manifest.json").read_bytes()
+    monkeypatch.setattr(calibration, "fit_calibrator", lambda *a, **k: calibration.Calibrator(
+        method="platt", score_type="margin", a=-0.344, b=-1.0))
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "decreases" in err.splitlines()[-1] and "Traceback" not in err
+    assert (out / "manifest.json").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_random_init_run_saves_what_it_reported_and_times_its_phases(tiny_jsonl, tmp_path, capsys):
     from patentcpc.training import train_model

@@ -43,12 +43,13 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
         if part[0]:  # else (every document carries a rare label): out-of-fold scores as below
             texts, labels, held_out = kept_texts, kept_labels, part
             train_info = {**train_info, "n_calibration_holdout": len(part[0])}
-    model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
-        "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
-        "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
+    phases = Phases()
+    with phases(f"fit ({learner}, {len(texts)} documents)"):
+        model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
+            "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
+            "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
     metrics: dict = {}
     overlap = None
-    phases = Phases()
     ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
     with phases("calibration and thresholds"):
         cal_data = calibrate_linear(model, cfg, texts, labels, ev, held_out)
