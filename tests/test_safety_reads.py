@@ -168,6 +168,25 @@ def test_links_inside_the_folder_load_links_out_do_not(model_dir, tmp_path):
         load_model(model_dir)
 
 
+def test_hugging_face_cache_layout_loads(model_dir, tmp_path):
+    """A hub download is a snapshot folder of links into its repository's blobs/: those links are
+    inside; one to anywhere else is not."""
+    repo = tmp_path / "hub" / "models--org--cpc"
+    snapshot, blobs = repo / "snapshots" / "0123abc", repo / "blobs"
+    snapshot.mkdir(parents=True)
+    blobs.mkdir()
+    for i, file in enumerate(sorted(p for p in model_dir.rglob("*") if p.is_file())):
+        rel = file.relative_to(model_dir)
+        (blobs / f"blob{i}").write_bytes(file.read_bytes())
+        (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / rel).symlink_to(os.path.relpath(blobs / f"blob{i}", (snapshot / rel).parent))
+    assert load_model(snapshot).predict_scores([QUERY]).shape == (1, 4)
+    (tmp_path / "elsewhere").write_text("{}")
+    (snapshot / "extra.json").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ModelError, match=r"extra\.json: is a link to .* outside the model folder"):
+        load_model(snapshot)
+
+
 @pytest.mark.parametrize("name", ["vocabulary.json", "settings.json", "weights.safetensors"])
 @pytest.mark.parametrize("how", ["dev-zero", "fifo", "huge"])
 def test_linear_weight_files_refused(model_dir, tmp_path, name, how):

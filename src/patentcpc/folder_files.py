@@ -91,8 +91,21 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _inside(root: str, target: str) -> bool:
+def _under(root: str, target: str) -> bool:
     return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _inside(root: str, target: str) -> bool:
+    """Whether ``target`` (a real path) lies in the folder ``root`` (a real path). A folder in the
+    Hugging Face cache (``models--org--name/snapshots/REV/...``) holds links to its repository's
+    ``blobs/``: those count as inside (they are checked as the regular files they are)."""
+    if _under(root, target):
+        return True
+    parts = Path(root).parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "snapshots":
+            return _under(os.path.join(*parts[:i], "blobs"), target)
+    return False
 
 
 def _what(mode: int) -> str:
