@@ -204,3 +204,18 @@ def test_load_data_reads_a_folder_of_pdfs(tmp_path, grant):
     with pytest.raises(DataError, match="empty"):
         load_data(folder)
     assert load_data(folder, on_bad_row="skip").n_skipped == 1
+
+
+@pytest.mark.slow
+def test_ocr_reads_a_noisy_rotated_scan(tmp_path, grant):
+    """A scan (PNG, 200 dpi) of the page's top with noise, blur and a 0.7 degree rotation: OCR words
+    with boxes, then the same key-value linking."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    from documents_pages import raster
+
+    png = raster(grant, tmp_path / "scan.png", crop_top=0.36)
+    rec = read_one(png)
+    assert rec["evidence"]["text_source"] == "ocr" and rec["pages"] == 1
+    assert rec["publication_number"] == "US9241474B2" and rec["publication_date"] == "2016-01-26"
+    assert rec["application_number"] == "14/270,927" and rec["filing_date"] == "2014-05-06"
+    assert rec["title"] == GRANT["title"] and rec["inventors"] == GRANT["inventors"]

@@ -47,8 +47,8 @@ def _rapid():
     return _ENGINE
 
 
-def _white_gaps(gray, box, min_run: float) -> list[float]:
-    """Centres (x, image pixels) of the white column runs at least ``min_run`` wide inside a text box:
+def _white_gaps(gray, box, min_run: float) -> list[tuple[float, int]]:
+    """(centre x in image pixels, width) of the white column runs at least ``min_run`` wide inside a text box:
     the gaps between words, which the line recogniser does not always mark with a space."""
 
     x0, x1 = int(max(min(p[0] for p in box), 0)), int(min(max(p[0] for p in box), gray.shape[1]))
@@ -63,7 +63,7 @@ def _white_gaps(gray, box, min_run: float) -> list[float]:
             run += 1
             continue
         if run >= min_run and i - run > 0:
-            gaps.append(x0 + i - run / 2)
+            gaps.append((x0 + i - run / 2, run))
         run = 0
     return gaps
 
@@ -88,10 +88,15 @@ def _rapid_words(img, scale: float) -> list[Word]:
         height = max(ys) - min(ys)
         centres = [(min(p[0] for p in c) + max(p[0] for p in c)) / 2 for c in chars]
         breaks = set()
-        for g in _white_gaps(gray, box, max(0.2 * height, 3)):
+        min_run = max(0.2 * height, 3)
+        for g, width in _white_gaps(gray, box, min_run):
             for i in range(len(centres) - 1):
                 if centres[i] < g < centres[i + 1]:
-                    breaks.add(i)
+                    # between two digits ("2016", "14/270,927") a narrow "1" leaves wide white: a
+                    # space there needs a wider gap
+                    numeric = all(c.isdigit() or c in ",./" for c in (letters[i], letters[i + 1]))
+                    if not numeric or width >= 2 * min_run:
+                        breaks.add(i)
                     break
         cur, cb = "", None
         for i, (cbox, ch) in enumerate(zip(chars, letters, strict=True)):
