@@ -401,6 +401,19 @@ def test_sentence_transformers_config_bounded_and_inside(tmp_path):
         _sentence_transformers_config(folder)
 
 
+@pytest.mark.parametrize("how", ["dev-zero", "fifo"])
+def test_embedding_model_folder_checked_before_transformers_reads_it(tmp_path, how):
+    from patentcpc.retrieval.embeddings import load_embedder
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "config.json").write_text("{}")
+    _replace(folder / "config.json", how, tmp_path)
+    with pytest.raises(ModelError, match=r"encoder/config\.json: is (a link to /dev/zero|a FIFO)"):
+        load_embedder(str(folder))
+
+
 # ----------------------------------------------------------------------------- every kind: the pickle refusal
 
 

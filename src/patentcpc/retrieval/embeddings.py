@@ -266,6 +266,11 @@ def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
             except ValueError:
                 raise ModelError(f"bad model spec '{spec}': use lsa:DIM with an integer DIM") from None
         return LSAEmbedder(dim, opts.normalize, opts.seed)
+    if os.path.isdir(spec):  # a local folder: no link out of it, no special or oversized file (transformers
+        # reads safetensors only here, so a download's pickle weights beside them are left alone)
+        from patentcpc.folder_files import check_folder_tree  # noqa: PLC0415
+
+        check_folder_tree(spec, what="the embedding model folder", refuse_pickle=False)
     decoder = _decoder_embedder(spec, opts)
     if decoder is not None:
         return decoder
