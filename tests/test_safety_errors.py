@@ -175,6 +175,32 @@ def test_os_error_messages_name_the_file_and_a_plain_cause():
     assert message == "disk full (24544 of 25942 bytes written) while writing idx" and status == 1
 
 
+def test_os_errors_on_temporary_outputs_name_the_output():
+    """patentcpc writes through temporary names: an error on one names the output the user gave."""
+    from patentcpc.cli import os_error_message
+
+    message, status = os_error_message(FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                                         "/proc/.preds.jsonl.3r_gdicw.tmp.jsonl"))
+    assert message == "/proc/preds.jsonl: no such file or folder" and status == 2
+    message, _ = os_error_message(OSError(errno.ENOSPC, "No space left on device",
+                                          "out/.idx.tmp-ab_d1234/bm25/data.npy"))
+    assert message == "out/idx/bm25/data.npy: disk full"
+
+
+def test_no_progress_bars_when_nobody_watches(monkeypatch):
+    """Progress bars (tqdm, the Hugging Face hub's) are off when stderr is not a terminal or
+    PATENTCPC_PROGRESS=0: a bar printed before an error would make it two lines."""
+    from patentcpc import cli
+
+    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
+    cli._quiet_library_progress()
+    import os
+
+    assert os.environ["TQDM_DISABLE"] == "1" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
 def test_a_full_disk_during_index_build(tmp_path, cli, tiny, monkeypatch):
     from patentcpc.retrieval import search
 

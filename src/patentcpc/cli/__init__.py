@@ -91,8 +91,12 @@ def _one_line(message: str, limit: int = 2000) -> str:
 def _fail(message: str, code: int, debug: bool) -> None:
     from rich.markup import escape  # noqa: PLC0415
 
+    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+
     if debug:
         traceback.print_exc()
+    if INTERRUPTED.is_set():  # an error the Ctrl-C caused (a library wrapped it): main reports the interrupt
+        sys.exit(code)
     console.print(f"[bold red]error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True,
                   markup=True)
     sys.exit(code)
@@ -131,15 +135,26 @@ def os_error_message(exc: OSError, argv: list[str] | None = None) -> tuple[str, 
             cause += f" ({short.group(2)} of {short.group(1)} bytes written)"
     else:
         cause, status = exc.strerror or str(exc) or type(exc).__name__, 1
-    where = [os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else str(exc.filename)] \
-        if exc.filename is not None else []
+    where = [_user_path(exc.filename)] if exc.filename is not None else []
     if where and getattr(exc, "filename2", None) is not None:
-        where.append(f"-> {os.fsdecode(exc.filename2)}")
+        where.append(f"-> {_user_path(exc.filename2)}")
     if not where and status == 1 and code != errno.ENOMEM:
         output = _named_option(argv or [], _OUTPUT_OPTIONS)
         if output:
             cause += f" while writing {output}"
     return (" ".join(where) + ": " if where else "") + cause, status
+
+
+# patentcpc.io's temporary names: ".NAME.tmp-XXXXXXXX" (folders), ".NAME.XXXXXXXX.tmp.EXT" (files)
+_TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.(?:tmp-[a-z0-9_]{8}|[a-z0-9_]{8}\.tmp(?:\.[^./]*)?)")
+
+
+def _user_path(filename: object) -> str:
+    """``filename`` as the user knows it: an atomic writer's temporary name is shown as the output
+    it stands for (``out/.parts.tmp-1a2b3c4d/train.jsonl`` -> ``out/parts/train.jsonl``)."""
+    text = os.fsdecode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else str(filename)
+    parts = text.split("/")
+    return "/".join(m.group("name") if (m := _TEMP_NAME.fullmatch(part)) else part for part in parts)
 
 
 _INPUT_OPTIONS = ("--data", "--input", "--config", "--eval-data", "--model", "--index")
@@ -201,11 +216,12 @@ def _interrupted(debug: bool) -> None:
 
 
 def _quiet_library_progress() -> None:
-    """No progress bars of Hugging Face libraries (transformers' "Loading weights", the hub's
-    downloads) unless a person watches stderr: they would make an error message several lines."""
+    """No progress bars (tqdm's: transformers' "Loading weights", the hub's downloads, batch
+    prediction) unless a person watches stderr: they would make an error message several lines."""
     if os.environ.get("PATENTCPC_PROGRESS", "1") == "1" and sys.stderr.isatty():
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is first imported (after this)
     if "transformers" in sys.modules:  # imported already (in-process use): its flag is set at import
         with contextlib.suppress(Exception):
             sys.modules["transformers"].utils.logging.disable_progress_bar()
