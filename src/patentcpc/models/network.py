@@ -58,11 +58,19 @@ class PooledHeadModel:
         out = torch.zeros(len(ds), self.embedding_dim)
         device = next(net.parameters()).device
         cols = ds.select_columns(["input_ids"])
+        import os  # noqa: PLC0415
+
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        bar = tqdm(total=len(order), desc="embedding", unit="doc", leave=False,
+                   disable=os.environ.get("PATENTCPC_PROGRESS", "1") != "1" or len(order) < 1000)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             ids, mask = pad_batch(cols[idx.tolist()]["input_ids"], pad)  # one batched read, not row by row
             emb = net.embed(ids.to(device), mask.to(device))
             out[torch.as_tensor(idx)] = emb.float().cpu()
+            bar.update(len(idx))
+        bar.close()
         net.train(was_training)
         return out
 
