@@ -209,6 +209,8 @@ def test_predict_refuses_empty_text_and_says_no_code_assigned(linear_model):
         linear_model.predict([""])
     with pytest.raises(DataError, match="row 2"):
         linear_model.predict(["a plough", "   "])
+    with pytest.raises(DataError, match="NUL"):
+        linear_model.predict(["a plough\x00"])
     assert linear_model.predict(["xyzzy quux"], min_score=1.1) == [[]]
     top = linear_model.predict(["xyzzy quux"], top_k=3, min_score=1.1)[0]
     assert len(top) == 3 and not any(p.assigned for p in top)

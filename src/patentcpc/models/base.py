@@ -120,13 +120,18 @@ class CPCModel:
         plus every assigned code. A single string counts as one text; an empty (or blank) text is
         refused, as the CLI and the service refuse it.
         """
-        from patentcpc.errors import DataError  # noqa: PLC0415
+        from patentcpc.errors import ConfigError, DataError  # noqa: PLC0415
         from patentcpc.predictions import rank  # noqa: PLC0415
+        from patentcpc.validation import check_text  # noqa: PLC0415
 
         texts = [texts] if isinstance(texts, str) else list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise DataError("texts", f"not a string but {type(text).__name__}", row=i + 1)
+            try:  # what the CLI's --text refuses: not UTF-8 (lone surrogates), NUL characters
+                check_text(text, "text")
+            except ConfigError as exc:
+                raise DataError("texts", str(exc).removeprefix("text: "), row=i + 1) from None
             if not text.strip():
                 raise DataError("texts", "the text is empty (nothing to classify)", row=i + 1)
         scores = self.predict_scores(texts, batch_size=batch_size)
