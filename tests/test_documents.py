@@ -116,7 +116,14 @@ def hostile(tmp_path_factory, grant) -> dict[str, Path]:
 
     d = tmp_path_factory.mktemp("hostile")
     files = {"empty": d / "empty.pdf", "text": d / "notes.pdf", "truncated": d / "truncated.pdf",
-             "encrypted": d / "encrypted.pdf", "bomb": d / "bomb.png", "blank": d / "blank.pdf"}
+             "encrypted": d / "encrypted.pdf", "bomb": d / "bomb.png", "blank": d / "blank.pdf",
+             "deep": d / "deep.pdf"}
+    nested = b"[" * 100_000 + b"]" * 100_000  # an object nested 100,000 deep
+    files["deep"].write_bytes(
+        b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R /Deep " + nested + b" >>\nendobj\n"
+        b"2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n"
+        b"3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>\nendobj\n"
+        b"trailer\n<< /Root 1 0 R /Size 4 >>\n%%EOF\n")
     files["empty"].write_bytes(b"")
     files["text"].write_text("this is not a PDF at all\n" * 20)
     data = grant.read_bytes()
@@ -135,12 +142,24 @@ def hostile(tmp_path_factory, grant) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind,message", [("empty", "empty"), ("text", "not a PDF"), ("truncated", "PDF"),
                                           ("encrypted", "encrypted"), ("bomb", "too large"),
-                                          ("blank", "no patent front page")])
+                                          ("blank", "no patent front page"), ("deep", "")])
 def test_hostile_files_get_one_line_naming_the_file(hostile, kind, message):
     with pytest.raises(DataError) as err:
         read_one(hostile[kind])
     text = str(err.value)
     assert str(hostile[kind]) in text and message in text and "\n" not in text
+
+
+@pytest.mark.slow
+def test_a_file_over_its_time_bound_is_one_line_and_the_run_goes_on(tmp_path, grant):
+    pytest.importorskip("rapidocr_onnxruntime")
+    from documents_pages import raster
+    from patentcpc.documents.reader import ReadOptions, iter_records
+
+    scan = raster(grant, tmp_path / "scan.png", crop_top=1.0)  # OCR of a page: seconds, over a 2 s bound
+    out = list(iter_records([scan, grant], ReadOptions(timeout_s=2), workers=1))
+    assert out[0][1] is None and "took longer than 2 s" in out[0][2] and str(scan) in out[0][2]
+    assert out[1][1] is not None  # the worker pool was replaced; the next file is read
 
 
 def test_read_documents_skips_bad_files_in_worker_processes(hostile, grant):

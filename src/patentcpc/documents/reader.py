@@ -247,7 +247,7 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
                 path, name = next(it)
             except StopIteration:
                 return False
-            pending[pool.submit(_worker, path, name, opts)] = (idx, name, time.monotonic())
+            pending[pool.submit(_worker, path, name, opts)] = (idx, name, None)
             idx += 1
             return True
 
@@ -267,6 +267,10 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
                 results[i] = (name, value if status == "ok" else None, value if status != "ok" else None)
                 submit()
             for fut, (i, name, t) in list(pending.items()):
+                if t is None:  # the clock starts when a worker takes the file, not while it queues
+                    if fut.running():
+                        pending[fut] = (i, name, now)
+                    continue
                 if now - t > opts.timeout_s and not fut.done():
                     # a file over its time bound: the pool is replaced, the others resubmitted
                     results[i] = (name, None, f"{name}: took longer than {opts.timeout_s:g} s to read")
@@ -275,7 +279,7 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
                     for f2, (j, n2, _t2) in list(pending.items()):
                         del pending[f2]
                         path = next(p for p, q in files if q == n2)
-                        pending[pool.submit(_worker, path, n2, opts)] = (j, n2, time.monotonic())
+                        pending[pool.submit(_worker, path, n2, opts)] = (j, n2, None)
                     submit()
                     break
             while nxt_out in results:
