@@ -84,6 +84,8 @@ def extract(page: Page, layout: Layout, keys: list[Key], template: str, sim: flo
             rec["kind"] = "A1"
         elif template == "us-grant-pre2001" or year < 2001:
             rec["kind"] = "A"
+    if rec["publication_number"] and not rec["publication_number"].startswith("US"):
+        rec["doc_type"] = "other-office"  # the number names another office (an OCR without its script)
     if rec["publication_number"] and rec["kind"]:
         if rec["publication_number"].startswith("US") and rec["kind"] == "A" and template == "us-application":
             rec["kind"] = "A1"
