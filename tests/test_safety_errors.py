@@ -151,6 +151,14 @@ def test_config_naming_a_folder(tmp_path, cli, tiny):
     assert not (tmp_path / "m").exists()
 
 
+def test_config_naming_a_fifo_does_not_block(tmp_path, cli, tiny):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", "--config",
+                        tmp_path / "fifo.yaml"), "fifo.yaml", "not a regular file")
+
+
 def test_config_file_that_is_not_utf8(tmp_path, cli, tiny):
     (tmp_path / "conf.yaml").write_bytes(b"seed: 1\nmodel: t\xe9\n")
     _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", "--config",
@@ -233,6 +241,15 @@ def test_bad_config_values_are_refused_before_any_work(tmp_path, cli, tiny, args
 
     monkeypatch.setattr(training, "train_model", never)
     _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", *args), needle)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("learner", ["ovr", "omikuji"])
+def test_min_df_above_the_document_count(tmp_path, cli, tiny, learner):
+    """A value only the data can refute (scikit-learn's vectorizer error) is still the option's fault."""
+    _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", "--set",
+                        f"linear.learner={learner}", "--set", "linear.min_df=1000000000"), "linear.min_df=1000000000",
+                    "24 training documents")
     assert not (tmp_path / "m").exists()
 
 

@@ -610,6 +610,8 @@ def load_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{p}: config file not found")
     if p.is_dir():
         raise ConfigError(f"{p}: is a folder, not a YAML config file")
+    if not p.is_file():  # a FIFO or device would block or never end
+        raise ConfigError(f"{p}: not a regular file (a YAML config file is)")
     try:
         with open(p, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)

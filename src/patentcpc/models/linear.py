@@ -20,11 +20,12 @@ scikit-learn's output): predicting does not import scikit-learn, which keeps sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,6 +46,21 @@ DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 _CONSTANT_LOGIT = 1e4  # a label present in every training document: its probability is 1
+
+
+@contextlib.contextmanager
+def vocabulary_errors(cfg: LinearConfig, n_docs: int) -> Iterator[None]:
+    """scikit-learn's vectorizer errors about the vocabulary (``min_df`` above the document count,
+    no term left, only stop words) as a :class:`ConfigError` that names the option."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if "min_df" in text or "no terms remain" in text or "empty vocabulary" in text:
+            raise ConfigError(f"the TF-IDF vocabulary of the {n_docs} training documents is empty with "
+                              f"linear.min_df={cfg.min_df} (a term must be in that many documents; lower it, or "
+                              "give texts with words)") from None
+        raise
 
 
 def build_pipeline(cfg: LinearConfig, seed: int = 42):
@@ -195,7 +211,7 @@ class LinearCPCModel(CPCModel):
         n_jobs = cfg.n_jobs if len(texts) >= cfg.parallel_min_docs else 1
         from joblib import parallel_config  # noqa: PLC0415
 
-        with parallel_config(backend="threading", n_jobs=n_jobs):
+        with parallel_config(backend="threading", n_jobs=n_jobs), vocabulary_errors(cfg, len(texts)):
             pipeline.fit(list(texts), y)
         fields = dict(manifest_fields or {})
         score_type = "margin" if cfg.classifier == "svc" else "probability"

@@ -54,7 +54,7 @@ from patentcpc.errors import ModelError  # noqa: E402
 from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
-from patentcpc.models.linear import training_vocab  # noqa: E402
+from patentcpc.models.linear import training_vocab, vocabulary_errors  # noqa: E402
 
 _FD_LOCK = threading.Lock()
 
@@ -140,7 +140,8 @@ class OmikujiCPCModel(CPCModel):
         cfg = cfg or LinearConfig()
         vocab = training_vocab(texts, labels)
         vec = _vectorizer(cfg)
-        x = vec.fit_transform(list(texts))
+        with vocabulary_errors(cfg, len(texts)):
+            x = vec.fit_transform(list(texts))
         y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
         n_threads = cfg.n_jobs if cfg.n_jobs and cfg.n_jobs > 0 else (os.cpu_count() or 1)
         with tempfile.TemporaryDirectory() as tmp:
