@@ -237,6 +237,15 @@ def test_omikuji_files_refused_on_one_line(tmp_path):
         load_model(path)
 
 
+def test_deeply_nested_folders_refused(model_dir):
+    deep = model_dir
+    for _ in range(1200):
+        deep = deep / "d"
+        deep.mkdir()
+    with pytest.raises(ModelError, match="nested more than 64 deep"):
+        load_model(model_dir)
+
+
 def test_third_party_metadata_held_to_the_json_limit(model_dir):
     """A config.json (transformers, peft, sentence-transformers read it, not patentcpc) is metadata:
     40 MiB of it is refused before any reader parses it; a tokenizer.json of that size is not."""

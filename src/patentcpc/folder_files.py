@@ -41,6 +41,7 @@ _ENV = {"json": ("PATENTCPC_MAX_JSON_BYTES", JSON_LIMIT), "text": ("PATENTCPC_MA
 ARRAY_SUFFIXES = (".safetensors", ".npy", ".npz", ".onnx", ".data", ".onnx_data", ".cbor", ".parquet")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".skops")
 MAX_FOLDER_ENTRIES = 100_000
+MAX_FOLDER_DEPTH = 64
 
 
 def limit(kind: str) -> int:
@@ -258,6 +259,8 @@ def check_folder_tree(folder: str | os.PathLike, *, error: type[PatentCPCError] 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         if dirpath == root:
             dirnames[:] = [d for d in dirnames if d not in skip]
+        if dirnames and os.path.relpath(dirpath, root).count(os.sep) + 1 >= MAX_FOLDER_DEPTH:
+            raise _fail(error, folder, f"holds folders nested more than {MAX_FOLDER_DEPTH} deep; refused")
         n += len(dirnames) + len(filenames)
         if n > MAX_FOLDER_ENTRIES:
             raise _fail(error, folder, f"holds more than {MAX_FOLDER_ENTRIES} files; refused")
