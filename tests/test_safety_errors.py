@@ -269,6 +269,20 @@ def test_serve_log_level_is_checked_first(tmp_path, cli):
     assert check_log_level("WARNING") == "warning"
 
 
+def test_serve_host_and_port_are_checked_first(tmp_path, cli):
+    """A host that does not resolve or a port in use: one line and exit 2, not uvicorn's start-up log
+    and exit code 3 after the model has loaded."""
+    import socket
+
+    _one_line_error(cli("serve", "--model", tmp_path / "nowhere", "--host", "256.1.1.1"), "--host 256.1.1.1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _one_line_error(cli("serve", "--model", tmp_path / "nowhere", "--port", port), f"127.0.0.1:{port}",
+                        "in use")
+
+
 # ----------------------------------------------------------------------------- broken folders
 
 

@@ -846,6 +846,26 @@ def check_log_level(level: str) -> str:
     return level.lower()
 
 
+def check_listen(host: str, port: int) -> None:
+    """A :class:`ConfigError` unless the service can listen on ``host:port`` (the name resolves and
+    the address is free), checked as uvicorn binds (``SO_REUSEADDR``), so the user gets one line
+    instead of uvicorn's start-up log and exit code 3."""
+    import socket  # noqa: PLC0415
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise ConfigError(f"--host {host}: not an address to listen on ({getattr(exc, 'strerror', None) or exc})"
+                          ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"{host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+
+
 def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
                log_level: str = "info", search_index=None) -> None:
     """Serve ``model`` with uvicorn until SIGINT/SIGTERM; in-flight requests are finished first

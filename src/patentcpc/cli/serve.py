@@ -37,12 +37,13 @@ def serve(
 ) -> None:
     """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs
     (and POST /search with --index)."""
-    from patentcpc.serving import ServeConfig, check_log_level, run_server  # noqa: PLC0415
+    from patentcpc.serving import ServeConfig, check_listen, check_log_level, run_server  # noqa: PLC0415
     from patentcpc.validation import check_device, check_port  # noqa: PLC0415
 
     check_port(port)
     check_device(device)
     check_log_level(log_level)
+    check_listen(host, port)  # before the model loads: a bad --host or a busy port is one line, exit 2
     cfg = ServeConfig(max_batch_docs=max_batch_docs, max_wait_ms=max_wait_ms, max_docs=max_docs,
                       max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)
