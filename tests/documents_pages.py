@@ -58,7 +58,10 @@ def _lines_grant(rec: dict) -> tuple[list[str], list[str]]:
     return left, right
 
 
-def grant_pdf(path: Path, rec: dict = GRANT, extra_pages: int = 1) -> Path:
+CLAIM_1 = "An animal harness comprising a loop of webbing, a pouch affixed to the loop and a pulsating device."
+
+
+def grant_pdf(path: Path, rec: dict = GRANT, extra_pages: int = 1, claims: bool = False) -> Path:
     from reportlab.lib.pagesizes import letter  # noqa: PLC0415
     from reportlab.pdfgen import canvas  # noqa: PLC0415
 
@@ -86,6 +89,14 @@ def grant_pdf(path: Path, rec: dict = GRANT, extra_pages: int = 1) -> Path:
     for i in range(extra_pages):
         c.setFont("Helvetica", 10)
         c.drawString(72, h - 72, f"Sheet {i + 1} of the drawings")
+        c.showPage()
+    if claims:
+        c.setFont("Helvetica", 10)
+        cut = CLAIM_1.index(" a pouch")
+        lines = ["What is claimed is:", "1. " + CLAIM_1[:cut], CLAIM_1[cut + 1:],
+                 "2. The harness of claim 1, wherein the", "device pulses at a rate of one pulse a second."]
+        for k, line in enumerate(lines):
+            c.drawString(60, h - 100 - 14 * k, line)
         c.showPage()
     c.save()
     return path

@@ -50,6 +50,14 @@ def test_linking_feature_sets_each_find_the_dates(grant):
         assert rec["publication_date"] == "2016-01-26", use
 
 
+def test_first_claim_of_a_full_document(tmp_path):
+    from documents_pages import CLAIM_1
+
+    rec = read_one(grant_pdf(tmp_path / "full.pdf", extra_pages=2, claims=True))
+    assert rec["pages"] == 4 and rec["first_claim"] == CLAIM_1
+    assert rec["evidence"]["first_claim"]["page"] == 4
+
+
 @pytest.mark.parametrize("token,code", [("(Io)", "10"), ("( 12 )", "12"), ("[45]", "45"), ("76)", "76"),
                                         ("175)", "75"), ("(S4)", "54"), ("(2l)", "21"), ("(*)", "*")])
 def test_inid_codes_survive_ocr_confusions(token, code):

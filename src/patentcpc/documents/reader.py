@@ -119,6 +119,22 @@ def _page_at(path: Path, index: int, opts: ReadOptions, force_ocr: bool = False)
         pdf.close()
 
 
+def _add_first_claim(path: Path, front_index: int, fields: dict) -> None:
+    from patentcpc.documents.claims import first_claim  # noqa: PLC0415
+    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+
+    if sniff(path) != "pdf":
+        return
+    pdf = PdfFile(path)
+    try:
+        found = first_claim(pdf, front_index)
+    finally:
+        pdf.close()
+    if found:
+        fields["first_claim"] = found[0]
+        fields["evidence"]["first_claim"] = {"page": found[1], "bbox": None, "confidence": 0.8}
+
+
 def n_pages(path: Path) -> int:
     from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
 
@@ -170,6 +186,8 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
             continuation(nxt, fields)
     fields.pop("_continued", None)
     fields.pop("_tails", None)
+    if total > 2 and not fields.get("first_claim"):
+        _add_first_claim(path, best[0].index, fields)
     rec = R.empty_record(name)
     rec.update(fields)
     rec["file"] = name
