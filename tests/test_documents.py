@@ -246,3 +246,20 @@ def test_ocr_reads_a_noisy_rotated_scan(tmp_path, grant):
     assert rec["publication_number"] == "US9241474B2" and rec["publication_date"] == "2016-01-26"
     assert rec["application_number"] == "14/270,927" and rec["filing_date"] == "2014-05-06"
     assert rec["title"] == GRANT["title"] and rec["inventors"] == GRANT["inventors"]
+
+
+def test_service_reads_an_uploaded_pdf(linear_model, grant):
+    from fastapi.testclient import TestClient
+
+    from patentcpc.serving import ServeConfig, create_app
+
+    with TestClient(create_app(linear_model, ServeConfig())) as client:
+        r = client.post("/read?top_k=3", content=grant.read_bytes(), headers={"content-type": "application/pdf"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["record"]["publication_number"] == "US9241474B2" and body["record"]["file"] == "upload"
+        assert body["printed"] == ["A01K"] and len(body["predictions"]) >= 1
+        assert "A01K" in body["disagreement"]["printed_not_predicted"]  # the tiny model knows no A01K
+        bad = client.post("/read", content=b"not a pdf", headers={"content-type": "application/pdf"})
+        assert bad.status_code == 422 and "not a PDF" in bad.json()["error"]["message"]
+        assert "/tmp" not in bad.text
