@@ -686,6 +686,9 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
 
     if search_index is not None:
         add_search_route(app, search_index, cfg.max_body_bytes)
+    from patentcpc.documents.service import add_read_route  # noqa: PLC0415 (PDF upload: issue 31)
+
+    add_read_route(app, batcher.submit, model.manifest.label_level, cfg.max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
     return app
 
