@@ -38,12 +38,16 @@ if TYPE_CHECKING:  # inference takes any model; it imports none (models.transfor
 # ----------------------------------------------------------------------------- formatting
 
 
-def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> list[dict]:
+def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5,
+                       coverage: float | None = None) -> list[dict]:
     """For each row of ``scores``: at most ``top_k`` codes, best first, each with its score (a
     calibrated probability for a calibrated model) and ``assigned`` (score at or above the
     label's tuned threshold; the best code too unless it scores below the model's
     ``abstain_below``). ``labels`` lists the assigned codes; when it is empty, ``note`` says
-    "no code assigned"; ``above_threshold`` is the same flag under its older name."""
+    "no code assigned"; ``above_threshold`` is the same flag under its older name. ``coverage``
+    (e.g. 0.9): each record also has ``label_set``, the conformal set at that coverage
+    (:mod:`patentcpc.conformal`: ``codes`` and ``scores`` best first, ``size``, ``unsure``,
+    ``coverage``)."""
     if top_k < 1:
         raise ConfigError("top_k must be >= 1")
     from patentcpc.predictions import NO_CODE, assigned_mask  # noqa: PLC0415
@@ -72,6 +76,11 @@ def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5) -> l
         if not rec["labels"]:
             rec["note"] = f"{NO_CODE}: no code scores high enough (best {preds[0]['score']:.3f})" if preds else NO_CODE
         out.append(rec)
+    if coverage is not None:
+        from patentcpc.conformal import label_sets  # noqa: PLC0415
+
+        for rec, s in zip(out, label_sets(model, scores, coverage), strict=True):
+            rec["label_set"] = {**s.to_dict(), "scores": list(s.scores)}
     return out
 
 
@@ -81,9 +90,10 @@ LEGEND = ("score: the model's probability that the code applies; assigned (✓):
           "at most --top-k codes, best first")
 
 
-def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_size: int = 64) -> list[dict]:
+def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_size: int = 64,
+                  coverage: float | None = None) -> list[dict]:
     """Predictions for raw texts (see :func:`format_predictions`)."""
-    return format_predictions(model, model.scores(list(texts), batch_size=batch_size), top_k)
+    return format_predictions(model, model.scores(list(texts), batch_size=batch_size), top_k, coverage)
 
 
 def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None) -> int:
@@ -542,7 +552,8 @@ def has_gold(data) -> bool:
 
 def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: int = 4096,
                            options: InferenceOptions | None = None,
-                           progress: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
+                           progress: Callable[[int], None] | None = None,
+                           coverage: float | None = None) -> Iterator[list[dict]]:
     """Lists of ``{"id", "title", "labels", "predictions"}``, one per chunk of ``data`` (a
     PatentData): only one chunk of texts, token ids and scores is in memory at a time. ``title``
     is the input's title column where ``data`` carries one (``load_data(carry_title=True)``),
@@ -554,7 +565,7 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
     for batch in data.dataset.iter(batch_size=chunk_size):
         texts = batch["text"]
         scores = model.predict_scores(texts, options=opts)
-        results = format_predictions(model, scores, top_k)
+        results = format_predictions(model, scores, top_k, coverage)
         titles = batch["_title"] if "_title" in batch else [snippet(t) for t in texts]
         records = [{"id": str(doc_id), "title": doc_title, **res}
                    for doc_id, doc_title, res in zip(batch["id"], titles, results, strict=True)]
@@ -570,7 +581,8 @@ def iter_prediction_chunks(model: CPCModel, data, top_k: int = 5, chunk_size: in
 
 
 def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int = 5, chunk_size: int = 4096,
-                   options: InferenceOptions | None = None, progress: bool = False) -> StreamStats:
+                   options: InferenceOptions | None = None, progress: bool = False,
+                   coverage: float | None = None) -> StreamStats:
     """Predict every document of ``data`` (a PatentData, e.g. from
     :func:`patentcpc.training.load_for_model`, memory-mapped Arrow) and write ``output``
     atomically, chunk by chunk, showing docs/s when ``progress``. The format follows the extension:
@@ -583,12 +595,15 @@ def stream_predict(model: CPCModel, data, output: str | os.PathLike, top_k: int 
     if chunk_size < 1:
         raise ConfigError("chunk_size must be >= 1")
     fmt = output_format(output)
+    if coverage is not None and fmt != "jsonl":
+        raise ConfigError(f"{output}: label sets (coverage) are written to a .jsonl output")
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     bar = _progress_bar(len(data), progress)
     t0 = time.perf_counter()
     try:
-        chunks = iter_prediction_chunks(model, data, top_k, chunk_size, options, bar.update if bar else None)
+        chunks = iter_prediction_chunks(model, data, top_k, chunk_size, options, bar.update if bar else None,
+                                        coverage)
         gold = has_gold(data)
         if fmt == "parquet":
             n = _write_parquet(chunks, path, gold)

@@ -94,9 +94,13 @@ def tune_abstention(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: S
 
 def set_abstention(model, scores: np.ndarray, gold: Sequence[Sequence[str]]) -> float:
     """Tune :func:`tune_abstention` on validation ``scores`` (the model's output scale) and store it
-    in ``model.manifest.extra["abstain_below"]``."""
+    in ``model.manifest.extra["abstain_below"]``; the same scores give the conformal table of
+    ``predict(coverage=)`` (:func:`patentcpc.conformal.set_conformal`, ``extra["conformal"]``)."""
+    from patentcpc.conformal import set_conformal  # noqa: PLC0415
+
     t = tune_abstention(scores, gold, model.labels, model.thresholds)
     model.manifest.extra = {**model.manifest.extra, "abstain_below": t}
+    set_conformal(model, scores, gold)
     return t
 
 
@@ -138,6 +142,16 @@ def rank(scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray, top_
         chosen.sort(key=lambda j: (-scores[i, j], j))
         out.append([_prediction(labels[j], float(scores[i, j]), bool(above[i, j])) for j in chosen])
     return out
+
+
+def set_predictions(sets, scores: np.ndarray, labels: Sequence[str], thresholds: np.ndarray,
+                    abstain_below: float | None = None) -> list[list[Prediction]]:
+    """The codes of each conformal set (:class:`patentcpc.conformal.LabelSet`) as Predictions,
+    best first, ``assigned`` as :func:`rank` decides it."""
+    above = assigned_mask(np.asarray(scores), np.asarray(thresholds), abstain_below)
+    index = {c: j for j, c in enumerate(labels)}
+    return [[_prediction(c, float(scores[i, index[c]]), bool(above[i, index[c]])) for c in s.codes]
+            for i, s in enumerate(sets)]
 
 
 def _prediction(code: str, score: float, assigned: bool) -> Prediction:

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patentcpc.errors import ConfigError
+from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.base import CPCModel
 
 DOC_FIELDS = ("title", "abstract", "claims", "description")
@@ -269,6 +269,7 @@ class _Job:
     texts: list[str]
     top_k: int
     future: asyncio.Future
+    coverage: float | None = None  # conformal label sets at this coverage (patentcpc.conformal)
 
 
 @dataclass
@@ -286,14 +287,14 @@ class MicroBatcher:
     _task: asyncio.Task | None = field(default=None, repr=False)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
-    async def submit(self, texts: list[str], top_k: int) -> list[dict]:
+    async def submit(self, texts: list[str], top_k: int, coverage: float | None = None) -> list[dict]:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, "patentcpc-model")
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())
         fut = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(texts, top_k, fut))
+        await self._queue.put(_Job(texts, top_k, fut, coverage))
         return await fut
 
     @property
@@ -351,7 +352,8 @@ class MicroBatcher:
         self.n_docs += len(texts)
         out, start = [], 0
         for job in jobs:
-            out.append(format_predictions(self.model, scores[start : start + len(job.texts)], job.top_k))
+            out.append(format_predictions(self.model, scores[start : start + len(job.texts)], job.top_k,
+                                          job.coverage))
             start += len(job.texts)
         return out
 
@@ -514,7 +516,11 @@ def predict_request_schema(cfg: "ServeConfig") -> dict:
             "top_k": {"type": "integer", "default": 5, "minimum": 1, "maximum": cfg.max_top_k},
             "explain": {"type": "boolean", "default": False,
                         "description": "Add evidence to each assigned code: nearest training patents carrying "
-                                       "it (models trained with explain.index=true) and, for linear models, terms."}},
+                                       "it (models trained with explain.index=true) and, for linear models, terms."},
+            "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                         "description": "Add each document's conformal label set ('label_set'): the smallest set "
+                                        "of codes holding one of its gold codes with this probability, e.g. 0.9 "
+                                        "(models trained with conformal data)."}},
         "oneOf": [{"required": ["text"]}, {"required": ["documents"]}]}
 PREDICT_EXAMPLE = {"documents": [{"id": "1", "title": "Plough", "abstract": "A plough with adjustable tines."}],
                    "top_k": 5}
@@ -531,7 +537,12 @@ _RESULT_PROPS = {"labels": {"type": "array", "items": {"type": "string"}},
                  "predictions": {"type": "array", "items": _PREDICTION},
                  "note": {"type": "string", "description": "present when no code is assigned (every code scores "
                                                            "below its threshold and the best below the model's "
-                                                           "minimum): 'no code assigned: ...'"}}
+                                                           "minimum): 'no code assigned: ...'"},
+                 "label_set": {"type": "object", "description": "with 'coverage': the conformal label set",
+                               "properties": {"codes": {"type": "array", "items": {"type": "string"}},
+                                              "scores": {"type": "array", "items": {"type": "number"}},
+                                              "size": {"type": "integer"}, "unsure": {"type": "boolean"},
+                                              "coverage": {"type": "number"}}}}
 PREDICT_RESPONSE_SCHEMA = {"anyOf": [
     {"type": "object", "required": ["labels", "predictions"], "properties": _RESULT_PROPS},
     {"type": "object", "required": ["documents"], "properties": {"documents": {"type": "array", "items": {
@@ -542,7 +553,8 @@ HEALTH_SCHEMA = {"type": "object", "required": ["status", "model_kind", "n_label
     "status": {"type": "string"}, "model_kind": {"type": "string"}, "n_labels": {"type": "integer"},
     "label_level": {"type": ["string", "null"]}, "score_type": {"type": ["string", "null"]},
     "uptime_s": {"type": "number"}, "queue_depth": {"type": "integer"}, "batches": {"type": "integer"},
-    "documents": {"type": "integer"}, "limits": {"type": "object"}}}
+    "documents": {"type": "integer"}, "limits": {"type": "object"},
+    "conformal": {"type": "boolean", "description": "whether 'coverage' (conformal label sets) is available"}}}
 LABELS_SCHEMA = {"type": "object", "required": ["labels"], "properties": {
     "label_level": {"type": ["string", "null"]}, "labels": {"type": "array", "items": _NODE}}}
 
@@ -628,6 +640,7 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
                 "label_level": model.manifest.label_level, "score_type": score_type,
                 "uptime_s": round(time.time() - started, 1), "queue_depth": batcher.queue_depth,
                 "batches": batcher.n_batches, "documents": batcher.n_docs,
+                "conformal": isinstance(model.manifest.extra, dict) and "conformal" in model.manifest.extra,
                 "limits": {"max_docs": cfg.max_docs, "max_chars": cfg.max_chars, "max_top_k": cfg.max_top_k,
                            "max_body_bytes": cfg.max_body_bytes}}
 
@@ -648,9 +661,18 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
         explain = body.get("explain", False)
         if not isinstance(explain, bool):
             raise RequestError(422, "'explain' must be true or false")
+        coverage = body.get("coverage")
+        if coverage is not None:
+            from patentcpc.conformal import check_coverage, model_table  # noqa: PLC0415
+
+            try:
+                check_coverage(coverage, "'coverage'")
+                model_table(model)
+            except (ConfigError, ModelError) as exc:
+                raise RequestError(422, str(exc)) from None
         await checker.check(texts, ["text"] if "text" in body else None)
         try:
-            results = await batcher.submit(texts, top_k)
+            results = await batcher.submit(texts, top_k, coverage)
             if explain:
                 from patentcpc.explain import explain_predictions  # noqa: PLC0415
 

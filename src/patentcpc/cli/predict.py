@@ -48,6 +48,10 @@ def predict(
     label_field: Annotated[str | None, typer.Option(
         "--label-field", help="Gold label column of --input, carried to the output with hits "
                               "(default: auto-detect).")] = None,
+    coverage: Annotated[float | None, typer.Option(
+        "--coverage", help="Also the conformal label set of each document: the smallest set of codes holding "
+                           "one of its gold codes with this probability (e.g. 0.9), its size, and 'unsure' when "
+                           "it is large (--input: a .jsonl output).")] = None,
 ) -> None:
     """Predict CPC codes: code, score, title and hierarchy path (labels above threshold plus the top k).
 
@@ -61,6 +65,12 @@ def predict(
         raise ConfigError("give either --text or --input")
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
+    if coverage is not None:
+        from patentcpc.conformal import check_coverage  # noqa: PLC0415
+
+        check_coverage(coverage, "--coverage")
+        if output is not None and Path(output).suffix.lower() != ".jsonl":
+            raise ConfigError("--coverage writes its label sets to a .jsonl --output")
     if text is not None:
         from patentcpc.validation import check_text  # noqa: PLC0415
 
@@ -90,8 +100,12 @@ def predict(
     from patentcpc.training import load_for_model  # noqa: PLC0415
 
     m = load_model(model)
+    if coverage is not None:
+        from patentcpc.conformal import model_table  # noqa: PLC0415
+
+        model_table(m)  # one line for a model trained without a conformal table
     if text is not None:
-        (res,) = predict_texts(m, [text], top_k, batch_size)
+        (res,) = predict_texts(m, [text], top_k, batch_size, coverage)
         if explain:
             from patentcpc.explain import explain_predictions  # noqa: PLC0415
 
@@ -101,7 +115,7 @@ def predict(
             from patentcpc.data import records_from_texts  # noqa: PLC0415
 
             stats = stream_predict(m, records_from_texts([text]), output, top_k,
-                                   options=InferenceOptions(batch_size=batch_size))
+                                   options=InferenceOptions(batch_size=batch_size), coverage=coverage)
             out.print(f"wrote the prediction to {stats.output}", highlight=False)
         return
     cfg = data_config(**data_options(text_fields, label_field, id_field, m.manifest.label_level, on_bad_row,
@@ -109,7 +123,8 @@ def predict(
     docs = load_for_model(input, cfg, m, require_labels=False, carry_title=True)
     report_skipped(docs)
     note_row_ids(docs, output)
-    stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True)
+    stats = stream_predict(m, docs, output, top_k, options=InferenceOptions(batch_size=batch_size), progress=True,
+                           coverage=coverage)
     out.print(f"wrote {stats.n_docs} predictions to {output} ({stats.docs_per_s:.1f} docs/s)")
 
 
@@ -218,5 +233,10 @@ def print_prediction(res: dict, score_type: str = "probability") -> None:
         if terms:
             out.print("  terms: " + ", ".join(f"{e['term']} ({e['weight']:.3f})" for e in terms), highlight=False,
                       soft_wrap=True)
+    if res.get("label_set"):
+        s = res["label_set"]
+        out.print(f"label set at coverage {s['coverage']:g}: {s['size']} code{'s' if s['size'] != 1 else ''} "
+                  f"({', '.join(s['codes'])})" + (" [bold]unsure[/]: the model cannot narrow it down"
+                                                  if s["unsure"] else ""), highlight=False, soft_wrap=True)
     if res.get("explain_note"):
         out.print(f"[dim]{res['explain_note']}[/]", highlight=False, soft_wrap=True)

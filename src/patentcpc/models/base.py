@@ -108,7 +108,7 @@ class CPCModel:
 
     def predict(self, texts: Sequence[str], top_k: int | None = None, threshold: float | None = None, *,
                 batch_size: int | None = None, include_assigned: bool = False,
-                min_score: float | None = None) -> list[list[Prediction]]:
+                min_score: float | None = None, coverage: float | None = None) -> list[list[Prediction]]:
         """One list of :class:`~patentcpc.predictions.Prediction` per text, best first.
 
         With neither ``top_k`` nor ``threshold``: the codes the model assigns (score at or above
@@ -117,7 +117,10 @@ class CPCModel:
         empty, "no code assigned"). ``top_k``: at most the k best codes, assigned or not
         (``assigned`` False on all of them when nothing is assigned). ``threshold``: only codes
         scoring at least that (it replaces the model's thresholds). ``include_assigned``: the top k
-        plus every assigned code. A single string counts as one text; an empty (or blank) text is
+        plus every assigned code. ``coverage`` (e.g. 0.9; not with ``top_k`` or ``threshold``): the
+        conformal label set of each text, the smallest set holding one of its gold codes with that
+        probability (:mod:`patentcpc.conformal`; :meth:`label_sets` also gives each set's size and
+        whether it is unsure). A single string counts as one text; an empty (or blank) text is
         refused, as the CLI and the service refuse it.
         """
         from patentcpc.errors import ConfigError, DataError  # noqa: PLC0415
@@ -134,9 +137,34 @@ class CPCModel:
                 raise DataError("texts", str(exc).removeprefix("text: "), row=i + 1) from None
             if not text.strip():
                 raise DataError("texts", "the text is empty (nothing to classify)", row=i + 1)
+        if coverage is not None:
+            from patentcpc.conformal import check_coverage, model_table  # noqa: PLC0415
+
+            check_coverage(coverage)
+            if top_k is not None or threshold is not None or include_assigned:
+                raise ConfigError("coverage gives the label set itself: leave out top_k, threshold and "
+                                  "include_assigned")
+            model_table(self)  # before scoring: a model without a conformal table is one line
         scores = self.predict_scores(texts, batch_size=batch_size)
+        if coverage is not None:
+            from patentcpc.conformal import label_sets  # noqa: PLC0415
+            from patentcpc.predictions import set_predictions  # noqa: PLC0415
+
+            return set_predictions(label_sets(self, scores, coverage), scores, self.labels, self.thresholds,
+                                   self.abstain_below if min_score is None else float(min_score))
         floor = self.abstain_below if min_score is None else float(min_score)
         return rank(scores, self.labels, self.thresholds, top_k, threshold, include_assigned, abstain_below=floor)
+
+    def label_sets(self, texts: Sequence[str], coverage: float = 0.9, *, batch_size: int | None = None):
+        """The conformal label set of each text at ``coverage`` (a
+        :class:`~patentcpc.conformal.LabelSet`: ``codes`` best first, ``size``, ``unsure``), from
+        the table stored at training time; a one-line ConfigError for a model without one."""
+        from patentcpc.conformal import check_coverage, label_sets, model_table  # noqa: PLC0415
+
+        check_coverage(coverage)
+        model_table(self)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return label_sets(self, self.predict_scores(texts, batch_size=batch_size), coverage)
 
     def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Scores before calibration (the kind's own scale)."""

@@ -45,9 +45,15 @@
       $("model-info").textContent =
         `Model: ${h.model_kind}, ${h.n_labels} codes at the ${h.label_level || "?"} level; scores are ${scoreType.endsWith("y") ? scoreType.slice(0, -1) + "ies" : scoreType + "s"}.`;
       $("top-k").max = String(limits.max_top_k);
+      if (!h.conformal) document.querySelectorAll(".coverage").forEach((n) => { n.hidden = true; });
     } catch (e) {
       $("model-info").textContent = `The service did not answer: ${e.message}`;
     }
+  }
+
+  function coverage() {  // a number in (0, 1), or null (off, or a model without conformal data)
+    const c = parseFloat($("coverage").value);
+    return !$("coverage").hidden && Number.isFinite(c) && c > 0 && c < 1 ? c : null;
   }
 
   function topK() {
@@ -118,6 +124,12 @@
       card.appendChild(el("p", { class: "no-code" }, res.note || "no code assigned"));
     }
     card.appendChild(table);
+    if (res.label_set) {  // the conformal set (predict with coverage)
+      const s = res.label_set;
+      card.appendChild(el("p", { class: s.unsure ? "label-set unsure" : "label-set" },
+        `Label set at coverage ${s.coverage}: ${s.size} code${s.size === 1 ? "" : "s"} (${s.codes.join(", ")})` +
+        (s.unsure ? " — unsure: the model cannot narrow it down" : "")));
+    }
     const docEvidence = evidenceNode(res.evidence ?? res.explanation);
     if (docEvidence) card.appendChild(docEvidence);
     return card;
@@ -227,6 +239,7 @@
       if (parts.length > 1) setStatus(`Classifying: ${results.length} of ${docs.length} documents done`);
       const body = { documents: parts[i], top_k: topK() };
       if ($("explain").checked) body.explain = true;
+      if (coverage() !== null) body.coverage = coverage();
       try {
         const data = await api("predict", body);
         data.documents.forEach((r, j) => results.push(Object.assign({ id: parts[i][j].id }, r)));
@@ -234,7 +247,9 @@
         if (parts[i].length === 1) { results.push({ id: parts[i][0].id, error: e.message }); continue; }
         for (const d of parts[i]) {  // one bad document must not sink its neighbours
           try {
-            const data = await api("predict", { documents: [d], top_k: topK() });
+            const one = { documents: [d], top_k: topK() };
+            if (coverage() !== null) one.coverage = coverage();
+            const data = await api("predict", one);
             results.push(Object.assign({ id: d.id }, data.documents[0]));
           } catch (e2) { results.push({ id: d.id, error: e2.message }); }
         }
