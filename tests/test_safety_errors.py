@@ -357,13 +357,40 @@ def _cpc_raising(monkeypatch, exc: BaseException, warn: str | None = None) -> No
     monkeypatch.setattr("patentcpc.cpc.parse_symbol", parse)
 
 
-def test_library_warnings_before_an_error_are_held_back(cli, monkeypatch):
+def test_library_warnings_before_an_error_are_held_back(tmp_path, cli, monkeypatch, capsys):
     from patentcpc.errors import CPCError
 
     _cpc_raising(monkeypatch, CPCError("'zz' is not a CPC symbol"), warn="a library has something to say")
     _one_line_error(cli("cpc", "zz"), "not a CPC symbol")
     res = cli("--debug", "cpc", "zz")  # --debug shows everything, as it happens
     assert res.returncode == 2 and "a library has something to say" in res.stderr and "Traceback" in res.stderr
+    _serve_logs_as_it_runs_once_its_checks_pass(tmp_path, cli, monkeypatch, capsys)
+
+
+def _serve_logs_as_it_runs_once_its_checks_pass(tmp_path, cli, monkeypatch, capsys):
+    """A long-running command is not held back: once serve's checks pass, the service's own log
+    (a 500's "internal error") reaches stderr at once."""
+    import logging
+    import socket
+
+    import patentcpc.serving as serving
+    from patentcpc.models.linear import LinearCPCModel
+
+    LinearCPCModel.fit([t for t, _ in TINY_DOCS], [[c] for _, c in TINY_DOCS]).save(tmp_path / "m")
+    _cpc_raising(monkeypatch, RuntimeError("unused"), warn="held before the service starts")
+    seen = {}
+
+    def run_server(*_a, **_k):
+        logging.getLogger("patentcpc.serving").error("internal error: boom")
+        seen["err"] = capsys.readouterr().err
+
+    monkeypatch.setattr(serving, "run_server", run_server)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    res = cli("serve", "--model", tmp_path / "m", "--port", port)
+    assert res.returncode == 0, res.stderr
+    assert "internal error: boom" in seen["err"]
 
 
 def test_library_warnings_are_shown_when_the_command_succeeds(cli, monkeypatch):

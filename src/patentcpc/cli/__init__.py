@@ -262,26 +262,66 @@ def main(argv: list[str] | None = None) -> None:
 
 class _DeferredLog(logging.Handler):
     """Stands in for :data:`logging.lastResort` during a command: what libraries log without a
-    handler of their own is kept, and shown only when the command succeeds."""
+    handler of their own is kept, and shown only when the command succeeds (or, for a long-running
+    command such as ``serve``, from :func:`show_held_messages` on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, original: logging.Handler | None, caught: list) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.original, self.caught = original, caught
+        self.released = False
+        self.shown: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.released:
+            if self.original is not None:
+                self.original.handle(record)
+            return
         with contextlib.suppress(Exception):  # a record that cannot be formatted is dropped
             self.messages.append(record.getMessage())
+
+    def show(self) -> None:
+        """Print what was held, one line each, once."""
+        texts = [*(str(w.message) for w in self.caught), *self.messages]
+        self.caught.clear()
+        self.messages.clear()
+        for text in texts:
+            line = _one_line(text, 500)
+            if line and line not in self.shown:
+                self.shown.add(line)
+                console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    def let_through(self) -> None:  # (not "release": a Handler's lock method)
+        self.show()
+        self.released = True
+
+        def show_now(message, category, filename, lineno, file=None, line=None):
+            console.print(f"warning: {_one_line(str(message), 500)}", highlight=False, markup=False,
+                          soft_wrap=True)
+
+        warnings.showwarning = show_now  # (catch_warnings restores it when the command ends)
+
+
+_HELD: _DeferredLog | None = None
+
+
+def show_held_messages() -> None:
+    """For a command that runs on after its checks (``serve``): print the warnings held back so far
+    and let later ones (a service's log) through at once."""
+    if _HELD is not None:
+        _HELD.let_through()
 
 
 def _run(argv: list[str], debug: bool) -> int:
     """Run the command. Without ``--debug``, Python warnings and unhandled library log records are
     held back and printed (one line each) only when it succeeds: an error is exactly one line."""
+    global _HELD
     if debug:
         return _run_command(argv, debug)
-    deferred = _DeferredLog()
     ok = False
     with warnings.catch_warnings(record=True) as caught:
-        saved, logging.lastResort = logging.lastResort, deferred
+        saved = logging.lastResort
+        _HELD = logging.lastResort = _DeferredLog(saved, caught)
         try:
             rv = _run_command(argv, debug)
             ok = True
@@ -289,14 +329,10 @@ def _run(argv: list[str], debug: bool) -> int:
             ok = exc.code in (0, None)
             raise
         finally:
+            held, _HELD = _HELD, None
             logging.lastResort = saved
             if ok:
-                shown: set[str] = set()
-                for text in [*(str(w.message) for w in caught), *deferred.messages]:
-                    line = _one_line(text, 500)
-                    if line and line not in shown:
-                        shown.add(line)
-                        console.print(f"warning: {line}", highlight=False, markup=False, soft_wrap=True)
+                held.show()
     return rv
 
 

@@ -57,4 +57,7 @@ def serve(
         from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
 
         idx = SearchIndex.load(index).warm()
+    from patentcpc.cli import show_held_messages  # noqa: PLC0415
+
+    show_held_messages()  # the service's own log (warnings, errors) goes out as it happens
     run_server(m, cfg, host=host, port=port, log_level=log_level, search_index=idx)
