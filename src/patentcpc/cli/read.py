@@ -18,7 +18,9 @@ def read(
         "--on-bad-row", help="error (default: stop at the first unreadable file, exit 2) or skip it.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (0: one per CPU, at most 4).")] = 0,
     ocr: Annotated[str, typer.Option(
-        "--ocr", help="auto (pages without a usable text layer), always, never.")] = "auto",
+        "--ocr", help="auto: OCR a scan's front page and pages without a text layer (the text layer fills "
+                      "what OCR misses); text: keep text layers, OCR only pages without one or whose record "
+                      "looks broken (fast); always; never.")] = "auto",
     ocr_engine: Annotated[str, typer.Option("--ocr-engine", help="auto, rapidocr or tesseract.")] = "auto",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per file.")] = 300.0,
     memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory allowed per file (MB).")] = 2048,
@@ -38,8 +40,8 @@ def read(
     on_bad_row = on_bad_row or "error"
     if on_bad_row not in ("error", "skip"):
         raise ConfigError(f"--on-bad-row must be error or skip, not '{on_bad_row}'")
-    if ocr not in ("auto", "always", "never"):
-        raise ConfigError(f"--ocr must be auto, always or never, not '{ocr}'")
+    if ocr not in ("auto", "text", "always", "never"):
+        raise ConfigError(f"--ocr must be auto, text, always or never, not '{ocr}'")
     if ocr_engine not in ("auto", "rapidocr", "tesseract"):
         raise ConfigError(f"--ocr-engine must be auto, rapidocr or tesseract, not '{ocr_engine}'")
     if timeout <= 0 or memory_mb < 256 or workers < 0:

@@ -146,6 +146,24 @@ class PdfFile:
         page.close()
         return Page(i, w, h, words, "text")
 
+    def is_scan(self, i: int) -> bool:
+        """Whether page ``i`` is a scanned image (an image covers most of it), its text layer then
+        being someone's OCR of that image."""
+        import pypdfium2.raw as raw  # noqa: PLC0415
+
+        page = self.doc[i]
+        try:
+            w, h = page.get_size()
+            for k, obj in enumerate(page.get_objects(filter=[raw.FPDF_PAGEOBJ_IMAGE], max_depth=2)):
+                if k > 50:
+                    break
+                left, bottom, right, top = obj.get_bounds()
+                if (right - left) * (top - bottom) >= 0.6 * w * h:
+                    return True
+            return False
+        finally:
+            page.close()
+
     def render(self, i: int, dpi: int = 200):
         """Page ``i`` as a greyscale PIL image and the points-per-pixel factor."""
         page = self.doc[i]

@@ -21,7 +21,10 @@ DEFAULT_MEMORY_MB = 2048
 
 @dataclass
 class ReadOptions:
-    ocr: str = "auto"  # auto (pages without a usable text layer), always, never
+    # auto: OCR the front page of a scan (its text layer is someone's OCR: RapidOCR reads better) and
+    # pages without a text layer; text: keep a text layer, OCR only pages without one or whose record
+    # looks broken (fast); always; never
+    ocr: str = "auto"
     engine: str = "auto"  # auto, rapidocr, tesseract
     max_pages: int = MAX_PAGES_SCANNED
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -84,6 +87,18 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
                 yield page
     finally:
         pdf.pages = None
+        pdf.close()
+
+
+def _is_scan(path: Path, index: int) -> bool:
+    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+
+    if sniff(path) != "pdf":
+        return False
+    pdf = PdfFile(path)
+    try:
+        return pdf.is_scan(index)
+    finally:
         pdf.close()
 
 
@@ -167,7 +182,8 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
         raise DataError(name, f"no patent front page in its first {min(total, opts.max_pages)} page(s)")
     fields = extract(*best, use=opts.features)
     ocred = best[0].source == "ocr"
-    if not ocred and opts.ocr == "auto" and poor(fields):
+    if not ocred and (opts.ocr == "auto" and _is_scan(path, best[0].index) or
+                      opts.ocr in ("auto", "text") and poor(fields)):
         # a text layer worse than OCR (an old scan's garbled layer): read the page again with OCR
         page = _page_at(path, best[0].index, opts, force_ocr=True)
         layout, keys, template, sim = analyse(page)
