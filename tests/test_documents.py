@@ -215,6 +215,7 @@ def test_read_command_refuses_bad_output_and_missing_input(tmp_path, grant, caps
     assert _cli(["read", str(grant), "--output", str(tmp_path / "x.txt"), "--quiet"]) == 2
     assert _cli(["read", str(tmp_path / "missing.pdf"), "--output", str(tmp_path / "x.jsonl"), "--quiet"]) == 2
     assert _cli(["read", str(grant), "--output", str(grant), "--quiet"]) == 2
+    assert _cli(["read", str(grant), "--output", str(tmp_path / "x.jsonl"), "--ocr", "sometimes"]) == 2
 
 
 def test_load_data_reads_a_folder_of_pdfs(tmp_path, grant):
