@@ -366,9 +366,11 @@ class OpenAIGenerator:
             if wait > 0:
                 await asyncio.sleep(wait)
 
-        async def post(client, payload: dict) -> tuple[int, object, bytes]:
-            """(status, headers, body) of one request; the body read up to MAX_RESPONSE_BYTES."""
+        async def post(client, payload: dict, answered: list[bool]) -> tuple[int, object, bytes]:
+            """(status, headers, body) of one request; the body read up to MAX_RESPONSE_BYTES.
+            ``answered[0]`` becomes True once the server's status line and headers have arrived."""
             async with client.stream("POST", self.url, json=payload, headers=headers) as r:
+                answered[0] = True
                 declared = r.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
                     raise _TooLarge
@@ -389,10 +391,15 @@ class OpenAIGenerator:
                     await throttle()
                     self.stats["requests"] += 1
                     r = None
+                    answered = [False]
                     try:  # the whole request within --timeout, however the server paces its bytes
-                        r = await asyncio.wait_for(post(client, payload), self.timeout)
+                        r = await asyncio.wait_for(post(client, payload, answered), self.timeout)
                     except (httpx.TimeoutException, asyncio.TimeoutError):
                         self.stats["timeouts"] += 1
+                        if answered[0]:  # it answered but sends its body too slowly: a retry would too
+                            raise PatentCPCError(f"{self.url}: the answer did not arrive within --timeout "
+                                                 f"{self.timeout:g}s (the server sends it too slowly); "
+                                                 "not retried") from None
                         last = f"timed out after {self.timeout:g}s"
                     except httpx.TransportError as exc:
                         self.stats["connection_errors"] += 1
