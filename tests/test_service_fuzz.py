@@ -32,6 +32,15 @@ from patentcpc.serving import RequestError, ServeConfig, create_app, parse_reque
 _MODEL = LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
 
 
+def _conformal_model() -> LinearCPCModel:
+    """A model with conformal data: the request schema then takes 'coverage' (else forbids it)."""
+    from patentcpc.conformal import set_conformal
+
+    model = LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
+    set_conformal(model, model.scores([t for t, _ in TINY_DOCS]), [[c] for _, c in TINY_DOCS])
+    return model
+
+
 class _StubEmbedder:
     """Deterministic query vectors, so that dense and hybrid search run without a model download."""
 
@@ -53,7 +62,7 @@ def _index(dense: bool) -> SearchIndex:
 
 # small limits, so that the fuzzer reaches them; a body limit no schema-valid body can reach
 CFG = ServeConfig(max_docs=8, max_chars=2000, max_body_bytes=4_000_000, max_wait_ms=0)
-APP = create_app(_MODEL, CFG, search_index=_index(dense=True))
+APP = create_app(_conformal_model(), CFG, search_index=_index(dense=True))
 st_checks.load_all_checks()
 ALL_CHECKS = st_checks.CHECKS.get_all()  # every check schemathesis has (``--checks all``)
 EXAMPLES = 40
@@ -86,6 +95,9 @@ def test_the_document_declares_the_error_responses():
     assert body["oneOf"] == [{"required": ["text"]}, {"required": ["documents"]}]
     assert body["properties"]["documents"]["maxItems"] == CFG.max_docs
     assert body["properties"]["text"]["maxLength"] == CFG.max_chars
+    assert body["properties"]["coverage"]["exclusiveMaximum"] == 1  # this model has conformal data
+    default = DEFAULT_APP.openapi()["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert default["schema"]["properties"]["coverage"] is False  # that one has none: the key is refused
 
 
 def _accepted(body: object, cfg: ServeConfig = CFG) -> bool:
@@ -122,6 +134,20 @@ def test_the_request_schema_is_exactly_what_the_service_accepts(body):
     request = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     valid = jsonschema.Draft202012Validator(request).is_valid(body)
     assert valid == _accepted(body), (body, valid)
+
+
+def test_coverage_is_exactly_what_the_schema_says():
+    """'coverage' in (0, 1) is served, however close to 0 (was a 500: an index past the table);
+    null is a 422 like any non-number; a model without conformal data refuses the key."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(APP) as client:
+        for coverage in (5e-324, 1e-9, 0.5, 0.999999):
+            r = client.post("/predict", json={"text": "a plough", "coverage": coverage})
+            assert r.status_code == 200 and r.json()["label_set"]["size"] >= 1, (coverage, r.text)
+        assert client.post("/predict", json={"text": "a plough", "coverage": None}).status_code == 422
+    with TestClient(DEFAULT_APP) as client:
+        assert client.post("/predict", json={"text": "a plough", "coverage": 0.9}).status_code == 422
 
 
 def test_default_schema_states_long_limits_for_fuzzers():

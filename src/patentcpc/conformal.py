@@ -83,6 +83,8 @@ def threshold(table: dict, coverage: float) -> float:
     unc = int(table.get("n_uncoverable", 0))
     if k < 1 or k <= unc:
         return -math.inf
+    if k - unc > len(table["best_gold_scores"]):  # a coverage near 0: no stored score is that low a
+        return math.inf  # quantile, so each set is its document's best code alone (set_mask)
     return float(table["best_gold_scores"][k - unc - 1])
 
 

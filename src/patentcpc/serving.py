@@ -475,7 +475,7 @@ SCHEMA_MAX_LENGTH = 8000
 _NOT_BLANK = "\\S"  # a character that is not white space (str.strip's white space: Python's \s)
 
 
-def predict_request_schema(cfg: "ServeConfig") -> dict:
+def predict_request_schema(cfg: "ServeConfig", conformal: bool = True) -> dict:
     """The JSON Schema of a ``POST /predict`` body, exactly what :func:`parse_request` accepts: one
     of ``text`` and ``documents`` (``oneOf``), every text field a string of at most ``max_chars``
     characters (null: absent, in documents), a document's text (``text``, else its title/abstract/
@@ -517,10 +517,11 @@ def predict_request_schema(cfg: "ServeConfig") -> dict:
             "explain": {"type": "boolean", "default": False,
                         "description": "Add evidence to each assigned code: nearest training patents carrying "
                                        "it (models trained with explain.index=true) and, for linear models, terms."},
+            # (a model without conformal data takes no coverage: the schema false forbids the key)
             "coverage": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
                          "description": "Add each document's conformal label set ('label_set'): the smallest set "
                                         "of codes holding one of its gold codes with this probability, e.g. 0.9 "
-                                        "(models trained with conformal data)."}},
+                                        "(models trained with conformal data)."} if conformal else False},
         "oneOf": [{"required": ["text"]}, {"required": ["documents"]}]}
 PREDICT_EXAMPLE = {"documents": [{"id": "1", "title": "Plough", "abstract": "A plough with adjustable tines."}],
                    "top_k": 5}
@@ -650,8 +651,15 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
         return {"label_level": model.manifest.label_level,
                 "labels": [{"code": c, "title": title(c)} for c in model.labels]}
 
+    try:  # whether 'coverage' can be served: the schema says so exactly
+        from patentcpc.conformal import model_table  # noqa: PLC0415
+
+        has_conformal = bool(model_table(model))
+    except (ConfigError, ModelError):
+        has_conformal = False
+
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": predict_request_schema(cfg), "example": PREDICT_EXAMPLE}}}},
+        "application/json": {"schema": predict_request_schema(cfg, has_conformal), "example": PREDICT_EXAMPLE}}}},
         responses={200: _json_response(PREDICT_RESPONSE_SCHEMA, "Ranked CPC codes"),
                    **_error_responses(400, 408, 413, 422, 500, max_body_bytes=cfg.max_body_bytes)})
     async def predict(request: Request) -> dict:
@@ -662,10 +670,12 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
         if not isinstance(explain, bool):
             raise RequestError(422, "'explain' must be true or false")
         coverage = body.get("coverage")
-        if coverage is not None:
+        if "coverage" in body:  # (null too: the schema takes a number only)
             from patentcpc.conformal import check_coverage, model_table  # noqa: PLC0415
 
             try:
+                if coverage is None:
+                    raise ConfigError("'coverage' must be a number between 0 and 1 (exclusive), e.g. 0.9, not null")
                 check_coverage(coverage, "'coverage'")
                 model_table(model)
             except (ConfigError, ModelError) as exc:
