@@ -88,6 +88,14 @@ class LinearConfig:
         tree_min_docs: the size from which ``learner: auto`` trains label trees.
         n_jobs: threads for the one-vs-rest fits and Omikuji (-1: every core); the one-vs-rest
             fits use threads only from ``parallel_min_docs`` training documents.
+        label_docs: the IPC scheme's text about each label as extra training documents (one per
+            subclass title and one per main group with its subgroup titles, the cold-start
+            model's documents), each weighted ``label_docs_weight``: ``seen`` (the labels of the
+            training patents), ``all`` (every subclass of the scheme: labels never seen in training
+            can be predicted), ``none``, or ``auto`` (default: ``seen`` for a one-vs-rest TF-IDF
+            model at section/class/subclass level when the IPC scheme is installed, else ``none``;
+            benchmarks/accuracy.md).
+        label_docs_weight: the sample weight of each label document (a patent weighs 1).
     """
 
     classifier: str = "svc"
@@ -101,8 +109,14 @@ class LinearConfig:
     n_jobs: int = -1
     parallel_min_docs: int = 5_000
     tree_min_docs: int = 10_000
+    label_docs: str = "auto"
+    label_docs_weight: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.label_docs not in ("auto", "none", "seen", "all"):
+            raise ConfigError(f"linear.label_docs must be 'auto', 'none', 'seen' or 'all', not '{self.label_docs}'")
+        if isinstance(self.label_docs_weight, bool) or not 0 < self.label_docs_weight <= 100:
+            raise ConfigError(f"linear.label_docs_weight must be > 0 (and <= 100), not {self.label_docs_weight}")
         if self.tree_min_docs < 0:
             raise ConfigError(f"linear.tree_min_docs must be >= 0, not {self.tree_min_docs}")
         if self.learner not in ("auto", "ovr", "omikuji"):

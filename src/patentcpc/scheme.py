@@ -10,8 +10,10 @@ the IPC, so a cold-start model never predicts them.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from patentcpc.cpc import clean_title, ipc_scheme_path, iter_ipc_rows, parse_symbol
 from patentcpc.errors import PatentCPCError
@@ -64,6 +66,44 @@ def scheme_documents(level: str = "subclass", max_subgroups: int = 200) -> tuple
         texts.append(_join("; ".join(titles), subclass_title.get(subclass, ""), class_title.get(subclass[:3], "")))
         labels.append([parse_symbol(subclass).at_level(level)])
     return texts, labels
+
+
+_LEVEL_BY_LENGTH = {1: "section", 3: "class", 4: "subclass"}
+
+
+def labels_level(labels: Sequence[str]) -> str | None:
+    """The level of a label vocabulary (section, class or subclass, by the codes' form), or None
+    (group level, mixed levels, or labels that are not CPC codes)."""
+    levels = {_LEVEL_BY_LENGTH.get(len(c)) if re.fullmatch(r"[A-HY](\d\d[A-Z]?)?", c) else None for c in labels}
+    return levels.pop() if len(levels) == 1 else None
+
+
+@functools.lru_cache(maxsize=4)
+def _documents_by_label(level: str) -> dict[str, tuple[str, ...]]:
+    texts, labels = scheme_documents(level)
+    by: dict[str, list[str]] = defaultdict(list)
+    for text, (code,) in zip(texts, labels, strict=True):
+        by[code].append(text)
+    return {c: tuple(t) for c, t in by.items()}
+
+
+def label_documents(labels: Sequence[str], scope: str = "seen") -> tuple[list[str], list[list[str]]]:
+    """(texts, labels): the cold-start documents (:func:`scheme_documents`) of every label in
+    ``labels`` (``scope="seen"``) or of every label of the scheme at their level (``"all"``), for
+    training a model on patents and label texts together (``linear.label_docs``). ``labels`` must
+    be section, class or subclass codes (:func:`labels_level`), else a PatentCPCError."""
+    level = labels_level(labels)
+    if level is None:
+        raise PatentCPCError("label documents work at section, class or subclass level")
+    by = _documents_by_label(level)
+    keys = sorted(by) if scope == "all" else sorted(set(labels))
+    texts: list[str] = []
+    out: list[list[str]] = []
+    for code in keys:
+        for text in by.get(code, ()):
+            texts.append(text)
+            out.append([code])
+    return texts, out
 
 
 def _join(*parts: str) -> str:

@@ -205,15 +205,33 @@ class LinearCPCModel(CPCModel):
 
         cfg = cfg or LinearConfig()
         vocab = training_vocab(texts, labels)
+        weights = None
+        label_docs = None
+        if cfg.label_docs in ("seen", "all"):  # the scheme's text of the labels, weighted (``auto``: resolved
+            from patentcpc.scheme import label_documents  # noqa: PLC0415  by the trainer, here: none)
+
+            extra_texts, extra_labels = label_documents(vocab, cfg.label_docs)
+            label_docs = {"scope": cfg.label_docs, "weight": cfg.label_docs_weight, "n_docs": len(extra_texts)}
+            weights = np.concatenate([np.ones(len(texts)), np.full(len(extra_texts), cfg.label_docs_weight)])
+            texts, labels = list(texts) + extra_texts, list(labels) + extra_labels
+            vocab = sorted(set(vocab) | {c for (c,) in extra_labels})
         y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)  # CSR: n x labels
         pipeline = build_pipeline(cfg, seed)
         # the per-label fits in threads (liblinear releases the GIL: no process start-up, no copies)
         n_jobs = cfg.n_jobs if len(texts) >= cfg.parallel_min_docs else 1
+        import sklearn  # noqa: PLC0415
         from joblib import parallel_config  # noqa: PLC0415
 
         with parallel_config(backend="threading", n_jobs=n_jobs), vocabulary_errors(cfg, len(texts)):
-            pipeline.fit(list(texts), y)
+            if weights is None:
+                pipeline.fit(list(texts), y)
+            else:  # sample weights reach each label's classifier through scikit-learn's metadata routing
+                with sklearn.config_context(enable_metadata_routing=True):
+                    pipeline.named_steps["clf"].estimator.set_fit_request(sample_weight=True)
+                    pipeline.fit(list(texts), y, sample_weight=weights)
         fields = dict(manifest_fields or {})
+        if label_docs is not None:
+            fields["extra"] = {**fields.get("extra", {}), "label_docs": label_docs}
         score_type = "margin" if cfg.classifier == "svc" else "probability"
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type=score_type,
                             threshold=0.0 if score_type == "margin" else 0.5, **fields)

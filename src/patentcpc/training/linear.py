@@ -33,7 +33,8 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     # the cold-start scheme model keeps one-vs-rest unless a learner is named explicitly
     scheme_default = cfg.model == "scheme" and cfg.linear.learner == "auto"
     learner = "ovr" if scheme_default else resolve_learner(cfg.linear, len(texts))
-    cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner))  # saved resolved
+    cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner,  # saved resolved
+                                                              label_docs=resolve_label_docs(cfg, learner, labels)))
     if learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
         cls = model_class("omikuji")
     held_out = None
@@ -89,6 +90,32 @@ def resolve_learner(lcfg, n_docs: int) -> str:
     if lcfg.learner != "auto":
         return lcfg.learner
     return "omikuji" if n_docs >= lcfg.tree_min_docs else "ovr"
+
+
+def resolve_label_docs(cfg: TrainConfig, learner: str, labels=()) -> str:
+    """``linear.label_docs`` resolved: ``auto`` is ``seen`` for a one-vs-rest ``tfidf`` model whose
+    training ``labels`` are CPC codes of one level (section, class or subclass) with the IPC scheme
+    installed, else ``none``; an explicit
+    ``seen``/``all`` where it cannot apply is a ConfigError."""
+    from patentcpc.cpc import ipc_scheme_path  # noqa: PLC0415
+    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.scheme import labels_level  # noqa: PLC0415
+
+    value = cfg.linear.label_docs
+    if value == "none":
+        return value
+    why = ("the scheme model is trained on label documents alone" if cfg.model == "scheme"
+           else "they need linear.learner=ovr" if learner != "ovr"
+           else "they work at section, class or subclass level" if cfg.data.level == "group"
+           else "the training labels are not CPC codes of one level"
+           if labels_level({c for ls in labels for c in ls}) is None
+           else "they need the IPC scheme: pip install 'patentcpc[scheme]'" if ipc_scheme_path() is None
+           else None)
+    if why is None:
+        return "seen" if value == "auto" else value
+    if value == "auto":
+        return "none"
+    raise ConfigError(f"linear.label_docs={value}: {why}")
 
 
 def holdout_split(texts, labels, n_holdout: int, seed: int, min_label_count: int = 10):
