@@ -253,6 +253,13 @@ def test_min_df_above_the_document_count(tmp_path, cli, tiny, learner):
     assert not (tmp_path / "m").exists()
 
 
+def test_train_embeddings_seed_out_of_range(tmp_path, cli, tiny):
+    (tmp_path / "encoder").mkdir()  # (the seed is refused before a model is read)
+    _one_line_error(cli("train-embeddings", "--model", tmp_path / "encoder", "--data", tiny, "--output",
+                        tmp_path / "e", "--signal", "cpc", "--seed", "-1"), "--seed")
+    assert not (tmp_path / "e").exists()
+
+
 def test_data_split_seed_out_of_range(tmp_path, cli, tiny):
     _one_line_error(cli("data", "split", "--data", tiny, "--output", tmp_path / "p", "--seed", "-1"), "seed")
     assert not (tmp_path / "p").exists()

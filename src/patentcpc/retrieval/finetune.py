@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from patentcpc.config import check_seed
 from patentcpc.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class FinetuneOptions:
             raise ConfigError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be >= 8, not {self.max_length}")
+        check_seed(self.seed, "--seed")
         if self.cpc_loss not in ("mnrl", "cosent"):
             raise ConfigError(f"cpc_loss must be mnrl or cosent, not '{self.cpc_loss}'")
         if self.mini_batch_size < 1:
