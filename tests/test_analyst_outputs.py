@@ -307,3 +307,29 @@ def test_search_endpoint_answers_from_a_loaded_index(model, tmp_path):
         assert client.post("/search", json={"query": "x", "nope": 1}).status_code == 422
     with TestClient(create_app(load_model(model))) as client:  # no --index: no route
         assert client.post("/search", json={"query": "x"}).status_code in (404, 405)
+
+
+def test_train_embeddings_bounds_memory_with_gradcache_off_gpu(tmp_path):
+    """Issue 29 §6: one cpc step (32 pairs + hard negatives, 256 tokens) held 11.8 GB on a CPU; the
+    cached loss (same gradients, a few texts' activations at a time) is the default off a CUDA GPU."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from patentcpc.models.transformer import default_tokenizer_path, load_tokenizer
+    from patentcpc.retrieval.finetune import FinetuneOptions, _contrastive_loss, load_sentence_transformer
+
+    try:
+        tok = load_tokenizer(default_tokenizer_path())
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no offline tokenizer: {exc}")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(tmp_path / "enc")
+    tok.save_pretrained(tmp_path / "enc")
+    model = load_sentence_transformer(str(tmp_path / "enc"), "cpu", 32)
+    default = _contrastive_loss(model, FinetuneOptions(), "cpc")
+    assert type(default).__name__ == "CachedMultipleNegativesRankingLoss" and default.mini_batch_size <= 8
+    assert type(_contrastive_loss(model, FinetuneOptions(cached=False), "cpc")).__name__ == \
+        "MultipleNegativesRankingLoss"

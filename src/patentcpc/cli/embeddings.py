@@ -33,8 +33,10 @@ def train_embeddings(
     mine_negatives: Annotated[bool, typer.Option("--mine-negatives", help="Mine hard negatives with the base "
                                                                           "model (most similar, no shared label).")]
     = False,
-    cached: Annotated[bool, typer.Option("--cached", help="CachedMultipleNegativesRankingLoss (large batches on "
-                                                          "small memory).")] = False,
+    cached: Annotated[bool | None, typer.Option(
+        "--cached/--no-cached", help="CachedMultipleNegativesRankingLoss (GradCache: same gradients, the "
+                                     "activations of --set mini_batch_size texts at a time; default: on except "
+                                     "on a CUDA GPU).")] = None,
     views: Annotated[str | None, typer.Option("--views", help="multiview fields, e.g. title,abstract,claims "
                                                               "(default: those present).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,

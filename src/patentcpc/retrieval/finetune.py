@@ -73,7 +73,10 @@ class FinetuneOptions:
         mine_negatives: pick hard negatives with the base model instead: the most similar patent that
             shares no label (``cpc`` and ``multiview``; costs one embedding pass over the corpus).
         cpc_loss: ``mnrl`` (sampled positives, in-batch negatives) or ``cosent`` (graded Jaccard scores).
-        cached: use CachedMultipleNegativesRankingLoss (GradCache) for large batches.
+        cached: use CachedMultipleNegativesRankingLoss (GradCache): the same loss and gradients, with
+            the activations of only ``mini_batch_size`` texts held at a time (one more forward pass).
+            None (default): on except on a CUDA GPU. Without it, one ``cpc`` step of 32 pairs with
+            hard negatives at 256 tokens held 11.8 GB on a CPU (benchmarks/tour.md); with it, 2.2 GB.
         mini_batch_size: chunk size of the cached loss.
         open_batches: batches filled at once when packing label-disjoint batches (more: fewer shared
             labels in a batch, but smaller batches when a subclass is frequent).
@@ -96,8 +99,8 @@ class FinetuneOptions:
     hard_negatives: bool = True
     mine_negatives: bool = False
     cpc_loss: str = "mnrl"
-    cached: bool = False
-    mini_batch_size: int = 16
+    cached: bool | None = None  # None: GradCache except on a CUDA GPU (bounded memory on a laptop)
+    mini_batch_size: int = 8
     open_batches: int = 4
     views: list[str] | None = None
     level: str = "subclass"
@@ -541,7 +544,8 @@ def _contrastive_loss(model, opts: FinetuneOptions, signal: str):
     losses = _losses_module()
     if signal == "cpc" and opts.cpc_loss == "cosent":
         return losses.CoSENTLoss(model)
-    if opts.cached:
+    cached = opts.cached if opts.cached is not None else getattr(model.device, "type", "cpu") != "cuda"
+    if cached:
         return losses.CachedMultipleNegativesRankingLoss(model, scale=opts.scale, mini_batch_size=opts.mini_batch_size,
                                                          show_progress_bar=False)
     return losses.MultipleNegativesRankingLoss(model, scale=opts.scale)
