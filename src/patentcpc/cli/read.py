@@ -23,7 +23,8 @@ def read(
                       "looks broken (fast); always; never.")] = "auto",
     ocr_engine: Annotated[str, typer.Option("--ocr-engine", help="auto, rapidocr or tesseract.")] = "auto",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per file.")] = 300.0,
-    memory_mb: Annotated[int, typer.Option("--memory-mb", help="Memory allowed per file (MB).")] = 2048,
+    memory_mb: Annotated[int, typer.Option(
+        "--memory-mb", help="Address space allowed per worker process (MB; OCR reserves about 2 GB).")] = 4096,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Read patent front pages into records: number, kind, dates, title, names, IPC/CPC, abstract (issue 31).

@@ -16,7 +16,7 @@ from patentcpc.documents.pdf import IMAGE_SUFFIXES, MAX_OCR_PAGES, MAX_PAGES_SCA
 from patentcpc.errors import DataError
 
 DEFAULT_TIMEOUT_S = 300.0
-DEFAULT_MEMORY_MB = 2048
+DEFAULT_MEMORY_MB = 4096  # address space (RLIMIT_AS): OCR's ONNX Runtime reserves ~2 GB of it
 
 
 @dataclass
@@ -237,7 +237,11 @@ def _worker(path: str, name: str, opts: ReadOptions) -> tuple[str, dict | str]:
     except MemoryError:
         return "error", f"{name}: needs more than {opts.memory_mb} MB of memory to read"
     except Exception as exc:  # noqa: BLE001 - a hostile file may break the parser in any way
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc)
+        if "alloc" in text.lower() or "memory" in text.lower():
+            return "error", f"{name}: needs more than {opts.memory_mb} MB of memory to read (--memory-mb)"
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Traceback")]
+        msg = lines[-1] if lines else type(exc).__name__
         return "error", f"{name}: cannot be read ({type(exc).__name__}: {msg})"
 
 
