@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -271,7 +272,7 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
         from dataclasses import replace  # noqa: PLC0415
 
         opts = replace(opts, threads=max(1, (os.cpu_count() or 1) // workers))
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    pool = _new_pool(ctx, workers)
     try:
         pending: dict = {}
         it = iter(files)
@@ -343,10 +344,20 @@ def _kill(pool) -> None:
 
 
 def _restart(pool, pending, ctx, workers):
-    import concurrent.futures as cf  # noqa: PLC0415
 
     _kill(pool)
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    return _new_pool(ctx, workers)
+
+
+#: a worker process is replaced after this many files (what OCR's runtime keeps does not pile up)
+FILES_PER_WORKER = 25
+
+
+def _new_pool(ctx, workers: int):
+    import concurrent.futures as cf  # noqa: PLC0415
+
+    extra = {"max_tasks_per_child": FILES_PER_WORKER} if sys.version_info >= (3, 11) else {}
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, **extra)
 
 
 def read_documents(paths: str | os.PathLike | Sequence[str | os.PathLike], *, workers: int | None = None,
