@@ -333,3 +333,14 @@ def test_train_embeddings_bounds_memory_with_gradcache_off_gpu(tmp_path):
     assert type(default).__name__ == "CachedMultipleNegativesRankingLoss" and default.mini_batch_size <= 8
     assert type(_contrastive_loss(model, FinetuneOptions(cached=False), "cpc")).__name__ == \
         "MultipleNegativesRankingLoss"
+
+
+def test_bench_says_how_long_is_left():
+    from patentcpc.bench import BenchConfig, run_bench
+
+    lines: list[str] = []
+    run_bench(BenchConfig(arch="modernbert-tiny", n_docs=8, batch_size=4, repeats=2, max_length=32, n_labels=4),
+              log=lines.append)
+    timed = [line for line in lines if line.startswith("rep ")]
+    assert len(timed) == 4 and all("left)" in line for line in timed[:-1]) and "left" not in timed[-1]
+    assert "timed runs" in lines[0]

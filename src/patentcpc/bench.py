@@ -183,6 +183,8 @@ def _run_bench(cfg: BenchConfig, log, onnx_folder: str | None) -> dict:
 
     # warm-up (allocator, thread pools, lazy inits; compiles when --compile), not timed
     warm = texts[: min(len(texts), cfg.batch_size)]
+    if log is not None:
+        log(f"{len(texts)} documents, {n_tokens} tokens; {cfg.repeats} timed runs of each path after a warm-up")
     naive_logits(model, warm, cfg.batch_size)
     ours_fn(warm)
 
@@ -201,7 +203,10 @@ def _run_bench(cfg: BenchConfig, log, onnx_folder: str | None) -> dict:
             _sync(model)
             times[which].append(time.perf_counter() - t0)
             if log is not None:
-                log(f"rep {rep + 1}/{cfg.repeats} {which}: {times[which][-1]:.2f} s")
+                done = [t for ts in times.values() for t in ts]
+                left = 2 * cfg.repeats - len(done)  # each remaining run costs about the mean run so far
+                eta = f" (about {_duration(left * statistics.fmean(done))} left)" if left else ""
+                log(f"rep {rep + 1}/{cfg.repeats} {which}: {times[which][-1]:.2f} s{eta}")
 
     t_naive, t_ours = statistics.median(times["naive"]), statistics.median(times["ours"])
     # paired ratios (each naive run against the ours run next to it): robust to drifting load
@@ -235,6 +240,10 @@ def _run_bench(cfg: BenchConfig, log, onnx_folder: str | None) -> dict:
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
                     "load_avg_1m_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)]},
     }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _sync(model) -> None:
