@@ -249,7 +249,7 @@ def test_min_df_above_the_document_count(tmp_path, cli, tiny, learner):
     """A value only the data can refute (scikit-learn's vectorizer error) is still the option's fault."""
     _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", "--set",
                         f"linear.learner={learner}", "--set", "linear.min_df=1000000000"), "linear.min_df=1000000000",
-                    "24 training documents")
+                    "training documents")
     assert not (tmp_path / "m").exists()
 
 
