@@ -13,7 +13,7 @@
 and the problems are recorded in its manifest, ``extra["guard"]``).
 
 :class:`Phases` times the named steps after the optimizer steps (probe, re-fit, calibration,
-thresholds, saving), prints each one's name and time on stderr, and keeps them for the end report.
+thresholds, saving), prints each one's name and time on stdout, and keeps them for the end report.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def _show() -> bool:
 
 class Phases:
     """Named, timed steps of a run: ``with phases("calibration"): ...`` prints ``calibration…`` and
-    ``calibration: 1.2 s`` on stderr (unless ``PATENTCPC_PROGRESS=0``) and keeps the time."""
+    ``calibration: 1.2 s`` on stdout (unless ``PATENTCPC_PROGRESS=0``; stderr is kept for the one
+    line of an error) and keeps the time."""
 
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
@@ -118,7 +119,7 @@ class Phases:
     @contextmanager
     def __call__(self, name: str):
         if _show():
-            print(f"{name}…", file=sys.stderr, flush=True)
+            print(f"{name}…", flush=True)
         start = time.perf_counter()
         try:
             yield
@@ -126,7 +127,7 @@ class Phases:
             dt = time.perf_counter() - start
             self.times[name] = round(self.times.get(name, 0.0) + dt, 3)
             if _show():
-                print(f"{name}: {dt:.1f} s", file=sys.stderr, flush=True)
+                print(f"{name}: {dt:.1f} s", flush=True)
 
     def report(self) -> str:
         return ", ".join(f"{k} {v:.1f} s" for k, v in self.times.items())

@@ -39,7 +39,6 @@ import dataclasses
 import logging
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -447,7 +446,7 @@ class Trainer:
                     log.warning("%s undone: validation f1@1 %.4f -> %.4f", name, f1, new_f1)
                     if _show_phases():
                         print(f"{name} undone: it lowered validation f1@1 from {f1:.4f} to {new_f1:.4f}",
-                              file=sys.stderr, flush=True)
+                              flush=True)
                     model.load_network_state(saved)
                 del saved
         return scores
