@@ -190,6 +190,8 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
         layout, keys, template, sim = analyse(page)
         if template != "not-front-page":
             again = extract(page, layout, keys, template, sim, use=opts.features)
+            vocab = set(re.findall(r"[a-z]+", " ".join(x["abstract"] or "" for x in (again, fields)).lower()))
+            again["title"] = R.fuse_words(again.get("title"), fields.get("title"), vocab)
             for k, v in fields.items():
                 if again.get(k) in (None, [], "") and k != "evidence":
                     again[k] = v

@@ -303,6 +303,7 @@ def first_name(entry: str) -> str | None:
         else:
             break
     name = re.sub(r"\s*\(\s*[A-Z]{2}\s*\)\s*$", "", name).strip(" ;:,")
+    name = re.sub(r"^[\d\W_]{1,2}\s+(?=\w)", "", name)  # a stray mark left of the name ("1 KHS ...")
     last = name.rsplit(" ", 1)[-1].rsplit(",", 1)[-1].strip()
     if name.endswith(".") and not (_SUFFIX.match(last) or re.fullmatch(r"[A-Z]\.", last)):
         name = name.rstrip(".")
@@ -343,4 +344,21 @@ def split_run_together(title: str, vocabulary: set[str]) -> str:
                 a, _b = max(good, key=lambda ab: (min(len(ab[0]), len(ab[1])), len(ab[0])))
                 tok = tok.replace(core, core[:len(a)] + " " + core[len(a):])
         out.append(tok)
+    return " ".join(out)
+
+
+def fuse_words(ocr: str | None, layer: str | None, vocabulary: set[str]) -> str | None:
+    """Two readings of one value (OCR and the PDF's text layer) word by word: where they differ, the
+    word the document uses elsewhere (its abstract) wins, else the OCR's."""
+    if not ocr or not layer:
+        return ocr or layer
+    a, b = ocr.split(" "), layer.split(" ")
+    if len(a) != len(b):
+        return ocr
+    out = []
+    for x, y in zip(a, b, strict=True):
+        if x != y and x.lower().strip(",.;:()") not in vocabulary and y.lower().strip(",.;:()") in vocabulary:
+            out.append(y)
+        else:
+            out.append(x)
     return " ".join(out)
