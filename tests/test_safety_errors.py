@@ -431,3 +431,51 @@ def test_an_unexpected_error_names_the_input(tmp_path, cli, tiny, monkeypatch):
     monkeypatch.setattr(data, "compute_stats", boom)
     line = _one_line_error(cli("data", "stats", "--data", tiny), "ZeroDivisionError: boom", code=1)
     assert str(tiny) in line
+
+
+# ----------------------------------------------------------------------------- usage and early checks
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["predict", "--bogus"], "No such option: --bogus"),
+    (["predict", "--top-k", "many", "--text", "x", "--model", "m"], "--top-k"),
+    (["nosuch"], "No such command"),
+])
+def test_usage_mistake_is_one_line(cli, args, needle):
+    line = _one_line_error(cli(*args), needle)
+    assert "--help" in line  # where to look, on the same line
+
+
+def test_train_without_data_says_so_before_any_hub_look_up(cli, monkeypatch):
+    import patentcpc.hub as hub
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked before the missing --data was reported")
+
+    monkeypatch.setattr(hub, "check_hub", no_hub)
+    _one_line_error(cli("train", "--output", "m"), "--data is required")
+    _one_line_error(cli("train", "--model", "someone/some-encoder", "--output", "m"), "--data is required")
+
+
+def test_a_hub_id_is_looked_up_once_and_fails_fast(cli, monkeypatch, tmp_path):
+    """Deciding encoder or decoder asks the hub once (short timeout, no retries) and an unreachable
+    hub is one line with a hint, not a minute of retries repeated three times."""
+    import patentcpc.hub as hub
+    from patentcpc.errors import ModelError
+    from patentcpc.training import _encoder_or_decoder
+
+    _encoder_or_decoder.cache_clear()
+    calls = []
+
+    def unreachable(repo_id, repo_type="model"):
+        calls.append(repo_id)
+        raise ModelError(f"{repo_id}: no such local folder; as a Hugging Face Hub id: the Hugging Face Hub "
+                         "cannot be reached; use a local folder, or set HF_HUB_OFFLINE=1")
+
+    monkeypatch.setattr(hub, "check_hub", unreachable)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in TINY_DOCS), encoding="utf-8")
+    _one_line_error(cli("train", "--model", "someone/some-encoder", "--data", data, "--output", "m"),
+                    "someone/some-encoder", "HF_HUB_OFFLINE")
+    assert calls == ["someone/some-encoder"]
+    _encoder_or_decoder.cache_clear()

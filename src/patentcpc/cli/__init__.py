@@ -41,6 +41,11 @@ COMMAND_MODULES = ("data", "train", "evaluate", "predict", "cpc", "quickstart", 
 for _name in COMMAND_MODULES:
     __import__(f"patentcpc.cli.{_name}")
 
+# every command's outputs go through one guard (patentcpc.io.guard_outputs), from one table
+from patentcpc.cli.outputs import install as _install_output_guard  # noqa: E402
+
+_install_output_guard(app)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -336,6 +341,13 @@ def _run(argv: list[str], debug: bool) -> int:
     return rv
 
 
+def _is_usage_mistake(exc: Exception) -> bool:
+    """A click usage error (unknown option, bad value, missing argument), not a request for help.
+    By class name: typer vendors its own click (``typer._click``), older typers use click itself."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return "UsageError" in names and "NoArgsIsHelpError" not in names and hasattr(exc, "format_message")
+
+
 def _run_command(argv: list[str], debug: bool) -> int:
     from patentcpc.errors import PatentCPCError  # noqa: PLC0415
 
@@ -347,7 +359,11 @@ def _run_command(argv: list[str], debug: bool) -> int:
         if debug:
             traceback.print_exc()
         show = getattr(exc, "show", None)
-        if show is not None:
+        if _is_usage_mistake(exc):  # one line, like every other error: what is wrong, where to look
+            path = exc.ctx.command_path if exc.ctx is not None else "patentcpc"
+            console.print(f"error: {' '.join(exc.format_message().split())} (see '{path} --help')",
+                          highlight=False, markup=False, soft_wrap=True)
+        elif show is not None:
             show()
         else:
             console.print(f"error: {exc}", highlight=False, markup=False)

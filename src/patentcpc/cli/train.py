@@ -19,6 +19,7 @@ from patentcpc.cli.options import (
     print_metrics,
     warn,
 )
+from patentcpc.errors import ConfigError
 
 
 @app.command()
@@ -66,9 +67,12 @@ def train(
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
     cfg = resolve(TrainConfig, config, cli, set_)
-    from patentcpc.training import training_kind  # noqa: PLC0415
+    from patentcpc.training import DATA_FREE_MODELS, training_kind  # noqa: PLC0415
 
-    kind = {"linear": "linear", "scheme": "linear"}.get(training_kind(cfg), training_kind(cfg))
+    if data is None and cfg.model not in DATA_FREE_MODELS:  # before any model or hub look-up
+        raise ConfigError(f"--data is required to train {cfg.model}")
+    kind = training_kind(cfg)
+    kind = {"scheme": "linear"}.get(kind, kind)
     check_train_output(output, kind, resume, overwrite,
                         [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
     if kind == "linear":  # seconds to minutes, no progress bar of its own

@@ -104,6 +104,9 @@ def is_decoder_spec(spec: str | None) -> bool:
                 return False
     if folder.exists() or spec.count("/") != 1:
         return False
+    from patentcpc.hub import check_hub  # noqa: PLC0415
+
+    check_hub(spec)  # an unreachable hub: one line with a hint in seconds, not a minute of retries
     try:
         from transformers import AutoConfig  # noqa: PLC0415
 

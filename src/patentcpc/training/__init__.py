@@ -14,6 +14,7 @@ checkpoints, logs), :mod:`~patentcpc.training.ensemble`, :mod:`~patentcpc.traini
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from patentcpc.results import TrainResult
 # cfg.model -> model kind; any other name is a transformer (hub id or folder)
 MODEL_NAMES: dict[str, str] = {"tfidf": "linear", "scheme": "scheme", "ensemble": "ensemble", "router": "router"}
 LINEAR_MODELS = ("tfidf", "scheme")
+# models trained without labelled --data (the cold-start model learns from the IPC scheme's text)
+DATA_FREE_MODELS = ("scheme",)
 # model kind -> "module:function" of its trainer, all called as (cfg, data, eval_data, output, **kwargs)
 TRAINERS: dict[str, str] = {
     "linear": "patentcpc.training.linear:train_linear",
@@ -43,13 +46,18 @@ __all__ = ["LINEAR_MODELS", "MODEL_NAMES", "TRAINERS", "TrainResult", "evaluate_
 
 def training_kind(cfg: TrainConfig) -> str:
     """The model kind ``cfg.model`` trains: a named kind, else ``causal_lm`` for a decoder (an LLM
-    ``--arch`` preset or a decoder-only hub id/folder), else ``transformer``."""
+    ``--arch`` preset or a decoder-only hub id/folder), else ``transformer``. Decided once per
+    (model, arch): a hub id is looked up at most once per process."""
     if cfg.model in MODEL_NAMES:
         return MODEL_NAMES[cfg.model]
+    return _encoder_or_decoder(cfg.model, cfg.transformer.arch)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_or_decoder(model: str | None, arch: str | None) -> str:
     from patentcpc.models.causal_lm import LLM_ARCH_PRESETS, is_decoder_spec  # noqa: PLC0415
 
-    arch = cfg.transformer.arch
-    if (arch in LLM_ARCH_PRESETS) if arch else (cfg.model in LLM_ARCH_PRESETS or is_decoder_spec(cfg.model)):
+    if (arch in LLM_ARCH_PRESETS) if arch else (model in LLM_ARCH_PRESETS or is_decoder_spec(model)):
         return "causal_lm"
     return "transformer"
 
