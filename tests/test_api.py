@@ -24,7 +24,7 @@ def trained(tiny_jsonl, tmp_path):
 def test_all_is_pinned():
     assert sorted(patentcpc.__all__) == sorted([
         "CPCModel", "ConfigError", "DataError", "ModelError", "PatentCPCError", "Prediction", "TrainConfig",
-        "__version__", "evaluate", "load_model", "train"])
+        "__version__", "evaluate", "load_model", "read_documents", "train"])
     for name in patentcpc.__all__:
         assert getattr(patentcpc, name) is not None
     with pytest.raises(AttributeError):
