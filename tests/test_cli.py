@@ -123,7 +123,7 @@ def test_data_stats_writes_plots_and_json(tiny_jsonl, tmp_path):
 def test_skipped_rows_are_reported(tmp_path):
     f = tmp_path / "bad.csv"
     f.write_text("text,cpc_ids\nhello,H04L\n,H04L\nplough,A01B\nx,NOPE\n")
-    res = runner.invoke(app, ["data", "stats", "--data", str(f), "--plots-dir", str(tmp_path), "--json",
+    res = runner.invoke(app, ["data", "stats", "--data", str(f), "--plots-dir", str(tmp_path / "plots"), "--json",
                               "--on-bad-row", "skip"])
     assert res.exit_code == 0, res.output
     assert "skipped 2 bad row(s)" in res.stderr and "row 2" in res.stderr

@@ -18,25 +18,38 @@ every output folder, except finished model folders, which their ``manifest.json`
 unfinished transformer run, before its manifest exists, carries the marker). It never writes
 its output over one of its own inputs (paths compared after resolving links). Anything else is an
 :class:`OutputError` (one line, exit 2 in the CLI) before any work is done.
+
+One place for every command: a command declares each path it writes as an :class:`OutputSpec`
+and runs inside :func:`guard_outputs` (the :func:`writes` decorator; the CLI applies it to every
+command from one table, :mod:`patentcpc.cli.outputs`). The guard checks every output against the
+rules above and against every other path the command was given, before any work; and when the
+command fails or is interrupted, it removes what the command had put at an output path that did
+not exist (or was an empty folder) before, so an error or Ctrl-C leaves nothing there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from patentcpc.errors import ConfigError
 
 MARKER = ".patentcpc.json"
-ARTIFACT_KINDS = ("model", "tokenizer", "encoder", "index", "splits", "export", "embeddings", "benchmark")
+ARTIFACT_KINDS = ("model", "tokenizer", "encoder", "index", "splits", "export", "embeddings", "benchmark", "plots",
+                  "synth-audit", "synth-experiment")
 _LEGACY = {"model": "manifest.json", "index": "index.json"}  # folders written before the marker existed
 _SELF_MARKED = ("model",)  # a finished model folder is marked by its own manifest.json
 
@@ -47,14 +60,23 @@ class OutputError(ConfigError):
 
 # ----------------------------------------------------------------------------- atomic writers
 
+#: Output folders this process made or marked (atomic_dir, prepare_output_dir): a command that fails
+#: may remove them if they were not there (or empty) before it.
+_MADE: set[Path] = set()
+
 #: Set by the CLI's SIGINT handler. Once set, no atomic writer commits (it raises KeyboardInterrupt
 #: instead), so an interrupt that a library swallowed still leaves nothing at the final path.
 INTERRUPTED = threading.Event()
 
 
-def _commit_point() -> None:
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed (even if a library swallowed it): for long loops."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+
+
+def _commit_point() -> None:
+    check_interrupted()
 
 
 def _umask() -> int:
@@ -153,6 +175,7 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None) -> Iterator[Pat
             check_output_dir(path, kind)
         _commit_point()
         _replace_dir(tmp, path)
+        _MADE.add(_real(path))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -220,19 +243,42 @@ def _is_non_empty_dir(path: Path) -> bool:
         return any(True for _ in it)
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
 def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
-                    option: str = "--output", folder: bool = False) -> None:
-    """Refuse an output that is one of the inputs (after resolving links), or, for an output
-    ``folder`` (which gets replaced), one that contains an input."""
+                    option: str = "--output", folder: bool = False, within: bool = False) -> None:
+    """Refuse an output that is one of the inputs (after resolving links; a hard link to it too), or,
+    for an output ``folder`` (which gets replaced), one that contains an input; ``within``: also an
+    existing file inside an input folder (a file of a model, an index or a dataset folder)."""
     real = _real(output)
+    st = _stat(real)
     for inp in inputs:
         if inp is None or str(inp) == "" or not os.path.lexists(os.path.expanduser(os.fspath(inp))):
             continue  # not a local path (a hub id, a model name): nothing to overwrite
         ri = _real(inp)
-        if ri == real:
+        same = st is not None and not folder and (sti := _stat(ri)) is not None and \
+            (sti.st_dev, sti.st_ino) == (st.st_dev, st.st_ino)
+        if ri == real or same:
             raise OutputError(f"{output}: {option} is the input {inp}; patentcpc never writes over its input")
         if folder and real in ri.parents:
             raise OutputError(f"{output}: {option} holds the input {inp}; choose another {option}")
+        if within and st is not None and ri in real.parents and ri.is_dir():
+            raise OutputError(f"{output}: {option} is a file of the input folder {inp}; patentcpc never writes "
+                              "over its input")
+
+
+def _check_parents(path: Path, option: str) -> None:
+    """Refuse an output under an existing file (it could never be written)."""
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise OutputError(f"{path}: {option} is under {parent}, which is not a folder")
+            return
 
 
 def check_output_dir(path: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike | None] = (),
@@ -243,6 +289,7 @@ def check_output_dir(path: str | os.PathLike, kind: str, inputs: Iterable[str | 
     path = Path(path)
     check_not_input(path, inputs, option, folder=True)
     if not (path.exists() or path.is_symlink()):
+        _check_parents(path, option)
         return path
     if path.is_symlink() and not path.exists():
         raise OutputError(f"{path}: {option} is a dangling link; choose another {option}")
@@ -260,13 +307,15 @@ def check_output_dir(path: str | os.PathLike, kind: str, inputs: Iterable[str | 
 
 
 def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
-                      option: str = "--output") -> Path:
-    """Raise :class:`OutputError` if the output file ``path`` is an existing folder or one of
-    ``inputs`` (after resolving links). Returns ``path`` as a Path."""
+                      option: str = "--output", within: bool = True) -> Path:
+    """Raise :class:`OutputError` if the output file ``path`` is an existing folder, one of
+    ``inputs`` (after resolving links), ``within``: an existing file inside an input folder, or
+    under a file. Returns ``path`` as a Path."""
     path = Path(path)
-    check_not_input(path, inputs, option)
+    check_not_input(path, inputs, option, within=within)
     if path.is_dir():
         raise OutputError(f"{path}: {option} is a folder; give a file name")
+    _check_parents(path, option)
     return path
 
 
@@ -289,4 +338,204 @@ def prepare_output_dir(path: str | os.PathLike, kind: str, inputs: Iterable[str 
     path.mkdir(parents=True, exist_ok=True)
     if artifact_kind(path) is None or not (path / MARKER).exists():
         write_marker(path, kind)
+        _MADE.add(_real(path))  # made or marked by this process
     return path
+
+
+# ----------------------------------------------------------------------------- one guard for every command
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A path a command writes: the function parameter ``param`` (the CLI option ``option``) is a
+    ``"file"`` or a folder holding an artifact of ``kind`` (one of :data:`ARTIFACT_KINDS`).
+
+    ``training``: the training rule (:func:`check_model_output`, with the command's ``resume`` and
+    ``overwrite`` arguments); the trainer itself keeps or removes an unfinished run.
+    ``by_file``: the command writes the folder file by file (each file atomically), not as one
+    :func:`atomic_dir`: it is marked as a ``kind`` folder once the command succeeds.
+    ``in_input_folder``: the file may replace a file inside an input folder (the command checks
+    that itself: ``export onnx`` writes into its model folder)."""
+
+    param: str
+    option: str
+    kind: str = "file"
+    training: bool = False
+    by_file: bool = False
+    in_input_folder: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind != "file" and self.kind not in ARTIFACT_KINDS:
+            raise ValueError(f"OutputSpec {self.option}: unknown kind {self.kind!r}")
+
+
+_MAX_PATH = 4096
+
+
+def _input_paths(arguments: Mapping[str, Any], exclude: set[str]) -> list[str]:
+    """Every argument that may name a local path (strings and paths, in lists too, and each item
+    of a comma-separated list): the inputs no output may be, or hold."""
+    found: list[str] = []
+
+    def add(value: Any) -> None:
+        if isinstance(value, str | os.PathLike):
+            text = os.fspath(value)
+            if isinstance(text, str) and 0 < len(text) <= _MAX_PATH and "\0" not in text:
+                found.append(text)
+                if "," in text:
+                    found.extend(part.strip() for part in text.split(",") if part.strip())
+        elif isinstance(value, list | tuple):
+            for item in value:
+                add(item)
+
+    for name, value in arguments.items():
+        if name not in exclude:
+            add(value)
+    return found
+
+
+def _given(value: Any) -> bool:
+    return value is not None and os.fspath(value) != ""
+
+
+def check_outputs(specs: Iterable[OutputSpec], arguments: Mapping[str, Any]) -> list[tuple[OutputSpec, Path]]:
+    """Apply the output rules to every output in ``arguments`` (a command's arguments by parameter
+    name): each against every other path argument (its inputs), and the outputs against each other.
+    Returns the outputs given, as (spec, path)."""
+    specs = list(specs)
+    given = [(s, Path(arguments[s.param])) for s in specs if _given(arguments.get(s.param))]
+    inputs = _input_paths(arguments, {s.param for s in specs})
+    for (a, pa), (b, pb) in itertools.combinations(given, 2):
+        if _real(pa) == _real(pb):
+            raise OutputError(f"{pa}: {a.option} and {b.option} are the same path; give each its own")
+    for spec, path in given:
+        if spec.kind == "file":
+            check_output_file(path, inputs, spec.option, within=not spec.in_input_folder)
+        elif spec.training:
+            check_model_output(path, inputs, resume=bool(arguments.get("resume")),
+                               overwrite=bool(arguments.get("overwrite")), option=spec.option)
+        else:
+            check_output_dir(path, spec.kind, inputs, spec.option)
+    return given
+
+
+@dataclass
+class _Before:
+    """What was at an output path before the command (to undo exactly what it added)."""
+
+    path: Path
+    existed: bool
+    empty_dir: bool
+    first_new: Path | None  # the outermost folder above ``path`` that the command may create
+
+
+def _before(path: Path) -> _Before:
+    path = Path(os.path.abspath(path))
+    if os.path.lexists(path):
+        empty = path.is_dir() and not path.is_symlink() and not _is_non_empty_dir(path)
+        return _Before(path, True, empty, None)
+    first_new = None
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            break
+        first_new = parent
+    return _Before(path, False, False, first_new)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.exists():
+        return  # not ours to follow
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _unlink_quietly(path)
+
+
+def _ours(folder: Path) -> bool:
+    """A folder this process made, or one nobody has marked yet (a command's files in the making); not
+    a folder another process has made and marked meanwhile."""
+    return _real(folder) in _MADE or artifact_kind(folder) is None
+
+
+def _undo(state: _Before, folder: bool) -> None:
+    """Remove what a failed command put at an output path that held nothing (or, a folder output,
+    an empty folder) before."""
+    path = state.path
+    real_dir = path.is_dir() and not path.is_symlink()
+    if state.existed:
+        if state.empty_dir and folder and real_dir and _ours(path):
+            for child in list(path.iterdir()):
+                _remove(child)
+        return
+    if (real_dir and _ours(path)) if folder else (path.is_file() and not path.is_symlink()):
+        _remove(path)
+    parent = path.parent
+    while state.first_new is not None and parent != state.first_new.parent:  # folders made for it, if empty
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+        parent = parent.parent
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Hold off Ctrl-C while cleaning up (a second one must not leave half of it)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _succeeded(exc: BaseException) -> bool:
+    """An exception that ends a command successfully (``sys.exit(0)``, ``typer.Exit()``)."""
+    if isinstance(exc, SystemExit):
+        return exc.code in (0, None)
+    return type(exc).__name__ == "Exit" and getattr(exc, "exit_code", 1) == 0
+
+
+@contextlib.contextmanager
+def guard_outputs(specs: Iterable[OutputSpec], arguments: Mapping[str, Any]) -> Iterator[None]:
+    """Check every output (:func:`check_outputs`) before the work. If the block fails or is
+    interrupted, remove what it put at an output path that held nothing (or an empty folder)
+    before; if it succeeds, mark the folders written file by file."""
+    given = check_outputs(specs, arguments)
+    states = [(spec, _before(path)) for spec, path in given if not spec.training]
+    try:
+        yield
+        for spec, path in given:
+            if spec.by_file and path.is_dir() and not path.is_symlink() and not (path / MARKER).exists():
+                write_marker(path, spec.kind)
+    except BaseException as exc:
+        if not _succeeded(exc):
+            with _no_interrupts():
+                for spec, state in states:
+                    _undo(state, folder=spec.kind != "file")
+        raise
+
+
+def writes(*specs: OutputSpec) -> Callable[[Callable], Callable]:
+    """Decorate a function (a CLI command) whose arguments name the outputs ``specs``: every call
+    runs inside :func:`guard_outputs`. The wrapper keeps the signature (``__wrapped__``) and lists
+    its outputs in ``__patentcpc_outputs__``."""
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+        missing = [s.param for s in specs if s.param not in signature.parameters]
+        if missing:
+            raise ValueError(f"{fn.__qualname__}: no parameter {', '.join(missing)}")
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with guard_outputs(specs, bound.arguments):
+                return fn(*args, **kwargs)
+
+        guarded.__patentcpc_outputs__ = tuple(specs)  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate

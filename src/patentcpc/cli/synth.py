@@ -47,19 +47,21 @@ def _fields(fields: str) -> tuple[str, ...]:
     return tuple(f.strip() for f in fields.split(",") if f.strip())
 
 
-def _check_output_file(path: Path) -> None:
-    """Refuse to overwrite a file that is not a synthetic file patentcpc wrote."""
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
+def _check_output_file(path: Path, option: str = "--output") -> None:
+    """Beyond the output guard every command goes through (patentcpc.cli.outputs: never a folder, never
+    one of the inputs): an existing file is replaced only if it is synthetic data patentcpc wrote."""
+    from patentcpc.io import OutputError  # noqa: PLC0415
 
-    if not path.exists():
+    if not path.is_file():
         return
     try:
         with open(path, encoding="utf-8") as fh:
-            head = fh.readline()
+            head = fh.readline(65536)
     except (OSError, UnicodeDecodeError):
         head = ""
     if not ("source_label" in head and "synthetic" in head):
-        raise ConfigError(f"{path}: exists and is not a synthetic-data file written by patentcpc; not overwriting")
+        raise OutputError(f"{path}: {option} exists and is not a synthetic-data file written by patentcpc; "
+                          "not overwriting it")
 
 
 def _generator(generator, hf_model, base_url, api_model, concurrency, rate_limit, timeout, max_retries, backoff,
@@ -125,11 +127,11 @@ def audit(
     from patentcpc.synth.audit import AuditOptions, audit_rows, write_report  # noqa: PLC0415
     from patentcpc.synth.generators import read_rows, write_rows  # noqa: PLC0415
 
+    if filtered is not None:
+        _check_output_file(filtered, "--filtered")
     real, cfg = _load(data, text_fields, label_field, id_field, level, on_bad_row, split)
     ev = load_data(eval_data, **cfg.load_kwargs()) if eval_data else None
     rows = read_rows(synthetic)
-    if filtered is not None:
-        _check_output_file(filtered)
     with console.status("auditing…"):
         report, kept = audit_rows(rows, real.texts, real.labels, ev.texts if ev else None,
                                   AuditOptions(near_threshold=near_threshold, embedder=embedder))

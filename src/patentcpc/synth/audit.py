@@ -301,12 +301,21 @@ def report_markdown(report: dict, top: int = 25) -> str:
 
 
 def write_report(report: dict, out_dir: str | os.PathLike, stem: str = "audit") -> list[Path]:
-    """``<stem>.json``, ``<stem>.md`` and plots in ``out_dir`` (atomic writes)."""
+    """The folder ``out_dir``: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``, all appearing at once
+    (:func:`patentcpc.io.atomic_dir`); only a new or empty folder, or an earlier audit, is replaced.
+    Returns the files' final paths."""
+    from patentcpc.io import atomic_dir  # noqa: PLC0415
+
+    final = Path(out_dir)
+    with atomic_dir(final, kind="synth-audit") as tmp:
+        names = [p.name for p in _write_report_files(report, tmp, stem)]
+    return [final / name for name in names]
+
+
+def _write_report_files(report: dict, out: Path, stem: str) -> list[Path]:
     from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
     from patentcpc.plots import _plt, _save  # noqa: PLC0415
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / f"{stem}.md", report_markdown(report))
     paths = [out / f"{stem}.json", out / f"{stem}.md"]

@@ -163,6 +163,7 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     the first seed's ``audit/`` to ``output``; return the results."""
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
     from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.io import atomic_dir, check_interrupted, check_output_dir  # noqa: PLC0415
     from patentcpc.synth.audit import AuditOptions, audit_rows, write_report  # noqa: PLC0415
     from patentcpc.synth.generators import GenerateOptions, generate_synthetic, label_infos  # noqa: PLC0415
     from patentcpc.training import LINEAR_MODELS  # noqa: PLC0415
@@ -180,6 +181,8 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
         raise ConfigError(f"transformer.arch '{cfg0.transformer.arch}' is a transformer preset and --model "
                           f"'{cfg0.model}' a linear kind: give one of them")
     loss_kind = cfg0.model not in LINEAR_MODELS
+    # before the work: only a new or empty folder, or an earlier experiment, is replaced
+    final = check_output_dir(output, "synth-experiment", [train_source, eval_source, o.config_file])
     dk = dict(data_kwargs or cfg0.data.load_kwargs())
     train = load_data(train_source, **dk)
     ev = load_data(eval_source, **dk)
@@ -197,92 +200,95 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     fields = ("title",) if train.text_fields == ["text"] or "abstract" not in train.text_fields else gen_opts.fields
     infos = label_infos(sorted(counts)) if gen_opts.generator != "recombine" or gen_opts.mask_labels else {}
 
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out, prefix=".synth-work-"))
-    runs: dict[str, list[dict]] = {}
-    per_label_f1: dict[str, list[dict[str, float]]] = {}
-    mmd_by_seed: list[dict[str, float]] = []
-    pool_info: list[dict] = []
-    skipped = []
-    if not loss_kind:
-        skipped = [{"name": "focal", "reason": f"model kind '{cfg0.model}' does not train with a loss"},
-                   {"name": "curriculum", "reason": f"model kind '{cfg0.model}' trains on the whole set at once: "
-                                                    "order cannot matter"}]
-    try:
-        for s in range(o.seeds):
-            seed = cfg0.seed + s
-            cfg = dataclasses.replace(cfg0, seed=seed)
-            rng = random.Random(seed)
-            say(f"seed {seed}: generating {max(budgets.values())} synthetic documents ({gen_opts.generator})")
-            g = dataclasses.replace(gen_opts, target="budget", budget=max(budgets.values()), seed=seed, fields=fields,
-                                    labels=None)
-            rows, summary = generate_synthetic(texts, labels, g, generator, infos)
-            report, kept = audit_rows(rows, texts, labels, ev_texts, aud_opts, infos or {})
-            if not o.filter_duplicates:
-                kept = rows
-            if s == 0:
-                write_report(report, out / "audit")
-            mmd_by_seed.append({c: v["mmd2"] for c, v in report["fidelity"]["per_label"].items()
-                                if v["mmd2"] is not None})
-            pool_info.append({"seed": seed, "generated": len(rows), "kept": len(kept),
-                              "duplicates": report["duplicates"], "mmd2_overall": report["fidelity"]["mmd2_overall"]})
-            pool: dict[str, list[dict]] = {}
-            for r in kept:
-                pool.setdefault(r["source_label"], []).append(r)
-            real_by: dict[str, list[int]] = {}
-            for i, ls in enumerate(labels):
-                for c in ls:
-                    real_by.setdefault(c, []).append(i)
+    # the whole output folder (the first seed's audit/, the results) appears at once, when complete:
+    # an error or Ctrl-C leaves nothing at ``output``
+    with atomic_dir(final, kind="synth-experiment") as out:
+        work = Path(tempfile.mkdtemp(dir=out, prefix=".synth-work-"))
+        runs: dict[str, list[dict]] = {}
+        per_label_f1: dict[str, list[dict[str, float]]] = {}
+        mmd_by_seed: list[dict[str, float]] = []
+        pool_info: list[dict] = []
+        skipped = []
+        if not loss_kind:
+            skipped = [{"name": "focal", "reason": f"model kind '{cfg0.model}' does not train with a loss"},
+                       {"name": "curriculum", "reason": f"model kind '{cfg0.model}' trains on the whole set at once: "
+                                                        "order cannot matter"}]
+        try:
+            for s in range(o.seeds):
+                seed = cfg0.seed + s
+                cfg = dataclasses.replace(cfg0, seed=seed)
+                rng = random.Random(seed)
+                say(f"seed {seed}: generating {max(budgets.values())} synthetic documents ({gen_opts.generator})")
+                g = dataclasses.replace(gen_opts, target="budget", budget=max(budgets.values()), seed=seed,
+                                        fields=fields, labels=None)
+                rows, summary = generate_synthetic(texts, labels, g, generator, infos)
+                report, kept = audit_rows(rows, texts, labels, ev_texts, aud_opts, infos or {})
+                if not o.filter_duplicates:
+                    kept = rows
+                if s == 0:
+                    write_report(report, out / "audit")
+                mmd_by_seed.append({c: v["mmd2"] for c, v in report["fidelity"]["per_label"].items()
+                                    if v["mmd2"] is not None})
+                pool_info.append({"seed": seed, "generated": len(rows), "kept": len(kept),
+                                  "duplicates": report["duplicates"],
+                                  "mmd2_overall": report["fidelity"]["mmd2_overall"]})
+                pool: dict[str, list[dict]] = {}
+                for r in kept:
+                    pool.setdefault(r["source_label"], []).append(r)
+                real_by: dict[str, list[int]] = {}
+                for i, ls in enumerate(labels):
+                    for c in ls:
+                        real_by.setdefault(c, []).append(i)
 
-            def record(name: str, model, seed=seed) -> None:
-                metrics, pl = evaluate_arm(model, ev_texts, ev_labels, rare, level)
-                loss = ((getattr(model.manifest, "config", None) or {}).get("transformer") or {}).get("loss") \
-                    if loss_kind else None  # the loss the trained model's resolved config records
-                runs.setdefault(name, []).append({"seed": seed, **metrics, "loss": loss})
-                per_label_f1.setdefault(name, []).append(pl)
-                say(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                def record(name: str, model, seed=seed) -> None:
+                    check_interrupted()  # Ctrl-C that a library swallowed: stop before the next arm
+                    metrics, pl = evaluate_arm(model, ev_texts, ev_labels, rare, level)
+                    loss = ((getattr(model.manifest, "config", None) or {}).get("transformer") or {}).get("loss") \
+                        if loss_kind else None  # the loss the trained model's resolved config records
+                    runs.setdefault(name, []).append({"seed": seed, **metrics, "loss": loss})
+                    per_label_f1.setdefault(name, []).append(pl)
+                    say(f"seed {seed} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-            record("real-only", train_arm(cfg, texts, labels, work, f"s{seed}-real", eval_source))
-            if loss_kind:
-                focal = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, loss="focal"))
-                record("focal", train_arm(focal, texts, labels, work, f"s{seed}-focal", eval_source))
-            from patentcpc.synth.generators import plan_targets  # noqa: PLC0415
+                record("real-only", train_arm(cfg, texts, labels, work, f"s{seed}-real", eval_source))
+                if loss_kind:
+                    focal = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, loss="focal"))
+                    record("focal", train_arm(focal, texts, labels, work, f"s{seed}-focal", eval_source))
+                from patentcpc.synth.generators import plan_targets  # noqa: PLC0415
 
-            for p in shares:
-                alloc = plan_targets(counts, "budget", budget=budgets[p])
-                syn = [r for c in sorted(alloc) for r in pool.get(c, [])[: alloc[c]]]
-                syn_t, syn_l = [r["text"] for r in syn], [[r["source_label"]] for r in syn]
-                dup_idx = [rng.choice(real_by[r["source_label"]]) for r in syn]
-                tag = _share_name(p)
-                d_t = texts + [texts[i] for i in dup_idx]
-                d_l = labels + [labels[i] for i in dup_idx]
-                order = list(range(len(d_t)))
-                rng.shuffle(order)
-                record(f"duplicate-to-match@{tag}", train_arm(cfg, [d_t[i] for i in order], [d_l[i] for i in order],
-                                                              work, f"s{seed}-dup{tag}", eval_source))
-                m_t, m_l = texts + syn_t, labels + syn_l
-                order = list(range(len(m_t)))
-                rng.shuffle(order)
-                record(f"mix@{tag}", train_arm(cfg, [m_t[i] for i in order], [m_l[i] for i in order], work,
-                                               f"s{seed}-mix{tag}", eval_source))
-                if loss_kind and syn:
-                    record(f"curriculum@{tag}", _curriculum(cfg, syn_t, syn_l, texts, labels, work,
-                                                            f"s{seed}-cur{tag}", eval_source))
-                runs[f"mix@{tag}"][-1]["n_synthetic"] = len(syn)
-    finally:
-        if not o.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+                for p in shares:
+                    alloc = plan_targets(counts, "budget", budget=budgets[p])
+                    syn = [r for c in sorted(alloc) for r in pool.get(c, [])[: alloc[c]]]
+                    syn_t, syn_l = [r["text"] for r in syn], [[r["source_label"]] for r in syn]
+                    dup_idx = [rng.choice(real_by[r["source_label"]]) for r in syn]
+                    tag = _share_name(p)
+                    d_t = texts + [texts[i] for i in dup_idx]
+                    d_l = labels + [labels[i] for i in dup_idx]
+                    order = list(range(len(d_t)))
+                    rng.shuffle(order)
+                    record(f"duplicate-to-match@{tag}", train_arm(cfg, [d_t[i] for i in order], [d_l[i] for i in order],
+                                                                  work, f"s{seed}-dup{tag}", eval_source))
+                    m_t, m_l = texts + syn_t, labels + syn_l
+                    order = list(range(len(m_t)))
+                    rng.shuffle(order)
+                    record(f"mix@{tag}", train_arm(cfg, [m_t[i] for i in order], [m_l[i] for i in order], work,
+                                                   f"s{seed}-mix{tag}", eval_source))
+                    if loss_kind and syn:
+                        record(f"curriculum@{tag}", _curriculum(cfg, syn_t, syn_l, texts, labels, work,
+                                                                f"s{seed}-cur{tag}", eval_source))
+                    runs[f"mix@{tag}"][-1]["n_synthetic"] = len(syn)
+        finally:
+            if not o.keep_work:
+                shutil.rmtree(work, ignore_errors=True)
 
-    results = summarize(runs, per_label_f1, mmd_by_seed, shares, loss_kind)
-    results.update({"model": cfg0.model, "generator": gen_opts.generator, "strategy": gen_opts.strategy,
-                    "train": str(train_source), "eval": str(eval_source), "n_real": n_real,
-                    "n_eval": len(ev_texts), "n_labels": len(counts), "n_rare_labels": len(rare),
-                    "n_rare_labels_in_eval": len(rare & {c for ls in ev_labels for c in ls}),
-                    "rare_max": o.rare_max, "seeds": [cfg0.seed + s for s in range(o.seeds)],
-                    "synthetic_budgets": {_share_name(p): budgets[p] for p in shares},
-                    "pools": pool_info, "skipped_arms": skipped, "filter_duplicates": o.filter_duplicates})
-    write_results(results, out)
+        results = summarize(runs, per_label_f1, mmd_by_seed, shares, loss_kind)
+        results.update({"model": cfg0.model, "generator": gen_opts.generator, "strategy": gen_opts.strategy,
+                        "train": str(train_source), "eval": str(eval_source), "n_real": n_real,
+                        "n_eval": len(ev_texts), "n_labels": len(counts), "n_rare_labels": len(rare),
+                        "n_rare_labels_in_eval": len(rare & {c for ls in ev_labels for c in ls}),
+                        "rare_max": o.rare_max, "seeds": [cfg0.seed + s for s in range(o.seeds)],
+                        "synthetic_budgets": {_share_name(p): budgets[p] for p in shares},
+                        "pools": pool_info, "skipped_arms": skipped, "filter_duplicates": o.filter_duplicates})
+        write_results(results, out)
     return results
 
 

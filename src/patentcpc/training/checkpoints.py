@@ -4,13 +4,26 @@ their ``COMMITTED`` markers, ``--resume``, the JSON-lines metrics log, and the f
 Checkpoints live in ``<output>/checkpoints/checkpoint-<step>``; a checkpoint counts only once its
 ``COMMITTED`` marker is written (after everything else), so a run killed while saving resumes from
 the previous one.
+
+A run that replaces a model (``--overwrite``, or the library's ``train`` into a model folder
+without ``resume``) is built in a staging folder beside it (:func:`staging_dir`): checkpoints, logs
+and plots included, so that the old folder stays byte-identical (and usable) until the new model
+replaces it in one rename; an error or Ctrl-C removes the staging folder (a ``kill -9`` leaves it,
+hidden, beside the old model). A new run that stops before its first committed checkpoint leaves
+nothing at the output (:func:`discard_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 from patentcpc.errors import ConfigError
@@ -104,13 +117,16 @@ def write_run_config(run_dir: Path, run_config: dict) -> None:
     atomic_write_text(run_dir / CHECKPOINTS / RUN_CONFIG, json.dumps(run_config, default=str))
 
 
-def write_model_folder(model, run_dir: Path, keep_checkpoints: bool) -> None:
-    """Save atomically: weights + manifest + logs (+ curves PNG), checkpoints only if asked."""
+def write_model_folder(model, run_dir: Path, keep_checkpoints: bool, output: Path | None = None) -> None:
+    """Save atomically to ``output`` (default: ``run_dir`` itself): weights + manifest + the logs of
+    ``run_dir`` (+ curves PNG), its checkpoints only if asked. A staging ``run_dir`` is removed
+    once the model is in place."""
     from patentcpc.explain import save_index  # noqa: PLC0415
     from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
 
+    output = run_dir if output is None else Path(output)
     logs = run_dir / LOGS
-    with atomic_dir(run_dir, kind="model") as tmp:
+    with atomic_dir(output, kind="model") as tmp:
         model.save_weights(tmp)
         save_index(model, tmp)
         write_manifest(tmp, model.manifest)
@@ -124,6 +140,91 @@ def write_model_folder(model, run_dir: Path, keep_checkpoints: bool) -> None:
                 log.warning("no training curves: %s", exc)
         if keep_checkpoints and (run_dir / CHECKPOINTS).is_dir():
             shutil.copytree(run_dir / CHECKPOINTS, tmp / CHECKPOINTS)
+    if Path(run_dir) != output:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def needs_staging(output: Path, resume: bool) -> bool:
+    """Whether a run into ``output`` replaces something there, and so is built beside it: not when
+    resuming, nor into a new or empty folder (the run folder is the output then, for ``--resume``).
+    Under several processes (DDP) only a finished model counts (a new run's own first files must not
+    change the answer for a process that starts late)."""
+    if resume or not output.is_dir():
+        return False
+    if (output / "manifest.json").exists():
+        return True
+    if _world_size() > 1:
+        return False
+    with os.scandir(output) as entries:
+        return any(True for _ in entries)
+
+
+def staging_dir(output: Path, main: bool = True) -> Path:
+    """A new hidden folder beside ``output`` for a run that replaces it. Under DDP every process
+    gets the same name (derived from the output and the launcher's rendezvous), the main one makes it."""
+    from patentcpc.io import OutputError, artifact_kind, write_marker  # noqa: PLC0415
+
+    output = Path(output)
+    if _world_size() <= 1:
+        _remove_stale_staging(output)
+        path = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.overwrite-"))
+    else:
+        key = "|".join([os.path.realpath(output), *(os.environ.get(k, "") for k in
+                                                      ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"))])
+        path = output.parent / f".{output.name}.overwrite-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        if not main:
+            return path
+        if path.is_symlink() or (path.exists() and artifact_kind(path) != "model"):
+            raise OutputError(f"{path}: exists and was not written by patentcpc; remove it or choose another --output")
+        shutil.rmtree(path, ignore_errors=True)  # ours, left by a killed run with the same rendezvous
+        path.mkdir()
+    write_marker(path, "model", staging_for=output.name, pid=os.getpid(), host=socket.gethostname())
+    return path
+
+
+def _remove_stale_staging(output: Path) -> None:
+    """Staging folders of ``output`` left by runs killed with ``kill -9`` (their process, on this
+    machine, is gone): removed before a new one is made."""
+    for path in output.parent.glob(f".{glob.escape(output.name)}.overwrite-*"):
+        try:
+            doc = json.loads((path / ".patentcpc.json").read_text(encoding="utf-8"))
+            pid, host = int(doc["pid"]), doc["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a staging folder of ours: leave it
+        if path.is_symlink() or doc.get("staging_for") != output.name or host != socket.gethostname() or pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running (a concurrent run)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # exists, owned by someone else
+            continue
+
+
+def discard_run(run_dir: Path, existed: bool) -> None:
+    """After a run failed or was interrupted: remove its folder (``existed``: only what it wrote in
+    it) unless a committed checkpoint makes it worth a ``--resume``."""
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink() or not run_dir.is_dir() or last_checkpoint(run_dir / CHECKPOINTS) is not None:
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    from patentcpc.io import MARKER  # noqa: PLC0415
+
+    for name in (CHECKPOINTS, LOGS):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    if not (run_dir / "manifest.json").exists():
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / MARKER).unlink()
 
 
 def check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
