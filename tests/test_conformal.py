@@ -126,3 +126,20 @@ def test_service_coverage(tiny_jsonl, tmp_path, linear_model):
         r = client.post("/predict", json={"text": "a plough", "coverage": 0.9})
         assert r.status_code == 422 and "conformal" in r.json()["error"]["message"]
     assert "label_set" in (STATIC_DIR / "app.js").read_text()
+
+
+def test_a_large_calibration_set_keeps_every_stride_th_value_and_only_widens_sets(monkeypatch):
+    from patentcpc import conformal
+
+    rng = np.random.default_rng(0)
+    labels = [f"L{j}" for j in range(5)]
+    scores = rng.random((50, 5))
+    gold = [[labels[rng.integers(5)]] for _ in range(50)]
+    full = conformal.fit_conformal(scores, gold, labels)
+    monkeypatch.setattr(conformal, "MAX_STORED", 7)
+    thin = conformal.check_table(conformal.fit_conformal(scores, gold, labels))
+    assert thin["stride"] == 8 and len(thin["best_gold_scores"]) == 7
+    for cov in (0.01, 0.3, 0.5, 0.8, 0.9, 0.95):
+        assert conformal.threshold(thin, cov) <= conformal.threshold(full, cov)
+    with pytest.raises(Exception, match="malformed"):
+        conformal.check_table({**thin, "stride": 1})

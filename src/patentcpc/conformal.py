@@ -11,7 +11,9 @@ in ``manifest.extra["conformal"]`` (plain JSON numbers):
   (``1 - p(best gold code)`` up to a constant for a probability). A document none of whose gold
   codes the model knows has ``s_i = +inf`` (it cannot be covered). The table holds the ``n``
   values ``b_i = max_{y in G_i} score_i(y)`` sorted (the finite ones, rounded down to 1e-6, which
-  only widens sets) and the count of uncoverable documents.
+  only widens sets) and the count of uncoverable documents; above :data:`MAX_STORED` documents
+  only every ``stride``-th value, and a threshold falls to the kept value at or below its rank
+  (again only wider sets).
 * **finite-sample correction**: for a target coverage ``1 - alpha`` the set threshold is
   ``q = the ceil((n + 1)(1 - alpha))-th smallest s_i`` (the ``ceil((n+1)(1-alpha))/n`` empirical
   quantile), i.e. the score threshold ``t = -q`` is the ``k``-th smallest ``b_i`` with
@@ -40,6 +42,7 @@ from patentcpc.errors import ConfigError, ModelError
 
 SCORE = "best gold score (nonconformity: minus the score of the best-scored gold code)"
 UNSURE_ABOVE = 5  # a set of more codes than this marks the document unsure (benchmarks/accuracy.md)
+MAX_STORED = 20_000  # more calibration documents: every stride-th order statistic is kept (conservative)
 _ROUND = 1e6
 
 
@@ -71,8 +74,9 @@ def fit_conformal(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Seq
     rows = [i for i, g in enumerate(gold) if len(g)]
     b = best_gold_scores(np.asarray(scores)[rows], [gold[i] for i in rows], labels)
     finite = np.sort(np.floor(b[np.isfinite(b)] * _ROUND) / _ROUND)
-    return {"score": SCORE, "n": len(rows), "n_uncoverable": int((~np.isfinite(b)).sum()),
-            "best_gold_scores": [float(x) for x in finite]}
+    stride = max(1, -(-len(finite) // MAX_STORED))
+    return {"score": SCORE, "n": len(rows), "n_uncoverable": int((~np.isfinite(b)).sum()), "stride": stride,
+            "best_gold_scores": [float(x) for x in finite[::stride]]}
 
 
 def threshold(table: dict, coverage: float) -> float:
@@ -83,19 +87,21 @@ def threshold(table: dict, coverage: float) -> float:
     unc = int(table.get("n_uncoverable", 0))
     if k < 1 or k <= unc:
         return -math.inf
-    if k - unc > len(table["best_gold_scores"]):  # a coverage near 0: no stored score is that low a
+    if k > int(table["n"]):  # a coverage near 0: no stored score is that low a
         return math.inf  # quantile, so each set is its document's best code alone (set_mask)
-    return float(table["best_gold_scores"][k - unc - 1])
+    # the (k - unc)-th smallest finite value; with a stride, the kept one at or below that rank
+    return float(table["best_gold_scores"][(k - unc - 1) // int(table.get("stride", 1))])
 
 
 def check_table(table: object, where: str = "conformal") -> dict:
     """A stored table, checked (a :class:`ModelError` naming ``where`` otherwise)."""
     ok = isinstance(table, dict) and isinstance(table.get("n"), int) and table["n"] >= 0 \
-        and isinstance(table.get("n_uncoverable", 0), int) and isinstance(table.get("best_gold_scores"), list)
+        and isinstance(table.get("n_uncoverable", 0), int) and isinstance(table.get("best_gold_scores"), list) \
+        and isinstance(table.get("stride", 1), int) and table.get("stride", 1) >= 1
     if ok:
-        vals = table["best_gold_scores"]
-        ok = all(isinstance(v, int | float) and math.isfinite(v) for v in vals) \
-            and len(vals) + table.get("n_uncoverable", 0) == table["n"] and vals == sorted(vals)
+        vals, unc, stride = table["best_gold_scores"], table.get("n_uncoverable", 0), table.get("stride", 1)
+        ok = all(isinstance(v, int | float) and math.isfinite(v) for v in vals) and 0 <= unc <= table["n"] \
+            and len(vals) == -(-(table["n"] - unc) // stride) and vals == sorted(vals)
     if not ok:
         raise ModelError(f"{where}: the conformal table is malformed (n, n_uncoverable, sorted best_gold_scores)")
     return table
