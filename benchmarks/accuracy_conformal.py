@@ -23,13 +23,22 @@ DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 COVERAGES = (0.8, 0.9, 0.95)
 
 
-def write_split(work: Path, seed: int) -> Path:
+def write_split(work: Path, seed: int, random: bool = False) -> Path:
+    """WORK/sN/{train,test}.jsonl: the stratified 80/20 split of seed N (``random``: WORK/rN/, a
+    seeded random permutation instead, as new patents come: codes unseen in training are as
+    frequent as they are)."""
     from patentcpc.data import load_data, split_data  # noqa: PLC0415
     from patentcpc.inference import write_jsonl  # noqa: PLC0415
 
-    root = work / f"s{seed}"
+    root = work / f"{'r' if random else 's'}{seed}"
     if not (root / "test.jsonl").exists():
-        train, test = split_data(load_data(DATA), (0.8, 0.2), seed)
+        data = load_data(DATA)
+        if random:
+            order = np.random.default_rng(seed).permutation(len(data))
+            cut = int(round(0.8 * len(data)))
+            train, test = data.select(np.sort(order[:cut])), data.select(np.sort(order[cut:]))
+        else:
+            train, test = split_data(data, (0.8, 0.2), seed)
         for name, part in (("train", train), ("test", test)):
             write_jsonl(({"patent_id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
                          for r in part.dataset), root / f"{name}.jsonl")
@@ -72,13 +81,14 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--random-split", action="store_true", help="seeded random 80/20 splits (not stratified)")
     args = ap.parse_args()
     import patentcpc  # noqa: PLC0415
     from patentcpc.data import load_data  # noqa: PLC0415
 
     results = {}
     for seed in args.seeds:
-        root = write_split(args.work, seed)
+        root = write_split(args.work, seed, args.random_split)
         model = patentcpc.train(model="tfidf", data=str(root / "train.jsonl"), overrides=args.overrides)
         test = load_data(str(root / "test.jsonl"))
         scores = model.predict_scores(test.texts)
@@ -97,7 +107,8 @@ def main() -> None:
               f"mean set size {np.mean([r['mean_size'] for r in rs]):.2f}, "
               f"unsure {np.mean([r['unsure'] for r in rs]):.2f}, "
               f"top-k of the same coverage: mean k {np.mean([r['topk_same_coverage'] for r in rs]):.1f}")
-    (args.work / "conformal_results.json").write_text(json.dumps(results, indent=1))
+    name = f"conformal_results{'_random' if args.random_split else ''}.json"
+    (args.work / name).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
