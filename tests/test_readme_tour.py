@@ -15,11 +15,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-VARIABLES = {"D": "../shared/data/uspto-abstracts/patents.jsonl", "T": "../shared/data/uspto-titles", "M": "<MINILM>"}
+M_PLACEHOLDER = "<MINILM>"  # the tour's $M, the offline encoder's folder (computed by a python line)
 # options whose value is a file or folder the command reads
 INPUT_OPTIONS = ("--data", "--eval-data", "--input", "--model", "--index", "--baseline", "--transfer", "--models")
 OUTPUT_OPTIONS = ("--output", "--output-dir", "--plots-dir")
 MODEL_KINDS = ("tfidf", "scheme", "ensemble")  # train --model takes a kind as well as a folder
+MAX_RUN_S = 30  # lines whose comment states a longer time (or none) are checked, not run
 # lines not run by the test: transformer training, transformer inference, benchmarks, the server
 EXPENSIVE = ("$M", "--arch", "models/minilm", "models/emb", "bench ", "serve ", "benchmark-embeddings",
              "train --data")
@@ -46,10 +47,29 @@ def tour_lines() -> list[str]:
     return lines
 
 
+def tour_variables() -> dict[str, str]:
+    """The tour's ``NAME=value`` lines (``$M``, set by a command, as a placeholder)."""
+    out = {"M": M_PLACEHOLDER}
+    for line in tour_lines():
+        m = re.match(r"^([A-Z]\w*)=([^\s$(]\S*)", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
 def _words(line: str) -> list[str]:
     """The line's words with the tour's variables filled in and the trailing comment dropped."""
+    variables = tour_variables()
     words = shlex.split(line, comments=True)
-    return [re.sub(r"\$(\w+)", lambda m: VARIABLES.get(m.group(1), m.group(0)), w) for w in words]
+    return [re.sub(r"\$(\w+)", lambda m: variables.get(m.group(1), m.group(0)), w) for w in words]
+
+
+def _stated_seconds(line: str) -> float | None:
+    """The longest time the line's comment states (``8 s``, ``189 s``, ``3.5 min``), or None."""
+    comment = line.partition("  #")[2] or line.partition(" # ")[2]
+    times = [float(n) * (60 if unit.startswith("min") else 3600 if unit.startswith("h") else 1)
+             for n, unit in re.findall(r"(\d+(?:\.\d+)?)\s*(s|min|hours?|h)\b", comment.replace(",", ""))]
+    return max(times) if times else None
 
 
 def _command(words: list[str]):
@@ -112,7 +132,7 @@ def test_every_tour_line_names_real_commands_options_and_files():
         for name in INPUT_OPTIONS:
             for value in opts.get(name, []):
                 for item in value.split(",") if name == "--models" else [value]:
-                    if item in ("<MINILM>", "lsa", *MODEL_KINDS) or item.startswith(("lsa:", "arch:")):
+                    if item in (M_PLACEHOLDER, "lsa", *MODEL_KINDS) or item.startswith(("lsa:", "arch:")):
                         continue
                     norm = item.rstrip("/")
                     ok = norm.startswith("../shared/data/") or any(
@@ -134,13 +154,14 @@ def test_tour_files_exist_in_shared_data(shared_data):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_cheap_tour_lines_run_as_written(shared_data, tmp_path):
-    """Every line that trains no transformer and starts no server, run for real, in order, in a
-    folder beside a link to ../shared (as the repository sits beside it)."""
+    """Every line that trains no transformer, starts no server and states a cost of at most
+    MAX_RUN_S, run for real, in order, in a folder beside a link to ../shared (as the repository
+    sits beside it)."""
     (tmp_path / "shared").symlink_to(shared_data.parent, target_is_directory=True)
     work = tmp_path / "repo"
     work.mkdir()
     exe = Path(sys.executable).parent / "patentcpc"
-    setup = "; ".join(f"{k}={shlex.quote(v)}" for k, v in VARIABLES.items() if k != "M")
+    setup = "; ".join(f"{k}={shlex.quote(v)}" for k, v in tour_variables().items() if k != "M")
     ran = 0
     skipped: list[str] = []  # outputs of the lines not run: a line that reads one is not run either
     for line in tour_lines():
@@ -148,7 +169,9 @@ def test_the_cheap_tour_lines_run_as_written(shared_data, tmp_path):
             continue
         opts = _options(*_command(_words(line)))
         reads = [v.rstrip("/") for name in INPUT_OPTIONS for v in opts.get(name, [])]
-        if any(x in line for x in EXPENSIVE) or any(r == w or r.startswith(w + "/") for r in reads for w in skipped):
+        cost = _stated_seconds(line)
+        if (any(x in line for x in EXPENSIVE) or cost is None or cost > MAX_RUN_S
+                or any(r == w or r.startswith(w + "/") for r in reads for w in skipped)):
             skipped += [v.rstrip("/") for name in OUTPUT_OPTIONS for v in opts.get(name, [])]
             continue
         cmd = f"{setup}; {shlex.quote(str(exe))} {line[len('patentcpc '):]}"
