@@ -344,3 +344,21 @@ def test_bench_says_how_long_is_left():
     timed = [line for line in lines if line.startswith("rep ")]
     assert len(timed) == 4 and all("left)" in line for line in timed[:-1]) and "left" not in timed[-1]
     assert "timed runs" in lines[0]
+
+
+def test_train_reports_a_missing_file_before_loading_anything(tmp_path, capsys, monkeypatch):
+    import patentcpc.config
+
+    def no_config(*_a, **_k):
+        raise AssertionError("the configuration (and the libraries after it) came before the input check")
+
+    monkeypatch.setattr(patentcpc.config, "resolve", no_config)
+    for option in ("--data", "--eval-data"):
+        args = ["train", "--model", "tfidf", "--data", tmp_path / "train.csv", "--output", tmp_path / "m"]
+        if option == "--data":
+            args[4] = tmp_path / "nope.csv"
+        else:
+            (tmp_path / "train.csv").write_text("text,cpc_ids\na plough,A01B\n")
+            args += ["--eval-data", tmp_path / "nope.csv"]
+        code, err = _main(args, capsys)
+        assert code == 2 and "nope.csv" in err and option in err, err

@@ -15,6 +15,7 @@ from patentcpc.cli.options import (
     OnBadRow,
     Split,
     TextFields,
+    check_input,
     data_options,
     print_metrics,
     warn,
@@ -48,6 +49,8 @@ def train(
                           "(model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
+    check_input(data, "--data")  # a missing file is said before any model or heavy library loads
+    check_input(eval_data, "--eval-data")
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
     from patentcpc.training import train_model  # noqa: PLC0415
     from patentcpc.training.checkpoints import check_train_output  # noqa: PLC0415
