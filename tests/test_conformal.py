@@ -143,3 +143,21 @@ def test_a_large_calibration_set_keeps_every_stride_th_value_and_only_widens_set
         assert conformal.threshold(thin, cov) <= conformal.threshold(full, cov)
     with pytest.raises(Exception, match="malformed"):
         conformal.check_table({**thin, "stride": 1})
+
+
+def test_evaluate_reports_the_sets_coverage_and_size(tiny_jsonl, tmp_path, capsys, linear_model):
+    import patentcpc
+    from patentcpc.cli import main
+
+    model = patentcpc.train(model="tfidf", data=str(tiny_jsonl), output=tmp_path / "m")
+    m = patentcpc.evaluate(model, str(tiny_jsonl))
+    assert 0 < m["conformal_coverage@0.9"] <= 1 and m["conformal_set_size@0.9"] >= 1
+    assert m["conformal_set_size@0.8"] <= m["conformal_set_size@0.9"] <= m["conformal_set_size@0.95"]
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(tiny_jsonl), "--json"])
+    assert exc.value.code in (0, None)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["conformal_coverage@0.9"] == m["conformal_coverage@0.9"]
+    from patentcpc.conformal import evaluate_sets
+
+    assert evaluate_sets(linear_model, linear_model.scores(["a plough"]), [["A01B"]]) == {}  # no table

@@ -94,8 +94,10 @@ def evaluate(model: CPCModel | str | os.PathLike, data, *, batch_size: int | Non
              progress: bool = False, **data_options: Any) -> dict:
     """Metrics of ``model`` (or a model folder) on labelled ``data`` (a file, folder or hub id, or a
     loaded :class:`~patentcpc.data.PatentData`): P/R/F1@1,3,5, micro/macro P/R/F1, section and
-    class accuracy@1, ``n_docs``. ``data_options``: the CLI's data options (``text_fields``,
-    ``label_field``, ``id_field``, ``on_bad_row``, ``hf_split``)."""
+    class accuracy@1, ``n_docs``; for a model with a conformal table, its label sets' coverage, mean
+    size and unsure share at 0.8, 0.9 and 0.95 (``conformal_coverage@0.9``, ...). ``data_options``:
+    the CLI's data options (``text_fields``, ``label_field``, ``id_field``, ``on_bad_row``,
+    ``hf_split``)."""
     from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
     from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
     from patentcpc.training import load_for_model  # noqa: PLC0415
@@ -108,5 +110,8 @@ def evaluate(model: CPCModel | str | os.PathLike, data, *, batch_size: int | Non
         data = load_for_model(str(data), from_dict(DataConfig, options, "data"), model)
     elif data_options:
         raise ConfigError("data options apply to a file, not to loaded data")
+    from patentcpc.conformal import evaluate_sets  # noqa: PLC0415
+
     scores = model.predict_scores(data.texts, batch_size=batch_size, progress=progress)
-    return evaluate_scores(scores, data.labels, model.labels, model.thresholds)
+    return {**evaluate_scores(scores, data.labels, model.labels, model.thresholds),
+            **evaluate_sets(model, scores, data.labels)}

@@ -172,3 +172,29 @@ def label_sets(model, scores: np.ndarray, coverage: float, unsure_above: int = U
         out.append(LabelSet(tuple(labels[j] for j in cols), tuple(round(float(scores[i, j]), 6) for j in cols),
                             coverage, t, unsure_above))
     return out
+
+
+EVAL_COVERAGES = (0.8, 0.9, 0.95)
+
+
+def evaluate_sets(model, scores: np.ndarray, gold: Sequence[Sequence[str]],
+                  coverages: Sequence[float] = EVAL_COVERAGES) -> dict:
+    """For a model with a conformal table (else ``{}``), on labelled data: at each coverage, the
+    share of documents whose set holds one of their gold codes (``conformal_coverage@C``; a
+    document without gold codes the model knows counts as missed), the mean set size
+    (``conformal_set_size@C``) and the share marked unsure (``conformal_unsure@C``)."""
+    extra = model.manifest.extra if isinstance(model.manifest.extra, dict) else {}
+    if extra.get("conformal") is None or not len(gold):
+        return {}
+    table = check_table(extra["conformal"], f"{model.kind} manifest")
+    scores = np.asarray(scores)
+    index = {c: j for j, c in enumerate(model.labels)}
+    out: dict = {}
+    for cov in coverages:
+        mask = set_mask(scores, threshold(table, cov))
+        hit = [any(c in index and mask[i, index[c]] for c in g) for i, g in enumerate(gold)]
+        size = mask.sum(axis=1)
+        out[f"conformal_coverage@{cov:g}"] = float(np.mean(hit))
+        out[f"conformal_set_size@{cov:g}"] = float(size.mean())
+        out[f"conformal_unsure@{cov:g}"] = float((size > UNSURE_ABOVE).mean())
+    return out

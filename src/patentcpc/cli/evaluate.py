@@ -65,6 +65,9 @@ def evaluate(
     scores = m.predict_scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
+    from patentcpc.conformal import evaluate_sets  # noqa: PLC0415
+
+    metrics.update(evaluate_sets(m, scores, ev.labels))  # conformal label sets, where the model has a table
     if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
         metrics.update(m.routing_report())
     if overlap is not None:
