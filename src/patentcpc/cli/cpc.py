@@ -59,7 +59,7 @@ def cpc(codes: Annotated[list[str], typer.Argument(
                 undotted = True
     legend = []
     if sources:
-        legend.append("titles marked (IPC title) are the IPC's wording" if mixed else
+        legend.append("titles so marked are the IPC's wording (the CPC title list has none for them)" if mixed else
                       "titles: the IPC scheme's wording for the codes CPC shares with it (the CPC's own titles "
                       "differ in places; PATENTCPC_SCHEME=CPCTitleList/ adds them)")
     if undotted:
