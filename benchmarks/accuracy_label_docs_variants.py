@@ -5,7 +5,8 @@ benchmarks/accuracy_conformal.py (run that or accuracy_label_docs.py first: WORK
 with label documents weighted by sample weight, scored on the 20 %. Variants: ``none``;
 ``joined:SCOPE:W`` (one document per label: its cold-start documents joined); ``groups:SCOPE:W``
 (the cold-start documents themselves: one per subclass title, one per main group with its
-subgroup titles); SCOPE ``seen`` (the training labels) or ``all`` (every subclass); W the weight.
+subgroup titles); SCOPE ``seen`` (the training labels) or ``all`` (every subclass); W the weight;
+an optional fourth field ``:C`` sets the LinearSVC's C (default 0.5).
 
     PYTHONPATH=src python benchmarks/accuracy_label_docs_variants.py WORK none,groups:seen:0.1,...
 """
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 
-def fit(texts, labels, weights):
+def fit(texts, labels, weights, C=0.5):
     import sklearn  # noqa: PLC0415
     from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
 
@@ -30,7 +31,7 @@ def fit(texts, labels, weights):
     vocab = sorted({c for ls in labels for c in ls})
     y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
     with sklearn.config_context(enable_metadata_routing=True):
-        pipe = build_pipeline(LinearConfig(C=0.5))
+        pipe = build_pipeline(LinearConfig(C=C))
         pipe.named_steps["clf"].estimator.set_fit_request(sample_weight=True)
         pipe.fit(list(texts), y, sample_weight=np.asarray(weights, dtype=float))
     tf, coef, b = _arrays_from_pipeline(pipe, "margin")
@@ -42,7 +43,7 @@ def variant(name, train, by_label):
     weights = [1.0] * len(texts)
     if name == "none":
         return texts, labels, weights
-    kind, scope, w = name.split(":")
+    kind, scope, w = name.split(":")[:3]
     seen = {c for ls in labels for c in ls}
     for code in sorted(seen) if scope == "seen" else sorted(by_label):
         for doc in [". ".join(by_label[code])] if kind == "joined" else by_label[code]:
@@ -84,7 +85,8 @@ def main() -> None:
         counts = collections.Counter(c for ls in train.labels for c in set(ls))
         for v in variants:
             t0 = time.time()
-            f1, cat = measure(fit(*variant(v, train, by_label)), test, counts)
+            c = float(v.split(":")[3]) if v.count(":") == 3 else 0.5
+            f1, cat = measure(fit(*variant(v, train, by_label), C=c), test, counts)
             res[v].append((f1, cat))
             print(seed, v, f"f1@1 {f1:.3f}", {k: f"n{a} h1 {b:.2f} h5 {c:.2f}" for k, (a, b, c) in sorted(cat.items())},
                   f"{time.time() - t0:.0f}s", flush=True)
