@@ -77,3 +77,35 @@ def transformer_model():
     torch.manual_seed(0)
     return TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=64,
                                       dropout=0.0, device="cpu")
+
+
+class CliResult:
+    """What ``patentcpc`` gave the shell: exit code, stdout, stderr (``lines``: its non-blank lines)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """``patentcpc.cli.main`` in this process (fast): ``cli(*args)`` -> :class:`CliResult` with the
+    exit code it would give the shell; no ``--debug``, no progress output, a private datasets cache."""
+    from patentcpc.cli import main
+
+    monkeypatch.delenv("PATENTCPC_DEBUG", raising=False)
+    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+    def invoke(*args: object) -> CliResult:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exc.value.code
+        return CliResult(code if isinstance(code, int) else 1, out, err)
+
+    return invoke

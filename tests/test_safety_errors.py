@@ -13,42 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_DOCS
+from conftest import TINY_DOCS, CliResult
 
 DEEP = 50_000
 
 
-class Result:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
 @pytest.fixture
-def cli(capsys, monkeypatch, tmp_path):
-    """``patentcpc.cli.main`` in this process: the exit code it would give the shell."""
-    from patentcpc.cli import main
-
-    monkeypatch.delenv("PATENTCPC_DEBUG", raising=False)
-    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+def cli(cli, monkeypatch, tmp_path):
+    """conftest's in-process CLI, run from ``tmp_path`` (relative outputs land there)."""
     monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: object) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exc.value.code
-        return Result(code if isinstance(code, int) else 1, out, err)
-
-    return invoke
+    return cli
 
 
-def _one_line_error(res: Result, *needles: str, code: int = 2) -> str:
+def _one_line_error(res: CliResult, *needles: str, code: int = 2) -> str:
     assert res.returncode == code, (res.returncode, res.stderr)
     assert len(res.lines) == 1, res.stderr
     line = res.lines[0]

@@ -32,6 +32,7 @@ import pytest
 import typer.main
 
 import patentcpc.io as pio
+from conftest import CliResult
 from patentcpc.api import train as _REAL_TRAIN
 from patentcpc.cli import app
 from patentcpc.cli.outputs import OUTPUT_OPTIONS, OUTPUTS, commands
@@ -50,30 +51,6 @@ def _env(tmp: Path, **extra: str) -> dict:
     return env
 
 
-class Result:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``patentcpc.cli.main`` in this process: the exit code it would give the shell."""
-    from patentcpc.cli import main
-
-    monkeypatch.delenv("PATENTCPC_DEBUG", raising=False)
-    monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
-
-    def invoke(*args) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        code = exc.value.code
-        return Result(code if isinstance(code, int) else 1, out, err)
-
-    return invoke
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -83,7 +60,7 @@ def _tree_hash(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _one_line_error(res: Result, *words: str) -> None:
+def _one_line_error(res: CliResult, *words: str) -> None:
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
     assert "Traceback" not in res.stdout + res.stderr
