@@ -187,3 +187,29 @@ def test_docs_render_with_the_network_closed(server, browser):
     assert {"/predict", "/health", "/labels"} <= paths, paths
     assert "patentcpc" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
     assert all(x.startswith(server) for x in _resources(browser)), _resources(browser)
+
+
+@pytest.mark.slow
+def test_page_reads_and_classifies_a_patent_pdf(server, browser, tmp_path):
+    """Issue 31: a PDF uploaded on the page comes back as its front-page record beside the predicted
+    codes, with the codes it prints compared to them (an auditor's view)."""
+    pytest.importorskip("reportlab")
+    pytest.importorskip("pypdfium2")
+    from selenium.webdriver.common.by import By
+
+    from documents_pages import GRANT, grant_pdf
+
+    pdf = grant_pdf(tmp_path / "grant.pdf")
+    browser.get(server + "/")
+    _wait(browser, lambda d: "Model: linear" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "pdf-file").send_keys(str(pdf))
+    browser.find_element(By.ID, "classify-pdf").click()
+    fields = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results dl.record dd"), timeout=120)
+    record = {f.get_attribute("data-field"): f.text for f in fields}
+    assert record["publication_number"] == GRANT["publication_number"], record
+    assert record["title"].lower() == GRANT["title"].lower()
+    assert browser.find_elements(By.CSS_SELECTOR, "#results tr.prediction")  # the model's codes beside it
+    audit = browser.find_element(By.CSS_SELECTOR, "#results p.audit").text
+    assert "A01K" in audit, audit  # printed, and not a code this tiny model knows: a disagreement
+    assert browser.find_element(By.CSS_SELECTOR, "#results h3").text == f"Document {GRANT['publication_number']}"
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

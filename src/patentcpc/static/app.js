@@ -293,6 +293,58 @@
     run($("classify-csv"), async () => csvDocuments(await file.text(), file.name));
   });
 
+  // ------------------------------------------------------------------ a patent PDF or scan (POST /read)
+
+  const RECORD_FIELDS = [["publication_number", "Publication"], ["doc_type", "Document"],
+    ["publication_date", "Published"], ["application_number", "Application"], ["filing_date", "Filed"],
+    ["applicant", "Applicant"], ["assignee", "Assignee"], ["inventors", "Inventors"], ["ipc", "Int. Cl. (printed)"],
+    ["cpc", "CPC (printed)"], ["title", "Title"], ["abstract", "Abstract"]];
+
+  function recordNode(rec, data) {
+    const list = el("dl", { class: "record" });
+    for (const [key, name] of RECORD_FIELDS) {
+      const v = rec[key];
+      if (v === null || v === undefined || (Array.isArray(v) && !v.length) || v === "") continue;
+      list.appendChild(el("dt", {}, name));
+      list.appendChild(el("dd", { "data-field": key }, Array.isArray(v) ? v.join("; ") : String(v)));
+    }
+    const d = data.disagreement || {};
+    const audit = !data.printed || !data.printed.length ? "The document prints no CPC or IPC code to compare with."
+      : (d.printed_not_predicted || []).length || (d.predicted_not_printed || []).length
+        ? `Disagreement: printed but not predicted: ${(d.printed_not_predicted || []).join(", ") || "none"}; ` +
+          `predicted but not printed: ${(d.predicted_not_printed || []).join(", ") || "none"}.`
+        : `The predicted codes agree with the printed ones (${data.printed.join(", ")}).`;
+    return el("div", { class: "record-box" }, list, el("p", { class: "audit" }, audit));
+  }
+
+  $("pdf-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const file = $("pdf-file").files[0];
+    if (!file) { setStatus("Choose a PDF or an image first.", true); return; }
+    if (file.size > limits.max_body_bytes) {
+      setStatus(`${file.name} has ${file.size} bytes; the limit is ${limits.max_body_bytes}.`, true); return;
+    }
+    $("classify-pdf").disabled = true;
+    setStatus(`Reading ${file.name}\u2026 (a scan is read by OCR: up to a minute)`);
+    try {
+      const r = await fetch(`read?top_k=${topK()}`, { method: "POST", body: file,
+        headers: { "Content-Type": file.type || "application/octet-stream" } });
+      let data = null;
+      try { data = await r.json(); } catch (e) { data = null; }
+      if (!r.ok) throw new Error(data && data.error && data.error.message ? data.error.message : `HTTP ${r.status}`);
+      const rec = data.record || {};
+      const res = { id: rec.publication_number || file.name, predictions: data.predictions,
+        labels: (data.predictions || []).filter((p) => p.above_threshold).map((p) => p.code) };
+      render([res]);
+      $("results").firstChild.insertBefore(recordNode(rec, data), $("results").firstChild.children[1]);
+      setStatus(`${file.name} read and classified.`);
+    } catch (e) {
+      setStatus(`${file.name}: ${e.message}`, true);
+    } finally {
+      $("classify-pdf").disabled = false;
+    }
+  });
+
   $("download").addEventListener("click", download);
   loadInfo();
 })();
