@@ -49,8 +49,6 @@ def train(
                           "(model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
-    check_input(data, "--data")  # a missing file is said before any model or heavy library loads
-    check_input(eval_data, "--eval-data")
     from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
     from patentcpc.training import train_model  # noqa: PLC0415
     from patentcpc.training.checkpoints import check_train_output  # noqa: PLC0415
@@ -69,7 +67,9 @@ def train(
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
-    cfg = resolve(TrainConfig, config, cli, set_)
+    cfg = resolve(TrainConfig, config, cli, set_)  # the options first (light: no model, no heavy library)
+    check_input(data, "--data")  # then a missing file, before any model or heavy library loads
+    check_input(eval_data, "--eval-data")
     from patentcpc.training import DATA_FREE_MODELS, training_kind  # noqa: PLC0415
 
     if data is None and cfg.model not in DATA_FREE_MODELS:  # before any model or hub look-up
