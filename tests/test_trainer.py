@@ -333,3 +333,47 @@ def test_group_by_length_sampler_gets_the_length_column_as_one_list():
     assert type(sampler.lengths) is list and sampler.lengths == lengths
     order = list(iter(sampler))
     assert sorted(order) == list(range(200))
+
+
+def test_gradient_checkpointing_is_on_for_cpu_training_and_keeps_the_gradients(monkeypatch):
+    """Issue 29 §6: on a CPU the classifier's encoder recomputes its activations in the backward
+    pass (attention dropout otherwise keeps every layer's attention matrices: 4.0 GB for MiniLM's
+    longest batch); the loss and every gradient are the same as without (dropout's RNG is replayed)."""
+    import torch
+
+    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.training.transformer import gradient_checkpointing
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
+    encoder = model.network.encoder
+    assert gradient_checkpointing(TransformerConfig(), encoder)
+    assert not gradient_checkpointing(TransformerConfig(gradient_checkpointing=False), encoder)
+    assert not gradient_checkpointing(TransformerConfig(), torch.nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        gradient_checkpointing(TransformerConfig(gradient_checkpointing=True), torch.nn.Linear(2, 2))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not gradient_checkpointing(TransformerConfig(), encoder)
+
+    assert encoder.config.attention_probs_dropout_prob > 0  # the dropout whose masks must be replayed
+    net = model.network.train()
+    ids = torch.randint(5, 100, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+
+    def loss_and_grads():
+        net.zero_grad()
+        torch.manual_seed(0)
+        loss = net(ids, mask).logsumexp(-1).sum()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    plain_loss, plain = loss_and_grads()
+    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert encoder.is_gradient_checkpointing
+    ckpt_loss, ckpt = loss_and_grads()
+    encoder.gradient_checkpointing_disable()
+    torch.testing.assert_close(ckpt_loss, plain_loss)
+    assert plain.keys() == ckpt.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(ckpt[name], grad, msg=name)

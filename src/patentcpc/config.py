@@ -192,6 +192,12 @@ class TransformerConfig:
         keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
         attn_implementation: ``sdpa`` (default), ``eager`` (with precision fp32: pins fp32 eager
             attention) or a flash-attention implementation.
+        gradient_checkpointing: recompute each encoder layer's activations in the backward pass
+            instead of keeping them (the same loss and gradients; a step keeps one layer's
+            activations, not all: on a CPU, where attention dropout keeps every layer's attention
+            matrices, MiniLM's longest batch of 16 abstracts peaked at 1.9 GB instead of 4.0 GB and
+            took half as long again, benchmarks/tour.md). null (default): on when training
+            on a CPU, off on a GPU; true / false: always / never.
         attn_check: before training, compare the encoder's attention as used (implementation and
             bf16) with fp32 eager attention on one batch and warn when the relative difference of
             the hidden states exceeds ``attn_check_tol`` (the Flash-Attention-2 + bf16 collapse).
@@ -238,6 +244,7 @@ class TransformerConfig:
     keep_checkpoints: bool = False
     save_total_limit: int = 2
     attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool | None = None
     attn_check: bool = True
     attn_check_tol: float = 0.05
 

@@ -167,6 +167,19 @@ def use_bf16(tcfg: TransformerConfig) -> bool:
     return has_bf16
 
 
+def gradient_checkpointing(tcfg: TransformerConfig, encoder) -> bool:
+    """Whether to recompute ``encoder``'s activations in the backward pass
+    (``tcfg.gradient_checkpointing``; null: on a CPU, where attention dropout sends SDPA down its
+    math path, which keeps every layer's attention matrices for the backward pass: 4.0 GB for
+    MiniLM's longest batch of 16 abstracts, 1.9 GB checkpointed, benchmarks/tour.md). An encoder
+    that cannot is an error when asked for, skipped under null."""
+    on = tcfg.gradient_checkpointing
+    able = bool(getattr(encoder, "supports_gradient_checkpointing", False))
+    if on and not able:
+        raise ConfigError(f"transformer.gradient_checkpointing: {type(encoder).__name__} does not support it")
+    return able if on is None and not torch.cuda.is_available() else bool(on)
+
+
 def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has_eval: bool = True):
     from transformers import TrainingArguments  # noqa: PLC0415
 
@@ -364,7 +377,20 @@ class Trainer:
     def fit(self, ckpt: Path | None):
         """Run the optimizer steps (from ``ckpt`` when resuming); returns the Hugging Face Trainer."""
         trainer = self.hf_trainer()
-        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        encoder = self.model.network.encoder
+        checkpointed = self.model.kind == "transformer" and gradient_checkpointing(self.tcfg, encoder)
+        use_cache = checkpointed and getattr(encoder.config, "use_cache", None)
+        if checkpointed:  # the same gradients (dropout's RNG state is replayed), one layer's activations
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if use_cache:  # an encoder caches nothing; transformers would warn that it turns the cache off
+                encoder.config.use_cache = False
+        try:
+            trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        finally:
+            if checkpointed:
+                encoder.gradient_checkpointing_disable()
+                if use_cache:
+                    encoder.config.use_cache = use_cache
         return trainer
 
     # ----------------------------------------------------------------- after training
