@@ -381,14 +381,17 @@ class Trainer:
         checkpointed = self.model.kind == "transformer" and gradient_checkpointing(self.tcfg, encoder)
         use_cache = checkpointed and getattr(encoder.config, "use_cache", None)
         if checkpointed:  # the same gradients (dropout's RNG state is replayed), one layer's activations
-            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+                encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if use_cache:  # an encoder caches nothing; transformers would warn that it turns the cache off
                 encoder.config.use_cache = False
         try:
             trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
         finally:
             if checkpointed:
-                encoder.gradient_checkpointing_disable()
+                getattr(encoder, "activation_checkpointing_disable", encoder.gradient_checkpointing_disable)()
                 if use_cache:
                     encoder.config.use_cache = use_cache
         return trainer
