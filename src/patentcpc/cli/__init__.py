@@ -123,7 +123,6 @@ _RESOURCE_ERRORS = {
 }
 # numpy's words for a short write (an OSError without errno): the disk is full
 _SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
-_OUTPUT_OPTIONS = ("--output", "-o", "--output-dir", "--plots-dir", "--out")
 
 
 def os_error_message(exc: OSError, argv: list[str] | None = None) -> tuple[str, int]:
@@ -144,7 +143,9 @@ def os_error_message(exc: OSError, argv: list[str] | None = None) -> tuple[str, 
     if where and getattr(exc, "filename2", None) is not None:
         where.append(f"-> {_user_path(exc.filename2)}")
     if not where and status == 1 and code != errno.ENOMEM:
-        output = _named_option(argv or [], _OUTPUT_OPTIONS)
+        from patentcpc.cli.outputs import OUTPUT_OPTIONS  # noqa: PLC0415 (the guard's one list of output options)
+
+        output = _named_option(argv or [], OUTPUT_OPTIONS)
         if output:
             cause += f" while writing {output}"
     return (" ".join(where) + ": " if where else "") + cause, status
