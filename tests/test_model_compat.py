@@ -1,0 +1,38 @@
+"""Model folders written by the previous release (before the kind registry) load and predict the same
+scores with the current code, for every kind (fixtures: tests/fixtures/previous_release/README.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import patentcpc
+
+FIXTURES = Path(__file__).parent / "fixtures" / "previous_release"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["models"]))
+def test_a_previous_release_folder_loads_and_predicts_the_same(name, tmp_path):
+    pytest.importorskip("torch")
+    if name == "omikuji":
+        pytest.importorskip("omikuji")
+    if name == "onnx":
+        pytest.importorskip("onnxruntime")
+    want = EXPECTED["models"][name]
+    folder = tmp_path / name  # a copy: loading never needs to write, but the fixture stays pristine
+    src = "transformer" if name == "onnx" else name
+    shutil.copytree(FIXTURES / src, tmp_path / src, dirs_exist_ok=True)
+    if name == "onnx":
+        model = patentcpc.load_model(tmp_path / src, onnx_file=tmp_path / src / "onnx" / "model.onnx")
+    else:
+        model = patentcpc.load_model(folder)
+    assert model.kind == want["kind"]
+    assert list(model.labels) == want["labels"]
+    scores = np.asarray(model.predict_scores(EXPECTED["texts"]), dtype=float)
+    np.testing.assert_allclose(scores, np.asarray(want["scores"]), atol=2e-5)
+    assert [[p.code for p in ps] for ps in model.predict(EXPECTED["texts"], top_k=3)] == want["top"]
