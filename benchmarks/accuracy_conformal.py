@@ -27,8 +27,8 @@ def write_split(work: Path, seed: int, random: bool = False) -> Path:
     """WORK/sN/{train,test}.jsonl: the stratified 80/20 split of seed N (``random``: WORK/rN/, a
     seeded random permutation instead, as new patents come: codes unseen in training are as
     frequent as they are)."""
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+    from patentcpc.data import load_data, split_data
+    from patentcpc.inference import write_jsonl
 
     root = work / f"{'r' if random else 's'}{seed}"
     if not (root / "test.jsonl").exists():
@@ -51,7 +51,7 @@ def covered(mask: np.ndarray, gold, labels) -> np.ndarray:
 
 
 def measure(model, scores: np.ndarray, gold) -> dict:
-    from patentcpc.conformal import UNSURE_ABOVE, model_table, set_mask, threshold  # noqa: PLC0415
+    from patentcpc.conformal import UNSURE_ABOVE, model_table, set_mask, threshold
 
     order = np.argsort(-scores, axis=1, kind="stable")
     ranks = np.empty_like(order)
@@ -83,8 +83,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--random-split", action="store_true", help="seeded random 80/20 splits (not stratified)")
     args = ap.parse_args()
-    import patentcpc  # noqa: PLC0415
-    from patentcpc.data import load_data  # noqa: PLC0415
+    import patentcpc
+    from patentcpc.data import load_data
 
     results = {}
     for seed in args.seeds:

@@ -48,9 +48,9 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["none", "seen"])
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
-    import patentcpc  # noqa: PLC0415
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+    import patentcpc
+    from patentcpc.data import load_data
+    from patentcpc.metrics import evaluate_scores
 
     path = args.work / "label_docs_results.json"
     results = json.loads(path.read_text()) if path.exists() else {}

@@ -21,12 +21,12 @@ import numpy as np
 
 
 def fit(texts, labels, weights, C=0.5):
-    import sklearn  # noqa: PLC0415
-    from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+    import sklearn
+    from sklearn.preprocessing import MultiLabelBinarizer
 
-    from patentcpc.config import LinearConfig  # noqa: PLC0415
-    from patentcpc.models.artifact import Manifest  # noqa: PLC0415
-    from patentcpc.models.linear import LinearCPCModel, _arrays_from_pipeline, build_pipeline  # noqa: PLC0415
+    from patentcpc.config import LinearConfig
+    from patentcpc.kinds.linear.model import LinearCPCModel, _arrays_from_pipeline, build_pipeline
+    from patentcpc.models.artifact import Manifest
 
     vocab = sorted({c for ls in labels for c in ls})
     y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
@@ -54,7 +54,7 @@ def variant(name, train, by_label):
 
 
 def measure(model, test, counts):
-    from patentcpc.metrics import precision_recall_f1_at_k  # noqa: PLC0415
+    from patentcpc.metrics import precision_recall_f1_at_k
 
     s = model.predict_scores(test.texts)
     order = np.argsort(-s, 1)
@@ -72,8 +72,8 @@ def measure(model, test, counts):
 
 
 def main() -> None:
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.scheme import scheme_documents  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.scheme import scheme_documents
 
     work, variants = sys.argv[1], sys.argv[2].split(",")
     by_label = collections.defaultdict(list)

@@ -30,11 +30,11 @@ SETTINGS = {"parabel": {}, "bonsai": {"cluster_k": 100, "cluster_balanced": Fals
 
 
 def fit_predict(train, test, setting: dict) -> tuple[np.ndarray, list[str]]:
-    import omikuji  # noqa: PLC0415
-    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
-    from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+    import omikuji
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import MultiLabelBinarizer
 
-    from patentcpc.models.omikuji import predict_scores, write_xmc_file  # noqa: PLC0415
+    from patentcpc.kinds.omikuji.model import predict_scores, write_xmc_file
 
     vocab = sorted({c for ls in train.labels for c in ls})
     vec = TfidfVectorizer(min_df=1, ngram_range=(1, 1), lowercase=True, token_pattern=r"(?u)\b\w\w\w+\b")
@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = ap.parse_args()
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.metrics import precision_recall_f1_at_k  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.metrics import precision_recall_f1_at_k
 
     res: dict = {}
     for seed in args.seeds:

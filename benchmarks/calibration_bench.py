@@ -19,8 +19,8 @@ import numpy as np
 from patentcpc.calibration import auroc, ece, fit_calibrator, multi_hot, out_of_fold_scores, top1_confidence
 from patentcpc.config import LinearConfig
 from patentcpc.data import load_data, split_data
+from patentcpc.kinds.linear.model import LinearCPCModel
 from patentcpc.metrics import binarize, threshold_metrics, tune_global_threshold, tune_label_thresholds
-from patentcpc.models.linear import LinearCPCModel
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 OPTIONS = [(m, s, f, k) for m in ("platt", "platt-gap", "temperature", "isotonic") for s in ("shared",)

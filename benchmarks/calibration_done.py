@@ -19,7 +19,7 @@ from patentcpc.calibration import auroc, ece
 from patentcpc.config import TrainConfig
 from patentcpc.data import load_data, split_data
 from patentcpc.metrics import precision_recall_f1_at_k
-from patentcpc.training import train_model
+from patentcpc.registry import train_model
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 

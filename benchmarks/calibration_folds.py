@@ -28,8 +28,8 @@ from patentcpc.calibration import (
 )
 from patentcpc.config import TrainConfig
 from patentcpc.data import load_data, split_data
+from patentcpc.kinds.linear.model import LinearCPCModel
 from patentcpc.metrics import precision_recall_f1_at_k
-from patentcpc.models.linear import LinearCPCModel
 from patentcpc.numeric import sigmoid
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"

@@ -21,7 +21,7 @@ import numpy as np
 from patentcpc.calibration import multi_hot
 from patentcpc.config import TrainConfig, resolve
 from patentcpc.data import load_data
-from patentcpc.training import train_model
+from patentcpc.registry import train_model
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 BINS = [(0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.5), (0.5, 1.01)]

@@ -22,9 +22,8 @@ from pathlib import Path
 from patentcpc.calibration import calibrate_model
 from patentcpc.config import TrainConfig
 from patentcpc.data import load_data, split_data
-from patentcpc.models import load_model
-from patentcpc.models.ensemble import fit_ensemble, with_members
-from patentcpc.training import train_model
+from patentcpc.kinds.ensemble.model import fit_ensemble, with_members
+from patentcpc.registry import load_model, train_model
 
 KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "mean_predicted_labels", "ece@1", "auroc@1")
 

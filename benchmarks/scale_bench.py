@@ -52,8 +52,8 @@ class Timer:
 def run(folder: Path, out: Path | None, phases: set[str] | None) -> None:
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data, split_data
+    from patentcpc.kinds.transformer.model import TransformerCPCModel, default_tokenizer_path
     from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
-    from patentcpc.models.transformer import TransformerCPCModel, default_tokenizer_path
     from patentcpc.training.batches import encode, sparse_labels
 
     def want(p: str) -> bool:

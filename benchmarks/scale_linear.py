@@ -40,7 +40,7 @@ def run(train_texts, train_labels, test_texts, test_labels, learners, tag: str, 
     from sklearn.preprocessing import MultiLabelBinarizer
 
     from patentcpc.config import LinearConfig
-    from patentcpc.models.linear import build_pipeline
+    from patentcpc.kinds.linear.model import build_pipeline
 
     vocab = sorted({c for ls in train_labels for c in ls})
     t0, c0 = time.perf_counter(), _cpu()
@@ -63,7 +63,7 @@ def run(train_texts, train_labels, test_texts, test_labels, learners, tag: str, 
         else:
             import omikuji
 
-            from patentcpc.models.omikuji import write_xmc_file
+            from patentcpc.kinds.omikuji.model import write_xmc_file
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "train.txt"

@@ -19,8 +19,8 @@ import patentcpc
 from patentcpc.calibration import out_of_fold_scores
 from patentcpc.config import LinearConfig
 from patentcpc.data import load_data
+from patentcpc.kinds.linear.model import LinearCPCModel
 from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
-from patentcpc.models.linear import LinearCPCModel
 
 
 def main() -> None:

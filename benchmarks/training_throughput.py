@@ -31,7 +31,7 @@ def bench(preset: str, texts: list[str], steps: int, batch_size: int, max_length
     import numpy as np
     import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
     from patentcpc.training.batches import MultiLabelCollator
 
     torch.manual_seed(0)

@@ -62,7 +62,7 @@ def tiny_jsonl(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def linear_model():
     """A TF-IDF model fitted on the tiny documents (twice each), one per test module."""
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     return LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2)
 
@@ -72,7 +72,7 @@ def transformer_model():
     """A random-init tiny ModernBERT over three codes (seeded), one per test module."""
     import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(0)
     return TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=64,

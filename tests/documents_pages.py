@@ -62,8 +62,8 @@ CLAIM_1 = "An animal harness comprising a loop of webbing, a pouch affixed to th
 
 
 def grant_pdf(path: Path, rec: dict = GRANT, extra_pages: int = 1, claims: bool = False) -> Path:
-    from reportlab.lib.pagesizes import letter  # noqa: PLC0415
-    from reportlab.pdfgen import canvas  # noqa: PLC0415
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
 
     c = canvas.Canvas(str(path), pagesize=letter)
     w, h = letter
@@ -105,9 +105,9 @@ def grant_pdf(path: Path, rec: dict = GRANT, extra_pages: int = 1, claims: bool 
 def raster(pdf: Path, out: Path, noise: float = 8.0, blur: float = 0.6, angle: float = 0.7,
            crop_top: float = 0.45) -> Path:
     """The first page rendered at 200 dpi, cropped to its top part, with noise, blur and a rotation."""
-    import numpy as np  # noqa: PLC0415
-    import pypdfium2 as pdfium  # noqa: PLC0415
-    from PIL import Image, ImageFilter  # noqa: PLC0415
+    import numpy as np
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageFilter
 
     doc = pdfium.PdfDocument(str(pdf))
     img = doc[0].render(scale=200 / 72, grayscale=True).to_pil().convert("L")

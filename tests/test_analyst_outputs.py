@@ -316,7 +316,7 @@ def test_train_embeddings_bounds_memory_with_gradcache_off_gpu(tmp_path):
     import torch
     from transformers import BertConfig, BertModel
 
-    from patentcpc.models.transformer import default_tokenizer_path, load_tokenizer
+    from patentcpc.kinds.transformer.model import default_tokenizer_path, load_tokenizer
     from patentcpc.retrieval.finetune import FinetuneOptions, _contrastive_loss, load_sentence_transformer
 
     try:
@@ -336,7 +336,7 @@ def test_train_embeddings_bounds_memory_with_gradcache_off_gpu(tmp_path):
 
 
 def test_bench_says_how_long_is_left():
-    from patentcpc.bench import BenchConfig, run_bench
+    from patentcpc.kinds.transformer.bench import BenchConfig, run_bench
 
     lines: list[str] = []
     run_bench(BenchConfig(arch="modernbert-tiny", n_docs=8, batch_size=4, repeats=2, max_length=32, n_labels=4),

@@ -12,9 +12,16 @@ import pytest
 from patentcpc.config import LinearConfig
 from patentcpc.data import load_data
 from patentcpc.errors import ModelError, PatentCPCError
-from patentcpc.models import load_model, model_class, read_manifest
-from patentcpc.models.artifact import FORMAT_VERSION, Manifest, atomic_dir, atomic_write_text, write_manifest
-from patentcpc.models.linear import WEIGHTS, LinearCPCModel
+from patentcpc.kinds.linear.model import WEIGHTS, LinearCPCModel
+from patentcpc.models.artifact import (
+    FORMAT_VERSION,
+    Manifest,
+    atomic_dir,
+    atomic_write_text,
+    read_manifest,
+    write_manifest,
+)
+from patentcpc.registry import get, load_model
 
 
 @pytest.fixture
@@ -57,8 +64,8 @@ def test_unknown_kind_refused(saved):
     (path / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="unknown model kind"):
         load_model(path)
-    with pytest.raises(ModelError):
-        model_class("pickle")
+    with pytest.raises(ModelError, match="unknown model kind 'pickle'"):
+        get("pickle")
 
 
 def test_bad_manifests_refused(saved, tmp_path):

@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from patentcpc.bench import BenchConfig, run_bench, synthetic_texts
 from patentcpc.errors import ConfigError
+from patentcpc.kinds.transformer.bench import BenchConfig, run_bench, synthetic_texts
 
 KEYS = {"ours_samples_per_s", "naive_samples_per_s", "speedup", "n_docs", "device", "model", "max_abs_diff",
         "ours_tokens_per_s", "naive_tokens_per_s"}
@@ -49,7 +49,7 @@ def test_bench_config_is_validated(kw):
 def test_bench_refuses_linear_models(tmp_path):
     from conftest import TINY_DOCS
     from patentcpc.errors import ModelError
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     LinearCPCModel.fit([t for t, _ in TINY_DOCS], [[c] for _, c in TINY_DOCS]).save(tmp_path / "m")
     with pytest.raises(ModelError):

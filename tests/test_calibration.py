@@ -19,10 +19,9 @@ from patentcpc.config import CalibrationConfig, TrainConfig
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.inference import format_predictions
 from patentcpc.metrics import evaluate_scores
-from patentcpc.models import load_model
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
-from patentcpc.training import train_model
+from patentcpc.registry import load_model, train_model
 
 
 def _noisy(n=400, seed=0):

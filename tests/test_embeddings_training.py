@@ -232,7 +232,7 @@ def tiny_encoder(tmp_path_factory) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
-    from patentcpc.models.transformer import default_tokenizer_path, load_tokenizer
+    from patentcpc.kinds.transformer.model import default_tokenizer_path, load_tokenizer
 
     try:
         tok = load_tokenizer(default_tokenizer_path())
@@ -288,7 +288,7 @@ def test_training_reduces_contrastive_loss_and_round_trips(tiny_encoder, corpus,
     reloaded = load_embedder(str(out), EmbedOptions(batch_size=2, device="cpu")).encode(texts)
     assert np.allclose(direct, reloaded, atol=1e-4)
     # patentcpc's train --model loads it as a plain Hugging Face encoder too
-    from patentcpc.models.transformer import load_encoder
+    from patentcpc.kinds.transformer.model import load_encoder
 
     assert load_encoder(str(out)).config.hidden_size == 32
     # a folder patentcpc did not write is never replaced

@@ -15,10 +15,9 @@ from patentcpc.data import load_data, split_data
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.explain import explain_predictions
 from patentcpc.inference import predict_texts
-from patentcpc.models import load_model
-from patentcpc.models.ensemble import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
-from patentcpc.models.linear import LinearCPCModel
-from patentcpc.training import train_model
+from patentcpc.kinds.ensemble.model import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
+from patentcpc.kinds.linear.model import LinearCPCModel
+from patentcpc.registry import load_model, train_model
 
 
 def test_weight_grid_is_the_simplex():
@@ -150,7 +149,7 @@ def encoder_folder(tmp_path_factory):
     """A random-init tiny BERT encoder folder (config + safetensors + tokenizer): a member spec."""
     import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(0)
     m = TransformerCPCModel.create(["A01B"], arch="bert-tiny", max_length=64, device="cpu")
@@ -214,7 +213,7 @@ def test_neighbour_file_outside_is_refused_and_format_1_loads(ensemble_folder):
 
 
 def test_weight_grid_is_coarsened_for_many_inputs():
-    from patentcpc.models.ensemble import MAX_GRID
+    from patentcpc.kinds.ensemble.model import MAX_GRID
 
     labels = ["A", "B"]
     rng = np.random.default_rng(0)
@@ -231,7 +230,7 @@ def test_ensemble_config_refuses_bad_values(bad):
 
 
 def test_a_stopped_run_resumes_with_its_finished_members(tiny_jsonl, tmp_path, monkeypatch):
-    from patentcpc.training import ensemble as training_ensemble
+    from patentcpc.kinds.ensemble import trainer as training_ensemble
 
     cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2),
                       calibration=CalibrationConfig(cv_folds=2))

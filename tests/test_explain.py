@@ -11,9 +11,8 @@ from patentcpc.config import CalibrationConfig, ExplainConfig, TrainConfig
 from patentcpc.data import load_data
 from patentcpc.explain import explain_predictions, linear_parts, top_terms
 from patentcpc.inference import predict_texts
-from patentcpc.models import load_model
+from patentcpc.registry import load_model, train_model
 from patentcpc.serving import ServeConfig, create_app
-from patentcpc.training import train_model
 
 QUERY = "Plough with adjustable tines for working the soil"
 

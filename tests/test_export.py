@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from patentcpc.export import OnnxCPCModel, export_onnx, int8_path, parity  # noqa: E402
 from patentcpc.inference import predict_logits  # noqa: E402
+from patentcpc.kinds.transformer.export import OnnxCPCModel, export_onnx, int8_path, parity  # noqa: E402
 
 TEXTS = ["Plough", "Semiconductor transistor with a gate oxide layer on silicon " * 8, "wireless network cell",
          "x " * 60]
@@ -20,7 +20,7 @@ TEXTS = ["Plough", "Semiconductor transistor with a gate oxide layer on silicon 
 def exported(request, tmp_path_factory):
     import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(0)
     model = TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch=request.param, max_length=96, dropout=0.0,
@@ -64,7 +64,7 @@ def test_onnx_model_serves(exported):
 def test_export_refuses_linear_models():
     from conftest import TINY_DOCS
     from patentcpc.errors import ModelError
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     with pytest.raises(ModelError):
         export_onnx(LinearCPCModel.fit([t for t, _ in TINY_DOCS], [[c] for _, c in TINY_DOCS]), "x.onnx")
@@ -92,11 +92,11 @@ def test_export_and_predict_batch_cli(exported, tmp_path, tiny_jsonl):
 def test_onnx_is_a_registered_kind(exported, tmp_path):
     """load_model(folder, onnx_file=...) and a saved ``onnx`` folder both give the same scores."""
     from patentcpc.api import load_model
-    from patentcpc.models import MODEL_KINDS
     from patentcpc.models.artifact import read_manifest
+    from patentcpc.registry import kinds
 
     model, folder, path = exported
-    assert "onnx" in MODEL_KINDS
+    assert "onnx" in kinds()
     m = load_model(folder, onnx_file=path)
     assert m.kind == "onnx" and m.labels == model.labels
     m.save(tmp_path / "onnx-model")

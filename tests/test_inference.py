@@ -25,7 +25,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny_models():
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(0)
     models = {arch: TransformerCPCModel.create(LABELS, arch=arch, max_length=128, dropout=0.0, device="cpu")

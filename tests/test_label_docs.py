@@ -35,7 +35,7 @@ def test_label_documents_of_seen_and_all_labels():
 
 def test_label_text_reaches_a_label_its_patents_never_describe(monkeypatch):
     from patentcpc import scheme
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     monkeypatch.setattr(scheme, "_documents_by_label", lambda level: {  # a tiny scheme
         "A01B": ("Soil working in agriculture", "Ploughs; harrows"), "H01L": ("Semiconductor devices",),
@@ -58,7 +58,7 @@ def test_label_text_reaches_a_label_its_patents_never_describe(monkeypatch):
 
 @needs_scheme
 def test_training_resolves_auto_and_refuses_what_cannot_apply(tiny_jsonl, tmp_path):
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     res = train_model(resolve(TrainConfig, None, {"model": "tfidf"}), str(tiny_jsonl), None, tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "manifest.json").read_text())
@@ -72,7 +72,7 @@ def test_training_resolves_auto_and_refuses_what_cannot_apply(tiny_jsonl, tmp_pa
 
 
 def test_auto_is_off_for_labels_that_are_not_cpc_codes():
-    from patentcpc.training.linear import resolve_label_docs
+    from patentcpc.kinds.linear.trainer import resolve_label_docs
 
     cfg = resolve(TrainConfig, None, {"model": "tfidf"})
     assert resolve_label_docs(cfg, "ovr", [["invoice"], ["receipt"]]) == "none"

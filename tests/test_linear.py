@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from patentcpc.config import DataConfig, LinearConfig, TrainConfig
-from patentcpc.data import load_data, split_data
+from patentcpc.data import load_data, load_for_model, split_data
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.metrics import evaluate_scores
-from patentcpc.models import load_model
-from patentcpc.models.linear import LinearCPCModel, build_pipeline
-from patentcpc.training import TrainResult, evaluate_model, load_for_model, train_model
+from patentcpc.kinds.linear.model import LinearCPCModel, build_pipeline
+from patentcpc.metrics import evaluate_model, evaluate_scores
+from patentcpc.registry import load_model, train_model
+from patentcpc.results import TrainResult
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from patentcpc.models.network import pad_batch  # noqa: E402
 
 
 def _model():
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     return TransformerCPCModel.create(["A01B", "H01L", "G06F"], arch="bert-tiny", max_length=16, device="cpu")
 

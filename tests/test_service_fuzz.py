@@ -25,7 +25,7 @@ from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 from conftest import TINY_DOCS  # noqa: E402
 from patentcpc.data import records_from_texts  # noqa: E402
-from patentcpc.models.linear import LinearCPCModel  # noqa: E402
+from patentcpc.kinds.linear.model import LinearCPCModel  # noqa: E402
 from patentcpc.retrieval.search import SearchIndex  # noqa: E402
 from patentcpc.serving import RequestError, ServeConfig, create_app, parse_request, predict_request_schema  # noqa: E402
 

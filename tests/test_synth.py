@@ -138,7 +138,7 @@ def tiny_decoder(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from patentcpc.models.transformer import default_tokenizer_path, load_tokenizer
+    from patentcpc.kinds.transformer.model import default_tokenizer_path, load_tokenizer
 
     tok = load_tokenizer(default_tokenizer_path())
     torch.manual_seed(0)
@@ -347,12 +347,12 @@ def test_audit_report(tmp_path: Path):
 
 
 def test_attention_check_warns_on_mismatch():
-    from patentcpc.models.transformer import (
+    from patentcpc.kinds.transformer.model import (
         build_encoder_from_arch,
-        check_attention,
         default_tokenizer_path,
         load_tokenizer,
     )
+    from patentcpc.models.network import check_attention
 
     tok = load_tokenizer(default_tokenizer_path())
     enc = build_encoder_from_arch("bert-tiny", tok, 512, "sdpa")
@@ -486,8 +486,8 @@ def test_training_runs_the_attention_check_once(titles_csv: Path, tmp_path: Path
     import warnings
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.models import transformer as T
-    from patentcpc.training import train_model
+    from patentcpc.models import network as T
+    from patentcpc.registry import train_model
 
     monkeypatch.setenv("PATENTCPC_PROGRESS", "0")
     calls = []

@@ -37,8 +37,7 @@ def test_transformer_config_validates():
 @pytest.mark.slow
 def test_tiny_modernbert_trains_and_its_folder_evaluates_and_predicts(tiny_jsonl, tmp_path, capsys):
     from patentcpc.cli import main
-    from patentcpc.models import load_model
-    from patentcpc.training import train_model
+    from patentcpc.registry import load_model, train_model
 
     out = tmp_path / "model"
     result = train_model(_cfg("transformer.loss=hierarchical"), str(tiny_jsonl), str(tiny_jsonl), out)
@@ -80,7 +79,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from transformers import TrainerCallback
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.transformer import train_transformer
+    from patentcpc.training.finetune import train_transformer
 
     class Kill(TrainerCallback):
         def on_save(self, args, state, control, **kw):
@@ -96,7 +95,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tiny_jsonl, tmp_path):
     from safetensors.torch import load_file
 
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     sets = [*TINY, "transformer.epochs=3", "transformer.patience=0", "transformer.dropout=0.1"]
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, sets)
@@ -153,7 +152,7 @@ def test_two_process_ddp_on_cpu(tiny_jsonl, tmp_path):
 
 def test_training_errors_are_user_errors(tiny_jsonl, tmp_path):
     from patentcpc.errors import ModelError
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     with pytest.raises(ConfigError):
         train_model(_cfg(), None, None, tmp_path / "m")
@@ -170,7 +169,7 @@ def test_tiny_modernbert_one_epoch_on_shared_titles(shared_data, tmp_path):
     """The issue's 'done' check, shortened: one epoch of tiny ModernBERT on a slice of the titles."""
     import datasets
 
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     src = datasets.load_dataset("csv", data_files=str(shared_data / "uspto-titles" / "train.csv"))["train"]
     part = tmp_path / "titles.csv"
@@ -188,7 +187,7 @@ def test_wise_interpolation_lands_halfway_between_start_and_fine_tuned(tmp_path)
 
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
     from patentcpc.training.batches import encode, multi_hot
     from patentcpc.training.head import fit_head, wise_interpolate
 
@@ -222,7 +221,7 @@ def test_fit_head_uses_the_probe_or_the_refit_settings(tmp_path):
 
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
     from patentcpc.training.batches import encode, multi_hot
     from patentcpc.training.head import fit_head, fit_probe, pooled_embeddings
 
@@ -251,7 +250,7 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
     from datasets import concatenate_datasets
 
     from patentcpc.cpc import LabelVocab
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
     from patentcpc.training.batches import encode, load_train_eval, multi_hot
     from patentcpc.training.head import fit_probe, pooled_embeddings
 
@@ -274,7 +273,7 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
-    from patentcpc.models.transformer import TransformerCPCModel
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     data = load_data(_write_two_label_jsonl(tmp_path / "d.jsonl"))
@@ -323,7 +322,7 @@ def test_group_by_length_sampler_gets_the_length_column_as_one_list():
 
     import datasets
 
-    from patentcpc.training.transformer import _make_trainer_class
+    from patentcpc.training.finetune import _make_trainer_class
 
     lengths = [int(x) for x in np.random.default_rng(0).integers(1, 64, size=200)]
     ds = datasets.Dataset.from_dict({"length": lengths, "input_ids": [[1] * n for n in lengths]})
@@ -341,8 +340,8 @@ def test_gradient_checkpointing_is_on_for_cpu_training_and_keeps_the_gradients(m
     longest batch); the loss and every gradient are the same as without (dropout's RNG is replayed)."""
     import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel
-    from patentcpc.training.transformer import gradient_checkpointing
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
+    from patentcpc.training.finetune import gradient_checkpointing
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")

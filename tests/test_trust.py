@@ -20,7 +20,7 @@ TINY = ["transformer.epochs=2", "transformer.batch_size=4", "transformer.max_len
 
 
 def test_random_init_arch_gets_the_reference_recipe_under_auto():
-    from patentcpc.training.transformer import resolve_recipe
+    from patentcpc.training.finetune import resolve_recipe
 
     tcfg, name = resolve_recipe(TransformerConfig(arch="modernbert-tiny"), 4000)
     assert name == "reference"
@@ -111,7 +111,7 @@ def test_guard_is_part_of_the_typed_config():
 
 def test_a_refused_linear_model_leaves_the_previous_one_in_place(tiny_jsonl, tmp_path, monkeypatch):
     import patentcpc.calibration as calibration
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     out = tmp_path / "m"
     cfg = resolve(TrainConfig, None, {"model": "tfidf"}, [])
@@ -157,7 +157,7 @@ def test_cli_train_refusal_is_one_line_exit_2_and_keeps_the_old_model(tiny_jsonl
 
 @pytest.mark.slow
 def test_random_init_run_saves_what_it_reported_and_times_its_phases(tiny_jsonl, tmp_path, capsys):
-    from patentcpc.training import train_model
+    from patentcpc.registry import train_model
 
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}}, TINY)
     result = train_model(cfg, str(tiny_jsonl), str(tiny_jsonl), tmp_path / "m")

@@ -1,4 +1,4 @@
-"""Unpadded ModernBERT (patentcpc.unpadded): the code paths that run on a CPU against transformers'
+"""Unpadded ModernBERT (patentcpc.kinds.transformer.unpadded): the code paths that run on a CPU against transformers'
 padded SDPA forward, fp32, tight tolerance; forward and gradients."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from patentcpc import unpadded
 from patentcpc.errors import ModelError
-from patentcpc.models.transformer import EncoderClassifier
+from patentcpc.kinds.transformer import unpadded
+from patentcpc.kinds.transformer.model import EncoderClassifier
 
 LENGTHS = [37, 5, 21, 1, 30, 12]  # > the window (8 each side) and shorter; one 1-token document
 

@@ -13,7 +13,7 @@ What it measures (random weights built from config, no downloads; speed does not
 * inference: ModernBERT-base and BERT-base (665 labels, cls pooling), fp32 and bf16 autocast,
   batching ``padded`` (input order, fixed batch, padded to the longest row), ``sorted`` (by length,
   token budget, padded to the longest row: patentcpc's padded path), ``unpadded`` (the sorted
-  batches packed back to back, variable-length attention: :mod:`patentcpc.unpadded`, ModernBERT
+  batches packed back to back, variable-length attention: :mod:`patentcpc.kinds.transformer.unpadded`, ModernBERT
   only), each without and with ``torch.compile``;
 * training: ModernBERT-base, bf16 autocast (fp32 master weights, AdamW), BCE over 665 labels,
   batch 32, max length 512, padded (transformers' SDPA) and unpadded;
@@ -29,7 +29,7 @@ plan) and the row says so (``measured`` column). A configuration that would star
 up front); host-to-device copies and bringing logits back to the host are.
 
 Imports: torch, transformers, numpy and the standard library, plus patentcpc modules that need
-nothing else (``patentcpc.unpadded``, ``patentcpc.models.transformer``, ``patentcpc.inference``).
+nothing else (``patentcpc.kinds.transformer.unpadded``, ``patentcpc.kinds.transformer.model``, ``patentcpc.inference``).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def build_net(spec: dict, device, seed: int):
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from patentcpc.models.transformer import ARCH_PRESETS, EncoderClassifier
+    from patentcpc.kinds.transformer.model import ARCH_PRESETS, EncoderClassifier
 
     kw = dict(ARCH_PRESETS[spec["preset"]])
     model_type = kw.pop("model_type")
@@ -289,7 +289,7 @@ def inference_config(net, docs, mode: str, dtype_name: str, compiled: bool, args
 
     import torch
 
-    from patentcpc.unpadded import pack_layout, select_kernel
+    from patentcpc.kinds.transformer.unpadded import pack_layout, select_kernel
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     kernel = None
@@ -329,7 +329,7 @@ def agreement_checks(net, docs, device, name: str) -> list[dict]:
     """Unpadded vs padded logits on the same documents (max |difference|), bf16 and fp32."""
     import torch
 
-    from patentcpc.unpadded import pack_layout, select_kernel
+    from patentcpc.kinds.transformer.unpadded import pack_layout, select_kernel
 
     idx = list(range(min(64, len(docs))))
     ids, mask = prepare(docs, idx, "sorted")
@@ -355,7 +355,7 @@ def gradient_check(net, docs, device, name: str) -> dict:
     autocast, 16 documents; ||g_unpadded - g_padded|| / ||g_padded|| over all parameters."""
     import torch
 
-    from patentcpc.unpadded import select_kernel
+    from patentcpc.kinds.transformer.unpadded import select_kernel
 
     kernel = select_kernel(device, torch.bfloat16) or "sdpa_repad"
     idx = list(range(min(16, len(docs))))
@@ -553,7 +553,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from patentcpc.unpadded import available_kernels
+    from patentcpc.kinds.transformer.unpadded import available_kernels
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
@@ -639,7 +639,7 @@ def main(argv=None) -> int:
 def run_training(net, docs, args, device, clock, rng, results, log, over_budget) -> None:
     import torch
 
-    from patentcpc.unpadded import select_kernel
+    from patentcpc.kinds.transformer.unpadded import select_kernel
 
     kernel = select_kernel(device, torch.bfloat16) or "sdpa_repad"
     for attention in (kernel, None):

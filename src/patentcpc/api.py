@@ -22,9 +22,9 @@ from typing import Any
 
 from patentcpc.config import TrainConfig
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.models import load_model as _load_folder
 from patentcpc.models.base import CPCModel
 from patentcpc.predictions import Prediction
+from patentcpc.registry import load_model as _load_folder
 
 __all__ = ["CPCModel", "Prediction", "TrainConfig", "evaluate", "load_model", "train"]
 
@@ -36,7 +36,7 @@ def load_model(path_or_hub_id: str | os.PathLike, **kwargs: Any) -> CPCModel:
     ``onnx_file`` (run a transformer folder as its ONNX export), ``threads`` (ONNX).
     An unreachable hub fails within seconds with a hint (use a folder, or ``HF_HUB_OFFLINE=1``).
     """
-    from patentcpc.hub import is_hub_id  # noqa: PLC0415
+    from patentcpc.hub import is_hub_id
 
     path = Path(path_or_hub_id)
     if path.exists() or not is_hub_id(path_or_hub_id):
@@ -45,11 +45,11 @@ def load_model(path_or_hub_id: str | os.PathLike, **kwargs: Any) -> CPCModel:
 
 
 def _download(repo_id: str) -> Path:
-    from patentcpc.hub import check_hub  # noqa: PLC0415
+    from patentcpc.hub import check_hub
 
     check_hub(repo_id, "model")
     try:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415
+        from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id))
     except Exception as exc:  # noqa: BLE001  (the hub client's many error types)
@@ -61,7 +61,7 @@ def train_config(config: TrainConfig | Mapping | str | os.PathLike | None = None
     """The resolved configuration: defaults <- ``config`` (object, dict or YAML file) <- ``fields``
     (top-level keys: ``model="tfidf"``, ``linear={"C": 1.0}``, ...) <- ``overrides``
     (``["transformer.epochs=2"]``, as ``--set``)."""
-    from patentcpc.config import apply_overrides, from_dict, load_yaml, merge, to_dict  # noqa: PLC0415
+    from patentcpc.config import apply_overrides, from_dict, load_yaml, merge, to_dict
 
     if config is None:
         base: dict = {}
@@ -83,7 +83,7 @@ def train(config: TrainConfig | Mapping | str | os.PathLike | None = None, *, da
     """Train a model as ``patentcpc train`` does and return it (saved to ``output`` if given; a
     transformer needs ``output`` for its checkpoints). The evaluation metrics on ``eval_data`` (or
     on the validation split of a transformer) are in ``model.manifest.metrics``."""
-    from patentcpc.training import train_model  # noqa: PLC0415
+    from patentcpc.registry import train_model
 
     cfg = train_config(config, overrides, **fields)
     kwargs = {"resume": True} if resume else {}
@@ -98,9 +98,9 @@ def evaluate(model: CPCModel | str | os.PathLike, data, *, batch_size: int | Non
     size and unsure share at 0.8, 0.9 and 0.95 (``conformal_coverage@0.9``, ...). ``data_options``:
     the CLI's data options (``text_fields``, ``label_field``, ``id_field``, ``on_bad_row``,
     ``hf_split``)."""
-    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
-    from patentcpc.training import load_for_model  # noqa: PLC0415
+    from patentcpc.config import DataConfig, from_dict
+    from patentcpc.data import load_for_model
+    from patentcpc.metrics import evaluate_scores
 
     if not isinstance(model, CPCModel):
         model = load_model(model)
@@ -110,7 +110,7 @@ def evaluate(model: CPCModel | str | os.PathLike, data, *, batch_size: int | Non
         data = load_for_model(str(data), from_dict(DataConfig, options, "data"), model)
     elif data_options:
         raise ConfigError("data options apply to a file, not to loaded data")
-    from patentcpc.conformal import evaluate_sets  # noqa: PLC0415
+    from patentcpc.conformal import evaluate_sets
 
     scores = model.predict_scores(data.texts, batch_size=batch_size, progress=progress)
     return {**evaluate_scores(scores, data.labels, model.labels, model.thresholds),

@@ -10,14 +10,14 @@ import numpy as np
 
 def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
     """Lower-cased word tokens without English stop words (bm25s' tokenizer)."""
-    import bm25s  # noqa: PLC0415
+    import bm25s
 
     return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
 
 
 def build_bm25(texts: Sequence[str]):
     """A ``bm25s.BM25`` index (Lucene variant, k1=1.5, b=0.75) of ``texts``."""
-    import bm25s  # noqa: PLC0415
+    import bm25s
 
     retriever = bm25s.BM25()
     retriever.index(bm25_tokenize(texts), show_progress=False)

@@ -231,7 +231,7 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, score_type: str, method: str 
             info.setdefault("refused", {"method": method, "a": float(a)})
             method = "isotonic"
     if cal is None:  # isotonic: non-decreasing by construction
-        from sklearn.isotonic import IsotonicRegression  # noqa: PLC0415
+        from sklearn.isotonic import IsotonicRegression
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(zs, ys)
         cal = Calibrator(method="isotonic", scope="shared", score_type=score_type,
@@ -273,8 +273,8 @@ def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=N
     ``cfg.known_only`` the calibrator is fitted only on the documents with at least one gold label
     the scoring model knew (``raw.known`` of :func:`out_of_fold_scores`, else the model's labels):
     the others can never be hits and are what a small training set's folds over-represent."""
-    from patentcpc.config import CalibrationConfig  # noqa: PLC0415
-    from patentcpc.metrics import tune_global_threshold, tune_label_thresholds  # noqa: PLC0415
+    from patentcpc.config import CalibrationConfig
+    from patentcpc.metrics import tune_global_threshold, tune_label_thresholds
 
     cfg = cfg or CalibrationConfig()
     labels = model.labels
@@ -296,7 +296,7 @@ def calibrate_model(model, raw: np.ndarray, gold: Sequence[Sequence[str]], cfg=N
         model.manifest.threshold = threshold
         model.manifest.label_thresholds = tune_label_thresholds(probs, gold, labels, threshold,
                                                                 threshold_min_support).tolist()
-        from patentcpc.predictions import set_abstention  # noqa: PLC0415
+        from patentcpc.predictions import set_abstention
 
         set_abstention(model, probs, gold)
     return probs
@@ -348,8 +348,8 @@ def _folds(gold: Sequence[Sequence[str]], folds: int, seed: int, stratify: bool)
     x labels (e.g. 20k documents at subclass level), a seeded random partition above."""
     n = len(gold)
     if stratify and n >= folds:
-        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # noqa: PLC0415
-        from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+        from sklearn.preprocessing import MultiLabelBinarizer
 
         y = MultiLabelBinarizer(sparse_output=True).fit_transform(gold)
         if y.shape[1] and n * y.shape[1] <= STRATIFY_MAX_CELLS:  # iterative stratification: ~n x labels work

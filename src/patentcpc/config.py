@@ -435,7 +435,7 @@ class LoRAConfig:
     Args:
         r: rank; alpha: scaling numerator (scale = alpha / r); dropout: on the adapter input.
         target_modules: module names to adapt (null: the family's default, see
-            :data:`patentcpc.models.causal_lm.LORA_TARGETS`; ``all-linear`` is accepted).
+            :data:`patentcpc.kinds.causal_lm.model.LORA_TARGETS`; ``all-linear`` is accepted).
     """
 
     r: int = 8
@@ -534,9 +534,9 @@ def _split_commas(value: Any) -> Any:
 def _schema_type(tp: Any) -> Any:
     """The pydantic type that validates a config field annotated ``tp``: ints bounded to 64 bits,
     floats finite, lists also from a comma-separated string."""
-    from typing import Annotated  # noqa: PLC0415
+    from typing import Annotated
 
-    from pydantic import BeforeValidator, Field  # noqa: PLC0415
+    from pydantic import BeforeValidator, Field
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -563,7 +563,7 @@ def _yaml_float(value: Any) -> Any:
 
 @functools.cache
 def _field_adapter(cls: type, name: str):
-    from pydantic import ConfigDict, TypeAdapter  # noqa: PLC0415
+    from pydantic import ConfigDict, TypeAdapter
 
     tp = typing.get_type_hints(cls)[name]
     return TypeAdapter(_schema_type(tp), config=ConfigDict(strict=True, allow_inf_nan=False))
@@ -581,7 +581,7 @@ def _allowed(tp: Any) -> str:
 
 
 def _validate_field(cls: type, name: str, value: Any, where: str) -> Any:
-    from pydantic import ValidationError  # noqa: PLC0415
+    from pydantic import ValidationError
 
     tp = typing.get_type_hints(cls)[name]
     if _is_dataclass_type(tp):
@@ -655,7 +655,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     """Apply ``a.b=value`` strings (value parsed as YAML) to a nested mapping (a copy)."""
-    import copy  # noqa: PLC0415
+    import copy
 
     out = copy.deepcopy(data)
     for item in overrides or []:

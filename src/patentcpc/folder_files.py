@@ -3,7 +3,7 @@
 Every file that patentcpc reads from a model folder (``manifest.json``, weights, vocabularies,
 tokenizer files, an ensemble's member manifests, the explanation index) or from a search index
 folder goes through this module or through :func:`check_folder_tree`, which every model kind's
-loading passes (:func:`patentcpc.models.load_model`) before a third-party reader (transformers,
+loading passes (:func:`patentcpc.registry.load_model`) before a third-party reader (transformers,
 peft, bm25s, omikuji, ONNX Runtime) opens anything:
 
 * a link whose target leaves the folder is refused, and so is anything that is not a regular file
@@ -193,8 +193,8 @@ def check_npy(folder: str | os.PathLike, rel: str | os.PathLike, max_bytes: int 
     """``(real path, shape, dtype)`` of the ``.npy`` file ``folder/rel`` once its header is a plain
     numeric array whose data fills the file exactly (no object arrays, no shape larger than the
     file); refuses anything else, naming the file."""
-    import numpy as np  # noqa: PLC0415
-    from numpy.lib import format as npformat  # noqa: PLC0415
+    import numpy as np
+    from numpy.lib import format as npformat
 
     shown = Path(folder) / rel
     real, size = check_folder_file(folder, rel, max_bytes, error=error, what=what)
@@ -225,7 +225,7 @@ def check_npy(folder: str | os.PathLike, rel: str | os.PathLike, max_bytes: int 
 def load_npy(folder: str | os.PathLike, rel: str | os.PathLike, max_bytes: int | None = None, *,
              mmap: bool = False, error: type[PatentCPCError] = ModelError, what: str = "the folder"):
     """A ``.npy`` array of ``folder/rel`` after :func:`check_npy` (``mmap``: memory-mapped, read-only)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     shown = Path(folder) / rel
     real, _, _ = check_npy(folder, rel, max_bytes, error=error, what=what)

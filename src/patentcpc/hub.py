@@ -37,8 +37,8 @@ def check_hub(repo_id: str, repo_type: str = "model") -> None:
     error: type[PatentCPCError] = DataError if repo_type == "dataset" else ModelError
     timeout = float(os.environ.get("PATENTCPC_HUB_TIMEOUT", HUB_TIMEOUT_S))
     try:
-        from huggingface_hub import HfApi  # noqa: PLC0415
-        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: PLC0415
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
     except ImportError:  # no hub client: the loaders will say so
         return
     hint = "use a local folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache"

@@ -10,7 +10,7 @@ Read top to bottom:
   budget* (rows x longest row), so padding is small and batch memory bounded; rows come back in
   input order. ``torch.inference_mode``, SDPA attention, bf16 autocast on a GPU, optional
   ``torch.compile``, and on a CUDA GPU a padding-free path for ModernBERT (the documents of a batch
-  packed back to back, variable-length attention: :mod:`patentcpc.unpadded`);
+  packed back to back, variable-length attention: :mod:`patentcpc.kinds.transformer.unpadded`);
 * :func:`stream_predict`: a file of any size, chunk by chunk (constant memory), CSV, TSV, JSONL or
   Parquet out (by the output's extension), gold labels and hits carried when the input has labels.
 """
@@ -50,7 +50,7 @@ def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5,
     ``coverage``)."""
     if top_k < 1:
         raise ConfigError("top_k must be >= 1")
-    from patentcpc.predictions import NO_CODE, assigned_mask  # noqa: PLC0415
+    from patentcpc.predictions import NO_CODE, assigned_mask
 
     scores = np.asarray(scores)
     labels = model.labels
@@ -77,7 +77,7 @@ def format_predictions(model: CPCModel, scores: np.ndarray, top_k: int = 5,
             rec["note"] = f"{NO_CODE}: no code scores high enough (best {preds[0]['score']:.3f})" if preds else NO_CODE
         out.append(rec)
     if coverage is not None:
-        from patentcpc.conformal import label_sets  # noqa: PLC0415
+        from patentcpc.conformal import label_sets
 
         for rec, s in zip(out, label_sets(model, scores, coverage), strict=True):
             rec["label_set"] = {**s.to_dict(), "scores": list(s.scores)}
@@ -98,7 +98,7 @@ def predict_texts(model: CPCModel, texts: Sequence[str], top_k: int = 5, batch_s
 
 def write_jsonl(records: Iterator[dict], path: str | os.PathLike, progress=None) -> int:
     """Write records as JSON Lines atomically (a temporary file renamed at the end)."""
-    from patentcpc.io import atomic_open  # noqa: PLC0415
+    from patentcpc.io import atomic_open
 
     n = 0
     with atomic_open(path, "w") as fh:
@@ -124,7 +124,7 @@ class InferenceOptions:
     longest row). ``autocast``: ``auto`` is bf16 on a GPU that has it and fp32 on a CPU.
     ``padding_free``: ``auto`` runs ModernBERT batches unpadded on a CUDA GPU where a
     variable-length attention kernel exists for the compute dtype (bf16/fp16; see
-    :mod:`patentcpc.unpadded`), padded otherwise; ``on`` forces it (with no such kernel, e.g. on a
+    :mod:`patentcpc.kinds.transformer.unpadded`), padded otherwise; ``on`` forces it (with no such kernel, e.g. on a
     CPU or in fp32, the layers run unpadded and attention alone is re-padded for SDPA: exact,
     a test path there, not a fast one); ``off``: padded batches. ``cls_last_layer``: with ``cls``
     pooling on ModernBERT (SDPA or eager attention, padded batches), the last layer computes only the [CLS] row
@@ -173,16 +173,16 @@ def plan_batches(lengths: Sequence[int], batch_size: int, token_budget: int) -> 
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="doc", desc="predicting", file=sys.stderr, smoothing=0.1)
 
 
 class BatchPredictor:
-    """Runs a :class:`~patentcpc.models.transformer.TransformerCPCModel` on token-id lists."""
+    """Runs a :class:`~patentcpc.kinds.transformer.model.TransformerCPCModel` on token-id lists."""
 
     def __init__(self, model, options: InferenceOptions | None = None):
-        import torch  # noqa: PLC0415
+        import torch
 
         self.model = model
         self.options = options or InferenceOptions()
@@ -206,7 +206,7 @@ class BatchPredictor:
                                and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
 
     def _autocast_dtype(self):
-        import torch  # noqa: PLC0415
+        import torch
 
         mode = self.options.autocast
         if mode == "off" or self.device.type != "cuda":
@@ -219,7 +219,7 @@ class BatchPredictor:
 
     def _use_padding_free(self) -> str | None:
         """None (padded batches), ``packed`` (one row through transformers' flash attention) or
-        the kernel of :mod:`patentcpc.unpadded` that runs the batches unpadded."""
+        the kernel of :mod:`patentcpc.kinds.transformer.unpadded` that runs the batches unpadded."""
         mode = self.options.padding_free
         net = self.model.network
         enc = net.encoder
@@ -241,9 +241,9 @@ class BatchPredictor:
         return kernel
 
     def _autocast(self):
-        import contextlib  # noqa: PLC0415
+        import contextlib
 
-        import torch  # noqa: PLC0415
+        import torch
 
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
@@ -251,7 +251,7 @@ class BatchPredictor:
 
     def forward_padded(self, ids: Sequence[Sequence[int]]):
         """Logits (float32 tensor) of one batch padded to its longest row."""
-        import torch  # noqa: PLC0415
+        import torch
 
         width = max(len(x) for x in ids)
         batch = np.full((len(ids), width), self.pad_id, dtype=np.int64)
@@ -268,11 +268,11 @@ class BatchPredictor:
 
     def forward_unpadded(self, ids: Sequence[Sequence[int]]):
         """Logits of one batch with no padding at all: the documents packed back to back and run
-        through :func:`patentcpc.unpadded.unpadded_hidden` (variable-length attention kernel
+        through :func:`patentcpc.kinds.transformer.unpadded.unpadded_hidden` (variable-length attention kernel
         ``self.padding_free``)."""
-        import torch  # noqa: PLC0415
+        import torch
 
-        from patentcpc.unpadded import pack_layout  # noqa: PLC0415
+        from patentcpc.kinds.transformer.unpadded import pack_layout
 
         flat = torch.tensor([t for row in ids for t in row], dtype=torch.long).to(self.device, non_blocking=True)
         cu, max_len, layout = pack_layout([len(x) for x in ids], self.device)
@@ -289,7 +289,7 @@ class BatchPredictor:
         ``position_ids`` restart at each document (rotary positions); the document boundaries go
         to the varlen kernels as ``cu_seq_lens``. Untested here (no GPU, no flash-attn).
         """
-        import torch  # noqa: PLC0415
+        import torch
 
         lens = torch.tensor([len(x) for x in ids], dtype=torch.long)
         starts = torch.cumsum(lens, 0) - lens
@@ -318,7 +318,7 @@ class BatchPredictor:
                         embeddings: np.ndarray | None = None) -> np.ndarray:
         """Logits (len(ids), n_labels) in input order. ``embeddings``: an array (len(ids), width)
         that receives the pooled vectors the head reads, from the same forward passes."""
-        import torch  # noqa: PLC0415
+        import torch
 
         out = np.zeros((len(ids), len(self.model.labels)), dtype=np.float32)
         if not len(ids):
@@ -366,7 +366,7 @@ CLS_SHORTCUT_TRANSFORMERS = (5, 6)  # major versions [from, to)
 def cls_shortcut_supported() -> bool:
     """Whether the installed transformers is one :func:`modernbert_cls_logits` was written for."""
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         major = int(version("transformers").split(".")[0])
     except (ImportError, ValueError):
@@ -377,13 +377,13 @@ def cls_shortcut_supported() -> bool:
 def modernbert_cls_logits(net, input_ids, attention_mask):
     """Logits of an ``EncoderClassifier`` over ModernBERT with ``cls`` pooling, the last layer
     run for the [CLS] position only (same numbers as the full forward, less work)."""
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: N812, PLC0415
-    from transformers.masking_utils import (  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from transformers.masking_utils import (
         create_bidirectional_mask,
         create_bidirectional_sliding_window_mask,
     )
-    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb  # noqa: PLC0415
+    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
     enc = net.encoder
     hidden = enc.embeddings(input_ids=input_ids)
@@ -420,7 +420,7 @@ def modernbert_cls_logits(net, input_ids, attention_mask):
 
 def predict_logits(model, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
                    options: InferenceOptions | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
-    """Logits of a :class:`~patentcpc.models.transformer.TransformerCPCModel` for ``texts``.
+    """Logits of a :class:`~patentcpc.kinds.transformer.model.TransformerCPCModel` for ``texts``.
 
     Documents are sorted by token length and batched under a token budget so that padding is
     small; output rows are in input order. ``options`` (default: the model's
@@ -466,7 +466,7 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def _parquet_schema(with_gold: bool = False):
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     node = pa.struct([("code", pa.string()), ("title", pa.string())])
     pred = pa.struct([("code", pa.string()), ("score", pa.float64()), ("assigned", pa.bool_()),
@@ -480,10 +480,10 @@ def _parquet_schema(with_gold: bool = False):
 
 
 def _write_parquet(chunks: Iterator[list[dict]], path: Path, with_gold: bool = False) -> int:
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from patentcpc.io import atomic_path  # noqa: PLC0415
+    from patentcpc.io import atomic_path
 
     schema = _parquet_schema(with_gold)
     n = 0
@@ -530,9 +530,9 @@ def snippet(text: str, n: int = SNIPPET_CHARS) -> str:
 def _write_table(records: Iterator[dict], path: Path, delimiter: str, id_name: str, with_gold: bool,
                  title_name: str = "title") -> int:
     """CSV/TSV, one row per document, written atomically."""
-    import csv  # noqa: PLC0415
+    import csv
 
-    from patentcpc.io import atomic_open  # noqa: PLC0415
+    from patentcpc.io import atomic_open
 
     columns = table_columns(id_name, title_name, with_gold)
     n = 0

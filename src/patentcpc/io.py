@@ -203,7 +203,7 @@ def _replace_dir(new: Path, path: Path) -> None:
 
 def write_marker(folder: str | os.PathLike, kind: str, **extra: Any) -> None:
     """Mark ``folder`` as a patentcpc artifact of ``kind``."""
-    from patentcpc import __version__  # noqa: PLC0415
+    from patentcpc import __version__
 
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}")

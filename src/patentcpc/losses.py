@@ -135,7 +135,7 @@ def build_loss(name: str, labels: Sequence[str], targets: np.ndarray | None = No
     if name == "focal":
         return FocalLoss(focal_gamma, focal_alpha)
     if name == "hierarchical":
-        from patentcpc.cpc import distance_matrix  # noqa: PLC0415
+        from patentcpc.cpc import distance_matrix
 
         return HierarchicalLoss(np.asarray(distance_matrix(list(labels))), hierarchy_weight)
     raise ConfigError(f"unknown loss '{name}' (choose from {', '.join(LOSSES)})")

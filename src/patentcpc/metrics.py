@@ -246,7 +246,7 @@ def per_label_report(
 def gold_matrix(gold: Sequence[Sequence[str]], vocab: Sequence[str]):
     """(columns, CSR boolean matrix documents x columns): the gold labels, sparse (vocab first,
     then gold labels outside the vocabulary), as :func:`_matrices` without the dense matrices."""
-    from scipy import sparse  # noqa: PLC0415
+    from scipy import sparse
 
     columns, rows = _gold_index(gold, vocab)
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -432,7 +432,7 @@ def auroc(conf: np.ndarray, hit: np.ndarray) -> float:
     n_pos, n_neg = int(hit.sum()), int((~hit).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    from scipy.stats import rankdata  # noqa: PLC0415
+    from scipy.stats import rankdata
 
     ranks = rankdata(conf)
     return float((ranks[hit].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -444,3 +444,10 @@ def top1_ece(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence
 
 def top1_auroc(scores: np.ndarray, gold: Sequence[Sequence[str]], labels: Sequence[str]) -> float:
     return auroc(*top1_confidence(scores, gold, labels))
+
+
+def evaluate_model(model, data, batch_size: int = 64, progress: bool = False) -> dict:
+    """All summary metrics of a model (:class:`~patentcpc.models.base.CPCModel`) on labelled ``data``
+    (a :class:`~patentcpc.data.PatentData`)."""
+    scores = model.scores(data.texts, batch_size=batch_size, progress=progress)
+    return evaluate_scores(scores, data.labels, model.labels, model.thresholds)

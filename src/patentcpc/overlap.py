@@ -85,9 +85,9 @@ def training_overlap(model, evaluation: PatentData) -> tuple[Overlap | None, str
     """Overlap of ``evaluation`` with the training data a model's manifest names, where that file is
     still on this machine, at most :data:`MAX_TRAINING_FILE_BYTES`, and unchanged (its fingerprint
     matches the manifest's); ``(None, why not)`` otherwise."""
-    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.errors import PatentCPCError  # noqa: PLC0415
+    from patentcpc.config import DataConfig, from_dict
+    from patentcpc.data import load_data
+    from patentcpc.errors import PatentCPCError
 
     info = getattr(model.manifest, "training_data", None) or {}
     source = info.get("source")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 
 def _plt():
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    from patentcpc.io import atomic_path  # noqa: PLC0415
+    from patentcpc.io import atomic_path
 
     path = Path(path)
     try:
@@ -61,7 +61,7 @@ def plot_rank_frequency(label_counts: Sequence[tuple[str, int]], path: str | os.
 def plot_training_curves(metrics_jsonl: str | os.PathLike, path: str | os.PathLike,
                          title: str = "Validation F1 during training") -> Path:
     """Micro and macro F1 (and f1@1) per evaluation from a trainer's ``metrics.jsonl`` log."""
-    import json  # noqa: PLC0415
+    import json
 
     rows = [json.loads(line) for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines() if line]
     evals = [r for r in rows if "eval_micro_f1" in r]

@@ -96,7 +96,7 @@ def set_abstention(model, scores: np.ndarray, gold: Sequence[Sequence[str]]) -> 
     """Tune :func:`tune_abstention` on validation ``scores`` (the model's output scale) and store it
     in ``model.manifest.extra["abstain_below"]``; the same scores give the conformal table of
     ``predict(coverage=)`` (:func:`patentcpc.conformal.set_conformal`, ``extra["conformal"]``)."""
-    from patentcpc.conformal import set_conformal  # noqa: PLC0415
+    from patentcpc.conformal import set_conformal
 
     t = tune_abstention(scores, gold, model.labels, model.thresholds)
     model.manifest.extra = {**model.manifest.extra, "abstain_below": t}

@@ -53,9 +53,9 @@ class PretrainConfig:
 
 def build_mlm_model(cfg: PretrainConfig):
     """(masked-LM model, tokenizer): pretrained ``cfg.model`` or random-init ``cfg.arch``."""
-    from transformers import AutoModelForMaskedLM  # noqa: PLC0415
+    from transformers import AutoModelForMaskedLM
 
-    from patentcpc.models.transformer import build_encoder_from_arch, default_tokenizer_path, load_tokenizer  # noqa: PLC0415
+    from patentcpc.kinds.transformer.model import build_encoder_from_arch, default_tokenizer_path, load_tokenizer
 
     if cfg.arch:
         tok = load_tokenizer(cfg.tokenizer or default_tokenizer_path())
@@ -70,7 +70,7 @@ def build_mlm_model(cfg: PretrainConfig):
 
 
 def _nan_guard():
-    from transformers import TrainerCallback  # noqa: PLC0415
+    from transformers import TrainerCallback
 
     class NaNGuard(TrainerCallback):
         """Stop on a NaN/inf training loss (fp16 overflow, a bad learning rate)."""
@@ -86,9 +86,9 @@ def _nan_guard():
 def pretrain(cfg: PretrainConfig, data, output: str | os.PathLike) -> dict:
     """Run MLM on the texts of ``data`` (a PatentData) and save the model folder to ``output``.
     Returns a summary (steps, final loss, masking rate)."""
-    from transformers import set_seed  # noqa: PLC0415
+    from transformers import set_seed
 
-    from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
+    from patentcpc.io import atomic_dir, check_output_dir
 
     out = check_output_dir(output, "encoder")
     set_seed(cfg.seed)
@@ -108,7 +108,7 @@ def pretrain(cfg: PretrainConfig, data, output: str | os.PathLike) -> dict:
 
 
 def _run_mlm(cfg: PretrainConfig, model, tok, ds, prob: float, out: Path, work: Path, atomic_dir) -> dict:
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments  # noqa: PLC0415
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(work), seed=cfg.seed, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,

@@ -1,4 +1,4 @@
-"""What a training run returns (shared by :mod:`patentcpc.training` and :mod:`patentcpc.training.transformer`,
+"""What a training run returns (shared by :mod:`patentcpc.training` and :mod:`patentcpc.training.finetune`,
 which therefore need not import each other)."""
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ class MicroBatcher:
         return out
 
     def _score(self, jobs: list[_Job]) -> list[list[dict]]:
-        from patentcpc.inference import format_predictions  # noqa: PLC0415
+        from patentcpc.inference import format_predictions
 
         texts = [t for job in jobs for t in job.texts]
         scores = self.model.scores(texts)
@@ -579,17 +579,17 @@ def _error_responses(*statuses: int, max_body_bytes: int | None = None) -> dict:
 def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=None):
     """The FastAPI application serving ``model`` (and, given a loaded
     :class:`~patentcpc.retrieval.search.SearchIndex` ``search_index``, ``POST /search`` over it)."""
-    from contextlib import asynccontextmanager  # noqa: PLC0415
+    from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request  # noqa: PLC0415
-    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
-    from fastapi.openapi.docs import get_swagger_ui_html  # noqa: PLC0415
-    from fastapi.responses import FileResponse, JSONResponse  # noqa: PLC0415
-    from starlette.exceptions import HTTPException  # noqa: PLC0415
-    from starlette.staticfiles import StaticFiles  # noqa: PLC0415
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import FileResponse, JSONResponse
+    from starlette.exceptions import HTTPException
+    from starlette.staticfiles import StaticFiles
 
-    from patentcpc import __version__  # noqa: PLC0415
-    from patentcpc.cpc import title  # noqa: PLC0415
+    from patentcpc import __version__
+    from patentcpc.cpc import title
 
     cfg = cfg or ServeConfig()
     batcher = MicroBatcher(model, cfg.max_batch_docs, cfg.max_wait_ms)
@@ -652,7 +652,7 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
                 "labels": [{"code": c, "title": title(c)} for c in model.labels]}
 
     try:  # whether 'coverage' can be served: the schema says so exactly
-        from patentcpc.conformal import model_table  # noqa: PLC0415
+        from patentcpc.conformal import model_table
 
         has_conformal = bool(model_table(model))
     except (ConfigError, ModelError):
@@ -671,7 +671,7 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
             raise RequestError(422, "'explain' must be true or false")
         coverage = body.get("coverage")
         if "coverage" in body:  # (null too: the schema takes a number only)
-            from patentcpc.conformal import check_coverage, model_table  # noqa: PLC0415
+            from patentcpc.conformal import check_coverage, model_table
 
             try:
                 if coverage is None:
@@ -684,7 +684,7 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
         try:
             results = await batcher.submit(texts, top_k, coverage)
             if explain:
-                from patentcpc.explain import explain_predictions  # noqa: PLC0415
+                from patentcpc.explain import explain_predictions
 
                 results = await asyncio.to_thread(explain_predictions, model, texts, results)
         except RequestError:
@@ -718,7 +718,7 @@ def create_app(model: CPCModel, cfg: ServeConfig | None = None, search_index=Non
 
     if search_index is not None:
         add_search_route(app, search_index, cfg.max_body_bytes)
-    from patentcpc.documents.service import add_read_route  # noqa: PLC0415 (PDF upload: issue 31)
+    from patentcpc.documents.service import add_read_route  # (PDF upload: issue 31)
 
     add_read_route(app, batcher.submit, model.manifest.label_level, cfg.max_body_bytes)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout_s=cfg.body_timeout_s)
@@ -754,12 +754,12 @@ SEARCH_RESPONSE_SCHEMA = {"type": "object", "required": ["query", "mode", "score
 def add_search_route(app, index, max_body_bytes: int | None = None) -> None:
     """``POST /search`` over a loaded index: the index (and its encoder) stay in memory, so a query
     costs one query embedding and one pass over the document vectors (no reloading)."""
-    import threading  # noqa: PLC0415
+    import threading
 
-    from fastapi import Request  # noqa: PLC0415
+    from fastapi import Request
 
-    from patentcpc.errors import PatentCPCError  # noqa: PLC0415
-    from patentcpc.retrieval.search import SearchOptions, hits_as_dicts, score_legend  # noqa: PLC0415
+    from patentcpc.errors import PatentCPCError
+    from patentcpc.retrieval.search import SearchOptions, hits_as_dicts, score_legend
 
     lock = threading.Lock()  # one query at a time through the encoder
     default_mode = "hybrid" if index.embeddings is not None else "bm25"
@@ -824,8 +824,8 @@ def add_search_route(app, index, max_body_bytes: int | None = None) -> None:
 def _h11_protocol(header_timeout_s: float):
     """uvicorn's h11 protocol with a deadline for the request line and headers: a client that sends
     part of them and stalls gets 408 and the connection is closed (uvicorn alone waits forever)."""
-    import h11  # noqa: PLC0415
-    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     body = json.dumps(error_body(408, f"the request headers did not arrive within {header_timeout_s:g} s")).encode()
     response = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -885,7 +885,7 @@ def check_listen(host: str, port: int) -> None:
     """A :class:`ConfigError` unless the service can listen on ``host:port`` (the name resolves and
     the address is free), checked as uvicorn binds (``SO_REUSEADDR``), so the user gets one line
     instead of uvicorn's start-up log and exit code 3."""
-    import socket  # noqa: PLC0415
+    import socket
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -905,7 +905,7 @@ def run_server(model: CPCModel, cfg: ServeConfig | None = None, host: str = "127
                log_level: str = "info", search_index=None) -> None:
     """Serve ``model`` with uvicorn until SIGINT/SIGTERM; in-flight requests are finished first
     (up to ``cfg.graceful_timeout_s``)."""
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
     cfg = cfg or ServeConfig()
     log_level = check_log_level(log_level)

@@ -30,8 +30,8 @@ def train_tokenizer(data, output: str | os.PathLike, vocab_size: int = 32_000, k
                     min_frequency: int = 2, max_length: int = 8192):
     """Train a tokenizer on the texts of ``data`` (a :class:`~patentcpc.data.PatentData`), save
     it to ``output`` (atomically) and return it as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: PLC0415
-    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
     if kind not in KINDS:
         raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, not '{kind}'")
@@ -58,7 +58,7 @@ def train_tokenizer(data, output: str | os.PathLike, vocab_size: int = 32_000, k
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **SPECIAL)
-    from patentcpc.models.artifact import atomic_dir  # noqa: PLC0415
+    from patentcpc.models.artifact import atomic_dir
 
     with atomic_dir(output, kind="tokenizer") as tmp:
         fast.save_pretrained(str(tmp))

@@ -49,7 +49,7 @@ _install_output_guard(app)
 
 def _version(value: bool) -> None:
     if value:
-        from patentcpc import __version__  # noqa: PLC0415
+        from patentcpc import __version__
 
         print(f"patentcpc {__version__}")
         raise typer.Exit(0)
@@ -94,9 +94,9 @@ def _one_line(message: str, limit: int = 2000) -> str:
 
 
 def _fail(message: str, code: int, debug: bool) -> None:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+    from patentcpc.io import INTERRUPTED
 
     if debug:
         traceback.print_exc()
@@ -143,7 +143,7 @@ def os_error_message(exc: OSError, argv: list[str] | None = None) -> tuple[str, 
     if where and getattr(exc, "filename2", None) is not None:
         where.append(f"-> {_user_path(exc.filename2)}")
     if not where and status == 1 and code != errno.ENOMEM:
-        from patentcpc.cli.outputs import OUTPUT_OPTIONS  # noqa: PLC0415 (the guard's one list of output options)
+        from patentcpc.cli.outputs import OUTPUT_OPTIONS  # (the guard's one list of output options)
 
         output = _named_option(argv or [], OUTPUT_OPTIONS)
         if output:
@@ -197,7 +197,7 @@ def _unicode_message(exc: UnicodeDecodeError, argv: list[str]) -> str:
 
 
 def _on_sigint(signum, frame) -> None:
-    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+    from patentcpc.io import INTERRUPTED
 
     INTERRUPTED.set()  # remembered even if a library swallows the KeyboardInterrupt
     raise KeyboardInterrupt
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     interrupted, 1 on any other failure; one line of message, the traceback only with ``--debug``
     or ``PATENTCPC_DEBUG=1``."""
     global _REAL_PROCESS
-    from patentcpc.io import INTERRUPTED  # noqa: PLC0415
+    from patentcpc.io import INTERRUPTED
 
     _REAL_PROCESS = argv is None
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
@@ -350,7 +350,7 @@ def _is_usage_mistake(exc: Exception) -> bool:
 
 
 def _run_command(argv: list[str], debug: bool) -> int:
-    from patentcpc.errors import PatentCPCError  # noqa: PLC0415
+    from patentcpc.errors import PatentCPCError
 
     try:
         rv = app(args=argv, prog_name="patentcpc", standalone_mode=False)

@@ -32,21 +32,29 @@ def bench(
     output: Annotated[Path | None, typer.Option("--output", help="Also write the JSON here.")] = None,
 ) -> None:
     """Samples/s and tokens/s of the batch predictor vs a naive loop; prints one JSON object."""
-    from patentcpc.bench import BenchConfig, run_bench  # noqa: PLC0415
-    from patentcpc.validation import check_device  # noqa: PLC0415
+    from patentcpc.registry import get, select_model
+    from patentcpc.validation import check_device
 
     device = check_device(device)
     if output is not None:
-        from patentcpc.io import check_output_file  # noqa: PLC0415
+        from patentcpc.io import check_output_file
 
         check_output_file(output, [data, model])
-    cfg = BenchConfig(arch=arch, model=model, data=data, n_docs=n_docs, batch_size=batch_size, max_batch=max_batch,
-                      token_budget=token_budget, repeats=repeats, max_length=max_length, compile=compile,
-                      autocast=autocast, device=device, backend=backend)
-    result = run_bench(cfg, log=lambda msg: console.print(msg, highlight=False))
+    options = dict(arch=arch, model=model, data=data, n_docs=n_docs, batch_size=batch_size, max_batch=max_batch,
+                   token_budget=token_budget, repeats=repeats, max_length=max_length, compile=compile,
+                   autocast=autocast, device=device, backend=backend)
+    if model is not None and arch is None:  # the kind of the folder (its manifest), else of the --arch preset
+        from patentcpc.models.artifact import read_manifest
+
+        manifest = read_manifest(model)
+        kind = get(manifest.kind, package=manifest.extra.get("kind_package"), where=str(model))
+    else:
+        kind = select_model(None, arch)
+    run = kind.hook("bench", str(model) if model is not None and arch is None else f"--arch {arch}")
+    result = run(options, log=lambda msg: console.print(msg, highlight=False))
     text = json.dumps(result)
     if output is not None:
-        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+        from patentcpc.models.artifact import atomic_write_text
 
         atomic_write_text(output, json.dumps(result, indent=2) + "\n")
     print(text)

@@ -14,9 +14,9 @@ def cpc(codes: Annotated[list[str], typer.Argument(
         help="CPC symbols in any published form; one argument may hold a list: 'H04L,H04W', "
              "'G06F 16/00; H04L 9/32'.")]) -> None:
     """Parse CPC symbols and show their full hierarchy with titles (and where a title is the IPC's)."""
-    import textwrap  # noqa: PLC0415
+    import textwrap
 
-    from patentcpc.cpc import (  # noqa: PLC0415
+    from patentcpc.cpc import (
         _user_scheme,
         dot_ancestors,
         full_ancestors,

@@ -33,8 +33,8 @@ def data_stats(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Documents, labels, label cardinality, imbalance; top-30 bar chart and log-log rank/frequency plot."""
-    from patentcpc.data import compute_stats, load_data  # noqa: PLC0415
-    from patentcpc.plots import plot_rank_frequency, plot_top_labels  # noqa: PLC0415
+    from patentcpc.data import compute_stats, load_data
+    from patentcpc.plots import plot_rank_frequency, plot_top_labels
 
     cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs())
@@ -50,7 +50,7 @@ def data_stats(
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table(title=f"{data}", show_header=False)
     for key in ("n_docs", "n_labels", "n_label_assignments", "label_cardinality", "label_density",
@@ -78,9 +78,9 @@ def data_split(
     """Deterministic multi-label stratified split (iterative stratification), each part within a
     document of its fraction; every input column is kept (plus `id`, the row number in --data,
     where it has no id column), so a part reads like the input."""
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+    from patentcpc.data import load_data, split_data
+    from patentcpc.errors import ConfigError
+    from patentcpc.inference import write_jsonl
 
     try:
         fr = tuple(float(x) for x in fractions.split(","))
@@ -88,7 +88,7 @@ def data_split(
         raise ConfigError(f"--fractions must be numbers like 0.8,0.1,0.1, not '{fractions}'") from None
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6 or min(fr) <= 0:
         raise ConfigError(f"--fractions must be three positive numbers that sum to 1, not '{fractions}'")
-    from patentcpc.io import atomic_dir, check_output_dir  # noqa: PLC0415
+    from patentcpc.io import atomic_dir, check_output_dir
 
     check_output_dir(output, "splits", [data])
     cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))

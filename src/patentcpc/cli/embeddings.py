@@ -47,9 +47,9 @@ def train_embeddings(
 ) -> None:
     """Fine-tune an embedder contrastively (sentence-transformers); the output loads wherever patentcpc
     takes an encoder (embed, index build, search, train --model, benchmark-embeddings)."""
-    from patentcpc.config import apply_overrides, from_dict  # noqa: PLC0415
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.retrieval.finetune import (  # noqa: PLC0415
+    from patentcpc.config import apply_overrides, from_dict
+    from patentcpc.io import check_output_dir
+    from patentcpc.retrieval.finetune import (
         FinetuneOptions,
         load_corpus,
         parse_signals,
@@ -61,7 +61,7 @@ def train_embeddings(
     check_input(data, "--data")  # inputs, output and options before any model or heavy library loads
     check_model(model)
     if citations is not None and not Path(citations).is_file():
-        from patentcpc.errors import DataError  # noqa: PLC0415
+        from patentcpc.errors import DataError
 
         raise DataError(citations, "file not found (--citations)")
     check_output_dir(output, "encoder", [data, model])  # before the work: never over a user's folder

@@ -42,13 +42,13 @@ def evaluate(
 
     --json prints one JSON object; a figure that is not defined on the data (AUROC@1 when every
     top-1 code is right, or every one wrong) is null, and "undefined" says why."""
-    from patentcpc.api import load_model  # noqa: PLC0415
-    from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
-    from patentcpc.training import load_for_model  # noqa: PLC0415
+    from patentcpc.api import load_model
+    from patentcpc.data import load_for_model
+    from patentcpc.metrics import binarize, evaluate_scores, per_label_report
 
     check_input(data, "--data")
     if report is not None:
-        from patentcpc.io import check_output_file  # noqa: PLC0415
+        from patentcpc.io import check_output_file
 
         check_output_file(report, [data, model], "--report")
     check_model(model)
@@ -57,7 +57,7 @@ def evaluate(
                                       split))
     ev = load_for_model(data, cfg, m)
     report_skipped(ev)
-    from patentcpc.overlap import training_overlap  # noqa: PLC0415
+    from patentcpc.overlap import training_overlap
 
     overlap, _why_not = training_overlap(m, ev)
     if overlap is not None and overlap.any:
@@ -65,7 +65,7 @@ def evaluate(
     scores = m.predict_scores(ev.texts, batch_size=batch_size, progress=not as_json)
     metrics = evaluate_scores(scores, ev.labels, m.labels, m.thresholds)
     metrics = {"model": str(model), "data": str(data), **metrics, "n_skipped": ev.n_skipped}
-    from patentcpc.conformal import evaluate_sets  # noqa: PLC0415
+    from patentcpc.conformal import evaluate_sets
 
     metrics.update(evaluate_sets(m, scores, ev.labels))  # conformal label sets, where the model has a table
     if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
@@ -73,21 +73,21 @@ def evaluate(
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
     if plots_dir is not None:
-        from patentcpc.calibration import reliability_bins, top1_confidence  # noqa: PLC0415
-        from patentcpc.plots import plot_reliability  # noqa: PLC0415
+        from patentcpc.calibration import reliability_bins, top1_confidence
+        from patentcpc.plots import plot_reliability
 
         conf, hit = top1_confidence(scores, ev.labels, m.labels)
         stem = Path(str(data).rstrip("/")).name.split(".")[0] or "data"
         metrics["plots"] = [str(plot_reliability(reliability_bins(conf, hit), plots_dir / f"{stem}_reliability.png",
                                                  metrics.get("ece@1")))]
     if report is not None:
-        import csv  # noqa: PLC0415
+        import csv
 
-        from patentcpc.cpc import title  # noqa: PLC0415
-        from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+        from patentcpc.cpc import title
+        from patentcpc.models.artifact import atomic_write_text
 
         rows = per_label_report(binarize(scores, m.thresholds), ev.labels, m.labels)
-        import io  # noqa: PLC0415
+        import io
 
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[*rows[0].keys(), "title"] if rows else ["label"])
@@ -110,7 +110,7 @@ UNDEFINED_WHY = {
 def json_safe_metrics(metrics: dict) -> dict:
     """``metrics`` with every non-finite number (NaN, inf: not JSON) replaced by null, and an
     ``undefined`` entry saying, for each, why it is not defined on this data."""
-    import math  # noqa: PLC0415
+    import math
 
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):

@@ -23,17 +23,17 @@ def export_onnx_cmd(
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with PyTorch.")] = True,
 ) -> None:
     """Export a transformer model to ONNX (optionally int8) for CPU serving with ONNX Runtime."""
-    from patentcpc.export import export_onnx, parity  # noqa: PLC0415
-    from patentcpc.io import check_output_file  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.io import check_output_file
+    from patentcpc.registry import kind_of, load_model
 
     target = check_output_file(output or Path(model) / "onnx" / "model.onnx",
                                [p for p in Path(model).rglob("*") if "onnx" not in p.relative_to(model).parts])
     m = load_model(model, device="cpu")
-    path = export_onnx(m, target, opset=opset, quantize=quantize)
+    export = kind_of(m).hook("onnx_export", str(model))
+    path, difference = export(m, target, opset=opset, quantize=quantize, check=check)
     out.print(f"wrote {path}" + (f" and {path.with_name(path.stem + '.int8.onnx')}" if quantize else ""))
-    if check:
-        out.print(f"max |onnx - torch| logit difference: {parity(m, path):.2e}")
+    if difference is not None:
+        out.print(f"max |onnx - torch| logit difference: {difference:.2e}")
 
 
 @export_app.command("merged")
@@ -43,14 +43,13 @@ def export_merged(
 ) -> None:
     """Merge a causal_lm model's LoRA adapters into its base: OUTPUT/base/ is a plain transformers
     folder; OUTPUT is also a patentcpc model folder (predict/serve load it without peft)."""
-    from patentcpc.errors import ConfigError, ModelError  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
+    from patentcpc.errors import ConfigError
+    from patentcpc.registry import kind_of, load_model
 
     if output.exists():
         raise ConfigError(f"{output}: already exists (choose a new folder for the merged model)")
     m = load_model(model, device="cpu")
-    if getattr(m, "kind", "") != "causal_lm":
-        raise ModelError(f"{model}: export merged needs a causal_lm model, not '{m.kind}'")
+    kind_of(m).require("merge", str(model))
     m.save_merged(output)
     out.print(f"wrote the merged model to {output} (base/: transformers folder)")
 
@@ -69,7 +68,7 @@ def export_group(
             raise typer.BadParameter("--merge is its own export; do not combine it with a sub-command")
         return
     if not merge or model is None or output is None:
-        from patentcpc.errors import ConfigError  # noqa: PLC0415
+        from patentcpc.errors import ConfigError
 
         raise ConfigError("export: give a sub-command (onnx, merged), or --merge --model M --output O")
     export_merged(model, output)

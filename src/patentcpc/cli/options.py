@@ -14,7 +14,7 @@ from patentcpc.cli import console, out
 def _flag_type_hidden() -> None:
     """typer >= 0.2x shows ``<bool>`` beside every plain flag in ``--help`` (``--version <bool>``):
     a flag takes no value, so show no type."""
-    from typer.core import TyperOption  # noqa: PLC0415
+    from typer.core import TyperOption
 
     shown = TyperOption.display_type_rich
     if getattr(shown, "_patentcpc", False):
@@ -58,7 +58,7 @@ def data_options(text_fields, label_field, id_field, level, on_bad_row, split) -
 
 def data_config(**kw):
     """The :class:`~patentcpc.config.DataConfig` of the options given (None: not given)."""
-    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
+    from patentcpc.config import DataConfig, from_dict
 
     return from_dict(DataConfig, {k: v for k, v in kw.items() if v is not None}, "data")
 
@@ -75,7 +75,7 @@ def report_skipped(data) -> None:
 def note_row_ids(data, output) -> None:
     """Say, where the input has no id column, that the output's ids are row numbers."""
     if getattr(data, "id_field", None) is None:
-        from patentcpc.inference import ROW_ID_COLUMN, output_format  # noqa: PLC0415
+        from patentcpc.inference import ROW_ID_COLUMN, output_format
 
         where = f"the '{ROW_ID_COLUMN}' column" if output_format(output) in ("csv", "tsv") else "'id'"
         out.print(f"no id column in {data.source}: {where} of {output} holds row numbers 1, 2, ... "
@@ -87,8 +87,8 @@ def check_input(source, option: str = "--input") -> None:
     be read: a missing file, a folder that is not a dataset, an unknown file type."""
     if source is None:
         return
-    from patentcpc.data import detect_format  # noqa: PLC0415
-    from patentcpc.errors import DataError  # noqa: PLC0415
+    from patentcpc.data import detect_format
+    from patentcpc.errors import DataError
 
     try:
         detect_format(source)
@@ -99,10 +99,10 @@ def check_input(source, option: str = "--input") -> None:
 def check_model(model, option: str = "--model") -> None:
     """Fail at once on a model that is neither a local folder nor a string shaped like a hub id
     (``owner/name``): ``models/nope`` says the folder does not exist."""
-    import os  # noqa: PLC0415
+    import os
 
-    from patentcpc.errors import ModelError  # noqa: PLC0415
-    from patentcpc.hub import is_hub_id  # noqa: PLC0415
+    from patentcpc.errors import ModelError
+    from patentcpc.hub import is_hub_id
 
     if model is None or os.path.exists(str(model)) or is_hub_id(str(model)):
         return
@@ -112,7 +112,7 @@ def check_model(model, option: str = "--model") -> None:
 def refuse_ignored(reason: str, **given) -> None:
     """Exit 2 naming the first option that was given (not None/False) although the command would
     ignore it, e.g. ``refuse_ignored("with --text", **{"--id-field": id_field})``."""
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.errors import ConfigError
 
     for name, value in given.items():
         if value is not None and value is not False:
@@ -125,8 +125,8 @@ def warn(message: str) -> None:
 
 def load_model_on(model: Path, device: str | None, onnx: Path | None):
     """The model folder ``model`` on ``device`` (checked first), or run as its ONNX export ``onnx``."""
-    from patentcpc.api import load_model  # noqa: PLC0415
-    from patentcpc.validation import check_device  # noqa: PLC0415
+    from patentcpc.api import load_model
+    from patentcpc.validation import check_device
 
     device = check_device(device)
 
@@ -134,7 +134,7 @@ def load_model_on(model: Path, device: str | None, onnx: Path | None):
 
 
 def print_metrics(metrics: dict) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table(show_header=True, title="evaluation")
     table.add_column("metric")
@@ -149,7 +149,7 @@ def print_metrics(metrics: dict) -> None:
 
 def load_texts(data: str, text_fields, label_field, id_field, on_bad_row, split):
     """The texts of ``data`` (labels not required), read with the data-view options."""
-    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.data import load_data
 
     cfg = data_config(**data_options(text_fields, label_field, id_field, None, on_bad_row, split))
     return load_data(data, **cfg.load_kwargs(), require_labels=False)

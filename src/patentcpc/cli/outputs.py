@@ -54,8 +54,8 @@ _UNLISTED_KIND = "file"
 
 def _option_params(callback) -> dict[str, str]:
     """``{option name: parameter}`` of a command function's options."""
-    from typer.models import OptionInfo  # noqa: PLC0415
-    from typer.utils import get_params_from_function  # noqa: PLC0415
+    from typer.models import OptionInfo
+    from typer.utils import get_params_from_function
 
     found = {}
     for name, meta in get_params_from_function(callback).items():

@@ -58,7 +58,7 @@ def predict(
     With --text, a table on the screen (and --output FILE writes it too); with --input, one output
     row per document; gold labels in the input go to the output with hits (gold codes among the
     top k) and assigned_hits (gold codes among the assigned)."""
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
+    from patentcpc.errors import ConfigError
 
     # every option checked before the model loads; an option the command would ignore is refused
     if (text is None) == (input is None):
@@ -66,13 +66,13 @@ def predict(
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
     if coverage is not None:
-        from patentcpc.conformal import check_coverage  # noqa: PLC0415
+        from patentcpc.conformal import check_coverage
 
         check_coverage(coverage, "--coverage")
         if output is not None and Path(output).suffix.lower() != ".jsonl":
             raise ConfigError("--coverage writes its label sets to a .jsonl --output")
     if text is not None:
-        from patentcpc.validation import check_text  # noqa: PLC0415
+        from patentcpc.validation import check_text
 
         if not check_text(text).strip():
             raise ConfigError("--text is empty")
@@ -89,30 +89,30 @@ def predict(
             raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
         check_input(input, "--input")
     if output is not None:
-        from patentcpc.inference import output_format  # noqa: PLC0415
-        from patentcpc.io import check_output_file  # noqa: PLC0415
+        from patentcpc.inference import output_format
+        from patentcpc.io import check_output_file
 
         output_format(output)
         check_output_file(output, [input, model])
     check_model(model)
-    from patentcpc.api import load_model  # noqa: PLC0415
-    from patentcpc.inference import InferenceOptions, predict_texts, stream_predict  # noqa: PLC0415
-    from patentcpc.training import load_for_model  # noqa: PLC0415
+    from patentcpc.api import load_model
+    from patentcpc.data import load_for_model
+    from patentcpc.inference import InferenceOptions, predict_texts, stream_predict
 
     m = load_model(model)
     if coverage is not None:
-        from patentcpc.conformal import model_table  # noqa: PLC0415
+        from patentcpc.conformal import model_table
 
         model_table(m)  # one line for a model trained without a conformal table
     if text is not None:
         (res,) = predict_texts(m, [text], top_k, batch_size, coverage)
         if explain:
-            from patentcpc.explain import explain_predictions  # noqa: PLC0415
+            from patentcpc.explain import explain_predictions
 
             explain_predictions(m, [text], [res])
         print_prediction(res, m.output_score_type)
         if output is not None:
-            from patentcpc.data import records_from_texts  # noqa: PLC0415
+            from patentcpc.data import records_from_texts
 
             stats = stream_predict(m, records_from_texts([text]), output, top_k,
                                    options=InferenceOptions(batch_size=batch_size), coverage=coverage)
@@ -154,12 +154,12 @@ def predict_batch(
     CSV/TSV: one row per document with the input's id and title columns (row numbers / a text
     snippet where it has none), codes, their titles, scores, assigned and, with gold labels, hits
     (gold codes among the top k, as the metrics count them) and assigned_hits."""
-    from patentcpc.config import DataConfig, from_dict  # noqa: PLC0415
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.inference import InferenceOptions, output_format, stream_predict  # noqa: PLC0415
-    from patentcpc.io import check_output_file  # noqa: PLC0415
-    from patentcpc.training import load_for_model  # noqa: PLC0415
-    from patentcpc.validation import check_device  # noqa: PLC0415
+    from patentcpc.config import DataConfig, from_dict
+    from patentcpc.data import load_for_model
+    from patentcpc.errors import ConfigError
+    from patentcpc.inference import InferenceOptions, output_format, stream_predict
+    from patentcpc.io import check_output_file
+    from patentcpc.validation import check_device
 
     if top_k < 1:
         raise ConfigError("--top-k must be >= 1")
@@ -171,8 +171,8 @@ def predict_batch(
     check_input(input, "--input")
     check_model(model)
     kind = _manifest_kind(model)
-    if kind in LINEAR_KINDS:  # the transformer options would be ignored: refused
-        refuse_ignored(f"on a {kind} model (they tune transformer inference)", **{
+    if kind is not None and not kind.can("inference_options"):  # the options would be ignored: refused
+        refuse_ignored(f"on a {kind.name} model (they tune transformer inference)", **{
             "--compile": compile, "--autocast": autocast if autocast != "auto" else None, "--device": device,
             "--onnx": onnx, "--token-budget": token_budget if token_budget != 16384 else None})
     if onnx is not None and not onnx.is_file():
@@ -188,25 +188,25 @@ def predict_batch(
     out.print(f"{stats.n_docs} documents -> {stats.output} ({stats.docs_per_s:.1f} docs/s)")
 
 
-LINEAR_KINDS = ("linear", "omikuji", "scheme")
+def _manifest_kind(model: Path):
+    """The registered kind (:class:`patentcpc.registry.Kind`) a local model folder's manifest names
+    (None where there is none to read, or it is not registered: loading says why)."""
+    import json
 
-
-def _manifest_kind(model: Path) -> str | None:
-    """The ``kind`` in a local model folder's manifest (None where there is none to read)."""
-    import json  # noqa: PLC0415
+    from patentcpc.registry import kinds
 
     try:
         kind = json.loads((Path(model) / "manifest.json").read_text(encoding="utf-8")).get("kind")
     except (OSError, ValueError, AttributeError):
         return None
-    return kind if isinstance(kind, str) else None
+    return kinds().get(kind) if isinstance(kind, str) else None
 
 
 def print_prediction(res: dict, score_type: str = "probability") -> None:
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
-    from patentcpc.cpc import shorten  # noqa: PLC0415
-    from patentcpc.inference import LEGEND  # noqa: PLC0415
+    from patentcpc.cpc import shorten
+    from patentcpc.inference import LEGEND
 
     table = Table(title="CPC prediction")
     for col in ("code", "probability" if score_type == "probability" else "score", "assigned", "title", "path"):

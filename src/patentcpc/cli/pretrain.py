@@ -32,8 +32,8 @@ def pretrain(
     on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Masked-language-model pretraining on patent text; the output folder is a valid train --model."""
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.pretraining import PretrainConfig  # noqa: PLC0415
+    from patentcpc.io import check_output_dir
+    from patentcpc.pretraining import PretrainConfig
     from patentcpc.pretraining import pretrain as run
 
     check_output_dir(output, "encoder", [data, model, tokenizer])

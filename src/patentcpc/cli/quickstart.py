@@ -26,10 +26,10 @@ def quickstart(
     top_k: Annotated[int, typer.Option("--top-k")] = 5,
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
-    from patentcpc.api import load_model, train  # noqa: PLC0415
-    from patentcpc.inference import predict_texts  # noqa: PLC0415
-    from patentcpc.models.linear import OLD_WEIGHTS  # noqa: PLC0415
-    from patentcpc.validation import check_text  # noqa: PLC0415
+    from patentcpc.api import load_model, train
+    from patentcpc.inference import predict_texts
+    from patentcpc.kinds.linear.model import OLD_WEIGHTS
+    from patentcpc.validation import check_text
 
     check_text(text)
     old_format = (model_dir / OLD_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
@@ -38,7 +38,7 @@ def quickstart(
     else:
         if old_format:
             out.print(f"{model_dir} holds a cold-start model in the old skops format (no longer loaded): retraining")
-        from patentcpc.io import check_output_dir  # noqa: PLC0415
+        from patentcpc.io import check_output_dir
 
         check_output_dir(model_dir, "model", option="--model-dir")
         with console.status("training the cold-start model on the IPC scheme (about a minute)…"):

@@ -31,12 +31,12 @@ def read(
 
     Each file is read in a worker process with a time and memory bound; a file that cannot be read is
     one line naming it (exit 2), or with --on-bad-row skip a warning and the run goes on."""
-    import os  # noqa: PLC0415
+    import os
 
-    from patentcpc.documents.reader import ReadOptions, expand_paths, iter_records  # noqa: PLC0415
-    from patentcpc.documents.writer import record_writer  # noqa: PLC0415
-    from patentcpc.errors import ConfigError, DataError  # noqa: PLC0415
-    from patentcpc.io import check_output_file  # noqa: PLC0415
+    from patentcpc.documents.reader import ReadOptions, expand_paths, iter_records
+    from patentcpc.documents.writer import record_writer
+    from patentcpc.errors import ConfigError, DataError
+    from patentcpc.io import check_output_file
 
     on_bad_row = on_bad_row or "error"
     if on_bad_row not in ("error", "skip"):

@@ -39,7 +39,7 @@ Precision = Annotated[str, typer.Option("--precision", help="Stored vectors: flo
 
 
 def _embed_options(pooling, batch_size, max_length, normalize=True, seed=0, truncate_dim=None):
-    from patentcpc.retrieval.embeddings import EmbedOptions  # noqa: PLC0415
+    from patentcpc.retrieval.embeddings import EmbedOptions
 
     return EmbedOptions(pooling=pooling, normalize=normalize, batch_size=batch_size, max_length=max_length,
                         seed=seed, truncate_dim=truncate_dim)
@@ -53,7 +53,7 @@ def _check_spec(spec: str | None, option: str = "--model") -> None:
 
 
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split, require_labels=True):
-    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.data import load_data
 
     cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     loaded = load_data(data, **cfg.load_kwargs(), require_labels=require_labels)
@@ -74,9 +74,9 @@ def embed(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Embed every document (batched, length-sorted) and save the vectors with the document ids."""
-    from patentcpc.io import check_output_file  # noqa: PLC0415
-    from patentcpc.retrieval.embeddings import check_suffix, embed_data, load_embedder, save_embeddings  # noqa: PLC0415
-    from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, quantize  # noqa: PLC0415
+    from patentcpc.io import check_output_file
+    from patentcpc.retrieval.embeddings import check_suffix, embed_data, load_embedder, save_embeddings
+    from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, quantize
 
     check_suffix(output)
     check_input(data, "--data")
@@ -106,9 +106,9 @@ def index_build(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Index documents for search: BM25 always, dense embeddings when --model is given."""
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.retrieval.quantize import check_precision  # noqa: PLC0415
-    from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
+    from patentcpc.io import check_output_dir
+    from patentcpc.retrieval.quantize import check_precision
+    from patentcpc.retrieval.search import SearchIndex
 
     check_input(data, "--data")
     _check_spec(model)
@@ -136,7 +136,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index; shows id, title, score and CPC codes."""
-    from patentcpc.retrieval.search import SearchIndex, SearchOptions, hits_as_dicts, score_legend  # noqa: PLC0415
+    from patentcpc.retrieval.search import SearchIndex, SearchOptions, hits_as_dicts, score_legend
 
     opts = SearchOptions(k=k, mode=mode or "hybrid", fusion=fusion, alpha=alpha)  # options checked before loading
     if not query.strip():
@@ -149,7 +149,7 @@ def search(
     if as_json:
         out.print_json(json.dumps({"query": query, "mode": mode, "score": legend, "results": hits_as_dicts(hits)}))
         return
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table(title=f"{query!r} ({mode})")
     for col in ("#", "id", "title", "score", "CPC"):
@@ -193,22 +193,22 @@ def benchmark_embeddings(
 ) -> None:
     """Retrieval, classification and clustering for each model and text view: table, CSV and PNG.
     With --transfer: the same on an out-of-domain file and each metric's change against --baseline."""
-    from patentcpc.io import prepare_output_dir  # noqa: PLC0415
-    from patentcpc.retrieval.benchmark import (  # noqa: PLC0415
+    from patentcpc.io import prepare_output_dir
+    from patentcpc.retrieval.benchmark import (
         BenchmarkOptions,
         format_table,
         plot_benchmark,
         run_benchmark,
         write_csv,
     )
-    from patentcpc.retrieval.evaluation import KNNOptions  # noqa: PLC0415
+    from patentcpc.retrieval.evaluation import KNNOptions
 
     check_input(data, "--data")
     check_input(transfer, "--transfer")
     for spec in [*models.split(","), baseline]:
         _check_spec(spec.strip() if spec else None, "--models" if spec != baseline else "--baseline")
     if qrels is not None and not Path(qrels).is_file():
-        from patentcpc.errors import DataError  # noqa: PLC0415
+        from patentcpc.errors import DataError
 
         raise DataError(qrels, "file not found (--qrels)")
     prepare_output_dir(output_dir, "benchmark", [data, qrels, *models.split(",")], "--output-dir")
@@ -222,9 +222,9 @@ def benchmark_embeddings(
     say = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
     rows = run_benchmark(specs, data, opts, output_dir, qrels, cfg.load_kwargs(), progress=say)
     if transfer:
-        from dataclasses import replace  # noqa: PLC0415
+        from dataclasses import replace
 
-        from patentcpc.retrieval.transfer import format_markdown, transfer_report, write_report  # noqa: PLC0415
+        from patentcpc.retrieval.transfer import format_markdown, transfer_report, write_report
 
         if len(specs) < 2:
             raise ConfigError("--transfer compares models: give two or more --models (or --baseline BASE)")

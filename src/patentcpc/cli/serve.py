@@ -37,8 +37,8 @@ def serve(
 ) -> None:
     """HTTP service: a web page at /, POST /predict, GET /health, GET /labels, OpenAPI docs at /docs
     (and POST /search with --index)."""
-    from patentcpc.serving import ServeConfig, check_listen, check_log_level, run_server  # noqa: PLC0415
-    from patentcpc.validation import check_device, check_port  # noqa: PLC0415
+    from patentcpc.serving import ServeConfig, check_listen, check_log_level, run_server
+    from patentcpc.validation import check_device, check_port
 
     check_port(port)
     check_device(device)
@@ -48,16 +48,16 @@ def serve(
                       max_chars=max_chars, max_body_bytes=max_body_bytes, header_timeout_s=header_timeout,
                       body_timeout_s=body_timeout, graceful_timeout_s=graceful_timeout)
     if index is not None and not (index / "index.json").exists():
-        from patentcpc.errors import DataError  # noqa: PLC0415
+        from patentcpc.errors import DataError
 
         raise DataError(index, "not a search index (no index.json); build one with 'patentcpc index build' (--index)")
     m = load_model_on(model, device, onnx)
     idx = None
     if index is not None:
-        from patentcpc.retrieval.search import SearchIndex  # noqa: PLC0415
+        from patentcpc.retrieval.search import SearchIndex
 
         idx = SearchIndex.load(index).warm()
-    from patentcpc.cli import show_held_messages  # noqa: PLC0415
+    from patentcpc.cli import show_held_messages
 
     show_held_messages()  # the service's own log (warnings, errors) goes out as it happens
     run_server(m, cfg, host=host, port=port, log_level=log_level, search_index=idx)

@@ -37,7 +37,7 @@ MaskLabels = Annotated[bool, typer.Option("--mask-labels", help="Remove the code
 
 
 def _load(data, text_fields, label_field, id_field, level, on_bad_row, split):
-    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.data import load_data
 
     cfg = data_config(**data_options(text_fields, label_field, id_field, level, on_bad_row, split))
     return load_data(data, **cfg.load_kwargs()), cfg
@@ -50,7 +50,7 @@ def _fields(fields: str) -> tuple[str, ...]:
 def _check_output_file(path: Path, option: str = "--output") -> None:
     """Beyond the output guard every command goes through (patentcpc.cli.outputs: never a folder, never
     one of the inputs): an existing file is replaced only if it is synthetic data patentcpc wrote."""
-    from patentcpc.io import OutputError  # noqa: PLC0415
+    from patentcpc.io import OutputError
 
     if not path.is_file():
         return
@@ -66,7 +66,7 @@ def _check_output_file(path: Path, option: str = "--output") -> None:
 
 def _generator(generator, hf_model, base_url, api_model, concurrency, rate_limit, timeout, max_retries, backoff,
                batch_size, max_new_tokens, temperature):
-    from patentcpc.synth.generators import make_generator  # noqa: PLC0415
+    from patentcpc.synth.generators import make_generator
 
     return make_generator(generator, hf_model, base_url, api_model, concurrency=concurrency, rate_limit=rate_limit,
                           timeout=timeout, max_retries=max_retries, backoff=backoff, batch_size=batch_size,
@@ -93,7 +93,7 @@ def generate(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Write per-label synthetic patents (marked synthetic, with generator, template, seed, source label)."""
-    from patentcpc.synth.generators import GenerateOptions, generate_synthetic, write_rows  # noqa: PLC0415
+    from patentcpc.synth.generators import GenerateOptions, generate_synthetic, write_rows
 
     _check_output_file(output)
     real, _ = _load(data, text_fields, label_field, id_field, level, on_bad_row, split)
@@ -123,9 +123,9 @@ def audit(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Leakage, exact/near duplicates vs real train/eval, fidelity (MMD) and diversity, with plots."""
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.synth.audit import AuditOptions, audit_rows, write_report  # noqa: PLC0415
-    from patentcpc.synth.generators import read_rows, write_rows  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.synth.audit import AuditOptions, audit_rows, write_report
+    from patentcpc.synth.generators import read_rows, write_rows
 
     if filtered is not None:
         _check_output_file(filtered, "--filtered")
@@ -172,10 +172,10 @@ def experiment(
     level: Level = None, on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Real-only vs duplicate-to-match vs focal vs real+synthetic mixes over seeds; prints {"arms": [...]}."""
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.synth.audit import AuditOptions  # noqa: PLC0415
-    from patentcpc.synth.experiment import ExperimentOptions, run_experiment  # noqa: PLC0415
-    from patentcpc.synth.generators import GenerateOptions  # noqa: PLC0415
+    from patentcpc.errors import ConfigError
+    from patentcpc.synth.audit import AuditOptions
+    from patentcpc.synth.experiment import ExperimentOptions, run_experiment
+    from patentcpc.synth.generators import GenerateOptions
 
     try:
         shares = tuple(float(x) for x in real_shares.split(",") if x.strip())
@@ -191,8 +191,8 @@ def experiment(
         audit=AuditOptions(embedder=embedder))
     gen = _generator(generator, hf_model, base_url, api_model, concurrency, rate_limit, timeout, max_retries,
                      backoff, batch_size, max_new_tokens, temperature)
-    import contextlib  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import contextlib
+    import sys
 
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the one JSON object (the HF Trainer prints its logs)
         res = run_experiment(data, eval_data, opts, output, gen, cfg.load_kwargs(),

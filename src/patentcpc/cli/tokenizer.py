@@ -26,8 +26,8 @@ def tokenizer_train(
     on_bad_row: OnBadRow = None, split: Split = None,
 ) -> None:
     """Train a patent vocabulary (usable as --tokenizer of a random-init --arch model)."""
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
-    from patentcpc.tokenization import tokenizer_stats, train_tokenizer  # noqa: PLC0415
+    from patentcpc.io import check_output_dir
+    from patentcpc.tokenization import tokenizer_stats, train_tokenizer
 
     check_output_dir(output, "tokenizer", [data])
     texts = load_texts(data, text_fields, label_field, id_field, on_bad_row, split)

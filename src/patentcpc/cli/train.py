@@ -49,9 +49,9 @@ def train(
                           "(model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""
-    from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
-    from patentcpc.training import train_model  # noqa: PLC0415
-    from patentcpc.training.checkpoints import check_train_output  # noqa: PLC0415
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.registry import train_model
+    from patentcpc.training.checkpoints import check_train_output
 
     cli: dict = {"data": {k: v for k, v in data_options(text_fields, label_field, id_field, level, on_bad_row,
                                                            split).items() if v is not None}}
@@ -70,16 +70,17 @@ def train(
     cfg = resolve(TrainConfig, config, cli, set_)  # the options first (light: no model, no heavy library)
     check_input(data, "--data")  # then a missing file, before any model or heavy library loads
     check_input(eval_data, "--eval-data")
-    from patentcpc.training import DATA_FREE_MODELS, training_kind  # noqa: PLC0415
+    from patentcpc.registry import get, model_names, select
 
-    if data is None and cfg.model not in DATA_FREE_MODELS:  # before any model or hub look-up
+    named = model_names().get(cfg.model)
+    if data is None and (named is None or get(named).needs_data):  # before any model or hub look-up
         raise ConfigError(f"--data is required to train {cfg.model}")
-    kind = training_kind(cfg)
-    kind = {"scheme": "linear"}.get(kind, kind)
-    check_train_output(output, kind, resume, overwrite,
-                        [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
-    if kind == "linear":  # seconds to minutes, no progress bar of its own
-        with console.status(f"training {cfg.model} (linear)…"):
+    kind = select(cfg)  # decided once for the run (at most one hub look-up)
+    if resume:
+        kind.require("resume", str(output))
+    check_train_output(output, resume, overwrite, [data, eval_data, config, cfg.model, cfg.transformer.tokenizer])
+    if not kind.progress:  # seconds to minutes, no progress bar of its own
+        with console.status(f"training {cfg.model} ({kind.name})…"):
             result = train_model(cfg, data, eval_data, output, resume=resume)
     else:
         result = train_model(cfg, data, eval_data, output, resume=resume)

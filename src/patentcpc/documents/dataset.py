@@ -33,9 +33,9 @@ def document_row(rec: dict) -> dict:
 
 def documents_dataset(source: str | os.PathLike, on_bad_row: str = "error", workers: int | None = None):
     """(datasets.Dataset, bad rows: row -> (problem, None)) of the documents at ``source``."""
-    import datasets  # noqa: PLC0415
+    import datasets
 
-    from patentcpc.documents.reader import ReadOptions, expand_paths, iter_records  # noqa: PLC0415
+    from patentcpc.documents.reader import ReadOptions, expand_paths, iter_records
 
     files = expand_paths([source])
     if not files:

@@ -293,8 +293,8 @@ def link_score(key: Key, cand: Candidate, layout: Layout, pos_of: dict[int, int]
 
 def assign(keys: list[Key], cands: list[Candidate], layout: Layout, use: str = "both") -> dict[str, tuple]:
     """The assignment of candidates to the single-valued fields that maximises the total link score."""
-    import numpy as np  # noqa: PLC0415
-    from scipy.optimize import linear_sum_assignment  # noqa: PLC0415
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
 
     pos_of = {id(w): i for i, w in enumerate(layout.words)}
     fields = sorted({k.field for k in keys if k.field in SINGLE})

@@ -118,7 +118,7 @@ def _group_lines(words: list[Word], lh: float) -> list[tuple[list[Word], float]]
 
 def _gutter(words: list[Word], width: float) -> float:
     """The x of the gap between the two columns: where the fewest words cross, near the middle."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     n = int(width) + 1
     cover = np.zeros(n)

@@ -25,7 +25,7 @@ _ENGINE = None
 def available_engine(engine: str = "auto") -> str:
     if engine in ("auto", "rapidocr"):
         try:
-            import rapidocr_onnxruntime  # noqa: F401, PLC0415
+            import rapidocr_onnxruntime  # noqa: F401
 
             return "rapidocr"
         except ImportError:
@@ -40,7 +40,7 @@ def available_engine(engine: str = "auto") -> str:
 def _rapid():
     global _ENGINE
     if _ENGINE is None:
-        from rapidocr_onnxruntime import RapidOCR  # noqa: PLC0415
+        from rapidocr_onnxruntime import RapidOCR
 
         threads = int(os.environ.get("PATENTCPC_OCR_THREADS", "0")) or -1
         _ENGINE = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads)
@@ -56,7 +56,7 @@ def _white_gaps(gray, box, min_run: float) -> list[tuple[float, int]]:
     if x1 - x0 < 4 or y1 - y0 < 4:
         return []
     crop = gray[y0:y1, x0:x1].astype("float32")
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     bg, fg = np.percentile(crop, 90), np.percentile(crop, 3)
     if bg - fg < 40:  # no contrast: no gaps to find
@@ -75,7 +75,7 @@ def _white_gaps(gray, box, min_run: float) -> list[tuple[float, int]]:
 
 
 def _rapid_words(img, scale: float) -> list[Word]:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     gray = np.asarray(img.convert("L"))
     # upright pages: no angle classifier (a page is deskewed as a whole, not line by line)
@@ -147,8 +147,8 @@ def _tesseract_words(img, scale: float, source) -> list[Word]:
 def skew_angle(img, max_angle: float = 4.0, step: float = 0.25) -> float:
     """The rotation (degrees) that makes the text lines of a page image horizontal: the angle whose
     rotated image has the sharpest row profile (the variance of the ink per row), on a small copy."""
-    import numpy as np  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
+    import numpy as np
+    from PIL import Image
 
     small = img.convert("L")
     scale = 900 / max(small.width, 1)
@@ -168,7 +168,7 @@ def skew_angle(img, max_angle: float = 4.0, step: float = 0.25) -> float:
 def ocr_image(img, pts_per_px: float, index: int, engine: str = "auto", source="image") -> Page:
     """The words of a page image (PIL); boxes scaled to points by ``pts_per_px``. A scan fed in
     askew (up to 4 degrees) is straightened first: boxes are then those of the straightened page."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     name = available_engine(engine)
     angle = skew_angle(img)

@@ -55,7 +55,7 @@ class Page:
 
 def _need_pdfium():
     try:
-        import pypdfium2  # noqa: PLC0415
+        import pypdfium2
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DataError("pypdfium2", "reading PDFs needs pypdfium2: pip install 'patentcpc[pdf]'") from exc
     return pypdfium2
@@ -103,7 +103,7 @@ class PdfFile:
 
     def text_page(self, i: int) -> Page:
         """The words of page ``i`` (0-based) from its text layer (maybe none)."""
-        import pypdfium2.raw as raw  # noqa: PLC0415
+        import pypdfium2.raw as raw
 
         page = self.doc[i]
         w, h = page.get_size()
@@ -149,7 +149,7 @@ class PdfFile:
     def is_scan(self, i: int) -> bool:
         """Whether page ``i`` is a scanned image (an image covers most of it), its text layer then
         being someone's OCR of that image."""
-        import pypdfium2.raw as raw  # noqa: PLC0415
+        import pypdfium2.raw as raw
 
         page = self.doc[i]
         try:
@@ -178,7 +178,7 @@ class PdfFile:
 
 def open_image(path: Path):
     """An image file's first frame as a greyscale PIL image; a decompression bomb is refused."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:

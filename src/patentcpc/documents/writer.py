@@ -27,7 +27,7 @@ def csv_row(rec: dict) -> dict:
 @contextlib.contextmanager
 def record_writer(path: str | Path) -> Iterator[Callable[[dict], None]]:
     """A function that writes one record; the file appears only when the block ends without error."""
-    from patentcpc.io import atomic_open  # noqa: PLC0415
+    from patentcpc.io import atomic_open
 
     path = Path(path)
     with atomic_open(path, "w", newline="") as fh:

@@ -74,9 +74,9 @@ class Manifest:
         if type(d.get("format_version")) is not int or d["format_version"] != FORMAT_VERSION:
             raise ModelError(f"{where}: unsupported format_version {d.get('format_version')!r} "
                              f"(this patentcpc reads {FORMAT_VERSION})")
-        from pydantic import ValidationError  # noqa: PLC0415
+        from pydantic import ValidationError
 
-        from patentcpc.validation import validation_message  # noqa: PLC0415
+        from patentcpc.validation import validation_message
 
         schema = _manifest_schema()
         try:
@@ -94,9 +94,9 @@ def _manifest_schema():
     global _SCHEMA
     if _SCHEMA is not None:
         return _SCHEMA
-    from typing import Annotated, Any, Literal  # noqa: PLC0415
+    from typing import Annotated, Any, Literal
 
-    from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: PLC0415
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 
     finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -164,7 +164,7 @@ def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> None:
 
 
 def _json_default(o):
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     if isinstance(o, np.generic):
         return o.item()

@@ -48,7 +48,7 @@ class CPCModel:
             return None
         cached = getattr(self, "_calibrator_cache", None)
         if cached is None or cached[0] is not d:
-            from patentcpc.calibration import Calibrator  # noqa: PLC0415
+            from patentcpc.calibration import Calibrator
 
             cached = (d, Calibrator.from_dict(d, f"{self.kind} manifest calibration"))
             self._calibrator_cache = cached
@@ -123,9 +123,9 @@ class CPCModel:
         whether it is unsure). A single string counts as one text; an empty (or blank) text is
         refused, as the CLI and the service refuse it.
         """
-        from patentcpc.errors import ConfigError, DataError  # noqa: PLC0415
-        from patentcpc.predictions import rank  # noqa: PLC0415
-        from patentcpc.validation import check_text  # noqa: PLC0415
+        from patentcpc.errors import ConfigError, DataError
+        from patentcpc.predictions import rank
+        from patentcpc.validation import check_text
 
         texts = [texts] if isinstance(texts, str) else list(texts)
         for i, text in enumerate(texts):
@@ -138,7 +138,7 @@ class CPCModel:
             if not text.strip():
                 raise DataError("texts", "the text is empty (nothing to classify)", row=i + 1)
         if coverage is not None:
-            from patentcpc.conformal import check_coverage, model_table  # noqa: PLC0415
+            from patentcpc.conformal import check_coverage, model_table
 
             check_coverage(coverage)
             if top_k is not None or threshold is not None or include_assigned:
@@ -147,8 +147,8 @@ class CPCModel:
             model_table(self)  # before scoring: a model without a conformal table is one line
         scores = self.predict_scores(texts, batch_size=batch_size)
         if coverage is not None:
-            from patentcpc.conformal import label_sets  # noqa: PLC0415
-            from patentcpc.predictions import set_predictions  # noqa: PLC0415
+            from patentcpc.conformal import label_sets
+            from patentcpc.predictions import set_predictions
 
             return set_predictions(label_sets(self, scores, coverage), scores, self.labels, self.thresholds,
                                    self.abstain_below if min_score is None else float(min_score))
@@ -159,7 +159,7 @@ class CPCModel:
         """The conformal label set of each text at ``coverage`` (a
         :class:`~patentcpc.conformal.LabelSet`: ``codes`` best first, ``size``, ``unsure``), from
         the table stored at training time; a one-line ConfigError for a model without one."""
-        from patentcpc.conformal import check_coverage, label_sets, model_table  # noqa: PLC0415
+        from patentcpc.conformal import check_coverage, label_sets, model_table
 
         check_coverage(coverage)
         model_table(self)
@@ -173,9 +173,12 @@ class CPCModel:
     def save(self, path: str | os.PathLike) -> None:
         """Write the model folder (manifest, config, weights) atomically: a model already at
         ``path`` is replaced in one rename, or left as it was if anything fails."""
-        from patentcpc.explain import save_index  # noqa: PLC0415
-        from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
+        from patentcpc.explain import save_index
+        from patentcpc.models.artifact import atomic_dir, write_manifest
 
+        package = kind_package(type(self))
+        if package is not None and isinstance(self.manifest.extra, dict):  # a third-party kind: whom to install
+            self.manifest.extra["kind_package"] = package
         with atomic_dir(path, kind="model") as tmp:
             self._save_weights(tmp)
             save_index(self, tmp)
@@ -189,10 +192,23 @@ class CPCModel:
         raise NotImplementedError
 
 
+def kind_package(cls: type) -> str | None:
+    """The distribution that provides a model class from outside patentcpc (None for patentcpc's own
+    kinds): written into the manifest, so that loading the folder where it is not installed names
+    the package to install."""
+    top = cls.__module__.split(".")[0]
+    if top == "patentcpc":
+        return None
+    from importlib.metadata import packages_distributions
+
+    found = packages_distributions().get(top)
+    return found[0] if found else top
+
+
 def _calibrated(raw_fn):
     """``scores`` of a subclass: its own scores, then the calibrator (once, also when a subclass's
     scores calls its parent's)."""
-    import functools  # noqa: PLC0415
+    import functools
 
     @functools.wraps(raw_fn)
     def scores(self, *args, **kwargs):

@@ -9,6 +9,9 @@ and ``head``, an ``nn.Linear``), ``tokenizer`` and ``device``.
 
 from __future__ import annotations
 
+import copy
+import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +37,14 @@ class PooledHeadModel:
     network: torch.nn.Module
     tokenizer: object
     device: torch.device
+    # what the shared fine-tuning loop (patentcpc.training.finetune) may do with the model:
+    config_checkpointing = False  # gradient checkpointing as transformer.gradient_checkpointing says
+    wise_ft = False  # WiSE-FT interpolation with the pretrained start (transformer.wise_alpha)
+
+    def check_attention(self, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
+                        tol: float = 0.05) -> dict:
+        """:func:`check_attention` on this model's encoder (one training batch)."""
+        return check_attention(self.encoder, input_ids, pad_id, bf16=bf16, tol=tol)
 
     @property
     def encoder(self) -> torch.nn.Module:
@@ -58,9 +69,9 @@ class PooledHeadModel:
         out = torch.zeros(len(ds), self.embedding_dim)
         device = next(net.parameters()).device
         cols = ds.select_columns(["input_ids"])
-        import os  # noqa: PLC0415
+        import os
 
-        from tqdm.auto import tqdm  # noqa: PLC0415
+        from tqdm.auto import tqdm
 
         bar = tqdm(total=len(order), desc="embedding", unit="doc", leave=False,
                    disable=os.environ.get("PATENTCPC_PROGRESS", "1") != "1" or len(order) < 1000)
@@ -112,3 +123,44 @@ class PooledHeadModel:
     def save_weights(self, folder: Path) -> None:
         """Write the weights (no manifest) into ``folder``, as :meth:`CPCModel.save` does."""
         self._save_weights(folder)
+
+
+def check_attention(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
+                    tol: float = 0.05) -> dict:
+    """Numerics guard: run one batch through ``encoder`` as training will (its attention
+    implementation, under bf16 autocast when ``bf16``) and through an fp32 eager-attention copy;
+    warn when the relative L2 difference of the (unpadded) hidden states exceeds ``tol``.
+    Returns {"implementation", "bf16", "relative_difference", "ok"}."""
+    impl = str(getattr(encoder.config, "_attn_implementation", None) or "eager")
+    device = next(encoder.parameters()).device
+    rows = [list(x) for x in input_ids if len(x)]
+    if not rows:
+        return {"implementation": impl, "bf16": bf16, "relative_difference": None, "ok": True}
+    width = max(len(x) for x in rows)
+    ids = torch.tensor([x + [pad_id] * (width - len(x)) for x in rows], device=device)
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in rows], device=device)
+    ref = copy.deepcopy(encoder).float().eval()
+    try:
+        ref.set_attn_implementation("eager")
+    except (AttributeError, ValueError):
+        ref.config._attn_implementation = "eager"
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            want = ref(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                got = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+    finally:
+        encoder.train(was_training)
+        del ref
+    keep = mask.bool()
+    rel = float((got[keep] - want[keep]).norm() / want[keep].norm().clamp(min=1e-12))
+    ok = bool(np.isfinite(rel) and rel <= tol)
+    if not ok:
+        msg = (f"attention check: {impl}{' + bf16' if bf16 else ''} differs from fp32 eager attention by "
+               f"{rel:.3g} (relative, > {tol:g}) on a training batch; to pin fp32 eager attention use "
+               "--set transformer.attn_implementation=eager --set transformer.precision=fp32")
+        logging.getLogger(__name__).warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return {"implementation": impl, "bf16": bf16, "relative_difference": rel, "ok": ok}

@@ -83,7 +83,7 @@ class BenchmarkOptions:
 
 def parse_compression(item: str) -> tuple[int | None, str]:
     """``"256:int8"`` -> (256, "int8"); ``"int8"`` -> (None, "int8"); ``"128"`` -> (128, "float32")."""
-    from patentcpc.retrieval.quantize import PRECISIONS  # noqa: PLC0415
+    from patentcpc.retrieval.quantize import PRECISIONS
 
     dim_s, _, prec = item.strip().partition(":")
     if not prec and dim_s in PRECISIONS:
@@ -103,8 +103,8 @@ def parse_compression(item: str) -> tuple[int | None, str]:
 def compression_rows(spec: str, view: str, vectors: np.ndarray, ids: Sequence[str], qrels: dict,
                      compression: Sequence[str]) -> list[dict]:
     """Retrieval quality of truncated / quantized document vectors (float32 queries), with their size."""
-    from patentcpc.retrieval.evaluation import evaluate_retrieval  # noqa: PLC0415
-    from patentcpc.retrieval.quantize import bytes_per_vector, compress, truncate  # noqa: PLC0415
+    from patentcpc.retrieval.evaluation import evaluate_retrieval
+    from patentcpc.retrieval.quantize import bytes_per_vector, compress, truncate
 
     rows = []
     for item in compression:
@@ -134,7 +134,7 @@ def _cache_key(*parts: str) -> str:
 
 
 def _cached(cache: Path | None, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    from patentcpc.retrieval.embeddings import load_embeddings, save_embeddings  # noqa: PLC0415
+    from patentcpc.retrieval.embeddings import load_embeddings, save_embeddings
 
     path = cache / f"{key}.npz" if cache else None
     if path is not None and path.exists():
@@ -149,10 +149,10 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
                   output_dir: str | os.PathLike | None = None, qrels_path: str | None = None,
                   data_kwargs: dict | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """One result row per (model, view), plus a ``bm25`` row per view. See the module docstring."""
-    from patentcpc.data import load_data, read_raw  # noqa: PLC0415
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
-    from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
-    from patentcpc.retrieval.evaluation import (  # noqa: PLC0415
+    from patentcpc.data import load_data, read_raw
+    from patentcpc.metrics import evaluate_scores
+    from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder
+    from patentcpc.retrieval.evaluation import (
         clustering_scores,
         cross_validate_classifiers,
         evaluate_retrieval,
@@ -162,7 +162,7 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
         scheme_label_texts,
         zero_shot_scores,
     )
-    from patentcpc.retrieval.search import bm25_scores, build_bm25, fuse  # noqa: PLC0415
+    from patentcpc.retrieval.search import bm25_scores, build_bm25, fuse
 
     opts = options or BenchmarkOptions()
     say = progress or (lambda msg: log.info(msg))
@@ -234,7 +234,7 @@ def run_benchmark(models: Sequence[str], data_source: str, options: BenchmarkOpt
 
 def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     """The rows as CSV (columns :data:`COLUMNS`, blanks where a task did not apply), atomically."""
-    from patentcpc.io import atomic_open  # noqa: PLC0415
+    from patentcpc.io import atomic_open
 
     path = Path(path)
     with atomic_open(path, "w", newline="") as fh:
@@ -247,7 +247,7 @@ def write_csv(rows: Sequence[dict], path: str | os.PathLike) -> Path:
 
 def plot_benchmark(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     """Grouped bars: nDCG@10, kNN f1@1, zero-shot f1@1 and NMI (subclass) per model and view."""
-    from patentcpc.plots import _plt, _save  # noqa: PLC0415
+    from patentcpc.plots import _plt, _save
 
     plt = _plt()
     metrics = [m for m in ("ndcg@10", "hybrid_ndcg@10", "knn_f1@1", "probe_f1@1", "zeroshot_f1@1", "nmi_subclass")

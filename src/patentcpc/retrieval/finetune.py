@@ -230,7 +230,7 @@ def load_corpus(source: str, *, text_fields: Sequence[str] | None = None, views:
                 label_field: str | None = None, id_field: str | None = None, level: str = "subclass",
                 on_bad_row: str = "error", split: str = "train") -> Corpus:
     """Load ``source`` (any format patentcpc reads) with its joined view and each text field separately."""
-    from patentcpc.data import VIEW_FIELD_ALIASES, VIEW_FIELDS, _find_column, column_key, load_data, read_raw  # noqa: PLC0415
+    from patentcpc.data import VIEW_FIELD_ALIASES, VIEW_FIELDS, _find_column, column_key, load_data, read_raw
 
     data = load_data(source, text_fields=text_fields, label_field=label_field, id_field=id_field, level=level,
                      on_bad_row=on_bad_row, split=split, require_labels=False)
@@ -331,7 +331,7 @@ def cpc_pairs(corpus: Corpus, rng: np.random.Generator, hard_negatives: bool = T
 def read_citation_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(citing, cited) id pairs from TREC qrels (``qid 0 docid rel``; rel > 0 kept) or a two-column
     CSV/TSV (a header row is allowed)."""
-    import csv  # noqa: PLC0415
+    import csv
 
     p = Path(path)
     if not p.exists():
@@ -437,7 +437,7 @@ def mine_hard_negatives(pairs: Sequence[Pair], corpus: Corpus, embed: Callable[[
     """Replace each pair's negative with the patent most similar to its anchor (under ``embed``, the
     base model) that shares no label and no id with the pair; its text is taken from the positive's
     field (so title -> abstract pairs get an abstract as negative)."""
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
     vecs = embed(corpus.texts)
     sets = corpus.label_sets()
@@ -467,15 +467,15 @@ def mine_hard_negatives(pairs: Sequence[Pair], corpus: Corpus, embed: Callable[[
 
 def _losses_module():
     try:
-        from sentence_transformers.sentence_transformer import losses  # noqa: PLC0415
+        from sentence_transformers.sentence_transformer import losses
     except ImportError:  # sentence-transformers < 5
-        from sentence_transformers import losses  # noqa: PLC0415
+        from sentence_transformers import losses
     return losses
 
 
 def _require_st():
     try:
-        import sentence_transformers  # noqa: PLC0415, F401
+        import sentence_transformers  # noqa: F401
     except ImportError:
         raise ModelError("train-embeddings needs sentence-transformers: pip install 'patentcpc[embeddings]'") from None
 
@@ -484,8 +484,8 @@ def load_sentence_transformer(spec: str, device: str | None = None, max_length: 
     """A ``SentenceTransformer`` for a local sentence-transformers folder, a plain Hugging Face
     encoder folder (mean pooling + normalization added) or a hub id."""
     _require_st()
-    import torch  # noqa: PLC0415
-    from sentence_transformers import SentenceTransformer, models  # noqa: PLC0415
+    import torch
+    from sentence_transformers import SentenceTransformer, models
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     folder = Path(spec)
@@ -519,13 +519,13 @@ class _Head:
     """A linear multi-label head on the sentence embedding."""
 
     def __init__(self, dim: int, vocab: list[str], device):
-        import torch  # noqa: PLC0415
+        import torch
 
         self.vocab = vocab
         self.linear = torch.nn.Linear(dim, len(vocab)).to(device)
 
     def loss(self, emb, y):
-        import torch  # noqa: PLC0415
+        import torch
 
         return torch.nn.functional.binary_cross_entropy_with_logits(self.linear(emb), y)
 
@@ -553,7 +553,7 @@ def _contrastive_loss(model, opts: FinetuneOptions, signal: str):
 
 def _batch_inputs(model, batch: list[Pair], cosent: bool):
     """(features per column, labels) for a contrastive batch."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if cosent:  # graded pairs: (anchor, positive, jaccard) and (anchor, negative, 0)
         a, b, s = [], [], []
@@ -597,7 +597,7 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
                    citations: Sequence[tuple[str, str]] | None = None, citations_source: str = "<citations>",
                    progress: bool = False, say: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune ``model_spec`` on ``corpus`` with the signals of ``options`` (see the module docstring)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     opts = options or FinetuneOptions()
     say = say or log.info
@@ -672,7 +672,7 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
     model.train()
     bar = None
     if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("[bold]train-embeddings"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
@@ -719,7 +719,7 @@ def train_embedder(model_spec: str, corpus: Corpus, options: FinetuneOptions | N
 
 def contrastive_loss(model, pairs: Sequence[Pair], scale: float = 20.0, batch_size: int = 32) -> float:
     """Mean MultipleNegativesRankingLoss of ``pairs`` (in order, no gradient): for checks and tests."""
-    import torch  # noqa: PLC0415
+    import torch
 
     loss_fn = _losses_module().MultipleNegativesRankingLoss(model, scale=scale)
     was_training = model.training
@@ -747,19 +747,19 @@ def save_embedder(result: FinetuneResult, folder: str | os.PathLike, base_model:
                   data_info: dict | None = None) -> Path:
     """Write the fine-tuned model (sentence-transformers folder, safetensors) and :data:`MANIFEST`
     atomically; an existing ``folder`` is replaced only when patentcpc wrote it."""
-    from patentcpc.io import atomic_dir  # noqa: PLC0415
+    from patentcpc.io import atomic_dir
 
     folder = Path(folder)
     with atomic_dir(folder, kind="encoder") as tmp:  # never over a folder patentcpc did not write
         result.model.save(str(tmp), create_model_card=False, safe_serialization=True)
         head_info = None
         if result.head is not None:
-            from safetensors.torch import save_file  # noqa: PLC0415
+            from safetensors.torch import save_file
 
             state = {k: v.detach().cpu().contiguous() for k, v in result.head.linear.state_dict().items()}
             save_file(state, str(tmp / HEAD_FILE))
             head_info = {"file": HEAD_FILE, "labels": result.head.vocab, "level": options.level}
-        from patentcpc import __version__  # noqa: PLC0415
+        from patentcpc import __version__
 
         manifest = {
             "format": 1, "kind": "patentcpc-embedder", "patentcpc_version": __version__,
@@ -778,6 +778,6 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise DataError(folder, f"not a patentcpc embedder (no {MANIFEST})")
-    from patentcpc.folder_files import read_folder_json  # noqa: PLC0415
+    from patentcpc.folder_files import read_folder_json
 
     return read_folder_json(folder, MANIFEST, error=DataError, what="the embedder folder")

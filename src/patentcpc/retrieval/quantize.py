@@ -57,7 +57,7 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
     if precision == "int8":
         ranges = calibrate(x) if ranges is None else np.asarray(ranges, dtype=np.float32)
     try:
-        from sentence_transformers.quantization import quantize_embeddings  # noqa: PLC0415
+        from sentence_transformers.quantization import quantize_embeddings
     except ImportError:
         quantize_embeddings = None
     if precision == "int8":

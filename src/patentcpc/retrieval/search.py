@@ -123,7 +123,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def dense_top_k(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact maximum-inner-product search: FAISS ``IndexFlatIP`` when installed, else NumPy."""
     try:
-        import faiss  # noqa: PLC0415
+        import faiss
     except ImportError:
         return top_k(query_vectors @ doc_vectors.T, k)
     index = faiss.IndexFlatIP(doc_vectors.shape[1])
@@ -151,7 +151,7 @@ def display_titles(data) -> list[str]:
     if data.text_fields and data.text_fields[0].lower() == "title":
         return [t.split("\n", 1)[0] for t in texts]
     try:
-        from patentcpc.data import load_data  # noqa: PLC0415
+        from patentcpc.data import load_data
 
         titled = load_data(data.source, text_fields=["title"], id_field=data.id_field, require_labels=False,
                            label_field=data.label_field, on_bad_row="skip", level=data.level)
@@ -180,8 +180,8 @@ class SearchIndex:
               precision: str = "float32") -> SearchIndex:
         """Index a :class:`~patentcpc.data.PatentData`: BM25 always, embeddings when ``model`` is given,
         stored in ``precision`` (float32, int8 or binary; see :mod:`patentcpc.retrieval.quantize`)."""
-        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
-        from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, dequantize, quantize  # noqa: PLC0415
+        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder
+        from patentcpc.retrieval.quantize import bytes_per_vector, check_precision, dequantize, quantize
 
         texts = data.texts
         meta = {"source": data.source, "text_fields": list(data.text_fields), "n_docs": len(texts), "model": model}
@@ -206,7 +206,7 @@ class SearchIndex:
 
     # ----------------------------------------------------------------- persistence
     def save(self, folder: str | os.PathLike) -> Path:
-        from patentcpc.io import atomic_dir  # noqa: PLC0415
+        from patentcpc.io import atomic_dir
 
         folder = Path(folder)
         with atomic_dir(folder, kind="index") as tmp:
@@ -223,7 +223,7 @@ class SearchIndex:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> SearchIndex:
-        import bm25s  # noqa: PLC0415
+        import bm25s
 
         folder = Path(folder)
         if not os.path.lexists(folder / INDEX_FILE):
@@ -269,7 +269,7 @@ class SearchIndex:
             embeddings = load_npy(folder, EMBEDDINGS_FILE, mmap=precision == "float32", **where)
         try:
             if embeddings is not None and precision != "float32":
-                from patentcpc.retrieval.quantize import dequantize  # noqa: PLC0415
+                from patentcpc.retrieval.quantize import dequantize
 
                 codes = embeddings
                 ranges = load_npy(folder, RANGES_FILE, **where) if precision == "int8" else None
@@ -293,7 +293,7 @@ class SearchIndex:
         return self
 
     def embedder(self):
-        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
+        from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder
 
         if self._embedder is None:
             info = self.meta.get("embedding") or {}
@@ -341,7 +341,7 @@ def _check_index(doc: object, bm25, embeddings: np.ndarray | None, codes: np.nda
     the BM25 matrix (document count, CSC structure, term ids) and the embeddings (one row a
     document, the stored precision and dimension), so a broken index fails on loading with one
     message instead of an IndexError or TypeError in a query."""
-    from patentcpc.retrieval.quantize import PRECISIONS  # noqa: PLC0415
+    from patentcpc.retrieval.quantize import PRECISIONS
 
     if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict):
         raise _BrokenIndex(f"{INDEX_FILE} is not an object with 'meta'")

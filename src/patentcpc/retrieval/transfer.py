@@ -46,7 +46,7 @@ def transfer_report(in_rows: Sequence[dict], out_rows: Sequence[dict], baseline:
 
 
 def _short(spec: str) -> str:
-    from patentcpc.retrieval.benchmark import _short as short  # noqa: PLC0415
+    from patentcpc.retrieval.benchmark import _short as short
 
     return short(spec)
 
@@ -80,7 +80,7 @@ def write_report(report: dict, path: str | os.PathLike, sources: dict | None = N
         raise ConfigError(f"{path}: the transfer report is written as .md or .json")
     text = (json.dumps({**report, "sources": sources or {}}, indent=2) if path.suffix.lower() == ".json"
             else format_markdown(report, sources))
-    from patentcpc.io import atomic_write_text  # noqa: PLC0415
+    from patentcpc.io import atomic_write_text
 
     atomic_write_text(path, text + "\n")
     return path

@@ -57,7 +57,7 @@ def _shingles(text: str, n: int = 5) -> list[bytes]:
 
 
 def _minhashes(texts: Sequence[str], num_perm: int, seed: int):
-    from datasketch import MinHash  # noqa: PLC0415
+    from datasketch import MinHash
 
     return MinHash.bulk([_shingles(t) for t in texts], num_perm=num_perm, seed=seed)
 
@@ -65,7 +65,7 @@ def _minhashes(texts: Sequence[str], num_perm: int, seed: int):
 def duplicate_flags(texts: Sequence[str], references: Mapping[str, Sequence[str]], near_threshold: float = 0.8,
                     num_perm: int = 64, seed: int = 1) -> dict[str, np.ndarray]:
     """Per reference set ``name``: ``exact_<name>`` and ``near_<name>`` boolean arrays over ``texts``."""
-    from datasketch import MinHashLSH  # noqa: PLC0415
+    from datasketch import MinHashLSH
 
     mh = _minhashes(texts, num_perm, seed) if texts else []
     out: dict[str, np.ndarray] = {}
@@ -135,7 +135,7 @@ def self_similarity(x: np.ndarray) -> float | None:
 
 
 def fit_embedder(spec: str, real_texts: Sequence[str], seed: int = 0):
-    from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder  # noqa: PLC0415
+    from patentcpc.retrieval.embeddings import EmbedOptions, load_embedder
 
     emb = load_embedder(spec, EmbedOptions(seed=seed))
     if getattr(emb, "needs_fit", False):
@@ -248,7 +248,7 @@ def audit_rows(rows: Sequence[dict], train_texts: Sequence[str], train_labels: S
         drop |= f
     kept = [r for r, d in zip(rows, drop, strict=True) if not d]
     if infos is None:
-        from patentcpc.synth.generators import label_infos  # noqa: PLC0415
+        from patentcpc.synth.generators import label_infos
 
         infos = label_infos(sorted({r["source_label"] for r in rows}))
     report = {
@@ -304,7 +304,7 @@ def write_report(report: dict, out_dir: str | os.PathLike, stem: str = "audit") 
     """The folder ``out_dir``: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``, all appearing at once
     (:func:`patentcpc.io.atomic_dir`); only a new or empty folder, or an earlier audit, is replaced.
     Returns the files' final paths."""
-    from patentcpc.io import atomic_dir  # noqa: PLC0415
+    from patentcpc.io import atomic_dir
 
     final = Path(out_dir)
     with atomic_dir(final, kind="synth-audit") as tmp:
@@ -313,8 +313,8 @@ def write_report(report: dict, out_dir: str | os.PathLike, stem: str = "audit") 
 
 
 def _write_report_files(report: dict, out: Path, stem: str) -> list[Path]:
-    from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
-    from patentcpc.plots import _plt, _save  # noqa: PLC0415
+    from patentcpc.models.artifact import atomic_write_text
+    from patentcpc.plots import _plt, _save
 
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out / f"{stem}.md", report_markdown(report))

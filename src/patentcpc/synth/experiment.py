@@ -72,7 +72,7 @@ class ExperimentOptions:
 
 def rare_f1(pred: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str], rare: set[str]) -> float:
     """Macro-F1 over the rare labels that occur in ``gold`` (never predicted: F1 0)."""
-    from patentcpc.metrics import per_label_report  # noqa: PLC0415
+    from patentcpc.metrics import per_label_report
 
     rows = [r for r in per_label_report(pred, gold, vocab) if r["label"] in rare and r["support"] > 0]
     return float(np.mean([r["f1"] for r in rows])) if rows else 0.0
@@ -81,7 +81,7 @@ def rare_f1(pred: np.ndarray, gold: Sequence[Sequence[str]], vocab: Sequence[str
 def retrieval_ndcg(scores: np.ndarray, gold: Sequence[Sequence[str]], level: str = "subclass") -> float:
     """nDCG@10 of label-overlap retrieval among the evaluation documents, by the cosine of the
     model's score vectors (each document queries the others)."""
-    from patentcpc.retrieval.evaluation import evaluate_retrieval, label_overlap_qrels  # noqa: PLC0415
+    from patentcpc.retrieval.evaluation import evaluate_retrieval, label_overlap_qrels
 
     ids = [str(i) for i in range(len(gold))]
     qrels = label_overlap_qrels(ids, gold, level)
@@ -96,7 +96,7 @@ def retrieval_ndcg(scores: np.ndarray, gold: Sequence[Sequence[str]], level: str
 def evaluate_arm(model, texts: Sequence[str], gold: Sequence[Sequence[str]], rare: set[str],
                  level: str = "subclass") -> tuple[dict, dict[str, float]]:
     """(summary metrics, per-label F1) of a trained model on the evaluation data."""
-    from patentcpc.metrics import binarize, evaluate_scores, per_label_report  # noqa: PLC0415
+    from patentcpc.metrics import binarize, evaluate_scores, per_label_report
 
     scores = model.scores(list(texts))
     m = evaluate_scores(scores, gold, model.labels, model.thresholds)
@@ -121,19 +121,19 @@ def _write_csv(path: Path, texts: Sequence[str], labels: Sequence[Sequence[str]]
 
 def train_arm(cfg, texts: Sequence[str], labels: Sequence[Sequence[str]], work: Path, name: str,
               eval_data: str | None):
-    """Train ``cfg.model`` on in-memory data through :func:`patentcpc.training.train_model`
+    """Train ``cfg.model`` on in-memory data through :func:`patentcpc.registry.train_model`
     (a CSV in ``work``); transformers validate (and tune thresholds) on ``eval_data``."""
-    from patentcpc.training import LINEAR_MODELS, train_model  # noqa: PLC0415
+    from patentcpc.registry import select, train_model
 
     data = _write_csv(work / f"{name}.csv", texts, labels)
-    if cfg.model in LINEAR_MODELS:
+    if "transformer" not in select(cfg).config:  # a kind without an encoder: in memory, no validation
         return train_model(cfg, str(data)).model
     return train_model(cfg, str(data), eval_data, work / f"{name}-model").model
 
 
 def _curriculum(cfg, syn_texts, syn_labels, real_texts, real_labels, work: Path, name: str, eval_data: str | None):
     """Stage 1 on the synthetic documents, stage 2 on the real ones from the stage-1 encoder."""
-    from patentcpc.models.transformer import ENCODER_DIR  # noqa: PLC0415
+    from patentcpc.kinds.transformer.model import ENCODER_DIR
 
     train_arm(cfg, syn_texts, syn_labels, work, f"{name}-stage1", eval_data)
     stage2 = dataclasses.replace(cfg, model=str(work / f"{name}-stage1-model" / ENCODER_DIR),
@@ -149,7 +149,7 @@ def _share_name(p: float) -> str:
 
 
 def _corr(x: Sequence[float], y: Sequence[float]) -> dict:
-    from scipy.stats import pearsonr, spearmanr  # noqa: PLC0415
+    from scipy.stats import pearsonr, spearmanr
 
     if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
         return {"pearson_r": None, "spearman_rho": None, "n_labels": len(x)}
@@ -161,12 +161,12 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
                    progress: Callable[[str], None] | None = None) -> dict:
     """Run every arm for every seed; write ``results.json``, ``results.md``, ``results.png`` and
     the first seed's ``audit/`` to ``output``; return the results."""
-    from patentcpc.config import TrainConfig, resolve  # noqa: PLC0415
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.io import atomic_dir, check_interrupted, check_output_dir  # noqa: PLC0415
-    from patentcpc.synth.audit import AuditOptions, audit_rows, write_report  # noqa: PLC0415
-    from patentcpc.synth.generators import GenerateOptions, generate_synthetic, label_infos  # noqa: PLC0415
-    from patentcpc.training import LINEAR_MODELS  # noqa: PLC0415
+    from patentcpc.config import TrainConfig, resolve
+    from patentcpc.data import load_data
+    from patentcpc.io import atomic_dir, check_interrupted, check_output_dir
+    from patentcpc.registry import select
+    from patentcpc.synth.audit import AuditOptions, audit_rows, write_report
+    from patentcpc.synth.generators import GenerateOptions, generate_synthetic, label_infos
 
     say = progress or (lambda s: log.info(s))
     o = options
@@ -177,10 +177,11 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     if tr:
         cli["transformer"] = tr
     cfg0 = resolve(TrainConfig, o.config_file, cli, o.overrides)
-    if cfg0.transformer.arch and cfg0.model in LINEAR_MODELS:
+    kind = select(cfg0)
+    if cfg0.transformer.arch and "transformer" not in kind.config:
         raise ConfigError(f"transformer.arch '{cfg0.transformer.arch}' is a transformer preset and --model "
-                          f"'{cfg0.model}' a linear kind: give one of them")
-    loss_kind = cfg0.model not in LINEAR_MODELS
+                          f"'{cfg0.model}' a {kind.name} model: give one of them")
+    loss_kind = "transformer" in kind.config
     # before the work: only a new or empty folder, or an earlier experiment, is replaced
     final = check_output_dir(output, "synth-experiment", [train_source, eval_source, o.config_file])
     dk = dict(data_kwargs or cfg0.data.load_kwargs())
@@ -253,7 +254,7 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
                 if loss_kind:
                     focal = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, loss="focal"))
                     record("focal", train_arm(focal, texts, labels, work, f"s{seed}-focal", eval_source))
-                from patentcpc.synth.generators import plan_targets  # noqa: PLC0415
+                from patentcpc.synth.generators import plan_targets
 
                 for p in shares:
                     alloc = plan_targets(counts, "budget", budget=budgets[p])
@@ -370,8 +371,8 @@ def results_markdown(res: dict) -> str:
 
 
 def write_results(res: dict, out: Path) -> list[Path]:
-    from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
-    from patentcpc.plots import _plt, _save  # noqa: PLC0415
+    from patentcpc.models.artifact import atomic_write_text
+    from patentcpc.plots import _plt, _save
 
     atomic_write_text(out / "results.json", json.dumps(res, indent=2))
     atomic_write_text(out / "results.md", results_markdown(res))

@@ -74,7 +74,7 @@ class LabelInfo:
 def label_infos(labels: Sequence[str], max_groups: int = 8) -> dict[str, LabelInfo]:
     """Title and definition of each subclass from the IPC scheme (``patentcpc[scheme]``); codes
     the scheme lacks (CPC-only, or no scheme installed) keep an empty title."""
-    from patentcpc.scheme import iter_scheme  # noqa: PLC0415
+    from patentcpc.scheme import iter_scheme
 
     wanted = {c[:4] for c in labels}
     titles: dict[str, str] = {}
@@ -131,7 +131,7 @@ def plan_targets(counts: Mapping[str, int], mode: str = "fill", k: int = 5, budg
         return {c: int(round(ratio * counts[c])) for c in labels}
     if budget is None or budget < 0:
         raise ConfigError("--budget must be given and >= 0")
-    import heapq  # noqa: PLC0415
+    import heapq
 
     out = {c: 0 for c in labels}
     heap = [(int(counts[c]), c) for c in labels]
@@ -254,8 +254,8 @@ class HFGenerator:
 
     def __init__(self, model: str, batch_size: int = 8, max_new_tokens: int = 200, temperature: float = 0.9,
                  top_p: float = 0.95, device: str | None = None):
-        import torch  # noqa: PLC0415
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
@@ -277,7 +277,7 @@ class HFGenerator:
         return "\n\n".join(m["content"] for m in messages) + "\n\nTitle:"
 
     def complete(self, prompts: Sequence[Prompt]) -> list[str | None]:
-        import torch  # noqa: PLC0415
+        import torch
 
         out: list[str | None] = []
         eos = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.sep_token_id
@@ -349,7 +349,7 @@ class OpenAIGenerator:
         return asyncio.run(self._complete_all(prompts))
 
     async def _complete_all(self, prompts: Sequence[Prompt]) -> list[str | None]:
-        import httpx  # noqa: PLC0415
+        import httpx
 
         sem = asyncio.Semaphore(self.concurrency)
         lock = asyncio.Lock()
@@ -634,7 +634,7 @@ def _row(text: str, parts: Mapping[str, str], label: str, generator: str, model:
 
 def write_rows(rows: Sequence[dict], path: str | os.PathLike) -> Path:
     """CSV (``.csv``) or JSON Lines (``.jsonl``), written atomically."""
-    from patentcpc.models.artifact import atomic_write_text  # noqa: PLC0415
+    from patentcpc.models.artifact import atomic_write_text
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -655,7 +655,7 @@ def write_rows(rows: Sequence[dict], path: str | os.PathLike) -> Path:
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """Rows written by :func:`write_rows` (``synthetic`` back to a bool)."""
-    from patentcpc.errors import DataError  # noqa: PLC0415
+    from patentcpc.errors import DataError
 
     path = Path(path)
     if not path.exists():
@@ -683,7 +683,7 @@ def make_generator(name: str, hf_model: str | None = None, base_url: str | None 
                    api_model: str | None = None, **kwargs):
     """The LLM generator object for ``name`` (None for ``recombine``). ``kwargs`` go to its
     constructor (unknown ones for that generator are ignored)."""
-    import inspect  # noqa: PLC0415
+    import inspect
 
     if name not in GENERATORS:
         raise ConfigError(f"--generator must be one of {', '.join(GENERATORS)}, not '{name}'")

@@ -47,7 +47,7 @@ def encode(model, data: PatentData, vocab: LabelVocab, num_proc: int | None = No
 
     kwargs = {}
     if not data.dataset.cache_files:  # in memory, nothing to cache: skip hashing fn (dill-pickles the tokenizer,
-        import uuid  # noqa: PLC0415  # seconds per call)
+        import uuid  # seconds per call)
 
         kwargs["new_fingerprint"] = uuid.uuid4().hex
     if num_proc is None and len(data) >= TOKENIZE_PROCS_MIN_ROWS:
@@ -81,7 +81,7 @@ def multi_hot(label_ids: list[list[int]], n_labels: int) -> np.ndarray:
 def sparse_labels(ds, n_labels: int, batch_size: int = 100_000):
     """The ``label_ids`` column of an encoded dataset as a CSR float32 matrix (read in batches;
     never a dense documents x labels matrix)."""
-    from scipy import sparse  # noqa: PLC0415
+    from scipy import sparse
 
     indptr, indices = [np.zeros(1, dtype=np.int64)], []
     offset = 0

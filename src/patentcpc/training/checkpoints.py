@@ -40,7 +40,7 @@ RUN_CONFIG = "run_config.json"
 
 def callbacks(run_dir: Path) -> list:
     """The Hugging Face Trainer callbacks of a run: the metrics log and the checkpoint commit marker."""
-    from transformers import TrainerCallback  # noqa: PLC0415
+    from transformers import TrainerCallback
 
     class JsonlLogger(TrainerCallback):
         """Every log record (training loss, evaluation metrics) as one JSON line."""
@@ -110,7 +110,7 @@ def truncate_log(path: Path, step: int) -> None:
 def write_run_config(run_dir: Path, run_config: dict) -> None:
     """Mark ``run_dir`` as a model folder (an unfinished run is one too: ``--resume``) and save the
     configuration a ``--resume`` must match."""
-    from patentcpc.io import MARKER, write_marker  # noqa: PLC0415
+    from patentcpc.io import MARKER, write_marker
 
     if not (run_dir / MARKER).exists():
         write_marker(run_dir, "model")
@@ -121,8 +121,8 @@ def write_model_folder(model, run_dir: Path, keep_checkpoints: bool, output: Pat
     """Save atomically to ``output`` (default: ``run_dir`` itself): weights + manifest + the logs of
     ``run_dir`` (+ curves PNG), its checkpoints only if asked. A staging ``run_dir`` is removed
     once the model is in place."""
-    from patentcpc.explain import save_index  # noqa: PLC0415
-    from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
+    from patentcpc.explain import save_index
+    from patentcpc.models.artifact import atomic_dir, write_manifest
 
     output = run_dir if output is None else Path(output)
     logs = run_dir / LOGS
@@ -133,7 +133,7 @@ def write_model_folder(model, run_dir: Path, keep_checkpoints: bool, output: Pat
         if logs.is_dir():
             shutil.copytree(logs, tmp / LOGS)
             try:
-                from patentcpc.plots import plot_training_curves  # noqa: PLC0415
+                from patentcpc.plots import plot_training_curves
 
                 plot_training_curves(tmp / LOGS / METRICS_LOG, tmp / LOGS / "curves.png")
             except (ImportError, ValueError) as exc:  # plotting is optional
@@ -169,7 +169,7 @@ def needs_staging(output: Path, resume: bool) -> bool:
 def staging_dir(output: Path, main: bool = True) -> Path:
     """A new hidden folder beside ``output`` for a run that replaces it. Under DDP every process
     gets the same name (derived from the output and the launcher's rendezvous), the main one makes it."""
-    from patentcpc.io import OutputError, artifact_kind, write_marker  # noqa: PLC0415
+    from patentcpc.io import OutputError, artifact_kind, write_marker
 
     output = Path(output)
     if _world_size() <= 1:
@@ -218,7 +218,7 @@ def discard_run(run_dir: Path, existed: bool) -> None:
     if not existed:
         shutil.rmtree(run_dir, ignore_errors=True)
         return
-    from patentcpc.io import MARKER  # noqa: PLC0415
+    from patentcpc.io import MARKER
 
     for name in (CHECKPOINTS, LOGS):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -227,16 +227,14 @@ def discard_run(run_dir: Path, existed: bool) -> None:
             (run_dir / MARKER).unlink()
 
 
-def check_train_output(output: Path, kind: str, resume: bool, overwrite: bool, inputs: list) -> None:
-    """Before training a ``kind`` model into ``output``: ``--resume`` and ``--overwrite`` make sense
-    together with what is there (never into a folder patentcpc did not write)."""
-    from patentcpc.io import check_model_output  # noqa: PLC0415
+def check_train_output(output: Path, resume: bool, overwrite: bool, inputs: list) -> None:
+    """Before training into ``output``: ``--resume`` and ``--overwrite`` make sense together with what
+    is there (never into a folder patentcpc did not write). Whether the kind can resume at all is the
+    registry's question (:meth:`patentcpc.registry.Kind.require`)."""
+    from patentcpc.io import check_model_output
 
     if resume and overwrite:
         raise ConfigError("--resume continues the model at --output and --overwrite replaces it: give one")
-    if resume and kind != "transformer":
-        raise ConfigError(f"--resume continues a transformer run; a {kind} model trains in one go "
-                          "(use --overwrite to replace the model at --output)")
     check_model_output(output, inputs, resume=resume, overwrite=overwrite)
     if resume and (output / "manifest.json").exists() and last_checkpoint(output / CHECKPOINTS) is None:
         raise ConfigError(f"{output}: a finished model without checkpoints: nothing to --resume "

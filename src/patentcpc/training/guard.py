@@ -68,7 +68,7 @@ def check_model(model, texts: Sequence[str] | None, gold: Sequence[Sequence[str]
     documents when already computed (``texts`` may then be None). Raises :class:`TrainingError`
     with ``mode='error'``; with ``warn`` logs the problems. Returns the check's record (also stored
     in ``manifest.extra["guard"]``)."""
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+    from patentcpc.metrics import evaluate_scores
 
     if mode not in GUARD_MODES:
         raise TrainingError(f"guard must be one of {', '.join(GUARD_MODES)}, not '{mode}'")

@@ -44,7 +44,7 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
         n_pos = yd.sum(0).clamp(min=1)
         sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     # L-BFGS evaluates the loss at most max_iter * 5 / 4 times (torch's default max_eval)
     bar = tqdm(total=max_iter * 5 // 4, desc=f"fitting the head ({y.shape[1]} labels, {n} documents)",

@@ -83,7 +83,7 @@ class RouterCPCModel(CPCModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> RouterCPCModel:
-        from patentcpc.models import load_model  # noqa: PLC0415
+        from patentcpc.registry import load_model
 
         folder = Path(path)
         members = []

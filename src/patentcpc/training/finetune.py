@@ -1,15 +1,16 @@
-"""Fine-tuning transformer classifiers with the Hugging Face :class:`~transformers.Trainer`.
-
-:func:`train_transformer` is what ``patentcpc train --model <hub id | folder>`` (or ``--arch``)
-runs. What happens, in order:
+"""The fine-tuning loop shared by the encoder + head kinds (``transformer``, ``causal_lm``), on the
+Hugging Face :class:`~transformers.Trainer`. A kind's trainer runs :class:`Trainer` with its own
+``model_factory`` (:func:`patentcpc.kinds.transformer.trainer.train_transformer` is what
+``patentcpc train --model <hub id | folder>`` or ``--arch`` runs). What happens, in order:
 
 1. data: the training file, and validation data (``--eval-data``, else a stratified
    ``transformer.valid_fraction`` of the training file); the label vocabulary is the training
    labels;
-2. model: :meth:`TransformerCPCModel.create` (pretrained encoder, or a random-init ``arch``
-   preset), then the head is initialized (``head_init``): ``probe`` fits it as a one-vs-rest
-   logistic regression on the frozen pooled embeddings before fine-tuning ("LP-FT", Kumar et al.,
-   ICLR 2022), which works much better than a random head on a few hundred documents;
+2. model: the kind's ``model_factory`` (the transformer kind's ``TransformerCPCModel.create``: a
+   pretrained encoder, or a random-init ``arch`` preset), then the head is initialized
+   (``head_init``): ``probe`` fits it as a one-vs-rest logistic regression on the frozen pooled
+   embeddings before fine-tuning ("LP-FT", Kumar et al., ICLR 2022), which works much better than a
+   random head on a few hundred documents;
 3. training: ``Trainer`` with AdamW (betas 0.9/0.98, eps 1e-6, weight decay, a larger learning
    rate for the head), a linear schedule with warm-up, gradient accumulation, length-grouped
    batches, bf16 on a GPU and fp32 on CPU, a fixed seed; evaluation every epoch (or N steps) with
@@ -49,7 +50,6 @@ from patentcpc.cpc import LabelVocab
 from patentcpc.errors import ConfigError
 from patentcpc.losses import build_loss
 from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
-from patentcpc.models.transformer import TransformerCPCModel
 from patentcpc.numeric import sigmoid
 from patentcpc.results import TrainResult
 from patentcpc.training import checkpoints
@@ -100,7 +100,7 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
 
 
 def _make_trainer_class():
-    from transformers import Trainer  # noqa: PLC0415
+    from transformers import Trainer
 
     class CPCTrainer(Trainer):
         """Trainer with a multi-label loss and a larger learning rate for the head."""
@@ -122,7 +122,7 @@ def _make_trainer_class():
             ds = self.train_dataset if train_dataset is None else train_dataset
             name = self.args.length_column_name
             if self.args.train_sampling_strategy == "group_by_length" and name in getattr(ds, "column_names", ()):
-                from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: PLC0415
+                from transformers.trainer_pt_utils import LengthGroupedSampler
 
                 # the lengths as one list: transformers passes datasets' lazy Column, which the sampler
                 # then reads one row at a time (128 s before the first step at 300k documents)
@@ -181,7 +181,7 @@ def gradient_checkpointing(tcfg: TransformerConfig, encoder) -> bool:
 
 
 def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has_eval: bool = True):
-    from transformers import TrainingArguments  # noqa: PLC0415
+    from transformers import TrainingArguments
 
     strategy = "steps" if tcfg.eval_steps else "epoch"
     report = ["tensorboard"] if tcfg.tensorboard else "none"
@@ -214,16 +214,17 @@ def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has
 class Trainer:
     """One fine-tuning run of ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``,
     written to ``output``; :meth:`run` does the steps of the module docstring in order.
-    ``model_factory``: what builds the model (default :meth:`TransformerCPCModel.create`; the
-    ``causal_lm`` kind passes its own), called like it."""
+    ``model_factory``: what builds the model, the kind's ``create`` classmethod (a
+    :class:`~patentcpc.models.network.PooledHeadModel`): its hooks ``check_attention``,
+    ``config_checkpointing`` and ``wise_ft`` say what the loop may do with it."""
 
     def __init__(self, cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                  output: str | os.PathLike | None = None, resume: bool = False,
-                 callbacks: list | None = None, model_factory=None):
+                 callbacks: list | None = None, *, model_factory):
         self.cfg, self.data, self.eval_data, self.output = cfg, data, eval_data, output
         self.resume = resume
         self.extra_callbacks = list(callbacks or [])
-        self.model_factory = model_factory or TransformerCPCModel.create
+        self.model_factory = model_factory
         self.main = int(os.environ.get("RANK", "0")) == 0  # the process that writes (DDP)
         self.overlap = None
         self.phases = Phases()  # the timed steps around the optimizer steps (the end report lists them)
@@ -234,7 +235,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train, tune, save; returns a :class:`~patentcpc.results.TrainResult`."""
-        from transformers import set_seed  # noqa: PLC0415
+        from transformers import set_seed
 
         self.check_output()
         try:
@@ -258,7 +259,7 @@ class Trainer:
         it, so the old one stays byte-identical until the new one is complete."""
         if self.output is None:
             raise ConfigError("--output is required to train a transformer (checkpoints are written there)")
-        from patentcpc.io import check_output_dir  # noqa: PLC0415
+        from patentcpc.io import check_output_dir
 
         self.output_dir = check_output_dir(self.output, "model", [self.data, self.eval_data])
         self.staged = checkpoints.needs_staging(self.output_dir, self.resume)
@@ -271,7 +272,7 @@ class Trainer:
     def discard_run(self) -> None:
         """After an error or Ctrl-C: the staging folder goes; a new run's folder goes too unless it
         holds a committed checkpoint to ``--resume`` from. The output is otherwise as it was."""
-        import shutil  # noqa: PLC0415
+        import shutil
 
         if not self.main or not hasattr(self, "run_dir"):
             return
@@ -288,7 +289,7 @@ class Trainer:
         self.cfg = dataclasses.replace(cfg, transformer=tcfg)
         log.info("recipe: %s (%d training documents)", self.recipe, len(self.train))
         if eval_data:  # shared documents make the validation scores (and tuned thresholds) optimistic
-            from patentcpc.overlap import find_overlap  # noqa: PLC0415
+            from patentcpc.overlap import find_overlap
 
             self.overlap = find_overlap(self.train, self.valid)
             if self.overlap.any:
@@ -326,10 +327,8 @@ class Trainer:
         self.valid_ds = encode(self.model, self.valid, self.vocab)
         self.y_train = sparse_labels(self.train_ds, len(self.vocab))
         if self.tcfg.attn_check:  # once: does the attention in use (sdpa/flash, bf16) match fp32 eager?
-            from patentcpc.models.transformer import check_attention  # noqa: PLC0415
-
-            check_attention(self.model.encoder, self.train_ds[:8]["input_ids"], self.pad_token_id,
-                            bf16=use_bf16(self.tcfg), tol=self.tcfg.attn_check_tol)
+            self.model.check_attention(self.train_ds[:8]["input_ids"], self.pad_token_id,
+                                       bf16=use_bf16(self.tcfg), tol=self.tcfg.attn_check_tol)
 
     @property
     def pad_token_id(self) -> int:
@@ -355,7 +354,7 @@ class Trainer:
         return evaluate_scores(scores, self.valid.labels[: len(scores)], self.vocab.labels, 0.5)
 
     def callbacks(self) -> list:
-        from transformers import EarlyStoppingCallback  # noqa: PLC0415
+        from transformers import EarlyStoppingCallback
 
         cbs = checkpoints.callbacks(self.run_dir) + self.extra_callbacks
         if self.tcfg.patience:
@@ -378,7 +377,7 @@ class Trainer:
         """Run the optimizer steps (from ``ckpt`` when resuming); returns the Hugging Face Trainer."""
         trainer = self.hf_trainer()
         encoder = self.model.network.encoder
-        checkpointed = self.model.kind == "transformer" and gradient_checkpointing(self.tcfg, encoder)
+        checkpointed = self.model.config_checkpointing and gradient_checkpointing(self.tcfg, encoder)
         use_cache = checkpointed and getattr(encoder.config, "use_cache", None)
         if checkpointed:  # the same gradients (dropout's RNG state is replayed), one layer's activations
             if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5.x's name
@@ -451,7 +450,7 @@ class Trainer:
         tcfg, model, phases = self.tcfg, self.model, self.phases
         self.refit_kept = False
         steps = []
-        if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch and model.kind == "transformer":
+        if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch and model.wise_ft:
             steps.append(("WiSE-FT",
                           lambda: wise_interpolate(model, self.cfg.model, self.train_ds, self.y_train, tcfg)))
         if tcfg.refit_head:
@@ -488,7 +487,7 @@ class Trainer:
         if scores is None:
             scores = self.valid_scores()
         if self.cfg.calibration.method != "none":  # probabilities, then thresholds on that scale
-            from patentcpc.calibration import calibrate_model  # noqa: PLC0415
+            from patentcpc.calibration import calibrate_model
 
             return calibrate_model(model, scores, gold, self.cfg.calibration, "probability",
                                    tcfg.threshold_min_support)
@@ -496,14 +495,14 @@ class Trainer:
         model.manifest.threshold = threshold
         per_label = tune_label_thresholds(scores, gold, self.vocab.labels, threshold, tcfg.threshold_min_support)
         model.manifest.label_thresholds = per_label.tolist()
-        from patentcpc.predictions import set_abstention  # noqa: PLC0415
+        from patentcpc.predictions import set_abstention
 
         set_abstention(model, scores, gold)
         return scores
 
     def build_explain_index(self) -> None:
-        from patentcpc.data import load_data  # noqa: PLC0415
-        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+        from patentcpc.data import load_data
+        from patentcpc.explain import ExplainIndex
 
         full = load_data(self.data, **self.cfg.data.load_kwargs()) if not self.eval_data else self.train
         self.model.explain_index = ExplainIndex.build(full, self.cfg.explain.snippet_chars)
@@ -511,7 +510,7 @@ class Trainer:
     def refit_on_all(self) -> None:
         """The thresholds (and metrics) come from the training-part head; the final head also learns
         from the validation split (a separate --eval-data never joins)."""
-        from datasets import concatenate_datasets  # noqa: PLC0415
+        from datasets import concatenate_datasets
 
         both = concatenate_datasets([self.train_ds, self.valid_ds])
         fit_head(self.model, both, sparse_labels(both, len(self.vocab)), self.tcfg, refit=True)
@@ -527,11 +526,3 @@ class Trainer:
             "best_checkpoint_f1@1": None if best is None or math.isinf(best) else float(best),
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "phases_s": dict(self.phases.times)}
-
-
-def train_transformer(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
-                      output: str | os.PathLike | None = None, resume: bool = False,
-                      callbacks: list | None = None, model_factory=None) -> TrainResult:
-    """Fine-tune ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``; see the
-    module docstring. Returns a :class:`~patentcpc.results.TrainResult`."""
-    return Trainer(cfg, data, eval_data, output, resume, callbacks, model_factory).run()

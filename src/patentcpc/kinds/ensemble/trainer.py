@@ -1,7 +1,7 @@
 """Training an ensemble (``patentcpc train --model ensemble``).
 
 The weights, the ensemble's calibrator and its thresholds must be tuned on member predictions for
-documents the members were not trained on (:func:`patentcpc.models.ensemble.fit_ensemble`). Three
+documents the members were not trained on (:func:`patentcpc.kinds.ensemble.model.fit_ensemble`). Three
 ways, in order of preference:
 
 - ``--eval-data``: the members are trained on all of ``--data``, tuned on that file;
@@ -12,10 +12,10 @@ ways, in order of preference:
   afterwards (``ensemble.refit``).
 
 With ``ensemble.bagging``, cross-fitting keeps the fold models: each member is saved as the
-mean of its fold models and its all-data model (:func:`patentcpc.models.ensemble.bag`).
+mean of its fold models and its all-data model (:func:`patentcpc.kinds.ensemble.model.bag`).
 
 Each encoder member's neighbour vote is built from the documents that member was trained on.
-The model kind itself is :class:`patentcpc.models.ensemble.EnsembleCPCModel`."""
+The model kind itself is :class:`patentcpc.kinds.ensemble.model.EnsembleCPCModel`."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ import numpy as np
 
 from patentcpc.errors import ConfigError
 from patentcpc.io import atomic_write_text
+from patentcpc.kinds.ensemble.model import EnsembleCPCModel, bag, combine, fit_ensemble, with_members
+from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 from patentcpc.models.base import CPCModel
-from patentcpc.models.ensemble import EnsembleCPCModel, bag, combine, fit_ensemble, with_members
-from patentcpc.models.neighbours import NeighbourVote
 from patentcpc.results import TrainResult
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _member_cfg(cfg, spec: str):
 
 
 def _write_part(texts: Sequence[str], gold: Sequence[Sequence[str]], path: Path) -> str:
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
+    from patentcpc.inference import write_jsonl
 
     write_jsonl(({"id": str(i), "text": t, "cpc_ids": ",".join(g)} for i, (t, g) in enumerate(zip(texts, gold,
                                                                                                    strict=True))),
@@ -58,8 +58,10 @@ def _write_part(texts: Sequence[str], gold: Sequence[Sequence[str]], path: Path)
 def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: str) -> list[CPCModel]:
     """Train one model per member spec on ``data_path`` (each with its own calibration). A member
     already complete in ``work`` (a run killed later, same data and configuration) is reused."""
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.training import train_model  # noqa: PLC0415
+    from patentcpc.registry import (
+        load_model,
+        train_model,
+    )
 
     members = []
     for i, spec in enumerate(specs):
@@ -81,7 +83,7 @@ def work_folder(out: Path, stamp: dict) -> Path:
     fingerprint and configuration). Kept when a run stops early, so the next run with the same
     stamp reuses its finished members; a stale one of ours is emptied; a folder of that name that
     patentcpc did not write is refused."""
-    from patentcpc.io import OutputError  # noqa: PLC0415
+    from patentcpc.io import OutputError
 
     work = out.parent / f".{out.name}.ensemble-work"
     marker = work / "RUN.json"
@@ -127,8 +129,8 @@ def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[n
     """Cross-fitted inputs: ``ensemble.folds`` stratified folds of ``full``; for each, the members
     (and their neighbour votes) trained without it score it. Returns (each input's scores on all
     documents, aligned on ``labels``; the documents' gold codes in the same order; ``labels``)."""
-    from patentcpc.data import split_data  # noqa: PLC0415
-    from patentcpc.models.artifact import Manifest  # noqa: PLC0415
+    from patentcpc.data import split_data
+    from patentcpc.models.artifact import Manifest
 
     k = cfg.ensemble.folds
     parts = split_data(full, (1 / k,) * k, cfg.seed)
@@ -154,8 +156,8 @@ def _train_on_all(cfg, specs, full, work: Path) -> list[CPCModel]:
 
 
 def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.training import evaluate_model  # noqa: PLC0415
+    from patentcpc.data import load_data
+    from patentcpc.metrics import evaluate_model
 
     held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
     members = _train_on_all(cfg, specs, full, work)
@@ -165,7 +167,7 @@ def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
 
 
 def _fit_crossfitted(cfg, specs, full, work, fields):
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
+    from patentcpc.metrics import evaluate_scores
 
     oof, gold, labels = crossfit_inputs(cfg, specs, full, work)
     members = _train_on_all(cfg, specs, full, work)
@@ -177,7 +179,7 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
     scores = model.calibrate(combine(inputs, model.input_weights))
     metrics = evaluate_scores(scores, gold, model.labels, model.thresholds)
     if cfg.ensemble.bagging:  # each member: the mean of its fold models and its all-data model
-        from patentcpc.models import load_model  # noqa: PLC0415
+        from patentcpc.registry import load_model
 
         bags = [bag([load_model(work / f"fold{f}-member-{i}") for f in range(cfg.ensemble.folds)] + [m], spec)
                 for i, (spec, m) in enumerate(zip(specs, members, strict=True))]
@@ -186,8 +188,8 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
 
 
 def _fit_held_out(cfg, specs, full, work, fields):
-    from patentcpc.data import split_data  # noqa: PLC0415
-    from patentcpc.training import evaluate_model  # noqa: PLC0415
+    from patentcpc.data import split_data
+    from patentcpc.metrics import evaluate_model
 
     ens = cfg.ensemble
     part, held = split_data(full, (1 - ens.valid_fraction, ens.valid_fraction), cfg.seed)
@@ -204,9 +206,9 @@ def _fit_held_out(cfg, specs, full, work, fields):
 def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: str | os.PathLike | None = None,
                    **_: object):
     """``patentcpc train --model ensemble``; see the module docstring. Returns a TrainResult."""
-    from patentcpc.config import to_dict  # noqa: PLC0415
-    from patentcpc.data import load_data  # noqa: PLC0415
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
+    from patentcpc.config import to_dict
+    from patentcpc.data import load_data
+    from patentcpc.io import check_output_dir
 
     specs = [s.strip() for s in cfg.ensemble.members if s.strip()]
     if len(specs) < 2:
@@ -236,12 +238,12 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
     model, metrics = fit(cfg, specs, full, work, fields)
     model.manifest.extra["ensemble"].update(tuned_on=how, refit_on_all=refit, bagged=crossfit and ens.bagging)
     if cfg.explain.index:
-        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+        from patentcpc.explain import ExplainIndex
 
         model.explain_index = ExplainIndex.build(full, cfg.explain.snippet_chars)
     model.manifest.metrics = {"eval_data": how + (" (the members before the final training)" if refit else ""),
                               "thresholds_tuned_on_this_data": True, **metrics}
-    from patentcpc.training.guard import check_model  # noqa: PLC0415
+    from patentcpc.training.guard import check_model
 
     check_model(model, None, [], None, cfg.guard)  # its calibration map must rise with the score
     model.save(out)

@@ -1,7 +1,7 @@
 """Training decoder-only LLM classifiers (the ``causal_lm`` model kind).
 
-* ``llm.mode=head``: the transformer trainer (:func:`patentcpc.training.transformer.train_transformer`) with a
-  :class:`~patentcpc.models.causal_lm.CausalLMCPCModel` in place of the encoder classifier: the
+* ``llm.mode=head``: the transformer trainer (:func:`patentcpc.training.finetune.train_transformer`) with a
+  :class:`~patentcpc.kinds.causal_lm.model.CausalLMCPCModel` in place of the encoder classifier: the
   same losses, probe head start, checkpoints, early stopping, head re-fit and threshold tuning;
   only the LoRA adapters and the head have gradients (the base is frozen).
 * ``llm.mode=instruction``: :func:`train_instruction`, a plain loop (AdamW, linear schedule with
@@ -24,17 +24,9 @@ import torch
 
 from patentcpc.config import TrainConfig, to_dict
 from patentcpc.errors import ConfigError
-from patentcpc.models.causal_lm import LLM_ARCH_PRESETS, CausalLMCPCModel, check_quantization, is_decoder_spec
+from patentcpc.kinds.causal_lm.model import LLM_ARCH_PRESETS, CausalLMCPCModel, check_quantization
 
 log = logging.getLogger(__name__)
-
-
-def is_llm_config(cfg: TrainConfig) -> bool:
-    """Whether ``cfg`` trains a decoder: an LLM ``--arch`` preset, or a decoder ``--model``."""
-    arch = cfg.transformer.arch
-    if arch:
-        return arch in LLM_ARCH_PRESETS
-    return is_decoder_spec(cfg.model)
 
 
 def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
@@ -47,7 +39,7 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
         if resume:
             raise ConfigError("--resume is not supported for llm.mode=instruction")
         return train_instruction(cfg, data, eval_data, output)
-    from patentcpc.training.transformer import train_transformer  # noqa: PLC0415
+    from patentcpc.training.finetune import Trainer
 
     def factory(labels, model=None, arch=None, tokenizer=None, pooling=None, max_length=512, dropout=0.1,
                 manifest_fields=None, attn_implementation=None):  # decoders always load with sdpa
@@ -55,7 +47,7 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
                                        lora_cfg=cfg.lora, max_length=max_length, dropout=dropout,
                                        precision=cfg.transformer.precision, manifest_fields=manifest_fields)
 
-    return train_transformer(cfg, data, eval_data, output, resume=resume, callbacks=callbacks, model_factory=factory)
+    return Trainer(cfg, data, eval_data, output, resume, callbacks, model_factory=factory).run()
 
 
 def _batches(n: int, batch_size: int, seed: int):
@@ -84,14 +76,14 @@ def collate_lm(examples: list[tuple[list[int], list[int]]], pad: int) -> dict:
 def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                       output: str | os.PathLike | None = None):
     """Instruction tuning: prompt -> `` C1, C2`` <eos>, loss on the response tokens."""
-    from transformers import get_linear_schedule_with_warmup, set_seed  # noqa: PLC0415
+    from transformers import get_linear_schedule_with_warmup, set_seed
 
-    from patentcpc.cpc import LabelVocab  # noqa: PLC0415
-    from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds  # noqa: PLC0415
-    from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
-    from patentcpc.results import TrainResult  # noqa: PLC0415
-    from patentcpc.training.batches import load_train_eval  # noqa: PLC0415
-    from patentcpc.training.transformer import use_bf16  # noqa: PLC0415
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.metrics import evaluate_scores, tune_global_threshold, tune_label_thresholds
+    from patentcpc.models.artifact import atomic_dir, write_manifest
+    from patentcpc.results import TrainResult
+    from patentcpc.training.batches import load_train_eval
+    from patentcpc.training.finetune import use_bf16
 
     tcfg = cfg.transformer
     if output is None:
@@ -154,8 +146,8 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
                               "thresholds_tuned_on_this_data": True, **metrics}
     model.manifest.extra["training"] = {"global_steps": steps, "epochs": steps / per_epoch,
                                         "final_loss": records[-1]["loss"] if records else None}
-    from patentcpc.predictions import set_abstention  # noqa: PLC0415
-    from patentcpc.training.guard import check_model  # noqa: PLC0415
+    from patentcpc.predictions import set_abstention
+    from patentcpc.training.guard import check_model
 
     set_abstention(model, scores, gold)  # the same "no code assigned" rule as every kind
     if model.manifest.extra.get("mode") != "instruction":  # generated codes: an empty row means "none fits"

@@ -83,7 +83,7 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
 def load_texts(cfg: BenchConfig) -> tuple[list[str], str]:
     if cfg.data is None:
         return synthetic_texts(cfg.n_docs or 512, cfg.seed), "synthetic"
-    from patentcpc.data import load_data  # noqa: PLC0415
+    from patentcpc.data import load_data
 
     texts = load_data(cfg.data, require_labels=False).texts
     if cfg.n_docs is not None:
@@ -94,18 +94,19 @@ def load_texts(cfg: BenchConfig) -> tuple[list[str], str]:
 
 
 def load_bench_model(cfg: BenchConfig):
-    import torch  # noqa: PLC0415
+    import torch
+
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     torch.manual_seed(cfg.seed)
     if cfg.model is not None:
-        from patentcpc.api import load_model  # noqa: PLC0415
-        from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415
+        from patentcpc.registry import kind_of, load_model
 
         model = load_model(cfg.model, device=cfg.device)
-        if not isinstance(model, TransformerCPCModel):
-            raise ModelError(f"{cfg.model}: bench compares transformer batching; this is a '{model.kind}' model")
+        kind_of(model).require("bench", str(cfg.model))
+        if not isinstance(model, TransformerCPCModel):  # a kind that declares "bench" must bring its own
+            raise ModelError(f"{cfg.model}: this benchmark measures the transformer's batching engine")
         return model, str(cfg.model)
-    from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415
 
     labels = [f"L{i:03d}" for i in range(cfg.n_labels)]
     model = TransformerCPCModel.create(labels, arch=cfg.arch, max_length=cfg.max_length, dropout=0.0,
@@ -117,7 +118,7 @@ def load_bench_model(cfg: BenchConfig):
 def naive_logits(model, texts: list[str], batch_size: int) -> tuple[np.ndarray, int]:
     """The baseline: input order, fixed-size batches padded to their longest, forward.
     Returns the logits and the number of (padded) token positions processed."""
-    import torch  # noqa: PLC0415
+    import torch
 
     out, positions = [], 0
     with torch.inference_mode():
@@ -132,9 +133,9 @@ def naive_logits(model, texts: list[str], batch_size: int) -> tuple[np.ndarray, 
 
 def onnx_predictor(model, cfg: BenchConfig, folder: str):
     """(logits function, export seconds) of ``model`` exported to ONNX in ``folder``."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
-    from patentcpc.export import OnnxCPCModel, export_onnx, int8_path  # noqa: PLC0415
+    from patentcpc.kinds.transformer.export import OnnxCPCModel, export_onnx, int8_path
 
     t0 = time.perf_counter()
     path = export_onnx(model, os.path.join(folder, "model.onnx"), quantize=cfg.backend == "onnx-int8")
@@ -151,8 +152,8 @@ def onnx_predictor(model, cfg: BenchConfig, folder: str):
 
 def run_bench(cfg: BenchConfig, log=None) -> dict:
     """Measure both paths; the result dict is what ``patentcpc bench`` prints."""
-    import dataclasses  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    import dataclasses
+    import tempfile
 
     if cfg.backend == "torch":
         return _run_bench(cfg, log, None)
@@ -164,7 +165,7 @@ def run_bench(cfg: BenchConfig, log=None) -> dict:
 
 
 def _run_bench(cfg: BenchConfig, log, onnx_folder: str | None) -> dict:
-    import torch  # noqa: PLC0415
+    import torch
 
     load_start = os.getloadavg()[0]
     model, model_name = load_bench_model(cfg)
@@ -247,15 +248,21 @@ def _duration(seconds: float) -> str:
 
 
 def _sync(model) -> None:
-    import torch  # noqa: PLC0415
+    import torch
 
     if getattr(model.device, "type", "cpu") == "cuda":
         torch.cuda.synchronize()
 
 
 def _device_name(device) -> str:
-    import torch  # noqa: PLC0415
+    import torch
 
     if getattr(device, "type", "cpu") == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def bench_command(options: dict, log=None) -> dict:
+    """The transformer kind's ``bench`` capability: :func:`run_bench` of a :class:`BenchConfig` built
+    from the CLI's ``options``."""
+    return run_bench(BenchConfig(**options), log=log)

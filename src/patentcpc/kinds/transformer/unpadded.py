@@ -49,18 +49,18 @@ class UnsupportedEncoder(ValueError):
 @functools.lru_cache(maxsize=1)
 def available_kernels() -> dict[str, str]:
     """Each kernel this process can call, with where it comes from; missing ones name why."""
-    import torch  # noqa: PLC0415
+    import torch
 
     found: dict[str, str] = {}
     try:
-        import flash_attn  # noqa: PLC0415
-        from flash_attn import flash_attn_varlen_func  # noqa: F401, PLC0415
+        import flash_attn
+        from flash_attn import flash_attn_varlen_func  # noqa: F401
 
         found["flash_attn"] = f"flash_attn {getattr(flash_attn, '__version__', '?')}"
     except Exception as exc:  # noqa: BLE001 (ImportError, or a broken CUDA extension)
         found["flash_attn"] = f"missing: {type(exc).__name__}"
     try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: PLC0415
+        from torch.nn.attention.varlen import varlen_attn
 
         if "window_size" in inspect.signature(varlen_attn).parameters:
             found["torch_varlen"] = f"torch.nn.attention.varlen.varlen_attn (torch {torch.__version__})"
@@ -91,7 +91,7 @@ def select_kernel(device, dtype) -> str | None:
 
     Flash kernels need a CUDA device of compute capability >= 8.0 (A100, H100, H200) and
     bf16/fp16."""
-    import torch  # noqa: PLC0415
+    import torch
 
     device = torch.device(device)
     if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
@@ -109,7 +109,7 @@ def select_kernel(device, dtype) -> str | None:
 
 
 def _aten_flash_function():
-    import torch  # noqa: PLC0415
+    import torch
 
     class _AtenFlashVarlen(torch.autograd.Function):
         """FlashAttention-2 varlen from aten, forward + backward (no dropout)."""
@@ -141,7 +141,7 @@ def _aten_flash():
 
 def _band_mask(lens, width: int, window: int | None, device):
     """(docs, 1, width, width) bool: key inside the document (and within ``window``)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     pos = torch.arange(width, device=device)
     keep = (pos[None, :] < lens[:, None])[:, None, None, :]  # (B, 1, 1, L) key padding
@@ -157,19 +157,19 @@ def varlen_attention(q, k, v, cu_seqlens, max_len: int, window: int | None, scal
     ``window``: keys at most ``window`` positions away each side (None: the whole document).
     ``layout``: ``(lens, batch_index, position)`` from :func:`pack_layout` (needed by the
     re-padding kernels)."""
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: N812, PLC0415
+    import torch
+    import torch.nn.functional as F  # noqa: N812
 
     if dropout and kernel not in ("flash_attn", "sdpa_repad", "reference"):
         raise ValueError(f"attention dropout is not supported by the '{kernel}' kernel")
     if kernel == "flash_attn":
-        from flash_attn import flash_attn_varlen_func  # noqa: PLC0415
+        from flash_attn import flash_attn_varlen_func
 
         return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, dropout_p=dropout,
                                       softmax_scale=scale, causal=False,
                                       window_size=(window, window) if window is not None else (-1, -1))
     if kernel == "torch_varlen":
-        from torch.nn.attention.varlen import varlen_attn  # noqa: PLC0415
+        from torch.nn.attention.varlen import varlen_attn
 
         return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_len, max_len, scale=scale,
                            window_size=(window, window) if window is not None else (-1, -1))
@@ -211,7 +211,7 @@ def varlen_attention(q, k, v, cu_seqlens, max_len: int, window: int | None, scal
 def pack_layout(lengths: Sequence[int], device):
     """``(cu_seqlens int32 (B+1,), max_len, (lens, batch_index, position))`` of documents of
     ``lengths`` packed back to back (position restarts at 0 in each document)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     lens = torch.as_tensor(list(lengths), dtype=torch.long)
     if len(lens) == 0 or int(lens.min()) < 1:
@@ -240,7 +240,7 @@ def check_encoder(encoder) -> None:
 def _rotate(x, cos, sin):
     """Rotary embedding of ``x`` (T, H, D) with ``cos``/``sin`` (T, D), computed in fp32 like
     transformers' ``apply_rotary_pos_emb``."""
-    import torch  # noqa: PLC0415
+    import torch
 
     xf = x.float()
     half = xf.shape[-1] // 2
@@ -288,7 +288,7 @@ def unpad(input_ids, attention_mask):
 
 def pool_packed(hidden, cu_seqlens, layout, pooling: str):
     """(docs, width): the first token of each document (``cls``) or the mean of its tokens."""
-    import torch  # noqa: PLC0415
+    import torch
 
     lens, row, _ = layout
     if pooling == "cls":
@@ -300,7 +300,7 @@ def pool_packed(hidden, cu_seqlens, layout, pooling: str):
 
 def autocast_dtype(device):
     """The dtype matmuls run in on ``device`` right now (autocast's, else None)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     dev = torch.device(device).type
     try:

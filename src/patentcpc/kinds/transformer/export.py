@@ -2,7 +2,7 @@
 
 :func:`export_onnx` writes ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, dynamic batch
 and sequence axes; output ``logits``) and, with ``quantize=True``, ``model.int8.onnx`` (dynamic
-int8 quantization of the weights). :class:`~patentcpc.models.onnx.OnnxCPCModel` (the ``onnx``
+int8 quantization of the weights). :class:`~patentcpc.kinds.onnx.model.OnnxCPCModel` (the ``onnx``
 model kind, registered in :mod:`patentcpc.models`) runs the result, so everything that takes a
 model (the service, ``predict-batch``) takes it too. :func:`parity` is the largest logit difference to PyTorch.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
-from patentcpc.models.onnx import OnnxCPCModel
+from patentcpc.kinds.onnx.model import OnnxCPCModel
 
-__all__ = ["PARITY_TEXTS", "OnnxCPCModel", "export_onnx", "int8_path", "parity", "quantize_int8"]
+__all__ = ["PARITY_TEXTS", "OnnxCPCModel", "export", "export_onnx", "int8_path", "parity", "quantize_int8"]
 
 # the second text is longer than ModernBERT's local attention window, so that the traced graph
 # and the parity check cover sliding-window masks
@@ -33,9 +33,9 @@ PARITY_TEXTS = (
 def export_onnx(model, path: str | os.PathLike, opset: int = 17, quantize: bool = False) -> Path:
     """Write ``model`` (a TransformerCPCModel) as ONNX at ``path``; with ``quantize`` also
     ``<stem>.int8.onnx``. Returns ``path``."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from patentcpc.models.transformer import TransformerCPCModel  # noqa: PLC0415
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
 
     if not isinstance(model, TransformerCPCModel):
         raise ModelError(f"ONNX export needs a transformer model, not '{getattr(model, 'kind', '?')}'")
@@ -45,7 +45,7 @@ def export_onnx(model, path: str | os.PathLike, opset: int = 17, quantize: bool 
     enc = model.tokenizer(list(PARITY_TEXTS[:2]), padding=True, truncation=True, max_length=model.max_length,
                           return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"])
-    from patentcpc.io import atomic_path  # noqa: PLC0415
+    from patentcpc.io import atomic_path
 
     try:
         with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():
@@ -68,9 +68,9 @@ def int8_path(path: str | os.PathLike) -> Path:
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Dynamic int8 quantization of the weights of MatMul/Gemm (activations quantized at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from patentcpc.io import atomic_path  # noqa: PLC0415
+    from patentcpc.io import atomic_path
 
     with atomic_path(dst) as tmp:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
@@ -79,11 +79,19 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = None) -> float:
     """Largest |logit difference| between ONNX Runtime and PyTorch on ``texts``."""
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
-    from patentcpc.inference import predict_logits  # noqa: PLC0415
+    from patentcpc.inference import predict_logits
 
     texts = list(texts or PARITY_TEXTS)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     onnx_model = OnnxCPCModel(model.manifest, session, model.tokenizer, model.max_length, onnx_path=onnx_file)
     return float(np.abs(onnx_model.logits(texts) - predict_logits(model, texts)).max())
+
+
+def export(model, path: str | os.PathLike, opset: int = 17, quantize: bool = False,
+           check: bool = True) -> tuple[Path, float | None]:
+    """The transformer kind's ``onnx_export`` capability (``patentcpc export onnx``): :func:`export_onnx`,
+    then (``check``) the largest ONNX Runtime vs PyTorch logit difference (:func:`parity`)."""
+    path = export_onnx(model, path, opset=opset, quantize=quantize)
+    return path, (parity(model, path) if check else None)

@@ -2,13 +2,13 @@
 on data the members did not see.
 
 ``patentcpc train --model ensemble --members tfidf,PATH_OR_ID --data D --output E``: each member
-spec is what ``--model`` accepts. Training (:mod:`patentcpc.training.ensemble`) cross-fits the
+spec is what ``--model`` accepts. Training (:mod:`patentcpc.kinds.ensemble.trainer`) cross-fits the
 members (``ensemble.folds``) or holds out a part, tunes the weights, the ensemble's own calibrator
 and its thresholds on the members' predictions for documents they were not trained on, then keeps
 members trained on all of ``D`` (see benchmarks/ensemble.md).
 
 With ``ensemble.neighbours`` (off by default), every encoder member (a transformer) also brings a
-*neighbour vote* (:class:`~patentcpc.models.neighbours.NeighbourVote`): the codes of the training
+*neighbour vote* (:class:`~patentcpc.kinds.ensemble.neighbours.NeighbourVote`): the codes of the training
 documents nearest to the text in that member's own embedding space, from the same encoder pass as
 its scores, as one more weighted input.
 
@@ -44,9 +44,9 @@ import numpy as np
 
 from patentcpc.errors import ModelError
 from patentcpc.folder_files import read_folder_json
+from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 from patentcpc.models.artifact import Manifest, atomic_write_text, read_manifest
 from patentcpc.models.base import CPCModel
-from patentcpc.models.neighbours import NeighbourVote
 
 log = logging.getLogger(__name__)
 ENSEMBLE_FILE = "ensemble.json"
@@ -148,7 +148,7 @@ class EnsembleCPCModel(CPCModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> EnsembleCPCModel:
-        from patentcpc.models import load_model  # noqa: PLC0415
+        from patentcpc.registry import load_model
 
         folder = Path(path)
         file = folder / ENSEMBLE_FILE
@@ -240,10 +240,10 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
     the more even weights). LRAP reads every gold code's rank, so on a hundred documents it picks
     steadier weights than F1@1 alone (benchmarks/ensemble.md). The grid step doubles until the
     grid has at most ``MAX_GRID`` points. Returns (weights, the grid's results)."""
-    from sklearn.metrics import label_ranking_average_precision_score  # noqa: PLC0415
+    from sklearn.metrics import label_ranking_average_precision_score
 
-    from patentcpc.calibration import multi_hot  # noqa: PLC0415
-    from patentcpc.metrics import precision_recall_f1_at_k  # noqa: PLC0415
+    from patentcpc.calibration import multi_hot
+    from patentcpc.metrics import precision_recall_f1_at_k
 
     y = multi_hot(gold, labels)
     keep = y.sum(1) > 0
@@ -271,7 +271,7 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     neighbour votes) on data they were not trained on: ``held`` (``.labels``, and ``.texts``
     unless ``inputs`` gives the inputs' scores on them, aligned on the members' union labels,
     e.g. cross-fitted ones)."""
-    from patentcpc.calibration import calibrate_model  # noqa: PLC0415
+    from patentcpc.calibration import calibrate_model
 
     labels = EnsembleCPCModel.union_labels(members)
     fields = dict(manifest_fields or {})

@@ -65,11 +65,11 @@ def vocabulary_errors(cfg: LinearConfig, n_docs: int) -> Iterator[None]:
 
 def build_pipeline(cfg: LinearConfig, seed: int = 42):
     """The scikit-learn pipeline that :meth:`LinearCPCModel.fit` trains (then stores as arrays)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.multiclass import OneVsRestClassifier  # noqa: PLC0415
-    from sklearn.pipeline import Pipeline  # noqa: PLC0415
-    from sklearn.svm import LinearSVC  # noqa: PLC0415
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
 
     vectorizer = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
                                  max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32,
@@ -84,7 +84,7 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
 
 
 def _settings_schema():
-    from pydantic import BaseModel, ConfigDict, Field  # noqa: PLC0415
+    from pydantic import BaseModel, ConfigDict, Field
 
     class LinearSettings(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -169,6 +169,7 @@ class TfidfArrays:
 
 class LinearCPCModel(CPCModel):
     kind = "linear"
+    from_scheme = False  # trained on labelled patents (the scheme kind: on the scheme's own text)
 
     def __init__(self, manifest: Manifest, tfidf: TfidfArrays, coef_t: np.ndarray, intercept: np.ndarray,
                  pipeline=None):
@@ -188,7 +189,7 @@ class LinearCPCModel(CPCModel):
     @classmethod
     def training_documents(cls, cfg, data: str | None) -> tuple[list[str], list[list[str]], dict, dict, object]:
         """(texts, labels, text view, training-data record, the PatentData) of the labelled file ``data``."""
-        from patentcpc.data import load_data  # noqa: PLC0415
+        from patentcpc.data import load_data
 
         if not data:
             raise ConfigError("--data is required to train a tfidf model")
@@ -201,14 +202,14 @@ class LinearCPCModel(CPCModel):
     def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], cfg: LinearConfig | None = None,
             seed: int = 42, manifest_fields: dict | None = None) -> LinearCPCModel:
         """Train on texts and their label lists; the label vocabulary is every label seen."""
-        from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+        from sklearn.preprocessing import MultiLabelBinarizer
 
         cfg = cfg or LinearConfig()
         vocab = training_vocab(texts, labels)
         weights = None
         label_docs = None
         if cfg.label_docs in ("seen", "all"):  # the scheme's text of the labels, weighted (``auto``: resolved
-            from patentcpc.scheme import label_documents  # noqa: PLC0415  by the trainer, here: none)
+            from patentcpc.scheme import label_documents  # by the trainer, here: none)
 
             extra_texts, extra_labels = label_documents(vocab, cfg.label_docs)
             label_docs = {"scope": cfg.label_docs, "weight": cfg.label_docs_weight, "n_docs": len(extra_texts)}
@@ -219,8 +220,8 @@ class LinearCPCModel(CPCModel):
         pipeline = build_pipeline(cfg, seed)
         # the per-label fits in threads (liblinear releases the GIL: no process start-up, no copies)
         n_jobs = cfg.n_jobs if len(texts) >= cfg.parallel_min_docs else 1
-        import sklearn  # noqa: PLC0415
-        from joblib import parallel_config  # noqa: PLC0415
+        import sklearn
+        from joblib import parallel_config
 
         with parallel_config(backend="threading", n_jobs=n_jobs), vocabulary_errors(cfg, len(texts)):
             if weights is None:
@@ -255,7 +256,7 @@ class LinearCPCModel(CPCModel):
         return s.astype(np.float32)
 
     def _save_weights(self, folder: Path) -> None:
-        from safetensors.numpy import save_file  # noqa: PLC0415
+        from safetensors.numpy import save_file
 
         settings = {"format_version": 2, "analyzer": "word", "token_pattern": TOKEN_PATTERN, "lowercase": True,
                     "strip_accents": "unicode", "ngram_range": [1, self.tfidf.ngram_max],
@@ -263,7 +264,7 @@ class LinearCPCModel(CPCModel):
                     "n_features": int(self.coef_t.shape[0]), "n_labels": int(self.coef_t.shape[1])}
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         (folder / VOCABULARY).write_text(json.dumps(self.tfidf.vocabulary, ensure_ascii=False), encoding="utf-8")
-        from patentcpc.io import atomic_path  # noqa: PLC0415
+        from patentcpc.io import atomic_path
 
         with atomic_path(folder / WEIGHTS) as tmp:  # the usual permissions (safetensors alone writes 0600)
             save_file({"idf": np.ascontiguousarray(self.tfidf.idf, dtype=np.float32),
@@ -319,9 +320,9 @@ def _arrays_from_pipeline(pipeline, score_type: str) -> tuple[TfidfArrays, np.nd
 
 
 def _read_settings(file: Path):
-    from pydantic import ValidationError  # noqa: PLC0415
+    from pydantic import ValidationError
 
-    from patentcpc.validation import validation_message  # noqa: PLC0415
+    from patentcpc.validation import validation_message
 
     schema = _settings_schema()
     try:

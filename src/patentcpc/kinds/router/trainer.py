@@ -1,6 +1,6 @@
 """Training a router (``patentcpc train --model router --members ENCODER,LLM``): members trained (or
 taken from folders) on a training part, the routing threshold tuned on the validation part for
-``router.share``. The model kind itself is :class:`patentcpc.models.router.RouterCPCModel`."""
+``router.share``. The model kind itself is :class:`patentcpc.kinds.router.model.RouterCPCModel`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from patentcpc.errors import ConfigError
+from patentcpc.kinds.router.model import MEMBERS_DIR, RouterCPCModel, tune_threshold
 from patentcpc.models.artifact import Manifest
-from patentcpc.models.router import MEMBERS_DIR, RouterCPCModel, tune_threshold
 
 
 def _member_folder(spec: str) -> bool:
@@ -25,13 +25,19 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
     """Train (or take) the two members on the training part of ``data``, tune the routing threshold
     on the validation part (``eval_data``, else a ``router.valid_fraction`` split) for
     ``router.share``, evaluate router and members there, and save the router folder."""
-    from patentcpc.config import to_dict  # noqa: PLC0415
-    from patentcpc.data import load_data, split_data  # noqa: PLC0415
-    from patentcpc.inference import write_jsonl  # noqa: PLC0415
-    from patentcpc.metrics import evaluate_scores  # noqa: PLC0415
-    from patentcpc.models import load_model  # noqa: PLC0415
-    from patentcpc.results import TrainResult  # noqa: PLC0415
-    from patentcpc.training import load_for_model, train_model  # noqa: PLC0415
+    from patentcpc.config import to_dict
+    from patentcpc.data import (
+        load_data,
+        load_for_model,
+        split_data,
+    )
+    from patentcpc.inference import write_jsonl
+    from patentcpc.metrics import evaluate_scores
+    from patentcpc.registry import (
+        load_model,
+        train_model,
+    )
+    from patentcpc.results import TrainResult
 
     rcfg = cfg.router
     if not rcfg.members:
@@ -83,7 +89,7 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
             metrics.update({f"member{i}_{k}": alone[k] for k in ("precision@1", "f1@1", "micro_f1") if k in alone})
         manifest.metrics = {"eval_data": str(eval_data) if eval_data else "validation split",
                             "route_threshold_tuned_on_this_data": True, **metrics}
-        from patentcpc.training.guard import check_model  # noqa: PLC0415
+        from patentcpc.training.guard import check_model
 
         check_model(router, None, valid.labels, None, cfg.guard, what="the validation data", scores=scores)
         router.save(output)

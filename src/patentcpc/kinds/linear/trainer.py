@@ -10,11 +10,10 @@ import os
 import numpy as np
 
 from patentcpc.config import TrainConfig, to_dict
-from patentcpc.data import PatentData
-from patentcpc.metrics import evaluate_scores
-from patentcpc.models import model_class
+from patentcpc.data import PatentData, load_for_model
+from patentcpc.metrics import evaluate_model, evaluate_scores
+from patentcpc.registry import get, select
 from patentcpc.results import TrainResult
-from patentcpc.training import evaluate_model, load_for_model, training_kind
 from patentcpc.training.guard import Phases, check_model
 
 
@@ -22,8 +21,8 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
                  output: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
     """A linear kind (``tfidf``, ``scheme``): the model class supplies its training documents and its
     default regularisation; ``resume`` has nothing to resume (training takes minutes at most)."""
-    cls = model_class(training_kind(cfg))
-    from patentcpc.io import check_output_dir  # noqa: PLC0415
+    cls = select(cfg).model_class()  # linear, or a kind that reuses this trainer (scheme)
+    from patentcpc.io import check_output_dir
 
     if output is not None:  # before the work: never into a folder patentcpc did not write
         check_output_dir(output, "model", [data, eval_data])
@@ -31,14 +30,15 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
     # the cold-start scheme model keeps one-vs-rest unless a learner is named explicitly
-    scheme_default = cfg.model == "scheme" and cfg.linear.learner == "auto"
+    scheme_default = cls.from_scheme and cfg.linear.learner == "auto"
     learner = "ovr" if scheme_default else resolve_learner(cfg.linear, len(texts))
+    label_docs = resolve_label_docs(cfg, learner, labels, cls.from_scheme)
     cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, learner=learner,  # saved resolved
-                                                              label_docs=resolve_label_docs(cfg, learner, labels)))
+                                                              label_docs=label_docs))
     if learner == "omikuji":  # label trees instead of one-vs-rest (same TF-IDF view)
-        cls = model_class("omikuji")
+        cls = get("omikuji").model_class()
     held_out = None
-    if not eval_data and cfg.model != "scheme" and cfg.calibration.method != "none" \
+    if not eval_data and not cls.from_scheme and cfg.calibration.method != "none" \
             and len(texts) > cfg.calibration.cv_max_docs:  # large: calibrate on a held-out part, fit once
         kept_texts, kept_labels, part = holdout_split(texts, labels, cfg.calibration.holdout_docs, cfg.seed)
         if part[0]:  # else (every document carries a rare label): out-of-fold scores as below
@@ -55,7 +55,7 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     with phases("calibration and thresholds"):
         cal_data = calibrate_linear(model, cfg, texts, labels, ev, held_out)
     if cfg.explain.index and train_data is not None:
-        from patentcpc.explain import ExplainIndex  # noqa: PLC0415
+        from patentcpc.explain import ExplainIndex
 
         model.explain_index = ExplainIndex.build(train_data, cfg.explain.snippet_chars)
     with phases("check before saving"):  # the calibrated model against its own raw scores
@@ -68,7 +68,7 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
             check_model(model, None, [], None, cfg.guard)
     if ev is not None:
         if train_data is not None:
-            from patentcpc.overlap import find_overlap  # noqa: PLC0415
+            from patentcpc.overlap import find_overlap
 
             overlap = find_overlap(train_data, ev)
         metrics = evaluate_model(model, ev)
@@ -92,19 +92,20 @@ def resolve_learner(lcfg, n_docs: int) -> str:
     return "omikuji" if n_docs >= lcfg.tree_min_docs else "ovr"
 
 
-def resolve_label_docs(cfg: TrainConfig, learner: str, labels=()) -> str:
+def resolve_label_docs(cfg: TrainConfig, learner: str, labels=(), from_scheme: bool = False) -> str:
     """``linear.label_docs`` resolved: ``auto`` is ``seen`` for a one-vs-rest ``tfidf`` model whose
     training ``labels`` are CPC codes of one level (section, class or subclass) with the IPC scheme
     installed, else ``none``; an explicit
-    ``seen``/``all`` where it cannot apply is a ConfigError."""
-    from patentcpc.cpc import ipc_scheme_path  # noqa: PLC0415
-    from patentcpc.errors import ConfigError  # noqa: PLC0415
-    from patentcpc.scheme import labels_level  # noqa: PLC0415
+    ``seen``/``all`` where it cannot apply is a ConfigError. ``from_scheme``: a model trained on the
+    scheme's documents alone (the ``scheme`` kind)."""
+    from patentcpc.cpc import ipc_scheme_path
+    from patentcpc.errors import ConfigError
+    from patentcpc.scheme import labels_level
 
     value = cfg.linear.label_docs
     if value == "none":
         return value
-    why = ("the scheme model is trained on label documents alone" if cfg.model == "scheme"
+    why = ("the scheme model is trained on label documents alone" if from_scheme
            else "they need linear.learner=ovr" if learner != "ovr"
            else "they work at section, class or subclass level" if cfg.data.level == "group"
            else "the training labels are not CPC codes of one level"
@@ -123,7 +124,7 @@ def holdout_split(texts, labels, n_holdout: int, seed: int, min_label_count: int
     and that sample as (texts, labels): the calibration data of a large linear run. The sample is
     drawn only from documents whose every label occurs at least ``min_label_count`` times, so no
     rare label leaves the training part (and the model's vocabulary) with it."""
-    from collections import Counter  # noqa: PLC0415
+    from collections import Counter
 
     n = len(texts)
     k = max(1, min(n_holdout, n // 10))
@@ -145,7 +146,7 @@ def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | No
     ``held_out`` (texts, labels) if given (large runs), else on out-of-fold scores of the training
     data (``calibration.cv_folds`` folds, each fold fitted like ``model``). Returns what it was
     fitted on, (raw scores, gold labels, a name), or None (not calibrated)."""
-    from patentcpc.calibration import calibrate_model, out_of_fold_scores  # noqa: PLC0415
+    from patentcpc.calibration import calibrate_model, out_of_fold_scores
 
     if cfg.calibration.method == "none":
         return None
@@ -153,7 +154,7 @@ def calibrate_linear(model, cfg: TrainConfig, texts, labels, ev: PatentData | No
         raw, gold, what = model.raw_scores(ev.texts), ev.labels, "the evaluation data"
     elif held_out is not None:
         raw, gold, what = model.raw_scores(held_out[0]), held_out[1], "the calibration hold-out"
-    elif cfg.model != "scheme" and len(texts) >= 2 * cfg.calibration.cv_folds:
+    elif not type(model).from_scheme and len(texts) >= 2 * cfg.calibration.cv_folds:
         def fit(t, g):
             return type(model).fit(t, g, cfg.linear, seed=cfg.seed)
 

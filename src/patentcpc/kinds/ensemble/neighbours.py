@@ -86,9 +86,9 @@ class NeighbourVote:
         return out
 
     def save(self, file: str | os.PathLike) -> None:
-        from safetensors.numpy import save_file  # noqa: PLC0415
+        from safetensors.numpy import save_file
 
-        from patentcpc.io import atomic_path  # noqa: PLC0415
+        from patentcpc.io import atomic_path
 
         meta = {"format": FORMAT, "labels": json.dumps(self.labels), "k": str(self.k),
                 "temperature": repr(float(self.temperature))}
@@ -101,7 +101,7 @@ class NeighbourVote:
     @classmethod
     def load(cls, file: str | os.PathLike) -> NeighbourVote:
         """Read and check a neighbour file (arrays and JSON only; nothing is executed)."""
-        from safetensors import SafetensorError, safe_open  # noqa: PLC0415
+        from safetensors import SafetensorError, safe_open
 
         real, _ = check_folder_file(Path(file).parent, Path(file).name, error=ModelError, what="its folder")
         try:

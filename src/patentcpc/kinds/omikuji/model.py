@@ -52,9 +52,9 @@ from collections.abc import Iterator, Sequence  # noqa: E402
 from patentcpc.config import LinearConfig  # noqa: E402
 from patentcpc.errors import ModelError  # noqa: E402
 from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noqa: E402
+from patentcpc.kinds.linear.model import training_vocab, vocabulary_errors  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
-from patentcpc.models.linear import training_vocab, vocabulary_errors  # noqa: E402
 
 _FD_LOCK = threading.Lock()
 
@@ -116,7 +116,7 @@ IDF_FILE = "tfidf_idf.npy"
 
 
 def _vectorizer(cfg: LinearConfig):
-    from patentcpc.models.linear import build_pipeline  # noqa: PLC0415
+    from patentcpc.kinds.linear.model import build_pipeline
 
     return build_pipeline(cfg).named_steps["tfidf"]
 
@@ -124,6 +124,8 @@ def _vectorizer(cfg: LinearConfig):
 class OmikujiCPCModel(CPCModel):
     """TF-IDF + Omikuji label trees (``linear.learner: omikuji``). Folder: the vectorizer as JSON
     (vocabulary) + ``.npy`` (idf, no pickle) and Omikuji's own model directory."""
+
+    from_scheme = False  # trained on labelled patents (read by the linear trainer it shares)
 
     kind = "omikuji"
 
@@ -134,8 +136,8 @@ class OmikujiCPCModel(CPCModel):
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[Sequence[str]], cfg: LinearConfig | None = None,
             seed: int = 42, manifest_fields: dict | None = None) -> OmikujiCPCModel:
-        import omikuji  # noqa: PLC0415
-        from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+        import omikuji
+        from sklearn.preprocessing import MultiLabelBinarizer
 
         cfg = cfg or LinearConfig()
         vocab = training_vocab(texts, labels)
@@ -170,7 +172,7 @@ class OmikujiCPCModel(CPCModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> OmikujiCPCModel:
-        import omikuji  # noqa: PLC0415
+        import omikuji
 
         folder = Path(path)
         if not all((folder / f).exists() for f in (VOCAB_FILE, IDF_FILE, TREES_DIR)):

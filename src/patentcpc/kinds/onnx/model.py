@@ -1,6 +1,6 @@
 """The ``onnx`` model kind: an exported transformer run with ONNX Runtime (CPU by default).
 
-Two ways in, both through :func:`patentcpc.models.load_model`:
+Two ways in, both through :func:`patentcpc.registry.load_model`:
 
 * a folder whose manifest says ``kind: onnx`` (written by :meth:`OnnxCPCModel.save`)::
 
@@ -53,7 +53,7 @@ class OnnxCPCModel(CPCModel):
     @staticmethod
     def _session(file: Path, threads: int | None = None, providers: Sequence[str] | None = None):
         try:
-            import onnxruntime as ort  # noqa: PLC0415
+            import onnxruntime as ort
         except ImportError:
             raise ModelError("ONNX models need onnxruntime: pip install 'patentcpc[onnx]'") from None
         if not file.exists():
@@ -71,7 +71,7 @@ class OnnxCPCModel(CPCModel):
     def load(cls, path: str | os.PathLike, manifest: Manifest, onnx_file: str | os.PathLike | None = None,
              threads: int | None = None, providers: Sequence[str] | None = None, **_: object) -> OnnxCPCModel:
         """Load an ``onnx`` folder, or (``onnx_file`` given) a transformer folder with that graph."""
-        from patentcpc.models.transformer import load_tokenizer  # noqa: PLC0415
+        from patentcpc.kinds.transformer.model import load_tokenizer
 
         folder = Path(path)
         check_no_code_files(folder)
@@ -102,7 +102,7 @@ class OnnxCPCModel(CPCModel):
 
     # ----------------------------------------------------------------- inference
     def logits(self, texts: Sequence[str], options=None) -> np.ndarray:
-        from patentcpc.inference import plan_batches  # noqa: PLC0415
+        from patentcpc.inference import plan_batches
 
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)

@@ -4,7 +4,7 @@ Two modes (``llm.mode``):
 
 * ``head``: the backbone's hidden state of the last non-padding token (or the mean over tokens)
   -> dropout -> a multi-label linear head, trained with any patentcpc loss (the trainer of
-  :mod:`patentcpc.training.transformer`);
+  :mod:`patentcpc.training.finetune`);
 * ``instruction``: a causal LM trained on ``prompt -> " H04L, H04W" <eos>`` with the loss on the
   response tokens; a code's score is its sequence probability given the prompt (the code's tokens
   followed by a separator or end), computed for every label in batches that share the prompt's
@@ -86,6 +86,14 @@ def config_is_decoder(cfg: dict) -> bool:
     return any(str(a).endswith("ForCausalLM") for a in cfg.get("architectures") or [])
 
 
+def claims(model: str | None, arch: str | None) -> bool:
+    """Whether a training run of ``--model model`` / ``--arch arch`` makes this kind (the registry
+    asks once per run): an LLM ``--arch`` preset, else a ``--model`` that is one or a decoder."""
+    if arch:
+        return arch in LLM_ARCH_PRESETS
+    return is_decoder_spec(model)
+
+
 def is_decoder_spec(spec: str | None) -> bool:
     """Whether ``--model``/``--arch`` ``spec`` names a decoder: an LLM preset, a folder whose
     ``config.json`` (or ``base/``) is a decoder's, or a hub id whose config is (looked up without
@@ -104,11 +112,11 @@ def is_decoder_spec(spec: str | None) -> bool:
                 return False
     if folder.exists() or spec.count("/") != 1:
         return False
-    from patentcpc.hub import check_hub  # noqa: PLC0415
+    from patentcpc.hub import check_hub
 
     check_hub(spec)  # an unreachable hub: one line with a hint in seconds, not a minute of retries
     try:
-        from transformers import AutoConfig  # noqa: PLC0415
+        from transformers import AutoConfig
 
         return config_is_decoder(AutoConfig.from_pretrained(spec, trust_remote_code=False).to_dict())
     except Exception:  # noqa: BLE001 - offline, unknown id, unknown type: not a decoder we can use
@@ -126,13 +134,13 @@ def check_quantization(load_in: str) -> None:
         raise ConfigError(f"llm.load_in={load_in} needs a CUDA GPU (bitsandbytes); this machine has none "
                           "(use llm.load_in=none)")
     try:
-        import bitsandbytes  # noqa: F401, PLC0415
+        import bitsandbytes  # noqa: F401
     except ImportError:
         raise ConfigError(f"llm.load_in={load_in} needs bitsandbytes: pip install 'patentcpc[qlora]'") from None
 
 
 def _quantization_config(load_in: str):
-    from transformers import BitsAndBytesConfig  # noqa: PLC0415
+    from transformers import BitsAndBytesConfig
 
     if load_in == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -153,7 +161,7 @@ def default_dtype(precision: str = "auto") -> torch.dtype | None:
 def build_base_from_arch(arch: str, tokenizer, causal_lm: bool, max_position_embeddings: int = 2048,
                          dtype: torch.dtype | None = None):
     """A random-init decoder from :data:`LLM_ARCH_PRESETS`, sized to ``tokenizer``'s vocabulary."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: PLC0415
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     if arch not in LLM_ARCH_PRESETS:
         raise ModelError(f"unknown LLM --arch '{arch}' (presets: {', '.join(LLM_ARCH_PRESETS)})")
@@ -173,7 +181,7 @@ def build_base_from_arch(arch: str, tokenizer, causal_lm: bool, max_position_emb
 def load_base(spec: str, causal_lm: bool, revision: str | None = None, dtype: torch.dtype | None = None,
               load_in: str = "none"):
     """A pretrained decoder (hub id or folder): safetensors only, no remote code."""
-    from transformers import AutoModel, AutoModelForCausalLM  # noqa: PLC0415
+    from transformers import AutoModel, AutoModelForCausalLM
 
     kwargs: dict = {"trust_remote_code": False, "use_safetensors": True, "attn_implementation": "sdpa"}
     if revision:
@@ -186,7 +194,7 @@ def load_base(spec: str, causal_lm: bool, revision: str | None = None, dtype: to
     elif dtype is not None:
         kwargs["dtype"] = dtype
     cls = AutoModelForCausalLM if causal_lm else AutoModel
-    from safetensors import SafetensorError  # noqa: PLC0415
+    from safetensors import SafetensorError
 
     try:
         return cls.from_pretrained(spec, **kwargs)
@@ -196,7 +204,7 @@ def load_base(spec: str, causal_lm: bool, revision: str | None = None, dtype: to
 
 
 def load_tokenizer(spec: str):
-    from patentcpc.models.transformer import load_tokenizer as _load  # noqa: PLC0415
+    from patentcpc.kinds.transformer.model import load_tokenizer as _load
 
     tok = _load(spec, trust_remote_code=False)
     if tok.pad_token_id is None:  # most decoders have no pad token: pad with eos (masked anyway)
@@ -220,10 +228,10 @@ def lora_targets(model_type: str, configured: list[str] | None):
 
 def add_lora(base, lora_cfg, model_type: str, gradient_checkpointing: bool = False, quantized: bool = False):
     """Wrap ``base`` in peft LoRA adapters (base weights frozen)."""
-    from peft import LoraConfig, get_peft_model  # noqa: PLC0415
+    from peft import LoraConfig, get_peft_model
 
     if quantized:
-        from peft import prepare_model_for_kbit_training  # noqa: PLC0415
+        from peft import prepare_model_for_kbit_training
 
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing,
                                                gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -333,8 +341,8 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
                dropout: float = 0.1, precision: str = "auto", manifest_fields: dict | None = None,
                device: str | None = None) -> CausalLMCPCModel:
         """A new classifier on a pretrained decoder ``model`` or a random-init ``arch`` preset."""
-        from patentcpc.config import LLMConfig, LoRAConfig  # noqa: PLC0415
-        from patentcpc.models.transformer import default_tokenizer_path  # noqa: PLC0415
+        from patentcpc.config import LLMConfig, LoRAConfig
+        from patentcpc.kinds.transformer.model import default_tokenizer_path
 
         llm_cfg = llm_cfg or LLMConfig()
         lora_cfg = lora_cfg or LoRAConfig()
@@ -560,7 +568,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:
-        from safetensors.torch import save_file  # noqa: PLC0415
+        from safetensors.torch import save_file
 
         backbone = self.backbone()
         has_adapter = hasattr(backbone, "peft_config")
@@ -577,7 +585,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
     def save_merged(self, path: str | os.PathLike) -> None:
         """Write a model folder whose ``base/`` holds the base with the adapters merged in (a plain
         transformers folder), plus head, tokenizer and manifest; it loads without peft."""
-        from patentcpc.models.artifact import atomic_dir, write_manifest  # noqa: PLC0415
+        from patentcpc.models.artifact import atomic_dir, write_manifest
 
         backbone = self.backbone()
         if not hasattr(backbone, "peft_config"):
@@ -597,7 +605,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, device: str | None = None,
              dtype: torch.dtype | None = None, **_: object) -> CausalLMCPCModel:
-        from safetensors.torch import load_file  # noqa: PLC0415
+        from safetensors.torch import load_file
 
         folder = Path(path)
         extra = manifest.extra
@@ -621,7 +629,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
             raise ModelError(f"{folder}: no {BASE_DIR}/ and no base_model in the manifest")
         backbone = base
         if (folder / ADAPTER_DIR).is_dir() and not extra.get("merged"):
-            from peft import PeftModel  # noqa: PLC0415
+            from peft import PeftModel
 
             try:  # the folder passed check_no_code_files: adapter weights are safetensors
                 backbone = PeftModel.from_pretrained(base, str(folder / ADAPTER_DIR), is_trainable=False)
@@ -632,7 +640,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
             network = backbone
         else:
             network = DecoderClassifier(backbone, len(manifest.labels), extra.get("pooling", "last"), 0.0)
-            from safetensors import SafetensorError  # noqa: PLC0415
+            from safetensors import SafetensorError
 
             try:
                 network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
@@ -645,7 +653,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
 
 def _save_base(base: nn.Module, folder: Path) -> None:
     """config.json + model.safetensors of a (possibly adapter-injected) base, without adapters."""
-    from safetensors.torch import save_file  # noqa: PLC0415
+    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {}

@@ -1,0 +1,16 @@
+"""Ensembles of any member kinds (``--model ensemble --members a,b``): :mod:`.model` (weighted,
+calibrated combination; members are model folders inside it), :mod:`.trainer` (cross-fitted member
+outputs -> weights), :mod:`.neighbours` (the encoder members' neighbour vote). Members are trained
+and loaded through :mod:`patentcpc.registry`, never by importing another kind."""
+
+from patentcpc.registry import Kind
+
+KIND = Kind(
+    name="ensemble",
+    names=("ensemble",),
+    model="patentcpc.kinds.ensemble.model:EnsembleCPCModel",
+    trainer="patentcpc.kinds.ensemble.trainer:train_ensemble",
+    config=("data", "ensemble", "calibration", "explain", "linear", "transformer", "llm", "lora"),
+    capabilities={"member": True, "inference_options": True},
+    description="a calibrated weighted combination of member models",
+)
