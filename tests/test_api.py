@@ -31,9 +31,21 @@ def test_all_is_pinned():
         patentcpc.no_such_name  # noqa: B018
 
 
+# The lazy-import policy (issue 28): heavy libraries are imported inside the functions that use them;
+# `import patentcpc`, its public names, the registry and every kind's package (its declaration) load none.
+# (`patentcpc --help`: tests/test_safety_model.py::test_help_and_linear_predict_import_nothing_heavy.)
+HEAVY = ("torch", "transformers", "sklearn", "datasets", "scipy", "onnxruntime", "fastapi", "pandas")
+
+
 def test_import_is_light():
-    code = ("import sys, patentcpc; patentcpc.load_model; patentcpc.Prediction; "
-            "print(sorted(m for m in ('torch', 'sklearn', 'transformers', 'datasets', 'pandas') if m in sys.modules))")
+    from pathlib import Path
+
+    kinds = sorted(p.parent.name for p in (Path(patentcpc.__file__).parent / "kinds").glob("*/__init__.py"))
+    assert len(kinds) >= 8, kinds
+    code = ("import sys, patentcpc, patentcpc.registry; patentcpc.load_model; patentcpc.Prediction; "
+            + "".join(f"import patentcpc.kinds.{k}; " for k in kinds)
+            + "patentcpc.registry.kinds(); "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"

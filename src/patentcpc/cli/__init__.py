@@ -35,11 +35,11 @@ out = Console()
 
 # Command modules, one per thing the user does (each registers its commands on `app`, and imports
 # the library only inside a command: `--help` stays fast); imported for their side effect, in the
-# order of `patentcpc --help`. Shared options: :mod:`patentcpc.cli.options`.
-COMMAND_MODULES = ("data", "train", "evaluate", "predict", "cpc", "quickstart", "pretrain", "tokenizer", "bench",
-                   "serve", "export", "search", "synth", "embeddings", "read")
-for _name in COMMAND_MODULES:
-    __import__(f"patentcpc.cli.{_name}")
+# order of `patentcpc --help` (hence not sorted). Shared options: :mod:`patentcpc.cli.options`.
+# isort: off
+from patentcpc.cli import data, train, evaluate, predict, cpc, quickstart, pretrain, tokenizer, bench  # noqa: E402, F401
+from patentcpc.cli import serve, export, search, synth, embeddings, read  # noqa: E402, F401
+# isort: on
 
 # every command's outputs go through one guard (patentcpc.io.guard_outputs), from one table
 from patentcpc.cli.outputs import install as _install_output_guard  # noqa: E402
