@@ -639,7 +639,7 @@ def test_train_overwrite_builds_the_new_model_beside_the_old_one(tmp_path, asset
     from transformers import TrainerCallback
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.finetune import train_transformer
+    from patentcpc.kinds.transformer.trainer import train_transformer
 
     model = _copy_model(old_transformer, tmp_path)
     before = _tree_hash(model)
@@ -684,7 +684,7 @@ def test_a_new_transformer_run_stopped_early_leaves_nothing_unless_resumable(tmp
     from transformers import TrainerCallback
 
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.finetune import train_transformer
+    from patentcpc.kinds.transformer.trainer import train_transformer
 
     class Stop(TrainerCallback):
         def __init__(self, when: str):

@@ -79,7 +79,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from transformers import TrainerCallback
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.training.finetune import train_transformer
+    from patentcpc.kinds.transformer.trainer import train_transformer
 
     class Kill(TrainerCallback):
         def on_save(self, args, state, control, **kw):

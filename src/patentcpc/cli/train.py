@@ -59,11 +59,9 @@ def train(
         cli["model"] = model
     if seed is not None:
         cli["seed"] = seed
-    if members is not None:
-        if model == "router":
-            cli["router"] = {"members": members}
-        else:
-            cli["ensemble"] = {"members": [m.strip() for m in members.split(",") if m.strip()]}
+    if members is not None:  # into the members of the kind --model names (a kind whose section has members)
+        cli[_members_section(model or resolve(TrainConfig, config, cli, set_).model)] = {
+            "members": [m.strip() for m in members.split(",") if m.strip()]}
     transformer_cli = {"arch": arch, "tokenizer": tokenizer}
     if any(v is not None for v in transformer_cli.values()):
         cli["transformer"] = {k: v for k, v in transformer_cli.items() if v is not None}
@@ -98,3 +96,23 @@ def train(
     if getattr(result, "phases", None):
         out.print("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items()), highlight=False,
                   soft_wrap=True)
+
+
+def _members_section(model: str) -> str:
+    """The configuration section that takes ``--members`` for ``--model model``: the section of the
+    kind it names, when that section has ``members`` (ensemble, router)."""
+    import dataclasses
+
+    from patentcpc.config import TrainConfig
+    from patentcpc.registry import model_names
+
+    def takes_members(section: str) -> bool:
+        f = TrainConfig.__dataclass_fields__.get(section)
+        cls = getattr(f, "default_factory", None)
+        return dataclasses.is_dataclass(cls) and "members" in {x.name for x in dataclasses.fields(cls)}
+
+    kind = model_names().get(model)
+    if kind is None or not takes_members(kind):
+        able = sorted({k for k in model_names().values() if takes_members(k)})
+        raise ConfigError(f"--members is for --model {' or '.join(able)}, not {model}")
+    return kind

@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -214,17 +215,20 @@ def training_arguments(tcfg: TransformerConfig, output_dir: Path, seed: int, has
 class Trainer:
     """One fine-tuning run of ``cfg.model`` (or a random-init ``cfg.transformer.arch``) on ``data``,
     written to ``output``; :meth:`run` does the steps of the module docstring in order.
+    ``config_sections``: the configuration sections saved with the model (its kind's; all if None).
     ``model_factory``: what builds the model, the kind's ``create`` classmethod (a
     :class:`~patentcpc.models.network.PooledHeadModel`): its hooks ``check_attention``,
     ``config_checkpointing`` and ``wise_ft`` say what the loop may do with it."""
 
     def __init__(self, cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                  output: str | os.PathLike | None = None, resume: bool = False,
-                 callbacks: list | None = None, *, model_factory):
+                 callbacks: list | None = None, *, model_factory,
+                 config_sections: Sequence[str] | None = None):
         self.cfg, self.data, self.eval_data, self.output = cfg, data, eval_data, output
         self.resume = resume
         self.extra_callbacks = list(callbacks or [])
         self.model_factory = model_factory
+        self.config_sections = config_sections  # the kind's sections of the config, saved with the model
         self.main = int(os.environ.get("RANK", "0")) == 0  # the process that writes (DDP)
         self.overlap = None
         self.phases = Phases()  # the timed steps around the optimizer steps (the end report lists them)
@@ -314,7 +318,8 @@ class Trainer:
             pooling=tcfg.pooling, max_length=tcfg.max_length, dropout=tcfg.dropout,
             attn_implementation=tcfg.attn_implementation,
             manifest_fields={"label_level": cfg.data.level, "text_view": self.train.text_view,
-                             "training_data": self.train_info(), "config": to_dict(cfg),
+                             "training_data": self.train_info(),
+                             "config": to_dict(cfg, self.config_sections),
                              "extra": {"model_name": cfg.model if not tcfg.arch else tcfg.arch,
                                        "recipe": self.recipe}})
         max_pos = self.model.max_positions()

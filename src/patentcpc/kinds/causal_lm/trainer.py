@@ -1,6 +1,6 @@
 """Training decoder-only LLM classifiers (the ``causal_lm`` model kind).
 
-* ``llm.mode=head``: the transformer trainer (:func:`patentcpc.training.finetune.train_transformer`) with a
+* ``llm.mode=head``: the transformer trainer (:class:`patentcpc.training.finetune.Trainer`) with a
   :class:`~patentcpc.kinds.causal_lm.model.CausalLMCPCModel` in place of the encoder classifier: the
   same losses, probe head start, checkpoints, early stopping, head re-fit and threshold tuning;
   only the LoRA adapters and the head have gradients (the base is frozen).
@@ -24,6 +24,7 @@ import torch
 
 from patentcpc.config import TrainConfig, to_dict
 from patentcpc.errors import ConfigError
+from patentcpc.kinds.causal_lm import KIND
 from patentcpc.kinds.causal_lm.model import LLM_ARCH_PRESETS, CausalLMCPCModel, check_quantization
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
                                        lora_cfg=cfg.lora, max_length=max_length, dropout=dropout,
                                        precision=cfg.transformer.precision, manifest_fields=manifest_fields)
 
-    return Trainer(cfg, data, eval_data, output, resume, callbacks, model_factory=factory).run()
+    return Trainer(cfg, data, eval_data, output, resume, callbacks, model_factory=factory,
+                   config_sections=KIND.config).run()
 
 
 def _batches(n: int, batch_size: int, seed: int):
@@ -101,7 +103,7 @@ def train_instruction(cfg: TrainConfig, data: str | None, eval_data: str | None 
         llm_cfg=cfg.llm, lora_cfg=cfg.lora, max_length=tcfg.max_length, dropout=tcfg.dropout,
         precision=tcfg.precision,
         manifest_fields={"label_level": cfg.data.level, "text_view": train.text_view, "training_data": train_info,
-                         "config": to_dict(cfg), "extra": {"model_name": tcfg.arch or cfg.model}})
+                         "config": to_dict(cfg, KIND.config), "extra": {"model_name": tcfg.arch or cfg.model}})
     examples = [(model.prompt_ids(t), model.response_ids(labels)) for t, labels in zip(train.texts, train.labels,
                                                                                        strict=True)]
     net = model.network

@@ -21,7 +21,8 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
                  output: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
     """A linear kind (``tfidf``, ``scheme``): the model class supplies its training documents and its
     default regularisation; ``resume`` has nothing to resume (training takes minutes at most)."""
-    cls = select(cfg).model_class()  # linear, or a kind that reuses this trainer (scheme)
+    kind = select(cfg)  # linear, or a kind that reuses this trainer (scheme)
+    cls = kind.model_class()
     from patentcpc.io import check_output_dir
 
     if output is not None:  # before the work: never into a folder patentcpc did not write
@@ -48,7 +49,7 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     with phases(f"fit ({learner}, {len(texts)} documents)"):
         model = cls.fit(texts, labels, cfg.linear, seed=cfg.seed, manifest_fields={
             "label_level": cfg.data.level, "text_view": text_view, "training_data": train_info,
-            "config": to_dict(cfg), "extra": {"model_name": cfg.model, "learner": learner}})
+            "config": to_dict(cfg, kind.config), "extra": {"model_name": cfg.model, "learner": learner}})
     metrics: dict = {}
     overlap = None
     ev = load_for_model(eval_data, cfg.data, model) if eval_data else None
