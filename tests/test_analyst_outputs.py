@@ -347,12 +347,13 @@ def test_bench_says_how_long_is_left():
 
 
 def test_train_reports_a_missing_file_before_loading_anything(tmp_path, capsys, monkeypatch):
-    import patentcpc.training
+    import patentcpc.registry
 
     def no_kind(*_a, **_k):  # the first step that may load a model, a library or ask the hub
         raise AssertionError("the model kind (and the libraries after it) came before the input check")
 
-    monkeypatch.setattr(patentcpc.training, "training_kind", no_kind)
+    monkeypatch.setattr(patentcpc.registry, "select", no_kind)
+    monkeypatch.setattr(patentcpc.registry, "kinds", no_kind)
     for option in ("--data", "--eval-data"):
         args = ["train", "--model", "tfidf", "--data", tmp_path / "train.csv", "--output", tmp_path / "m"]
         if option == "--data":

@@ -14,10 +14,10 @@ from patentcpc.config import CalibrationConfig, EnsembleConfig, LinearConfig, Tr
 from patentcpc.data import load_data, split_data
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.explain import explain_predictions
-from patentcpc.inference import predict_texts
 from patentcpc.kinds.ensemble.model import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
 from patentcpc.kinds.linear.model import LinearCPCModel
 from patentcpc.registry import load_model, train_model
+from patentcpc.streaming import predict_texts
 
 
 def test_weight_grid_is_the_simplex():
@@ -245,7 +245,7 @@ def test_a_stopped_run_resumes_with_its_finished_members(tiny_jsonl, tmp_path, m
     work = tmp_path / ".ens.ensemble-work"
     assert (work / "RUN.json").is_file() and (work / "all-member-1" / "manifest.json").is_file()
     monkeypatch.setattr(training_ensemble, "fit_ensemble", real)
-    monkeypatch.setattr("patentcpc.training.train_model",
+    monkeypatch.setattr("patentcpc.registry.train_model",
                         lambda *a, **k: calls.append(a) or pytest.fail("a finished member was trained again"))
     model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
     assert not calls and not work.exists() and len(model.members) == 2

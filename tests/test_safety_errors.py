@@ -211,12 +211,12 @@ def test_a_full_disk_during_index_build(tmp_path, cli, tiny, monkeypatch):
     (["--set", "seed=" + "[" * 5000], "nested too deeply"),
 ])
 def test_bad_config_values_are_refused_before_any_work(tmp_path, cli, tiny, args, needle, monkeypatch):
-    import patentcpc.training as training
+    import patentcpc.registry as registry
 
     def never(*_a, **_k):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(training, "train_model", never)
+    monkeypatch.setattr(registry, "train_model", never)
     _one_line_error(cli("train", "--model", "tfidf", "--data", tiny, "--output", tmp_path / "m", *args), needle)
     assert not (tmp_path / "m").exists()
 
@@ -439,9 +439,9 @@ def test_a_hub_id_is_looked_up_once_and_fails_fast(cli, monkeypatch, tmp_path):
     hub is one line with a hint, not a minute of retries repeated three times."""
     import patentcpc.hub as hub
     from patentcpc.errors import ModelError
-    from patentcpc.training import _encoder_or_decoder
+    from patentcpc.registry import _select
 
-    _encoder_or_decoder.cache_clear()
+    _select.cache_clear()
     calls = []
 
     def unreachable(repo_id, repo_type="model"):
@@ -455,4 +455,4 @@ def test_a_hub_id_is_looked_up_once_and_fails_fast(cli, monkeypatch, tmp_path):
     _one_line_error(cli("train", "--model", "someone/some-encoder", "--data", data, "--output", "m"),
                     "someone/some-encoder", "HF_HUB_OFFLINE")
     assert calls == ["someone/some-encoder"]
-    _encoder_or_decoder.cache_clear()
+    _select.cache_clear()

@@ -462,12 +462,11 @@ def test_causal_lm_pickle_adapter_refused_before_peft_reads_it(tmp_path):
 def test_every_kind_passes_the_folder_check(model_dir, monkeypatch):
     """The check sits in load_model, not in each kind's loader: a kind whose loader checks nothing
     is still refused."""
-    from patentcpc import models
     from patentcpc.models import artifact
 
     calls = []
     real = artifact.check_no_code_files
-    monkeypatch.setattr(models, "check_no_code_files", lambda folder: (calls.append(folder), real(folder)))
+    monkeypatch.setattr(artifact, "check_no_code_files", lambda folder: (calls.append(folder), real(folder)))
     load_model(model_dir)
     assert calls == [model_dir]
 

@@ -10,6 +10,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -501,6 +502,9 @@ class TrainConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
+    # the settings of a model kind from another package (the ``patentcpc.kinds`` entry points), read
+    # and validated by that kind: ``--set options.temperature=0.1`` or ``options:`` in the YAML file
+    options: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
     # before saving, the model is checked on the run's validation data (patentcpc.training.guard):
     # ``error`` refuses a model worse than reported, with flat scores or a decreasing calibrator; ``warn`` saves it
@@ -576,6 +580,8 @@ def _allowed(tp: Any) -> str:
         return " or ".join(_allowed(a) for a in typing.get_args(tp))
     if origin is list:
         return "a list"
+    if origin is dict:
+        return "a mapping"
     return {int: f"an integer in {INT64_MIN}..{INT64_MAX}", float: "a finite number", bool: "true or false",
             str: "a string", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -616,8 +622,14 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def to_dict(obj: Any) -> dict:
-    return dataclasses.asdict(obj)
+def to_dict(obj: Any, sections: Sequence[str] | None = None) -> dict:
+    """The dataclass ``obj`` as plain data. ``sections``: keep only these of its dataclass-valued
+    fields (a model saves the run-wide settings and the sections its kind reads, ``Kind.config``)."""
+    data = dataclasses.asdict(obj)
+    if sections is None:
+        return data
+    nested = {f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))}
+    return {k: v for k, v in data.items() if k not in nested or k in sections}
 
 
 MAX_CONFIG_BYTES = 1_000_000

@@ -123,6 +123,9 @@ class Kind:
               output: str | os.PathLike | None = None, **kwargs) -> TrainResult:
         if kwargs.get("resume"):
             self.require("resume", str(output) if output is not None else None)
+        if cfg.options and "options" not in self.config:  # read by no one: refused, not silently ignored
+            raise ConfigError(f"options.{next(iter(cfg.options))}: a '{self.name}' model takes no options (that "
+                              "section holds the settings of a model kind from another package)")
         return self.hook("train")(cfg, data, eval_data, output, **kwargs)
 
 
