@@ -28,7 +28,7 @@ def write_split(work: Path, seed: int, random: bool = False) -> Path:
     seeded random permutation instead, as new patents come: codes unseen in training are as
     frequent as they are)."""
     from patentcpc.data import load_data, split_data
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     root = work / f"{'r' if random else 's'}{seed}"
     if not (root / "test.jsonl").exists():

@@ -35,7 +35,7 @@ def main() -> None:
     for seed in args.seeds:
         train, test = split_data(data, (0.8, 0.2), seed)
         path = work / f"s{seed}" / "train.jsonl"
-        from patentcpc.inference import write_jsonl
+        from patentcpc.io import write_jsonl
 
         write_jsonl(({"patent_id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
                      for r in train.dataset), path)

@@ -37,7 +37,7 @@ def main() -> None:
     from patentcpc import load_model
     from patentcpc.calibration import multi_hot
     from patentcpc.data import load_data, split_data
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)

@@ -45,7 +45,7 @@ def report(res: dict, seed: int, test: Path, models) -> None:
 
 def write_split(work: Path, seed: int) -> Path:
     from patentcpc.data import load_data, split_data
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     root = work / f"s{seed}"
     if not (root / "test.jsonl").exists():

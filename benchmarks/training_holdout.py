@@ -32,7 +32,7 @@ def write_training_file(data, path: Path, augment_scheme: bool = False) -> Path:
     """The training part of a split as a JSONL file ``train`` reads (raw CPC lists joined by commas);
     with ``augment_scheme``, plus one document per subclass of the training labels that the IPC
     scheme has: its class and subclass titles (``patentcpc.scheme.scheme_documents``)."""
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     rows = [{"id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])} for r in data.dataset]
     if augment_scheme:

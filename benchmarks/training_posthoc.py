@@ -49,7 +49,7 @@ def main() -> None:
     import numpy as np
 
     from patentcpc.cpc import LabelVocab, distance_matrix
-    from patentcpc.inference import predict_logits
+    from patentcpc.kinds.transformer.engine import predict_logits
     from patentcpc.metrics import evaluate_scores
     from patentcpc.retrieval.embeddings import embed_data, load_embedder
     from patentcpc.retrieval.evaluation import label_matrix, linear_probe_scores

@@ -17,11 +17,11 @@ from patentcpc.calibration import (
 )
 from patentcpc.config import CalibrationConfig, TrainConfig
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.inference import format_predictions
 from patentcpc.metrics import evaluate_scores
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.registry import load_model, train_model
+from patentcpc.streaming import format_predictions
 
 
 def _noisy(n=400, seed=0):
@@ -141,15 +141,15 @@ def test_calibrator_from_dict_rejects_bad_maps():
 class _Margins(CPCModel):
     kind = "test-margins"
 
-    def scores(self, texts, batch_size=64, progress=False):
+    def raw_scores(self, texts, batch_size=64, progress=False):
         return np.array([[float(len(t)) - 5, 0.0, -2.0] for t in texts], dtype=np.float32)
 
 
 class _Child(_Margins):
     kind = "test-child"
 
-    def scores(self, texts, batch_size=64, progress=False):
-        return super().scores(texts) + 1.0
+    def raw_scores(self, texts, batch_size=64, progress=False):
+        return super().raw_scores(texts) + 1.0
 
 
 def _manifest(cal=None):
@@ -167,8 +167,32 @@ def test_every_kind_scores_through_the_stored_calibrator():
     uncal = _Margins(_manifest())
     np.testing.assert_allclose(uncal.scores(["abcdefgh"]), raw)
     assert uncal.output_score_type == "margin"
-    child = _Child(_manifest(cal))  # a subclass calling its parent's scores is calibrated once
+    child = _Child(_manifest(cal))  # a subclass calling its parent's raw_scores is calibrated once
     np.testing.assert_allclose(child.scores(["abcdefgh"]), 1 / (1 + np.exp(-(0.5 * (raw + 1) - 1.0))), rtol=1e-6)
+
+
+def test_calibration_is_the_base_class_step_not_a_renamed_method():
+    """``scores`` is CPCModel's own (calibrate after raw_scores) for every kind: no kind replaces it,
+    and a kind's raw_scores keeps its own defaults (batch_size) when the caller leaves them out."""
+    from patentcpc.registry import kinds
+
+    for kind in kinds().values():
+        if kind.model.startswith("patentcpc."):  # patentcpc's own kinds
+            cls = kind.model_class()
+            assert cls.scores is CPCModel.scores and cls.raw_scores is not CPCModel.raw_scores, kind.name
+    assert _Margins.scores is CPCModel.scores and "raw_scores" in _Margins.__dict__
+    seen = {}
+
+    class _Batches(_Margins):
+        def raw_scores(self, texts, batch_size=7, progress=False):
+            seen["batch_size"] = batch_size
+            return super().raw_scores(texts)
+
+    m = _Batches(_manifest(Calibrator(method="platt", score_type="margin", a=0.5, b=-1.0)))
+    np.testing.assert_allclose(m.scores(["abcdefgh"]), m.calibrate(m.raw_scores(["abcdefgh"])))
+    assert seen["batch_size"] == 7
+    m.predict_scores(["abcdefgh"], batch_size=3)
+    assert seen["batch_size"] == 3
 
 
 def test_top_k_caps_and_best_code_is_always_assigned():
@@ -207,7 +231,7 @@ def test_multi_hot_ignores_unknown_codes():
 @pytest.mark.slow
 def test_tiny_transformer_is_calibrated_and_capped(tiny_jsonl, tmp_path):
     from patentcpc.config import resolve
-    from patentcpc.inference import predict_texts
+    from patentcpc.streaming import predict_texts
 
     cfg = resolve(TrainConfig, None, {"transformer": {"arch": "modernbert-tiny"}},
                   ["transformer.epochs=1", "transformer.batch_size=8", "transformer.max_length=64",

@@ -202,8 +202,8 @@ def test_lora_and_head_learn_keyword_task(tmp_path):
 
 @pytest.mark.slow
 def test_instruction_mode_trains_and_predicts(tmp_path):
-    from patentcpc.inference import predict_texts
     from patentcpc.registry import load_model
+    from patentcpc.streaming import predict_texts
 
     data = keyword_file(tmp_path / "train.jsonl", 6)
     res = _train(tmp_path, data, "ins", ["llm.mode=instruction", "transformer.max_steps=30", "transformer.lr=5e-3",

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from patentcpc.config import CalibrationConfig, ExplainConfig, TrainConfig
 from patentcpc.data import load_data
 from patentcpc.explain import explain_predictions, linear_parts, top_terms
-from patentcpc.inference import predict_texts
 from patentcpc.registry import load_model, train_model
 from patentcpc.serving import ServeConfig, create_app
+from patentcpc.streaming import predict_texts
 
 QUERY = "Plough with adjustable tines for working the soil"
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from patentcpc.errors import ConfigError
-from patentcpc.inference import InferenceOptions, plan_batches, predict_logits, stream_predict
+from patentcpc.inference_options import InferenceOptions
+from patentcpc.kinds.transformer.engine import plan_batches, predict_logits
+from patentcpc.streaming import stream_predict
 
 LABELS = ["A01B", "H01L", "H04L", "H04W"]
 TEXTS = [
@@ -96,7 +98,7 @@ def test_padding_free_refuses_bert(tiny_models):
 
 def test_progress_callback_counts_documents(tiny_models):
     seen = []
-    from patentcpc.inference import BatchPredictor
+    from patentcpc.kinds.transformer.engine import BatchPredictor
 
     BatchPredictor(tiny_models["bert-tiny"], InferenceOptions(batch_size=2)).logits(TEXTS, progress=seen.append)
     assert sum(seen) == len(TEXTS)
@@ -125,6 +127,37 @@ def test_stream_predict_writes_every_document_in_order(tmp_path, tiny_jsonl, lin
     assert not list(tmp_path.glob(".pred*"))  # no temporary file left
 
 
+def test_records_format_the_one_ranking(monkeypatch):
+    """format_predictions (CLI, service, files) formats predictions.rank's output: same codes, order
+    (ties to the lower column), scores and assigned flags as ``model.predict(top_k=k)``; rank runs once."""
+    from types import SimpleNamespace
+
+    from patentcpc import predictions
+    from patentcpc.cpc import hierarchy_path
+    from patentcpc.streaming import format_predictions
+
+    labels = ["A01B", "H01L", "H04L", "H04W", "G06F"]
+    scores = np.array([[0.5, 0.5, 0.9, 0.1, 0.5],      # ties: lower column first
+                       [0.2, 0.25, 0.1, 0.05, 0.2],    # nothing above threshold, best above abstain_below
+                       [0.01, 0.02, 0.0, 0.0, 0.0]])   # best below abstain_below: no code assigned
+    model = SimpleNamespace(labels=labels, thresholds=np.full(5, 0.4), abstain_below=0.1)
+    calls = []
+    rank = predictions.rank
+    monkeypatch.setattr(predictions, "rank", lambda *a, **k: calls.append(1) or rank(*a, **k))
+    records = format_predictions(model, scores, top_k=4)
+    assert len(calls) == 1
+    expected = rank(scores, labels, model.thresholds, 4, abstain_below=0.1)
+    for rec, preds in zip(records, expected, strict=True):
+        assert [(p["code"], p["score"], p["assigned"], p["above_threshold"], p["title"]) for p in rec["predictions"]] \
+            == [(p.code, round(p.score, 6), p.assigned, p.assigned, p.title) for p in preds]
+        assert [p["path"] for p in rec["predictions"]] == [hierarchy_path(p.code) for p in preds]
+        assert rec["labels"] == [p.code for p in preds if p.assigned]
+    assert [p["code"] for p in records[0]["predictions"]] == ["H04L", "A01B", "H01L", "G06F"]
+    assert records[1]["labels"] == ["H01L"] and "note" not in records[1]
+    assert records[2]["labels"] == [] and records[2]["note"].startswith(predictions.NO_CODE)
+    assert format_predictions(model, np.zeros((0, 5)), top_k=4) == []
+
+
 def test_stream_predict_rejects_unknown_output(tmp_path, tiny_jsonl, linear_model):
     from patentcpc.data import load_data
 
@@ -146,7 +179,7 @@ def test_predict_batch_cli(tmp_path, tiny_jsonl, linear_model):
 
 
 def test_cls_last_layer_shortcut_matches_full_forward(tiny_models):
-    from patentcpc.inference import BatchPredictor
+    from patentcpc.kinds.transformer.engine import BatchPredictor
 
     model = tiny_models["modernbert-tiny"]
     on, off = InferenceOptions(batch_size=3, cls_last_layer=True), InferenceOptions(batch_size=3, cls_last_layer=False)
@@ -159,16 +192,16 @@ def test_cls_last_layer_shortcut_matches_full_forward(tiny_models):
 
 def test_cls_last_layer_needs_a_known_transformers(tiny_models, monkeypatch):
     """The shortcut uses private ModernBERT internals: another transformers major takes the full forward."""
-    from patentcpc import inference
+    from patentcpc.kinds.transformer import engine
 
-    monkeypatch.setattr(inference, "CLS_SHORTCUT_TRANSFORMERS", (99, 100))
+    monkeypatch.setattr(engine, "CLS_SHORTCUT_TRANSFORMERS", (99, 100))
     model = tiny_models["modernbert-tiny"]
-    assert not inference.cls_shortcut_supported()
-    assert not inference.BatchPredictor(model, InferenceOptions(cls_last_layer=True)).cls_last_layer
+    assert not engine.cls_shortcut_supported()
+    assert not engine.BatchPredictor(model, InferenceOptions(cls_last_layer=True)).cls_last_layer
 
 
 def test_cpu_runs_fp32_without_packing(tiny_models):
-    from patentcpc.inference import BatchPredictor
+    from patentcpc.kinds.transformer.engine import BatchPredictor
 
     p = BatchPredictor(tiny_models["modernbert-tiny"], InferenceOptions(autocast="bf16"))
     assert p.autocast_dtype is None and not p.padding_free  # GPU-only features stay off on a CPU

@@ -300,7 +300,7 @@ def test_atomic_writers_do_not_follow_planted_symlinks(tmp_path):
     # links at every name the old hand-written writers used (pid based, predictable)
     for name in (f".{out.name}.tmp-{os.getpid()}", f"{out}.tmp-{os.getpid()}", f".{out.stem}.tmp-{os.getpid()}.jsonl"):
         (tmp_path / Path(name).name).symlink_to(victim)
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
     from patentcpc.retrieval.evaluation import write_trec_qrels
 
     write_jsonl(iter([{"a": 1}]), out)

@@ -203,7 +203,7 @@ def test_tune_abstention_drops_documents_whose_best_code_is_a_miss():
 
 
 def test_predict_refuses_empty_text_and_says_no_code_assigned(linear_model):
-    from patentcpc.inference import format_predictions
+    from patentcpc.streaming import format_predictions
 
     with pytest.raises(DataError, match="empty"):
         linear_model.predict([""])

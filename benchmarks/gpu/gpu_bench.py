@@ -29,7 +29,8 @@ plan) and the row says so (``measured`` column). A configuration that would star
 up front); host-to-device copies and bringing logits back to the host are.
 
 Imports: torch, transformers, numpy and the standard library, plus patentcpc modules that need
-nothing else (``patentcpc.kinds.transformer.unpadded``, ``patentcpc.kinds.transformer.model``, ``patentcpc.inference``).
+nothing else (``patentcpc.kinds.transformer.unpadded``, ``patentcpc.kinds.transformer.model``,
+``patentcpc.kinds.transformer.engine``).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def time_batches(run_one, batches: list, weights: list, box_s: float, warmup: in
 def plan(docs, mode: str, args) -> list:
     import numpy as np
 
-    from patentcpc.inference import plan_batches
+    from patentcpc.kinds.transformer.engine import plan_batches
 
     lengths = [len(d) for d in docs]
     if mode == "padded":

@@ -26,7 +26,7 @@ class RayPredictor:
     def __init__(self, model_dir: str, top_k: int = 5, batch_size: int = 64, token_budget: int = 16384,
                  text_fields: Sequence[str] | None = None):
         from patentcpc.api import load_model
-        from patentcpc.inference import InferenceOptions
+        from patentcpc.inference_options import InferenceOptions
 
         self.model = load_model(model_dir)
         self.options = InferenceOptions(batch_size=batch_size, token_budget=token_budget)
@@ -45,7 +45,7 @@ class RayPredictor:
         return [self.joiner.join(str(v) for v in row if v is not None and str(v)) for row in rows]
 
     def __call__(self, batch: dict) -> dict:
-        from patentcpc.inference import format_predictions
+        from patentcpc.streaming import format_predictions
 
         texts = self.texts(batch)
         results = format_predictions(self.model, self.model.predict_scores(texts, options=self.options), self.top_k)

@@ -172,7 +172,7 @@ def top_terms(model, text: str, code: str, n: int = 5) -> list[dict]:
 def explain_predictions(model, texts: Sequence[str], results: list[dict], n_docs: int = 3,
                         n_terms: int = 5) -> list[dict]:
     """Add ``evidence`` to every assigned prediction of ``results`` (from
-    :func:`patentcpc.inference.format_predictions` for ``texts``), in place; also returns them.
+    :func:`patentcpc.streaming.format_predictions` for ``texts``), in place; also returns them.
     Without an explanation index only terms are given (linear models); each result gets
     ``explain_note`` when something is missing."""
     idx = model_index(model)

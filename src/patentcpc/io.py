@@ -3,7 +3,7 @@
 Atomic writers (one implementation for the whole package):
 
 - :func:`atomic_write_text` / :func:`atomic_write_bytes`: a whole file at once;
-- :func:`atomic_open`: a file object for streamed output;
+- :func:`atomic_open`: a file object for streamed output (:func:`write_jsonl`: records as JSON Lines);
 - :func:`atomic_path`: a fresh temporary path for libraries that write by file name;
 - :func:`atomic_dir`: a temporary sibling folder that replaces the destination folder in one rename.
 
@@ -151,6 +151,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file (UTF-8) atomically."""
     with atomic_open(path, "w") as fh:
         fh.write(text)
+
+
+def write_jsonl(records: Iterable[dict], path: str | os.PathLike,
+                progress: Callable[[int], object] | None = None) -> int:
+    """Write records as JSON Lines atomically (a temporary file renamed at the end); returns how
+    many. ``progress`` is called with 1 after each record."""
+    n = 0
+    with atomic_open(path, "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+            if progress is not None:
+                progress(1)
+    return n
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """Scores to ranked CPC codes: :class:`Prediction` and :func:`rank`, the one place that decides
 which codes a score matrix yields (used by ``CPCModel.predict``, the CLI, the batch predictor and
-the service through :func:`patentcpc.inference.format_predictions`)."""
+the service through :func:`patentcpc.streaming.format_predictions`)."""
 
 from __future__ import annotations
 

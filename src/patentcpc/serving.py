@@ -344,7 +344,7 @@ class MicroBatcher:
         return out
 
     def _score(self, jobs: list[_Job]) -> list[list[dict]]:
-        from patentcpc.inference import format_predictions
+        from patentcpc.streaming import format_predictions
 
         texts = [t for job in jobs for t in job.texts]
         scores = self.model.scores(texts)

@@ -80,7 +80,7 @@ def data_split(
     where it has no id column), so a part reads like the input."""
     from patentcpc.data import load_data, split_data
     from patentcpc.errors import ConfigError
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     try:
         fr = tuple(float(x) for x in fractions.split(","))

@@ -75,7 +75,7 @@ def report_skipped(data) -> None:
 def note_row_ids(data, output) -> None:
     """Say, where the input has no id column, that the output's ids are row numbers."""
     if getattr(data, "id_field", None) is None:
-        from patentcpc.inference import ROW_ID_COLUMN, output_format
+        from patentcpc.streaming import ROW_ID_COLUMN, output_format
 
         where = f"the '{ROW_ID_COLUMN}' column" if output_format(output) in ("csv", "tsv") else "'id'"
         out.print(f"no id column in {data.source}: {where} of {output} holds row numbers 1, 2, ... "

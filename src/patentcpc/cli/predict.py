@@ -89,15 +89,16 @@ def predict(
             raise ConfigError("--input needs --output (a .csv, .tsv, .jsonl or .parquet file)")
         check_input(input, "--input")
     if output is not None:
-        from patentcpc.inference import output_format
         from patentcpc.io import check_output_file
+        from patentcpc.streaming import output_format
 
         output_format(output)
         check_output_file(output, [input, model])
     check_model(model)
     from patentcpc.api import load_model
     from patentcpc.data import load_for_model
-    from patentcpc.inference import InferenceOptions, predict_texts, stream_predict
+    from patentcpc.inference_options import InferenceOptions
+    from patentcpc.streaming import predict_texts, stream_predict
 
     m = load_model(model)
     if coverage is not None:
@@ -157,8 +158,9 @@ def predict_batch(
     from patentcpc.config import DataConfig, from_dict
     from patentcpc.data import load_for_model
     from patentcpc.errors import ConfigError
-    from patentcpc.inference import InferenceOptions, output_format, stream_predict
+    from patentcpc.inference_options import InferenceOptions
     from patentcpc.io import check_output_file
+    from patentcpc.streaming import output_format, stream_predict
     from patentcpc.validation import check_device
 
     if top_k < 1:
@@ -206,7 +208,7 @@ def print_prediction(res: dict, score_type: str = "probability") -> None:
     from rich.table import Table
 
     from patentcpc.cpc import shorten
-    from patentcpc.inference import LEGEND
+    from patentcpc.streaming import LEGEND
 
     table = Table(title="CPC prediction")
     for col in ("code", "probability" if score_type == "probability" else "score", "assigned", "title", "path"):

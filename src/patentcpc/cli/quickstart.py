@@ -27,8 +27,8 @@ def quickstart(
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
     from patentcpc.api import load_model, train
-    from patentcpc.inference import predict_texts
     from patentcpc.kinds.linear.model import OLD_WEIGHTS
+    from patentcpc.streaming import predict_texts
     from patentcpc.validation import check_text
 
     check_text(text)

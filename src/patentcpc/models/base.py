@@ -1,8 +1,10 @@
 """What every patentcpc model offers: scores and ranked codes for texts, a manifest, save and load.
 
-The protocol of a model kind (registered in :mod:`patentcpc.models`): a subclass sets ``kind``,
-implements :meth:`CPCModel.scores`, :meth:`CPCModel._save_weights` and :meth:`CPCModel.load`;
-everything else (``predict``, ``predict_scores``, ``labels``, ``thresholds``, ``save``) is shared.
+The protocol of a model kind (registered in :mod:`patentcpc.registry`): a subclass sets ``kind``,
+implements :meth:`CPCModel.raw_scores`, :meth:`CPCModel._save_weights` and :meth:`CPCModel.load`;
+everything else (``scores``, ``predict``, ``predict_scores``, ``labels``, ``thresholds``, ``save``)
+is shared. The predict path, for every kind: ``predict`` -> ``predict_scores`` -> ``scores`` =
+``calibrate(raw_scores(...))`` -> :func:`patentcpc.predictions.rank`.
 """
 
 from __future__ import annotations
@@ -21,24 +23,19 @@ if TYPE_CHECKING:
 
 
 class CPCModel:
-    """Base class. Subclasses set ``kind``, implement :meth:`scores`, :meth:`_save_weights` and
+    """Base class. Subclasses set ``kind``, implement :meth:`raw_scores`, :meth:`_save_weights` and
     :meth:`load`.
 
-    Calibration is one layer for every kind: a subclass's own ``scores`` becomes its
-    ``raw_scores`` and ``scores`` returns them through the calibrator stored in the manifest
+    Calibration is one explicit step for every kind: :meth:`scores` is :meth:`calibrate` applied to
+    the kind's :meth:`raw_scores`, through the calibrator stored in the manifest
     (``extra["calibration"]``, see :mod:`patentcpc.calibration`), i.e. probabilities once the
-    model was trained with calibration."""
+    model was trained with calibration. A kind overrides :meth:`raw_scores`, not :meth:`scores`; a
+    kind built on members (ensemble, router) calls its members' :meth:`scores` (their calibrated
+    scores) inside its own :meth:`raw_scores`."""
 
     kind: ClassVar[str] = ""
-    # whether :meth:`scores` takes ``options`` (an InferenceOptions: batching, autocast, ...)
+    # whether :meth:`raw_scores` takes ``options`` (an InferenceOptions: batching, autocast, ...)
     uses_inference_options: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("scores")
-        if own is not None and not getattr(own, "_calibrated_wrapper", False):
-            cls.raw_scores = own
-            cls.scores = _calibrated(own)
 
     @property
     def calibrator(self):
@@ -81,14 +78,21 @@ class CPCModel:
             return np.asarray(self.manifest.label_thresholds, dtype=np.float64)
         return np.full(len(self.labels), self.manifest.threshold, dtype=np.float64)
 
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Score matrix (len(texts), len(labels)); higher means more likely."""
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Score matrix (len(texts), len(labels)) before calibration, in the kind's own scale
+        (``manifest.score_type``); higher means more likely. What each kind implements."""
         raise NotImplementedError
+
+    def scores(self, texts: Sequence[str], *args, **kwargs) -> np.ndarray:
+        """Score matrix (len(texts), len(labels)); higher means more likely: :meth:`raw_scores` (same
+        arguments: ``batch_size``, ``progress``, and a kind's own such as ``options``; a kind's own
+        defaults apply where they are left out), then :meth:`calibrate`."""
+        return self.calibrate(self.raw_scores(texts, *args, **kwargs))
 
     def predict_scores(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False,
                        options=None) -> np.ndarray:
         """Score matrix (documents x labels, columns in :attr:`labels` order); higher means more
-        likely. ``options``: an :class:`~patentcpc.inference.InferenceOptions` for the kinds that
+        likely. ``options``: an :class:`~patentcpc.inference_options.InferenceOptions` for the kinds that
         batch (transformer, ONNX); the others ignore it."""
         kwargs: dict = {"progress": progress}
         if batch_size is not None:
@@ -166,10 +170,6 @@ class CPCModel:
         texts = [texts] if isinstance(texts, str) else list(texts)
         return label_sets(self, self.predict_scores(texts, batch_size=batch_size), coverage)
 
-    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Scores before calibration (the kind's own scale)."""
-        raise NotImplementedError
-
     def save(self, path: str | os.PathLike) -> None:
         """Write the model folder (manifest, config, weights) atomically: a model already at
         ``path`` is replaced in one rename, or left as it was if anything fails."""
@@ -203,23 +203,3 @@ def kind_package(cls: type) -> str | None:
 
     found = packages_distributions().get(top)
     return found[0] if found else top
-
-
-def _calibrated(raw_fn):
-    """``scores`` of a subclass: its own scores, then the calibrator (once, also when a subclass's
-    scores calls its parent's)."""
-    import functools
-
-    @functools.wraps(raw_fn)
-    def scores(self, *args, **kwargs):
-        if getattr(self, "_in_raw_scores", False):
-            return raw_fn(self, *args, **kwargs)
-        self._in_raw_scores = True
-        try:
-            raw = raw_fn(self, *args, **kwargs)
-        finally:
-            self._in_raw_scores = False
-        return self.calibrate(raw)
-
-    scores._calibrated_wrapper = True
-    return scores

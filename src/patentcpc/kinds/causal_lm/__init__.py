@@ -1,6 +1,7 @@
 """Decoder-only LLM classifiers (an LLM ``--arch`` preset or a decoder hub id/folder): :mod:`.model`
 (decoder + LoRA adapter + head, or instruction tuning) and :mod:`.trainer`. Reuses the fine-tuning
-loop of :mod:`patentcpc.training` with its own model factory."""
+loop of :mod:`patentcpc.training` with its own model factory, and from :mod:`patentcpc.kinds.transformer`
+its tokenizer loading and its batching plan (:func:`patentcpc.kinds.transformer.engine.plan_batches`)."""
 
 from patentcpc.registry import Kind
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from patentcpc.errors import ConfigError, ModelError
 from patentcpc.folder_files import check_folder_tree, read_folder_json
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
-from patentcpc.models.network import PooledHeadModel
+from patentcpc.models.network import PooledHeadModel, pad_batch
 from patentcpc.numeric import pool, sigmoid
 
 ADAPTER_DIR = "adapter"
@@ -403,21 +404,20 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
         return self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length, padding=False)
 
     def _head_logits(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Head-mode logits in input order: the transformer engine's batching plan (longest documents
+        first) with ``batch_size`` documents a batch and no token budget, each batch padded to its
+        longest row (:func:`~patentcpc.models.network.pad_batch`)."""
+        from patentcpc.kinds.transformer.engine import plan_batches
+
         ids = self.tokenize([t if t.strip() else " " for t in texts])["input_ids"]
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
-        order = np.argsort([-len(x) for x in ids], kind="stable")
         pad = self.tokenizer.pad_token_id or 0
         was_training = self.network.training
         self.network.eval()
         try:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                width = max(len(ids[i]) for i in idx)
-                batch = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    batch[r, : len(ids[i])] = torch.as_tensor(ids[i])
-                    mask[r, : len(ids[i])] = 1
+            # no token budget (sys.maxsize): fixed batches of batch_size rows, as this kind has always run
+            for idx in plan_batches([len(x) for x in ids], batch_size, token_budget=sys.maxsize):
+                batch, mask = pad_batch([ids[i] for i in idx], pad)
                 logits = self.network(batch.to(self.device), mask.to(self.device))
                 out[idx] = logits.float().cpu().numpy()
         finally:
@@ -557,7 +557,7 @@ class CausalLMCPCModel(PooledHeadModel, CPCModel):
 
     # ----------------------------------------------------------------- scores
     @torch.inference_mode()
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Head mode: sigmoid probabilities. Instruction mode: each code's sequence probability."""
         texts = list(texts)
         if not texts:

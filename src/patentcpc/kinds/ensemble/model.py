@@ -128,7 +128,7 @@ class EnsembleCPCModel(CPCModel):
         """Each member's (calibrated) scores, aligned on the ensemble's label columns."""
         return self.inputs(texts, batch_size)[: len(self.members)]
 
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Weighted mean of the inputs (then the ensemble's calibrator)."""
         return combine(self.inputs(texts, batch_size, skip_unweighted=True), self.input_weights).astype(np.float32)
 

@@ -47,7 +47,7 @@ def _member_cfg(cfg, spec: str):
 
 
 def _write_part(texts: Sequence[str], gold: Sequence[Sequence[str]], path: Path) -> str:
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
 
     write_jsonl(({"id": str(i), "text": t, "cpc_ids": ",".join(g)} for i, (t, g) in enumerate(zip(texts, gold,
                                                                                                    strict=True))),

@@ -248,7 +248,7 @@ class LinearCPCModel(CPCModel):
         out += self.intercept
         return out
 
-    def scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
         texts = list(texts)
         s = self.decision(texts)
         if self.manifest.score_type == "probability":

@@ -157,7 +157,7 @@ class OmikujiCPCModel(CPCModel):
                                    "max_features": cfg.max_features, "sublinear_tf": cfg.sublinear_tf}
         return cls(manifest, vec, trees)
 
-    def scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 4096, progress: bool = False) -> np.ndarray:
         out = [predict_scores(self.trees, self.vectorizer.transform(list(texts[i : i + batch_size])),
                               len(self.labels), top_k=min(20, len(self.labels)))
                for i in range(0, len(texts), batch_size)]

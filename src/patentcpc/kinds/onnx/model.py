@@ -10,7 +10,7 @@ Two ways in, both through :func:`patentcpc.registry.load_model`:
   the transformer's manifest and tokenizer with the exported graph.
 
 Same labels, thresholds and scores as the PyTorch model; batches are length-sorted under a token
-budget like :func:`~patentcpc.inference.predict_logits`.
+budget like :func:`~patentcpc.kinds.transformer.engine.predict_logits`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class OnnxCPCModel(CPCModel):
 
     # ----------------------------------------------------------------- inference
     def logits(self, texts: Sequence[str], options=None) -> np.ndarray:
-        from patentcpc.inference import plan_batches
+        from patentcpc.kinds.transformer.engine import plan_batches
 
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
@@ -122,7 +122,7 @@ class OnnxCPCModel(CPCModel):
             out[idx] = logits
         return out
 
-    def scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
-               options=None) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+                   options=None) -> np.ndarray:
         """Sigmoid probabilities, like the PyTorch model."""
         return sigmoid(self.logits(texts, options))

@@ -61,7 +61,7 @@ class RouterCPCModel(CPCModel):
         extra = self.manifest.extra
         return routing_mask(margins0, self.labels, extra.get("route_threshold"), set(extra.get("rare_labels", [])))
 
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         texts = list(texts)
         out = self.member_margins(0, texts, batch_size)
         routed = self.route(out) if len(texts) else np.zeros(0, dtype=bool)

@@ -31,7 +31,7 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
         load_for_model,
         split_data,
     )
-    from patentcpc.inference import write_jsonl
+    from patentcpc.io import write_jsonl
     from patentcpc.metrics import evaluate_scores
     from patentcpc.registry import (
         load_model,

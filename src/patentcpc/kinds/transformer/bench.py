@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from patentcpc.errors import ConfigError, ModelError
-from patentcpc.inference import InferenceOptions, plan_batches, predict_logits
+from patentcpc.inference_options import InferenceOptions
+from patentcpc.kinds.transformer.engine import plan_batches, predict_logits
 
 SYNTHETIC_WORDS = (
     "a", "method", "of", "forming", "semiconductor", "device", "wireless", "network", "signal", "receiver",

@@ -81,7 +81,7 @@ def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = No
     """Largest |logit difference| between ONNX Runtime and PyTorch on ``texts``."""
     import onnxruntime as ort
 
-    from patentcpc.inference import predict_logits
+    from patentcpc.kinds.transformer.engine import predict_logits
 
     texts = list(texts or PARITY_TEXTS)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])

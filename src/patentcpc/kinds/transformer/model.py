@@ -296,18 +296,18 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
                               padding=False)
 
     @torch.inference_mode()
-    def scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
-               options=None) -> np.ndarray:
+    def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+                   options=None) -> np.ndarray:
         """Sigmoid probabilities (len(texts), n_labels), batches sorted by length (``options``: an
-        :class:`~patentcpc.inference.InferenceOptions`)."""
-        from patentcpc.inference import predict_logits
+        :class:`~patentcpc.inference_options.InferenceOptions`)."""
+        from patentcpc.kinds.transformer.engine import predict_logits
 
         logits = predict_logits(self, texts, batch_size=batch_size, progress=progress, options=options)
         return sigmoid(logits)
 
     def scores_and_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated scores, pooled embeddings (len(texts), width)) from one pass of the encoder."""
-        from patentcpc.inference import predict_logits
+        from patentcpc.kinds.transformer.engine import predict_logits
 
         texts = list(texts)
         emb = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
