@@ -58,15 +58,13 @@ def _write_part(texts: Sequence[str], gold: Sequence[Sequence[str]], path: Path)
 def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: str) -> list[CPCModel]:
     """Train one model per member spec on ``data_path`` (each with its own calibration). A member
     already complete in ``work`` (a run killed later, same data and configuration) is reused."""
-    from patentcpc.registry import (
-        load_model,
-        train_model,
-    )
+    from patentcpc.registry import load_model, select, train_model
 
     members = []
     for i, spec in enumerate(specs):
         if spec == "ensemble":
             raise ConfigError("an ensemble member cannot itself be an ensemble")
+        select(_member_cfg(cfg, spec)).require("member", f"ensemble member {spec}")
         out = work / f"{tag}-member-{i}"
         if (out / "manifest.json").exists():
             log.info("ensemble: member %d (%s) on %s was trained before this run was stopped: reused", i, spec, tag)

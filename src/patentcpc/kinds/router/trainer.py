@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from patentcpc.errors import ConfigError
+from patentcpc.kinds.router import KIND
 from patentcpc.kinds.router.model import MEMBERS_DIR, RouterCPCModel, tune_threshold
 from patentcpc.models.artifact import Manifest
 
@@ -75,7 +76,7 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
                       "n_eval_docs": len(valid)}
         manifest = Manifest(kind=RouterCPCModel.kind, labels=labels, label_level=cfg.data.level,
                             text_view=full.text_view, score_type="margin", threshold=0.0,
-                            training_data=train_info, config=to_dict(cfg),
+                            training_data=train_info, config=to_dict(cfg, KIND.config),
                             extra={"members": list(rcfg.members), "share_target": rcfg.share,
                                    "rare_count": rcfg.rare_count, "rare_labels": rare, "route_threshold": None})
         router = RouterCPCModel(manifest, members)
