@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from patentcpc.kinds.onnx.model import OnnxCPCModel  # noqa: E402
 from patentcpc.kinds.transformer.engine import predict_logits  # noqa: E402
-from patentcpc.kinds.transformer.export import OnnxCPCModel, export_onnx, int8_path, parity  # noqa: E402
+from patentcpc.kinds.transformer.export import export_onnx, int8_path, parity  # noqa: E402
 
 TEXTS = ["Plough", "Semiconductor transistor with a gate oxide layer on silicon " * 8, "wireless network cell",
          "x " * 60]

@@ -1,5 +1,6 @@
 """A transformer model run as its exported ONNX graph (``load_model(folder, onnx_file=...)`` or a folder
-whose manifest says ``onnx``). Reuses :mod:`patentcpc.kinds.transformer` (tokenizer, batching plan)."""
+whose manifest says ``onnx``). Reuses :mod:`patentcpc.kinds.transformer` (its tokenizer, and from its
+export module the ONNX Runtime session and the batched run of the graph)."""
 
 from patentcpc.registry import Kind
 

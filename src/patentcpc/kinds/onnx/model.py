@@ -52,20 +52,9 @@ class OnnxCPCModel(CPCModel):
     # ----------------------------------------------------------------- loading
     @staticmethod
     def _session(file: Path, threads: int | None = None, providers: Sequence[str] | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError("ONNX models need onnxruntime: pip install 'patentcpc[onnx]'") from None
-        if not file.exists():
-            raise ModelError(f"{file}: no ONNX file")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            return ort.InferenceSession(str(file), opts, providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
-            raise ModelError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        from patentcpc.kinds.transformer.export import onnx_session
+
+        return onnx_session(file, threads, providers)
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, onnx_file: str | os.PathLike | None = None,
@@ -102,25 +91,13 @@ class OnnxCPCModel(CPCModel):
 
     # ----------------------------------------------------------------- inference
     def logits(self, texts: Sequence[str], options=None) -> np.ndarray:
-        from patentcpc.kinds.transformer.engine import plan_batches
+        """The graph's logits in the transformer engine's batches (``onnx_logits`` of its export module)."""
+        from patentcpc.kinds.transformer.export import onnx_logits
 
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
         batch_size = options.batch_size if options is not None else self.batch_size
         token_budget = options.token_budget if options is not None else self.token_budget
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)["input_ids"]
-        for idx in plan_batches([len(x) for x in ids], batch_size, token_budget):
-            width = max(len(ids[i]) for i in idx)
-            batch = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                batch[r, : len(ids[i])] = ids[i]
-                mask[r, : len(ids[i])] = 1
-            (logits,) = self.session.run(["logits"], {"input_ids": batch, "attention_mask": mask})
-            out[idx] = logits
-        return out
+        return onnx_logits(self.session, self.tokenizer, texts, len(self.labels), self.max_length, batch_size,
+                           token_budget)
 
     def raw_scores(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
                    options=None) -> np.ndarray:

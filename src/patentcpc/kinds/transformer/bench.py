@@ -134,21 +134,20 @@ def naive_logits(model, texts: list[str], batch_size: int) -> tuple[np.ndarray, 
 
 def onnx_predictor(model, cfg: BenchConfig, folder: str):
     """(logits function, export seconds) of ``model`` exported to ONNX in ``folder``."""
-    import onnxruntime as ort
-
-    from patentcpc.kinds.transformer.export import OnnxCPCModel, export_onnx, int8_path
+    from patentcpc.kinds.transformer.export import export_onnx, int8_path, onnx_logits, onnx_session
 
     t0 = time.perf_counter()
     path = export_onnx(model, os.path.join(folder, "model.onnx"), quantize=cfg.backend == "onnx-int8")
     if cfg.backend == "onnx-int8":
         path = int8_path(path)
     seconds = time.perf_counter() - t0
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    onnx_model = OnnxCPCModel(model.manifest, session, model.tokenizer, model.max_length, cfg.max_batch,
-                              cfg.token_budget)
-    return onnx_model.logits, seconds
+    session = onnx_session(path)
+
+    def logits(batch: list[str]) -> np.ndarray:
+        return onnx_logits(session, model.tokenizer, batch, len(model.labels), model.max_length, cfg.max_batch,
+                           cfg.token_budget)
+
+    return logits, seconds
 
 
 def run_bench(cfg: BenchConfig, log=None) -> dict:

@@ -2,9 +2,11 @@
 
 :func:`export_onnx` writes ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, dynamic batch
 and sequence axes; output ``logits``) and, with ``quantize=True``, ``model.int8.onnx`` (dynamic
-int8 quantization of the weights). :class:`~patentcpc.kinds.onnx.model.OnnxCPCModel` (the ``onnx``
-model kind, registered in :mod:`patentcpc.models`) runs the result, so everything that takes a
-model (the service, ``predict-batch``) takes it too. :func:`parity` is the largest logit difference to PyTorch.
+int8 quantization of the weights). :func:`onnx_session` opens such a graph with ONNX Runtime and
+:func:`onnx_logits` runs it in the engine's length-sorted batches. The ``onnx`` model kind
+(:class:`patentcpc.kinds.onnx.model.OnnxCPCModel`, which reuses both) serves the result, so everything
+that takes a model (the service, ``predict-batch``) takes it too. :func:`parity` is the largest logit
+difference to PyTorch.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from patentcpc.errors import ModelError
-from patentcpc.kinds.onnx.model import OnnxCPCModel
 
-__all__ = ["PARITY_TEXTS", "OnnxCPCModel", "export", "export_onnx", "int8_path", "parity", "quantize_int8"]
+__all__ = ["PARITY_TEXTS", "export", "export_onnx", "int8_path", "onnx_logits", "onnx_session", "parity",
+           "quantize_int8"]
 
 # the second text is longer than ModernBERT's local attention window, so that the traced graph
 # and the parity check cover sliding-window masks
@@ -77,16 +79,58 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
+def onnx_session(file: str | os.PathLike, threads: int | None = None, providers: Sequence[str] | None = None):
+    """An ONNX Runtime session of the graph in ``file`` (all graph optimizations; the CPU unless
+    ``providers``); a missing or unloadable file is a one-line :class:`ModelError`."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("ONNX models need onnxruntime: pip install 'patentcpc[onnx]'") from None
+    file = Path(file)
+    if not file.exists():
+        raise ModelError(f"{file}: no ONNX file")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(file), opts, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
+        raise ModelError(f"{file}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+def onnx_logits(session, tokenizer, texts: Sequence[str], n_labels: int, max_length: int, batch_size: int = 32,
+                token_budget: int = 8192) -> np.ndarray:
+    """Logits (``len(texts)`` x ``n_labels``) of an exported graph run by ``session``: the texts
+    tokenized without padding, then the engine's length-sorted batches of at most ``batch_size``
+    documents and ``token_budget`` padded tokens."""
+    from patentcpc.kinds.transformer.engine import plan_batches
+
+    texts = list(texts)
+    out = np.zeros((len(texts), n_labels), dtype=np.float32)
+    if not texts:
+        return out
+    pad_id = tokenizer.pad_token_id or 0
+    ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
+    for idx in plan_batches([len(x) for x in ids], batch_size, token_budget):
+        width = max(len(ids[i]) for i in idx)
+        batch = np.full((len(idx), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for r, i in enumerate(idx):
+            batch[r, : len(ids[i])] = ids[i]
+            mask[r, : len(ids[i])] = 1
+        (logits,) = session.run(["logits"], {"input_ids": batch, "attention_mask": mask})
+        out[idx] = logits
+    return out
+
+
 def parity(model, onnx_file: str | os.PathLike, texts: Sequence[str] | None = None) -> float:
     """Largest |logit difference| between ONNX Runtime and PyTorch on ``texts``."""
-    import onnxruntime as ort
-
     from patentcpc.kinds.transformer.engine import predict_logits
 
     texts = list(texts or PARITY_TEXTS)
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    onnx_model = OnnxCPCModel(model.manifest, session, model.tokenizer, model.max_length, onnx_path=onnx_file)
-    return float(np.abs(onnx_model.logits(texts) - predict_logits(model, texts)).max())
+    ours = onnx_logits(onnx_session(onnx_file), model.tokenizer, texts, len(model.labels), model.max_length)
+    return float(np.abs(ours - predict_logits(model, texts)).max())
 
 
 def export(model, path: str | os.PathLike, opset: int = 17, quantize: bool = False,
