@@ -1,4 +1,4 @@
-"""``patentcpc train``: train any model kind (:func:`patentcpc.training.train_model`) into a model folder."""
+"""``patentcpc train``: train any model kind (:func:`patentcpc.registry.train_model`) into a model folder."""
 
 from __future__ import annotations
 
