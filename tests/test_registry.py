@@ -88,7 +88,7 @@ def test_a_saved_model_keeps_only_its_kinds_sections_of_the_config(tmp_path, tin
 
 # ----------------------------------------------------------------------------- --resume, kind by kind
 
-NO_RESUME = {"tfidf": [], "scheme": [], "ensemble": ["--members", "tfidf,tfidf"], "router": ["--members", "tfidf,tfidf"]}
+NO_RESUME = {"tfidf": [], "scheme": [], "router": ["--members", "tfidf,tfidf"]}
 
 
 @pytest.mark.parametrize("model", sorted(NO_RESUME))
@@ -147,3 +147,27 @@ def test_resume_continues_a_stopped_run_to_the_same_model(name, tmp_path, tiny_j
     assert set(a) == set(b)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=key)
+
+
+def test_ensemble_resume_reuses_the_finished_members_of_a_stopped_run(tiny_jsonl, tmp_path, monkeypatch, cli):
+    from patentcpc.kinds.ensemble import trainer as ensemble_trainer
+
+    sets = ["--set", "ensemble.folds=2", "--set", "calibration.cv_folds=2"]
+    args = ["train", "--model", "ensemble", "--members", "tfidf,tfidf", "--data", tiny_jsonl,
+            "--output", tmp_path / "ens", *sets]
+    real, trained = ensemble_trainer.fit_ensemble, []
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ensemble_trainer, "fit_ensemble", stop)
+    assert cli(*args).returncode == 130  # Ctrl-C after the members: they stay for the next run
+    assert (tmp_path / ".ens.ensemble-work" / "all-member-1" / "manifest.json").is_file()
+    monkeypatch.setattr(ensemble_trainer, "fit_ensemble", real)
+    from patentcpc.kinds.linear import trainer as linear_trainer  # what trains each tfidf member
+
+    monkeypatch.setattr(linear_trainer, "train_linear", lambda *a, **k: trained.append(a) or pytest.fail("retrained"))
+    res = cli(*args, "--resume")
+    assert res.returncode == 0, res.stderr
+    assert "saved ensemble model" in res.stdout and not trained
+    assert not (tmp_path / ".ens.ensemble-work").exists()

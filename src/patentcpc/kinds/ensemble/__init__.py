@@ -1,6 +1,8 @@
 """Ensembles of any member kinds (``--model ensemble --members a,b``): :mod:`.model` (weighted,
 calibrated combination; members are model folders inside it), :mod:`.trainer` (cross-fitted member
-outputs -> weights), :mod:`.neighbours` (the encoder members' neighbour vote). Members are trained
+outputs -> weights), :mod:`.neighbours` (the encoder members' neighbour vote). A stopped run keeps
+its finished members in ``.<output>.ensemble-work/``; the next run of the same data and configuration
+(``--resume`` or not) reuses them. Members are trained
 and loaded through :mod:`patentcpc.registry`, never by importing another kind."""
 
 from patentcpc.registry import Kind
@@ -11,6 +13,6 @@ KIND = Kind(
     model="patentcpc.kinds.ensemble.model:EnsembleCPCModel",
     trainer="patentcpc.kinds.ensemble.trainer:train_ensemble",
     config=("data", "ensemble", "calibration", "explain", "linear", "transformer", "llm", "lora"),
-    capabilities={"member": True, "inference_options": True},
+    capabilities={"resume": True, "member": True, "inference_options": True},
     description="a calibrated weighted combination of member models",
 )
