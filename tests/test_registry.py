@@ -171,3 +171,15 @@ def test_ensemble_resume_reuses_the_finished_members_of_a_stopped_run(tiny_jsonl
     assert res.returncode == 0, res.stderr
     assert "saved ensemble model" in res.stdout and not trained
     assert not (tmp_path / ".ens.ensemble-work").exists()
+
+
+def test_a_setting_the_kind_cannot_use_is_refused_before_training(tmp_path, cli):
+    """explain.index on a kind without an explanation index, options on a built-in kind: one line,
+    before any work (not silently ignored)."""
+    out = tmp_path / "m"
+    res = cli("train", "--model", "scheme", "--output", out, "--set", "explain.index=true")
+    assert res.returncode == 2 and len(res.lines) == 1, res.stderr
+    assert "a 'scheme' model cannot keep an explanation index" in res.stderr
+    res = cli("train", "--model", "scheme", "--output", out, "--set", "options.temperature=0.1")
+    assert res.returncode == 2 and "options.temperature: a 'scheme' model takes no options" in res.stderr
+    assert not out.exists()

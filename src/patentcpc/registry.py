@@ -49,7 +49,7 @@ CAPABILITIES: dict[str, str] = {
     "bench": "be benchmarked by patentcpc bench (it compares transformer batching)",
     "inference_options": "use the transformer inference options (--compile, --autocast, --device, --onnx, "
                          "--token-budget)",
-    "explain_index": "keep an explanation index of its training documents",
+    "explain_index": "keep an explanation index of its training documents (explain.index)",
     "member": "be a member of an ensemble or a router",
 }
 
@@ -123,6 +123,8 @@ class Kind:
               output: str | os.PathLike | None = None, **kwargs) -> TrainResult:
         if kwargs.get("resume"):
             self.require("resume", str(output) if output is not None else None)
+        if cfg.explain.index:
+            self.require("explain_index", "explain.index")
         if cfg.options and "options" not in self.config:  # read by no one: refused, not silently ignored
             raise ConfigError(f"options.{next(iter(cfg.options))}: a '{self.name}' model takes no options (that "
                               "section holds the settings of a model kind from another package)")

@@ -10,7 +10,7 @@ KIND = Kind(
     claims="patentcpc.kinds.causal_lm.model:claims",
     model="patentcpc.kinds.causal_lm.model:CausalLMCPCModel",
     trainer="patentcpc.kinds.causal_lm.trainer:train_causal_lm",
-    config=("data", "transformer", "llm", "lora", "calibration"),
-    capabilities={"resume": True, "merge": True, "member": True, "inference_options": True},
+    config=("data", "transformer", "llm", "lora", "calibration", "explain"),
+    capabilities={"resume": True, "merge": True, "explain_index": True, "member": True, "inference_options": True},
     description="a decoder-only LLM with a classification head (LoRA) or instruction-tuned",
 )
