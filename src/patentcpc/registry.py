@@ -22,6 +22,7 @@ import functools
 import importlib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "patentcpc.kinds"
+_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$")  # a PEP 508 name, nothing else
 
 # the built-in kinds, in the order selection asks them (each package's __init__ holds its ``KIND``)
 BUILTIN_PACKAGES = ("linear", "scheme", "omikuji", "transformer", "onnx", "causal_lm", "ensemble", "router")
@@ -47,8 +49,8 @@ CAPABILITIES: dict[str, str] = {
     "onnx_export": "be exported to ONNX (export onnx)",
     "merge": "merge a LoRA adapter into its base model (export merged)",
     "bench": "be benchmarked by patentcpc bench (it compares transformer batching)",
-    "inference_options": "use the transformer inference options (--compile, --autocast, --device, --onnx, "
-                         "--token-budget)",
+    "inference_options": "use the transformer batching options (--compile, --autocast, --onnx, --token-budget)",
+    "device": "run on another device (--device)",
     "explain_index": "keep an explanation index of its training documents (explain.index)",
     "member": "be a member of an ensemble or a router",
 }
@@ -163,6 +165,12 @@ def kinds() -> dict[str, Kind]:
         if kind.name in found:
             log.warning("model kind entry point %r: kind %r is already registered; ignored", ep.name, kind.name)
             continue
+        taken = set(kind.names) & {n for k in found.values() for n in (k.name, *k.names)}
+        if taken or kind.fallback:  # a plugin never takes over a --model name or the fallback
+            log.warning("model kind entry point %r: %s; ignored", ep.name,
+                        f"--model {', '.join(sorted(taken))} already selects another kind" if taken
+                        else "only a built-in kind can be the fallback")
+            continue
         found[kind.name] = kind
     return found
 
@@ -174,8 +182,10 @@ def get(name: str, package: str | None = None, where: str | None = None) -> Kind
     if name in registered:
         return registered[name]
     prefix = f"{where}: " if where else ""
-    if package and package != "patentcpc":
-        raise ModelError(f"{prefix}model kind '{name}' is not installed: pip install {package}")
+    if isinstance(package, str) and package != "patentcpc" and _PACKAGE_NAME.match(package):
+        # the folder says which package wrote it (its manifest is data: only a plain package name is shown)
+        raise ModelError(f"{prefix}model kind '{name}' is not installed: the folder says it comes from the "
+                         f"package {package} (pip install {package})")
     raise ModelError(f"{prefix}unknown model kind '{name}' (known: {', '.join(registered)})")
 
 
@@ -205,6 +215,11 @@ def _select(model: str | None, arch: str | None) -> str:  # one hub look-up per 
     names = model_names()
     if model in names:
         return names[model]
+    if model in kinds() and not arch:  # a kind's own name is not a model to start from (no hub look-up)
+        spelled = [n for n, k in names.items() if k == model]
+        raise ConfigError(f"--model {model}: '{model}' is the name of a model kind, not a model to train"
+                          + (f"; train it with --model {' or '.join(spelled)}" if spelled else
+                             "; give a model folder, a Hugging Face id or --arch"))
     registered = kinds().values()
     for kind in registered:
         if kind.claims and _resolve(kind.claims)(model, arch):
@@ -230,14 +245,25 @@ def load_model(path: str | os.PathLike, onnx_file: str | os.PathLike | None = No
 
     manifest = read_manifest(path)
     check_no_code_files(path)
-    if onnx_file is not None:
+    kind = get(manifest.kind, package=manifest.extra.get("kind_package"), where=os.fspath(path))
+    if onnx_file is not None:  # the folder of an exported kind (or of an onnx model itself)
+        if kind.name != "onnx":
+            kind.require("onnx_export", os.fspath(path))
         check_folder_file(Path(onnx_file).parent, Path(onnx_file).name, what="its folder")
         model = get("onnx").model_class().load(path, manifest, onnx_file=onnx_file, **kwargs)
     else:
-        kind = get(manifest.kind, package=manifest.extra.get("kind_package"), where=os.fspath(path))
         model = kind.model_class().load(path, manifest, **kwargs)
     model.source_path = os.fspath(path)  # where its optional files (explain/) are read from
     return model
+
+
+def kind_of_folder(path: str | os.PathLike) -> Kind:
+    """The registered kind of a model folder, from its manifest alone (nothing else is loaded): for
+    commands that must refuse a kind before loading a possibly large model."""
+    from patentcpc.models.artifact import read_manifest
+
+    manifest = read_manifest(path)
+    return get(manifest.kind, package=manifest.extra.get("kind_package"), where=os.fspath(path))
 
 
 def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None,
@@ -248,5 +274,5 @@ def train_model(cfg: TrainConfig, data: str | None, eval_data: str | None = None
     return select(cfg).train(cfg, data, eval_data, output, **trainer_kwargs)
 
 
-__all__ = ["CAPABILITIES", "ENTRY_POINT_GROUP", "Kind", "get", "kind_of", "kinds", "load_model", "model_names",
-           "select", "select_model", "train_model"]
+__all__ = ["CAPABILITIES", "ENTRY_POINT_GROUP", "Kind", "get", "kind_of", "kind_of_folder", "kinds", "load_model",
+           "model_names", "select", "select_model", "train_model"]

@@ -32,7 +32,7 @@ def bench(
     output: Annotated[Path | None, typer.Option("--output", help="Also write the JSON here.")] = None,
 ) -> None:
     """Samples/s and tokens/s of the batch predictor vs a naive loop; prints one JSON object."""
-    from patentcpc.registry import get, select_model
+    from patentcpc.registry import kind_of_folder, select_model
     from patentcpc.validation import check_device
 
     device = check_device(device)
@@ -44,10 +44,7 @@ def bench(
                    token_budget=token_budget, repeats=repeats, max_length=max_length, compile=compile,
                    autocast=autocast, device=device, backend=backend)
     if model is not None and arch is None:  # the kind of the folder (its manifest), else of the --arch preset
-        from patentcpc.models.artifact import read_manifest
-
-        manifest = read_manifest(model)
-        kind = get(manifest.kind, package=manifest.extra.get("kind_package"), where=str(model))
+        kind = kind_of_folder(model)
     else:
         kind = select_model(None, arch)
     run = kind.hook("bench", str(model) if model is not None and arch is None else f"--arch {arch}")

@@ -24,12 +24,12 @@ def export_onnx_cmd(
 ) -> None:
     """Export a transformer model to ONNX (optionally int8) for CPU serving with ONNX Runtime."""
     from patentcpc.io import check_output_file
-    from patentcpc.registry import kind_of, load_model
+    from patentcpc.registry import kind_of_folder, load_model
 
+    export = kind_of_folder(model).hook("onnx_export", str(model))  # before loading the model
     target = check_output_file(output or Path(model) / "onnx" / "model.onnx",
                                [p for p in Path(model).rglob("*") if "onnx" not in p.relative_to(model).parts])
     m = load_model(model, device="cpu")
-    export = kind_of(m).hook("onnx_export", str(model))
     path, difference = export(m, target, opset=opset, quantize=quantize, check=check)
     out.print(f"wrote {path}" + (f" and {path.with_name(path.stem + '.int8.onnx')}" if quantize else ""))
     if difference is not None:
@@ -44,12 +44,12 @@ def export_merged(
     """Merge a causal_lm model's LoRA adapters into its base: OUTPUT/base/ is a plain transformers
     folder; OUTPUT is also a patentcpc model folder (predict/serve load it without peft)."""
     from patentcpc.errors import ConfigError
-    from patentcpc.registry import kind_of, load_model
+    from patentcpc.registry import kind_of_folder, load_model
 
+    kind_of_folder(model).require("merge", str(model))  # before loading the model
     if output.exists():
         raise ConfigError(f"{output}: already exists (choose a new folder for the merged model)")
     m = load_model(model, device="cpu")
-    kind_of(m).require("merge", str(model))
     m.save_merged(output)
     out.print(f"wrote the merged model to {output} (base/: transformers folder)")
 

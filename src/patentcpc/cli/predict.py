@@ -173,10 +173,13 @@ def predict_batch(
     check_input(input, "--input")
     check_model(model)
     kind = _manifest_kind(model)
-    if kind is not None and not kind.can("inference_options"):  # the options would be ignored: refused
-        refuse_ignored(f"on a {kind.name} model (they tune transformer inference)", **{
-            "--compile": compile, "--autocast": autocast if autocast != "auto" else None, "--device": device,
-            "--onnx": onnx, "--token-budget": token_budget if token_budget != 16384 else None})
+    if kind is not None:  # an option the model's kind would ignore is refused, in the registry's words
+        for capability, options in (("inference_options", {
+                "--compile": compile, "--autocast": autocast if autocast != "auto" else None, "--onnx": onnx,
+                "--token-budget": token_budget if token_budget != 16384 else None}), ("device", {"--device": device})):
+            given = [name for name, value in options.items() if value is not None and value is not False]
+            if given:
+                kind.require(capability, given[0])
     if onnx is not None and not onnx.is_file():
         raise ConfigError(f"{onnx}: no such ONNX file (--onnx)")
     opts = InferenceOptions(batch_size=batch_size, token_budget=token_budget, compile=compile, autocast=autocast)

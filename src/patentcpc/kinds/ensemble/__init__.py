@@ -13,6 +13,6 @@ KIND = Kind(
     model="patentcpc.kinds.ensemble.model:EnsembleCPCModel",
     trainer="patentcpc.kinds.ensemble.trainer:train_ensemble",
     config=("data", "ensemble", "calibration", "explain", "linear", "transformer", "llm", "lora"),
-    capabilities={"resume": True, "explain_index": True, "member": True, "inference_options": True},
+    capabilities={"resume": True, "explain_index": True, "member": True, "device": True},
     description="a calibrated weighted combination of member models",
 )

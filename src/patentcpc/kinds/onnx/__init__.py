@@ -7,6 +7,6 @@ from patentcpc.registry import Kind
 KIND = Kind(
     name="onnx",
     model="patentcpc.kinds.onnx.model:OnnxCPCModel",
-    capabilities={"inference_options": True, "member": True},
+    capabilities={"inference_options": True, "device": True, "member": True},
     description="an exported transformer run by ONNX Runtime",
 )

@@ -10,6 +10,6 @@ KIND = Kind(
     model="patentcpc.kinds.router.model:RouterCPCModel",
     trainer="patentcpc.kinds.router.trainer:train_router",
     config=("data", "router", "linear", "transformer", "llm", "lora", "calibration"),
-    capabilities={"inference_options": True},
+    capabilities={"device": True},
     description="the first member, or the second for the documents the first is unsure of",
 )
