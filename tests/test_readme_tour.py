@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from patentcpc.registry import model_names
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+
 M_PLACEHOLDER = "<MINILM>"  # the tour's $M, the offline encoder's folder (computed by a python line)
 # options whose value is a file or folder the command reads
 INPUT_OPTIONS = ("--data", "--eval-data", "--input", "--model", "--index", "--baseline", "--transfer", "--models")
 OUTPUT_OPTIONS = ("--output", "--output-dir", "--plots-dir")
-MODEL_KINDS = ("tfidf", "scheme", "ensemble")  # train --model takes a kind as well as a folder
+MODEL_KINDS = tuple(model_names())  # train --model takes a kind's name as well as a folder
 MAX_RUN_S = 30  # lines whose comment states a longer time (or none) are checked, not run
 # lines not run by the test: transformer training, transformer inference, benchmarks, the server
 EXPENSIVE = ("$M", "--arch", "models/minilm", "models/emb", "bench ", "serve ", "benchmark-embeddings",

@@ -1,5 +1,5 @@
 """Training the centroid kind: ``patentcpc train --model centroid`` calls :func:`train_centroid`
-(through the registry), as ``patentcpc.train_model`` does."""
+(through the registry), as ``patentcpc.registry.train_model`` does."""
 
 from __future__ import annotations
 
