@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "last")  # last: the last non-padding token (decoder-only models)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -28,10 +28,17 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def pool(hidden, attention_mask, pooling: str = "cls"):
-    """Pooled vector of a (batch, seq, width) hidden-state tensor: the first token (``cls``) or the
-    mean over the tokens the mask keeps (``mean``)."""
+    """Pooled vector of a (batch, seq, width) hidden-state tensor: the first token (``cls``), the
+    mean over the tokens the mask keeps (``mean``) or each row's last kept token (``last``: left- or
+    right-padded batches)."""
     if pooling == "cls":
         return hidden[:, 0]
+    if pooling == "last":
+        import torch
+
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask.long() * (positions + 1)).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     if pooling != "mean":
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not '{pooling}'")
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -53,6 +53,7 @@ CAPABILITIES: dict[str, str] = {
     "device": "run on another device (--device)",
     "explain_index": "keep an explanation index of its training documents (explain.index)",
     "member": "be a member of an ensemble or a router",
+    "embedding_backbone": "give an embedding model (patentcpc embed, search, train-embeddings)",
 }
 
 

@@ -139,12 +139,7 @@ class TransformerEmbedder(Embedder):
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
                 mask = enc["attention_mask"].to(self.device)
                 hidden = self.encoder(input_ids=enc["input_ids"].to(self.device), attention_mask=mask).last_hidden_state
-                if self.pooling == "last":
-                    from patentcpc.kinds.causal_lm.model import last_token_pool
-
-                    pooled = last_token_pool(hidden, mask)
-                else:
-                    pooled = pool(hidden, mask, self.pooling)
+                pooled = pool(hidden, mask, self.pooling)
                 out[idx] = pooled.float().cpu().numpy()
                 if bar is not None:
                     bar.update(len(idx))
@@ -247,13 +242,6 @@ def load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
 
 
 def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
-    from patentcpc.kinds.transformer.model import (
-        build_encoder_from_arch,
-        default_tokenizer_path,
-        load_encoder,
-        load_tokenizer,
-    )
-
     opts = options or EmbedOptions()
     spec = spec.strip()
     if not spec:
@@ -271,60 +259,27 @@ def _load_embedder(spec: str, options: EmbedOptions | None = None) -> Embedder:
         from patentcpc.folder_files import check_folder_tree
 
         check_folder_tree(spec, what="the embedding model folder", refuse_pickle=False)
-    decoder = _decoder_embedder(spec, opts)
-    if decoder is not None:
-        return decoder
-    if spec.startswith("arch:"):
-        import torch
-
-        tok = load_tokenizer(default_tokenizer_path())
-        torch.manual_seed(opts.seed)
-        encoder = build_encoder_from_arch(spec[5:], tok, 512)
-        return TransformerEmbedder(spec, encoder, tok, opts.pooling or "mean", opts.normalize,
-                                   opts.max_length or 512, opts.batch_size, opts.device)
-    folder = Path(spec)
-    st = _sentence_transformers_config(folder) if (folder / "modules.json").exists() else None
-    enc_dir = str(st["encoder_dir"]) if st else spec
-    tok = load_tokenizer(enc_dir)
-    encoder = load_encoder(enc_dir)
-    limit = getattr(encoder.config, "max_position_embeddings", 512) or 512
-    max_length = opts.max_length or (st and st["max_length"]) or min(int(tok.model_max_length or 512), 512, limit)
-    pooling = opts.pooling or (st and st["pooling"]) or "mean"
-    return TransformerEmbedder(spec, encoder, tok, pooling, opts.normalize, int(max_length), opts.batch_size,
-                               opts.device)
-
-
-QWEN3_EMBEDDING_PREFIX = "Instruct: Given a patent search query, retrieve relevant patents\nQuery:"
-
-
-def _decoder_embedder(spec: str, opts: EmbedOptions) -> Embedder | None:
-    """A decoder-only model (``arch:llama-tiny``, or a decoder hub id / folder) as an embedder with
-    last-token (default) or mean pooling; None when ``spec`` is not a decoder."""
-    from patentcpc.kinds.causal_lm import model as causal_lm
-
     arch = spec[5:] if spec.startswith("arch:") else None
-    if arch is not None and arch not in causal_lm.LLM_ARCH_PRESETS:
-        return None
-    if arch is None and not causal_lm.is_decoder_spec(spec):
-        return None
-    if arch is not None:
-        import torch
+    folder = Path(spec)
+    st = _sentence_transformers_config(folder) if arch is None and (folder / "modules.json").exists() else None
+    source = None if arch is not None else str(st["encoder_dir"]) if st else spec
+    # the model kind that trains this spec builds its backbone (an encoder, or a decoder: registry.select_model)
+    from patentcpc.registry import select_model
 
-        from patentcpc.kinds.transformer.model import default_tokenizer_path
-
-        tok = causal_lm.load_tokenizer(default_tokenizer_path())
-        torch.manual_seed(opts.seed)
-        base = causal_lm.build_base_from_arch(arch, tok, causal_lm=False)
+    build = select_model(source, arch).hook("embedding_backbone", spec)
+    module, tok, default_pooling, prefix = build(source, arch, opts.seed)
+    limit = getattr(module.config, "max_position_embeddings", 512) or 512
+    if default_pooling == "last":  # a decoder
+        max_length = opts.max_length or min(512, limit)
+    elif arch is not None:
+        max_length = opts.max_length or 512
     else:
-        tok = causal_lm.load_tokenizer(spec)
-        base = causal_lm.load_base(spec, causal_lm=False, dtype=causal_lm.default_dtype())
-    limit = getattr(base.config, "max_position_embeddings", 512) or 512
-    emb = TransformerEmbedder(spec, base, tok, opts.pooling or "last", opts.normalize,
-                              int(opts.max_length or min(512, limit)), opts.batch_size, opts.device)
-    prefix = opts.query_prefix
-    if prefix is None:
-        prefix = QWEN3_EMBEDDING_PREFIX if "qwen3-embedding" in spec.lower() else ""
-    emb.query_prefix = prefix
+        max_length = opts.max_length or (st and st["max_length"]) or min(int(tok.model_max_length or 512), 512, limit)
+    pooling = opts.pooling or (st and st["pooling"]) or default_pooling
+    emb = TransformerEmbedder(spec, module, tok, pooling, opts.normalize, int(max_length), opts.batch_size,
+                              opts.device)
+    if default_pooling == "last":  # decoders: an instruction before queries where the model wants one
+        emb.query_prefix = opts.query_prefix if opts.query_prefix is not None else (prefix or "")
     return emb
 
 

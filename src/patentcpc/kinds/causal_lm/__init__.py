@@ -11,6 +11,7 @@ KIND = Kind(
     model="patentcpc.kinds.causal_lm.model:CausalLMCPCModel",
     trainer="patentcpc.kinds.causal_lm.trainer:train_causal_lm",
     config=("data", "transformer", "llm", "lora", "calibration", "explain"),
-    capabilities={"resume": True, "merge": True, "explain_index": True, "member": True, "device": True},
+    capabilities={"resume": True, "merge": True, "explain_index": True, "member": True, "device": True,
+                  "embedding_backbone": "patentcpc.kinds.causal_lm.model:embedding_backbone"},
     description="a decoder-only LLM with a classification head (LoRA) or instruction-tuned",
 )

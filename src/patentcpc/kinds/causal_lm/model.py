@@ -251,9 +251,30 @@ def enable_checkpointing(model) -> None:
 
 def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The hidden state of each row's last non-padding token, for left- or right-padded batches."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    last = (attention_mask.long() * (positions + 1)).argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return pool(hidden, attention_mask, "last")
+
+
+def embedding_backbone(spec: str | None, arch: str | None, seed: int = 0):
+    """The ``embedding_backbone`` capability (``patentcpc embed``/``search`` on a decoder): the
+    decoder without its LM head, from an LLM ``arch`` preset (random init, MiniLM's tokenizer) or a
+    hub id / folder. Returns (module, tokenizer, default pooling ``last``, query prefix or None)."""
+    from patentcpc.kinds.transformer.model import default_tokenizer_path
+
+    if arch is not None:
+        tok = load_tokenizer(default_tokenizer_path())
+        torch.manual_seed(seed)
+        base = build_base_from_arch(arch, tok, causal_lm=False)
+        name = arch
+    else:
+        tok = load_tokenizer(spec)
+        base = load_base(spec, causal_lm=False, dtype=default_dtype())
+        name = spec
+    prefix = QWEN3_EMBEDDING_PREFIX if "qwen3-embedding" in str(name).lower() else None
+    return base, tok, "last", prefix
+
+
+# Qwen3-Embedding's instruction for queries (documents get none)
+QWEN3_EMBEDDING_PREFIX = "Instruct: Given a patent search query, retrieve relevant patents\nQuery:"
 
 
 class DecoderClassifier(nn.Module):

@@ -13,6 +13,8 @@ KIND = Kind(
     config=("data", "transformer", "calibration", "explain"),
     capabilities={"resume": True, "onnx_export": "patentcpc.kinds.transformer.export:export",
                   "bench": "patentcpc.kinds.transformer.bench:bench_command",
-                  "inference_options": True, "device": True, "explain_index": True, "member": True},
+                  "inference_options": True, "device": True,
+                  "embedding_backbone": "patentcpc.kinds.transformer.model:embedding_backbone",
+                  "explain_index": True, "member": True},
     description="a fine-tuned encoder (BERT, ModernBERT, ...) with a linear head",
 )

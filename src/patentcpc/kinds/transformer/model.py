@@ -239,6 +239,20 @@ class EncoderClassifier(nn.Module):
         return self.head(self.dropout(self.embed(input_ids, attention_mask, attention_kernel)))
 
 
+def embedding_backbone(spec: str | None, arch: str | None, seed: int = 0):
+    """The ``embedding_backbone`` capability (``patentcpc embed``/``search`` on an encoder): a random-
+    init ``arch`` preset (MiniLM's tokenizer) or the encoder of a hub id / folder. Returns (module,
+    tokenizer, default pooling ``mean``, query prefix None)."""
+    if arch is not None:
+        import torch
+
+        tok = load_tokenizer(default_tokenizer_path())
+        torch.manual_seed(seed)
+        return build_encoder_from_arch(arch, tok, 512), tok, "mean", None
+    tok = load_tokenizer(spec)
+    return load_encoder(spec), tok, "mean", None
+
+
 class TransformerCPCModel(PooledHeadModel, CPCModel):
     """A trained (or freshly built) transformer classifier with its tokenizer and manifest.
 
