@@ -119,6 +119,11 @@ class Kind:
             raise ValueError(f"kind {self.name!r}: capability {capability!r} names no function")
         return _resolve(target)
 
+    def reads(self, section: str) -> bool:
+        """Whether this kind's training reads the configuration section ``section`` (``transformer``:
+        an encoder or decoder inside, trained with the fine-tuning loop's settings)."""
+        return section in self.config
+
     def model_class(self) -> type[CPCModel]:
         return _resolve(self.model)
 

@@ -126,7 +126,7 @@ def train_arm(cfg, texts: Sequence[str], labels: Sequence[Sequence[str]], work: 
     from patentcpc.registry import select, train_model
 
     data = _write_csv(work / f"{name}.csv", texts, labels)
-    if "transformer" not in select(cfg).config:  # a kind without an encoder: in memory, no validation
+    if not select(cfg).reads("transformer"):  # no fine-tuning loop inside: in memory, no validation
         return train_model(cfg, str(data)).model
     return train_model(cfg, str(data), eval_data, work / f"{name}-model").model
 
@@ -178,10 +178,10 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
         cli["transformer"] = tr
     cfg0 = resolve(TrainConfig, o.config_file, cli, o.overrides)
     kind = select(cfg0)
-    if cfg0.transformer.arch and "transformer" not in kind.config:
+    if cfg0.transformer.arch and not kind.reads("transformer"):
         raise ConfigError(f"transformer.arch '{cfg0.transformer.arch}' is a transformer preset and --model "
                           f"'{cfg0.model}' a {kind.name} model: give one of them")
-    loss_kind = "transformer" in kind.config
+    loss_kind = kind.reads("transformer")  # the loss arms set transformer.loss
     # before the work: only a new or empty folder, or an earlier experiment, is replaced
     final = check_output_dir(output, "synth-experiment", [train_source, eval_source, o.config_file])
     dk = dict(data_kwargs or cfg0.data.load_kwargs())
