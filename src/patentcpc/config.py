@@ -166,11 +166,13 @@ class TransformerConfig:
             validation split of the training file only, never ``--eval-data``), keeping them.
         probe_max_docs: every probe (start, WiSE-FT start, re-fit) is fitted on at most this many
             training documents (a seeded random subset; null: all), which bounds its memory.
-        label_docs: ``none`` (default) or ``seen``: every probe (start, WiSE-FT start, re-fit) also
-            learns from the IPC scheme's text about each training label (the cold-start model's
-            documents, ~12 a subclass: :func:`patentcpc.scheme.label_documents`), embedded by the
-            encoder being trained, each row weighing ``label_docs_weight`` (default 0.1) against a
-            patent's 1 (benchmarks/accuracy.md, item 1: the encoder).
+        label_docs: ``seen``: every probe (start, WiSE-FT start, re-fit) also learns from the IPC
+            scheme's text about each training label (the cold-start model's documents, ~12 a
+            subclass: :func:`patentcpc.scheme.label_documents`), embedded by the encoder being
+            trained, each row weighing ``label_docs_weight`` (default 0.1) against a patent's 1;
+            ``none``: patents only; ``auto`` (default): ``seen`` where a probe is fitted (the
+            few-shot recipe) on CPC labels of one level with the scheme installed, else ``none``
+            (benchmarks/accuracy.md, item 1: the encoder).
         wise_alpha: after fine-tuning, interpolate the weights between the starting point
             (pretrained encoder + probe head) and the fine-tuned ones, ``(1 - a) * start + a *
             fine-tuned`` (WiSE-FT, Wortsman et al., CVPR 2022); default 0.5, null or 1: off. Pretrained
@@ -227,7 +229,7 @@ class TransformerConfig:
     refit_class_weight: str | None = "balanced"
     refit_on: str = "all"
     probe_max_docs: int | None = 20_000
-    label_docs: str = "none"
+    label_docs: str = "auto"
     label_docs_weight: float = 0.1
     wise_alpha: float | None = 0.5
     lr: float = 1e-4
@@ -261,7 +263,7 @@ class TransformerConfig:
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
                    "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
                    "refit_on": ("train", "all"), "recipe": ("auto", "reference", "few-shot"),
-                   "precision": ("auto", "bf16", "fp32"), "label_docs": ("none", "seen")}
+                   "precision": ("auto", "bf16", "fp32"), "label_docs": ("auto", "none", "seen")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 names = ", ".join("null" if a is None else a for a in allowed)

@@ -97,6 +97,20 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
     return dataclasses.replace(tcfg, **changes), name
 
 
+def resolve_label_docs(tcfg: TransformerConfig, labels, level: str) -> str:
+    """``transformer.label_docs`` resolved: ``auto`` is ``seen`` where a head is fitted as a probe
+    (``head_init: probe`` or ``refit_head``: the few-shot recipe) on CPC labels of one level (section,
+    class or subclass) with the IPC scheme installed, else ``none``."""
+    if tcfg.label_docs != "auto":
+        return tcfg.label_docs
+    from patentcpc.cpc import ipc_scheme_path
+    from patentcpc.scheme import labels_level
+
+    probes = tcfg.head_init == "probe" or tcfg.refit_head
+    usable = level != "group" and labels_level(labels) is not None and ipc_scheme_path() is not None
+    return "seen" if probes and usable else "none"
+
+
 # ----------------------------------------------------------------------------- Hugging Face Trainer pieces
 
 
@@ -303,6 +317,9 @@ class Trainer:
         self.vocab = LabelVocab.from_label_lists(labels, cfg.data.level)
         if len(self.vocab) == 0:
             raise ConfigError(f"{data}: no labels to learn")
+        tcfg = self.cfg.transformer  # transformer.label_docs resolved (and saved so)
+        self.cfg = dataclasses.replace(self.cfg, transformer=dataclasses.replace(
+            tcfg, label_docs=resolve_label_docs(tcfg, self.vocab.labels, cfg.data.level)))
 
     def train_info(self) -> dict:
         """The manifest's ``training_data``."""
