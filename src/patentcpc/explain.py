@@ -131,26 +131,14 @@ def save_index(model, folder: str | os.PathLike) -> None:
 
 
 def linear_parts(model):
-    """(TF-IDF transform, coefficient matrix labels x features, feature names) of a linear TF-IDF
-    model, or None for other kinds."""
-    tfidf, coef_t = getattr(model, "tfidf", None), getattr(model, "coef_t", None)
-    if tfidf is None or coef_t is None or not hasattr(tfidf, "transform_one"):
-        return None
-    cached = getattr(model, "_explain_names", None)
-    if cached is None:
-        cached = np.empty(len(tfidf.vocabulary), dtype=object)
-        for term, j in tfidf.vocabulary.items():
-            cached[j] = term
-        model._explain_names = cached
-    return tfidf, np.asarray(coef_t).T, cached
+    """(TF-IDF transform, coefficient matrix labels x features, feature names) of a model that
+    explains by term (:meth:`~patentcpc.models.base.CPCModel.term_weights`: linear models), or None."""
+    return model.term_weights()
 
 
 def _parts(model) -> list:
-    """``model`` and, for an ensemble, its members (a bagged member: its all-data model only)."""
-    members = list(getattr(model, "members", None) or [])
-    if members and getattr(model, "is_bag", False):
-        return [model, *_parts(members[-1])]
-    return [model, *(p for m in members for p in _parts(m))]
+    """``model`` and the models that explain it (an ensemble's members, recursively)."""
+    return [model, *(p for m in model.explain_members() for p in _parts(m))]
 
 
 def top_terms(model, text: str, code: str, n: int = 5) -> list[dict]:

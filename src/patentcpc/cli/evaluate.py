@@ -68,8 +68,7 @@ def evaluate(
     from patentcpc.conformal import evaluate_sets
 
     metrics.update(evaluate_sets(m, scores, ev.labels))  # conformal label sets, where the model has a table
-    if hasattr(m, "routing_report"):  # router models: share of documents sent to the second member
-        metrics.update(m.routing_report())
+    metrics.update(m.evaluation_report())  # kind-specific figures (a router: the share it routed)
     if overlap is not None:
         metrics["overlap_with_training"] = overlap.to_dict()
     if plots_dir is not None:

@@ -101,6 +101,21 @@ class CPCModel:
             kwargs["options"] = options
         return self.scores([texts] if isinstance(texts, str) else list(texts), **kwargs)
 
+    def evaluation_report(self) -> dict:
+        """Kind-specific figures ``patentcpc evaluate`` adds after scoring data (the router: the share of
+        documents it routed); none by default."""
+        return {}
+
+    def explain_members(self) -> list:
+        """The models whose term weights explain this one's predictions (an ensemble: its members);
+        none by default."""
+        return []
+
+    def term_weights(self):
+        """(TF-IDF transform, coefficient matrix labels x features, feature names) for explanations
+        by term (linear models), or None."""
+        return None
+
     @property
     def abstain_below(self) -> float:
         """The minimum best score for a document to get a code at all (tuned on validation data at

@@ -75,6 +75,10 @@ class EnsembleCPCModel(CPCModel):
         index = {c: j for j, c in enumerate(self.labels)}
         self._columns = [np.array([index[c] for c in m.labels], dtype=np.int64) for m in self.members]
 
+    def explain_members(self) -> list:
+        """The members (a bag: its all-data model only, the last one)."""
+        return self.members[-1:] if self.is_bag else list(self.members)
+
     @property
     def is_bag(self) -> bool:
         """Whether this ensemble is a *bag* (:func:`bag`): several fits of one member spec."""

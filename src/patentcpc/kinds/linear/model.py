@@ -171,6 +171,18 @@ class LinearCPCModel(CPCModel):
     kind = "linear"
     from_scheme = False  # trained on labelled patents (the scheme kind: on the scheme's own text)
 
+    def term_weights(self):
+        """(TF-IDF transform, coefficients labels x features, feature names): explanations by term."""
+        if self.tfidf is None or self.coef_t is None or not hasattr(self.tfidf, "transform_one"):
+            return None
+        names = getattr(self, "_explain_names", None)
+        if names is None:
+            names = np.empty(len(self.tfidf.vocabulary), dtype=object)
+            for term, j in self.tfidf.vocabulary.items():
+                names[j] = term
+            self._explain_names = names
+        return self.tfidf, np.asarray(self.coef_t).T, names
+
     def __init__(self, manifest: Manifest, tfidf: TfidfArrays, coef_t: np.ndarray, intercept: np.ndarray,
                  pipeline=None):
         super().__init__(manifest)

@@ -70,6 +70,12 @@ class RouterCPCModel(CPCModel):
         self.last_routed = routed
         return out
 
+    def explain_members(self) -> list:
+        return list(self.members)
+
+    def evaluation_report(self) -> dict:
+        return self.routing_report()
+
     def routing_report(self) -> dict:
         """Share and number of documents the last :meth:`scores` call routed."""
         if self.last_routed is None:
