@@ -255,7 +255,8 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
     from patentcpc.training.head import fit_probe, pooled_embeddings
 
     cfg = _cfg("transformer.epochs=1", "transformer.valid_fraction=0.25", "transformer.refit_C=0.5",
-               f"transformer.refit_on={refit_on}", "transformer.recipe=few-shot")  # auto: no re-fit for --arch
+               f"transformer.refit_on={refit_on}", "transformer.recipe=few-shot",  # auto: no re-fit for --arch
+               "transformer.label_docs=none")  # patents only (label documents: test_label_docs_join_every_head_fit)
     model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m").model
     assert model.manifest.extra["head_steps"]["head re-fit"]["kept"]  # it did not lower validation f1@1
     train, valid = load_train_eval(cfg, str(tiny_jsonl), None)
