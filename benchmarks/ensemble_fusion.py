@@ -85,7 +85,8 @@ def session22(path: str) -> None:
 T95 = {4: 2.776, 3: 3.182, 2: 4.303, 9: 2.262}
 
 
-def calibrate(raw_tr: np.ndarray, y_tr: np.ndarray, raw_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def calibrate(raw_tr: np.ndarray, y_tr: np.ndarray, raw_te: np.ndarray, score_type: str = "probability"
+              ) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's calibrator (defaults of CalibrationConfig, known-only rows) fitted on the
     tuning outputs: (calibrated tuning outputs, calibrated test outputs)."""
     from patentcpc.calibration import fit_calibrator  # noqa: PLC0415
@@ -93,7 +94,7 @@ def calibrate(raw_tr: np.ndarray, y_tr: np.ndarray, raw_te: np.ndarray) -> tuple
 
     c = CalibrationConfig()
     rows = y_tr.sum(1) > 0
-    cal = fit_calibrator(raw_tr[rows], y_tr[rows], "probability", c.method, c.scope, c.fit_on, c.top_k,
+    cal = fit_calibrator(raw_tr[rows], y_tr[rows], score_type, c.method, c.scope, c.fit_on, c.top_k,
                          c.min_support)
     return cal.transform(raw_tr), cal.transform(raw_te)
 
@@ -169,8 +170,12 @@ def session25(path: str, json_out: str | None) -> None:
         if extra:
             r["extra"].append(extra)
 
+    raw_scheme = x.get("scheme")
     for k in folds:
         te, tr = np.where(fold == k)[0], np.where(fold != k)[0]
+        if raw_scheme is not None:  # the cold-start model's raw margins: calibrated on the tuning folds
+            x["scheme"] = np.zeros_like(raw_scheme)
+            x["scheme"][tr], x["scheme"][te] = calibrate(raw_scheme[tr], y[tr], raw_scheme[te], "margin")
         for n in names:
             record(f"{n} alone", k, te, x[n][te], x[n][tr], tr)
         for s in sets:

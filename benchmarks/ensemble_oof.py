@@ -12,7 +12,8 @@ writes ``WORK/oof.npz`` (``labels``, ``fold`` per document, ``gold`` multi-hot, 
 MiniLM, :class:`patentcpc.models.neighbours.NeighbourVote` with the ``ensemble.neighbours_*``
 defaults over the fold's training documents), and ``scheme``: the cold-start model
 (``patentcpc train --model scheme``, trained once on the IPC scheme's text, no patents, so the same
-model for every fold). ``--tfidf-all`` adds ``tfidf_all`` (TF-IDF with
+model for every fold; its raw margins, the codes the scheme lacks at the row's lowest margin;
+``ensemble_fusion.py`` calibrates them on each fold's tuning documents). ``--tfidf-all`` adds ``tfidf_all`` (TF-IDF with
 ``--set linear.label_docs=all``: every subclass of the scheme as label documents). Trained folds
 and models are reused.
 ``benchmarks/ensemble_fusion.py WORK/oof.npz`` compares fusion rules on it.
@@ -95,8 +96,8 @@ def main() -> None:
                 vote = NeighbourVote.build(emb, [g for p in rest for g in p.labels], defaults.neighbours_k,
                                            defaults.neighbours_temperature)
                 scores["minilm_knn"].append(vote.aligned(model.scores_and_embeddings(test.texts)[1], labels))
-        s = np.zeros((len(test), len(labels)))
-        sc = scheme_model.scores(test.texts)
+        sc = scheme_model.scores(test.texts)  # raw margins (no calibrator: no patents to fit one on)
+        s = np.repeat(sc.min(1, keepdims=True), len(labels), axis=1)  # codes the scheme lacks: the row's lowest
         s[:, [j for _, j in scheme_idx]] = sc[:, [i for i, _ in scheme_idx]]
         scores["scheme"].append(s)
         texts += test.texts
