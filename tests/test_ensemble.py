@@ -368,3 +368,26 @@ def test_an_old_ensemble_folder_is_a_weighted_mean_and_a_broken_stacker_is_refus
         (stacked / "ensemble.json").write_text(json.dumps(broken))
         with pytest.raises(ModelError):
             load_model(stacked)
+
+
+def test_stacked_ensemble_with_an_encoder_and_its_neighbour_vote(tiny_jsonl, encoder_folder, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2,
+                                                                neighbours=True, fusion="stack"),
+                      calibration=CalibrationConfig(cv_folds=2), transformer=QUICK)
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    assert m.fusion == "stack" and m.stacker.n_inputs == 3  # TF-IDF, the encoder, its neighbour vote
+    texts = load_data(tiny_jsonl).texts[:6]
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.raw_scores(texts), m.stacker.scores(m.inputs(texts), m.log_counts), rtol=1e-5)
+
+
+def test_held_out_stacked_ensemble_counts_follow_the_refit(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=0,
+                                                                valid_fraction=0.5, fusion="stack", stack_top_k=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    assert m.fusion == "stack" and m.manifest.extra["ensemble"]["refit_on_all"] is True
+    # the re-fitted members saw all 24 documents (A01B: 4); counts scaled to the 12-document part
+    assert m.label_counts["A01B"] == pytest.approx(4 * 12 / 24)
