@@ -26,6 +26,12 @@ from patentcpc.errors import ModelError
 
 FORMAT = 1
 PER_INPUT = ("p", "log_rank", "gap")
+CHUNK = 1024  # documents whose (labels x features) block is built at once
+
+
+def _rows(log_counts: np.ndarray, rows: slice) -> np.ndarray:
+    c = np.asarray(log_counts, dtype=np.float64)
+    return c[rows] if c.ndim == 2 else c
 
 
 def features(inputs: Sequence[np.ndarray], log_counts: np.ndarray) -> np.ndarray:
@@ -79,10 +85,13 @@ class Stacker:
         """Probability of every (document, label) pair being a gold code."""
         if len(inputs) != self.n_inputs:
             raise ModelError(f"the stacker was fitted on {self.n_inputs} inputs, not {len(inputs)}")
-        if not len(inputs[0]):
-            return np.zeros(inputs[0].shape, dtype=np.float64)
-        z = (features(inputs, log_counts) - self.mean) / self.scale @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        out = np.zeros(np.shape(inputs[0]), dtype=np.float64)
+        for start in range(0, len(out), CHUNK):
+            rows = slice(start, start + CHUNK)
+            f = features([np.asarray(s)[rows] for s in inputs], _rows(log_counts, rows))
+            z = (f - self.mean) / self.scale @ self.coef + self.intercept
+            out[rows] = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return out
 
     def to_dict(self) -> dict:
         return {"kind": "stack", "format": FORMAT, "n_inputs": self.n_inputs, "features": self.feature_names,
@@ -116,7 +125,9 @@ def fit_stacker(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: np.n
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     mask = candidates(inputs, top_k)
-    x = features(inputs, log_counts)[mask]
+    n = len(mask)
+    x = np.concatenate([features([np.asarray(s)[r] for s in inputs], _rows(log_counts, r))[mask[r]]
+                        for r in (slice(i, i + CHUNK) for i in range(0, max(n, 1), CHUNK))])
     y = np.asarray(gold, dtype=bool)[mask]
     mean, scale = x.mean(0), x.std(0)
     scale[~(scale > 1e-12)] = 1.0
