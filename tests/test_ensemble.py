@@ -223,7 +223,8 @@ def test_weight_grid_is_coarsened_for_many_inputs():
 
 
 @pytest.mark.parametrize("bad", [{"folds": -1}, {"folds": 21}, {"neighbours_k": 0}, {"neighbours_temperature": 0},
-                                 {"crossfit_max_docs": 0}, {"bagging": True, "neighbours": True}])
+                                 {"crossfit_max_docs": 0}, {"bagging": True, "neighbours": True},
+                                 {"fusion": "mean"}, {"stack_top_k": 0}, {"stack_c": 0}])
 def test_ensemble_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
         EnsembleConfig(**bad)
@@ -279,3 +280,113 @@ def test_bagging_keeps_each_members_fold_models(tiny_jsonl, tmp_path):
     assert not (tmp_path / ".ens.ensemble-work").exists()
     res = explain_predictions(m, texts[:1], predict_texts(m, texts[:1], top_k=1))[0]
     assert any(e["kind"] == "term" for e in res["predictions"][0]["evidence"])  # the all-data TF-IDF's terms
+
+
+# ----------------------------------------------------------------------------- stacking (ensemble.fusion=stack)
+
+
+def test_stacker_features_rank_gap_and_count():
+    from patentcpc.kinds.ensemble.stacking import candidates, features
+
+    s = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    f = features([s], np.log1p([4.0, 0.0, 1.0]))
+    assert f.shape == (2, 3, 4)
+    np.testing.assert_allclose(f[..., 0], s)
+    np.testing.assert_allclose(np.exp(f[..., 1]), [[3, 1, 2], [1, 3, 2]])
+    np.testing.assert_allclose(f[..., 2], [[-0.5, 0.3, -0.3], [0.2, -0.3, -0.2]])  # p - best other p
+    np.testing.assert_allclose(f[0, :, 3], np.log1p([4.0, 0.0, 1.0]))
+    assert candidates([s, s[:, ::-1]], 1).tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_stacker_learns_which_input_to_trust_and_round_trips():
+    from patentcpc.kinds.ensemble.stacking import Stacker, fit_stacker
+
+    rng = np.random.default_rng(0)
+    n, n_labels = 200, 12
+    gold = np.zeros((n, n_labels), dtype=bool)
+    gold[np.arange(n), rng.integers(0, n_labels, n)] = True
+    good = np.where(gold, 0.6, 0.0) + rng.random((n, n_labels)) * 0.5
+    noisy = rng.random((n, n_labels))
+    st = fit_stacker([noisy, good], gold, np.zeros(n_labels), top_k=4)
+    p = st.scores([noisy, good], np.zeros(n_labels))
+    assert p.shape == (n, n_labels) and p.min() >= 0 and p.max() <= 1
+    assert (gold[np.arange(n), p.argmax(1)]).mean() > 0.9
+    coef = dict(zip(st.feature_names, st.coef, strict=True))
+    assert coef["input-1-p"] > abs(coef["input-0-p"])
+    again = Stacker.from_dict(json.loads(json.dumps(st.to_dict())))
+    np.testing.assert_array_equal(again.scores([noisy, good], np.zeros(n_labels)), p)
+    for broken in ({**st.to_dict(), "coef": [1.0]}, {**st.to_dict(), "scale": [0.0] * 7}, {"kind": "stack"}):
+        with pytest.raises(ModelError):
+            Stacker.from_dict(broken)
+
+
+@pytest.fixture
+def stacked_folder(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2,
+                                                                fusion="stack", stack_top_k=3),
+                      calibration=CalibrationConfig(cv_folds=2))
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "stack")
+    return tmp_path / "stack", result
+
+
+def test_stacked_ensemble_saves_loads_and_scores_with_its_stacker(stacked_folder, tiny_jsonl):
+    folder, result = stacked_folder
+    doc = json.loads((folder / "ensemble.json").read_text())
+    assert doc["format"] == 3 and doc["fusion"]["kind"] == "stack" and doc["fusion"]["top_k"] == 3
+    # the frequency feature: the all-data counts scaled to the folds' training size (2 folds: 1/2)
+    assert doc["fusion"]["label_counts"]["A01B"] == pytest.approx(4 / 2)
+    m = load_model(folder)
+    assert m.fusion == "stack" and m.manifest.extra["ensemble"]["fusion"] == "stack"
+    texts = load_data(tiny_jsonl).texts[:6]
+    inputs = m.inputs(texts)
+    raw = m.raw_scores(texts)
+    np.testing.assert_allclose(raw, m.stacker.scores(inputs, m.log_counts), rtol=1e-5)
+    assert not np.allclose(raw, combine(inputs, m.input_weights), atol=1e-3)  # not the weighted mean
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5)
+    extra = m.manifest.extra
+    assert extra["calibration"]["score_type"] == "probability" and extra["conformal"]["n"] == 24
+    assert predict_texts(m, texts, top_k=1)[0]["predictions"][0]["code"] == "A01B"
+    sets = m.label_sets(texts, 0.9)
+    assert len(sets) == 6
+
+
+def test_an_old_ensemble_folder_is_a_weighted_mean_and_a_broken_stacker_is_refused(ensemble_folder,
+                                                                                    stacked_folder, tiny_jsonl):
+    folder, _ = ensemble_folder
+    doc = json.loads((folder / "ensemble.json").read_text())
+    assert doc["format"] == 2 and "fusion" not in doc
+    m = load_model(folder)
+    assert m.fusion == "weights" and m.stacker is None
+    texts = load_data(tiny_jsonl).texts[:4]
+    np.testing.assert_allclose(m.raw_scores(texts), combine(m.inputs(texts), m.input_weights), rtol=1e-5)
+    stacked, _ = stacked_folder
+    doc = json.loads((stacked / "ensemble.json").read_text())
+    no_fusion = {k: v for k, v in doc.items() if k != "fusion"}
+    for broken in ({**doc, "fusion": {**doc["fusion"], "label_counts": {"A01B": -1}}},
+                   {**doc, "fusion": {**doc["fusion"], "n_inputs": 3}}, no_fusion):
+        (stacked / "ensemble.json").write_text(json.dumps(broken))
+        with pytest.raises(ModelError):
+            load_model(stacked)
+
+
+def test_stacked_ensemble_with_an_encoder_and_its_neighbour_vote(tiny_jsonl, encoder_folder, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2,
+                                                                neighbours=True, fusion="stack"),
+                      calibration=CalibrationConfig(cv_folds=2), transformer=QUICK)
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    assert m.fusion == "stack" and m.stacker.n_inputs == 3  # TF-IDF, the encoder, its neighbour vote
+    texts = load_data(tiny_jsonl).texts[:6]
+    np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m.raw_scores(texts), m.stacker.scores(m.inputs(texts), m.log_counts), rtol=1e-5)
+
+
+def test_held_out_stacked_ensemble_counts_follow_the_refit(tiny_jsonl, tmp_path):
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=0,
+                                                                valid_fraction=0.5, fusion="stack", stack_top_k=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    assert m.fusion == "stack" and m.manifest.extra["ensemble"]["refit_on_all"] is True
+    # the re-fitted members saw all 24 documents (A01B: 4); counts scaled to the 12-document part
+    assert m.label_counts["A01B"] == pytest.approx(4 * 12 / 24)

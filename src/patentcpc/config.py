@@ -368,6 +368,14 @@ class EnsembleConfig:
             most ``neighbours_max_docs``). Off by default: it helped on cross-fitted predictions
             but lowered F1@1 on held-out splits (benchmarks/ensemble.md).
         weight_step: grid step of the weights (coarser when the grid would be too large).
+        fusion: how the inputs are combined: ``weights`` (their weighted mean, the weights tuned
+            on the grid) or ``stack`` (a logistic regression on each input's probability, rank and
+            gap to the best other code, and the code's training count, fitted on the same
+            cross-fitted or held-out inputs; :mod:`patentcpc.kinds.ensemble.stacking`). Measured in
+            benchmarks/ensemble.md (session 25).
+        stack_top_k: the stacker is fitted on each document's candidates, the union of every
+            input's ``stack_top_k`` best codes.
+        stack_c: inverse L2 strength of the stacker's logistic regression (standardised features).
     """
 
     members: list[str] = field(default_factory=list)
@@ -381,6 +389,9 @@ class EnsembleConfig:
     neighbours_temperature: float = 0.05
     neighbours_max_docs: int = 100_000
     weight_step: float = 0.05
+    fusion: str = "weights"
+    stack_top_k: int = 20
+    stack_c: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.valid_fraction < 1:
@@ -394,6 +405,12 @@ class EnsembleConfig:
                 raise ConfigError(f"ensemble.{name} must be at least 1, not {getattr(self, name)}")
         if not self.neighbours_temperature > 0:
             raise ConfigError(f"ensemble.neighbours_temperature must be > 0, not {self.neighbours_temperature}")
+        if self.fusion not in ("weights", "stack"):
+            raise ConfigError(f"ensemble.fusion must be weights or stack, not '{self.fusion}'")
+        if self.stack_top_k < 1:
+            raise ConfigError(f"ensemble.stack_top_k must be at least 1, not {self.stack_top_k}")
+        if not (isinstance(self.stack_c, int | float) and 0 < self.stack_c < float("inf")):
+            raise ConfigError(f"ensemble.stack_c must be a positive number, not {self.stack_c}")
         if self.bagging and self.neighbours:
             raise ConfigError("ensemble.bagging and ensemble.neighbours cannot be combined (a bag has no embeddings)")
 

@@ -27,6 +27,13 @@ Folder layout (beside ``manifest.json``)::
 The ensemble's raw score of a label is ``sum_i w_i p_i`` over its inputs (members' calibrated
 probabilities, neighbour votes; an input without the label contributes 0); its calibrator (in the
 manifest, like every kind's) maps that to the final probability.
+
+With ``ensemble.fusion=stack`` the raw score is instead a *stacker*'s probability
+(:mod:`patentcpc.kinds.ensemble.stacking`: a logistic regression on each input's probability, rank and gap
+to the best other label, and the label's training count), fitted on the same cross-fitted inputs;
+``ensemble.json`` is then format 3 with a ``fusion`` entry (the stacker's arrays and the label
+counts, JSON); the calibrator, thresholds and conformal table are fitted on its output as before.
+A folder without a ``fusion`` entry (format 1 or 2) is a weighted mean, as it always was.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import numpy as np
 from patentcpc.errors import ModelError
 from patentcpc.folder_files import read_folder_json
 from patentcpc.kinds.ensemble.neighbours import NeighbourVote
+from patentcpc.kinds.ensemble.stacking import Stacker
 from patentcpc.models.artifact import Manifest, atomic_write_text, read_manifest
 from patentcpc.models.base import CPCModel
 
@@ -60,7 +68,8 @@ class EnsembleCPCModel(CPCModel):
 
     def __init__(self, manifest: Manifest, members: list[CPCModel], weights: Sequence[float],
                  specs: Sequence[str] | None = None, neighbours: Sequence[NeighbourVote | None] | None = None,
-                 neighbour_weights: Sequence[float] | None = None):
+                 neighbour_weights: Sequence[float] | None = None, stacker: Stacker | None = None,
+                 label_counts: dict[str, float] | None = None):
         super().__init__(manifest)
         if len(members) != len(weights) or not members:
             raise ModelError("an ensemble needs at least one member and one weight per member")
@@ -74,6 +83,29 @@ class EnsembleCPCModel(CPCModel):
             raise ModelError("an ensemble needs one neighbour entry (or None) per member")
         index = {c: j for j, c in enumerate(self.labels)}
         self._columns = [np.array([index[c] for c in m.labels], dtype=np.int64) for m in self.members]
+        self.stacker = stacker
+        self.label_counts = dict(label_counts or {})
+        if stacker is not None and stacker.n_inputs != len(self.input_names):
+            raise ModelError(f"the stacker was fitted on {stacker.n_inputs} inputs, the ensemble has "
+                             f"{len(self.input_names)}")
+
+    @property
+    def fusion(self) -> str:
+        """``weights`` (weighted mean of the inputs) or ``stack`` (:mod:`patentcpc.kinds.ensemble.stacking`)."""
+        return "weights" if self.stacker is None else "stack"
+
+    @property
+    def log_counts(self) -> np.ndarray:
+        """``log(1 + training count)`` of every label (the stacker's frequency feature)."""
+        return np.log1p(np.array([self.label_counts.get(c, 0.0) for c in self.labels], dtype=np.float64))
+
+    def fuse(self, inputs: Sequence[np.ndarray], log_counts: np.ndarray | None = None) -> np.ndarray:
+        """The raw (uncalibrated) ensemble score of the inputs: their weighted mean, or the
+        stacker's probability (``log_counts``: per label or per document and label; default the
+        ensemble's own)."""
+        if self.stacker is None:
+            return combine(inputs, self.input_weights)
+        return self.stacker.scores(inputs, self.log_counts if log_counts is None else log_counts)
 
     def explain_members(self) -> list:
         """The members (a bag: its all-data model only, the last one)."""
@@ -133,7 +165,9 @@ class EnsembleCPCModel(CPCModel):
         return self.inputs(texts, batch_size)[: len(self.members)]
 
     def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Weighted mean of the inputs (then the ensemble's calibrator)."""
+        """Weighted mean of the inputs, or the stacker's probability (then the ensemble's calibrator)."""
+        if self.stacker is not None:
+            return self.fuse(self.inputs(texts, batch_size)).astype(np.float32)
         return combine(self.inputs(texts, batch_size, skip_unweighted=True), self.input_weights).astype(np.float32)
 
     # ----------------------------------------------------------------- persistence
@@ -148,7 +182,12 @@ class EnsembleCPCModel(CPCModel):
                 vote.save(folder / f"neighbours-{i}.safetensors")
                 entry["neighbours"] = {"file": f"neighbours-{i}.safetensors", "weight": float(wv)}
             entries.append(entry)
-        atomic_write_text(folder / ENSEMBLE_FILE, json.dumps({"format": 2, "members": entries}, indent=2) + "\n")
+        doc: dict = {"format": 2, "members": entries}
+        if self.stacker is not None:  # format 3: a reader that does not know stacking refuses the folder
+            doc = {"format": 3, "members": entries,
+                   "fusion": {**self.stacker.to_dict(), "label_counts": {c: float(self.label_counts.get(c, 0.0))
+                                                                         for c in self.labels}}}
+        atomic_write_text(folder / ENSEMBLE_FILE, json.dumps(doc, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> EnsembleCPCModel:
@@ -167,8 +206,16 @@ class EnsembleCPCModel(CPCModel):
             vote_weights = [float(v["weight"]) if v is not None else 0.0 for v in votes]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{file}: not a readable ensemble description ({str(exc).splitlines()[0]})") from None
-        if doc.get("format") not in (1, 2) or not isinstance(entries, list) or not entries:
+        if doc.get("format") not in (1, 2, 3) or not isinstance(entries, list) or not entries:
             raise ModelError(f"{file}: unsupported format or no members")
+        stacker, counts = None, None
+        if doc.get("format") == 3:
+            fusion = doc.get("fusion")
+            stacker = Stacker.from_dict(fusion, str(file))
+            counts = fusion.get("label_counts")
+            if not isinstance(counts, dict) or not all(
+                    isinstance(v, int | float) and np.isfinite(v) and v >= 0 for v in counts.values()):
+                raise ModelError(f"{file}: the stacker's label_counts must map labels to counts >= 0")
         for name in names:  # only member-N folders inside this one: nothing outside is ever read
             if not isinstance(name, str) or not _MEMBER_DIR.match(name):
                 raise ModelError(f"{file}: member folder '{name}' is not of the form member-N")
@@ -191,7 +238,7 @@ class EnsembleCPCModel(CPCModel):
                 raise ModelError(f"{file}: a neighbour vote needs an encoder member, not '{m.kind}'")
         if not set(cls.union_labels(members)) <= set(manifest.labels):
             raise ModelError(f"{folder}: the members' labels are not covered by the manifest's")
-        return cls(manifest, members, weights, specs, neighbours, vote_weights)
+        return cls(manifest, members, weights, specs, neighbours, vote_weights, stacker, counts)
 
 
 def _thresholds_on(model: CPCModel, labels: Sequence[str]) -> list[float]:
@@ -218,6 +265,13 @@ def bag(models: Sequence[CPCModel], spec: str) -> EnsembleCPCModel:
                         extra={"ensemble": {"bag_of": spec, "members": [spec] * len(models),
                                             "weights": [1.0] * len(models)}})
     return EnsembleCPCModel(manifest, list(models), [1.0] * len(models), [spec] * len(models))
+
+
+def label_counts(gold: Sequence[Sequence[str]], scale: float = 1.0) -> dict[str, float]:
+    """Number of documents carrying each code in ``gold``, times ``scale``."""
+    from collections import Counter
+
+    return {c: n * scale for c, n in Counter(c for g in gold for c in set(g)).items()}
 
 
 def combine(member_scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -270,11 +324,16 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
 
 def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manifest_fields: dict | None = None, *,
                  neighbours: Sequence[NeighbourVote | None] | None = None,
-                 inputs: Sequence[np.ndarray] | None = None) -> EnsembleCPCModel:
-    """Weights, calibrator and thresholds of an ensemble of fitted ``members`` (and their
-    neighbour votes) on data they were not trained on: ``held`` (``.labels``, and ``.texts``
-    unless ``inputs`` gives the inputs' scores on them, aligned on the members' union labels,
-    e.g. cross-fitted ones)."""
+                 inputs: Sequence[np.ndarray] | None = None,
+                 held_counts: np.ndarray | None = None, counts: dict[str, float] | None = None) -> EnsembleCPCModel:
+    """Weights (or, with ``ensemble.fusion=stack``, the stacker), calibrator and thresholds of an
+    ensemble of fitted ``members`` (and their neighbour votes) on data they were not trained on:
+    ``held`` (``.labels``, and ``.texts`` unless ``inputs`` gives the inputs' scores on them,
+    aligned on the members' union labels, e.g. cross-fitted ones). For the stacker's frequency
+    feature: ``counts``, the label counts of the data the saved members were trained on (scaled to
+    the tuning members' training size), and ``held_counts``, the ``log1p`` label counts the members
+    that scored ``held`` were trained on (per label, or per held document and label for
+    cross-fitted inputs; default ``counts``)."""
     from patentcpc.calibration import calibrate_model
 
     labels = EnsembleCPCModel.union_labels(members)
@@ -288,18 +347,31 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     alone = {name: next(g["f1@1"] for g in grid if g["weights"][i] == 1.0)
              for i, name in enumerate(model.input_names)}
     best = next(g for g in grid if g["weights"] == list(weights))
+    f1_ens = best["f1@1"]
+    if cfg.ensemble.fusion == "stack":
+        from patentcpc.calibration import multi_hot
+        from patentcpc.kinds.ensemble.stacking import fit_stacker
+        from patentcpc.metrics import precision_recall_f1_at_k
+
+        model.label_counts = dict(counts if counts is not None else label_counts(held.labels))
+        logc = model.log_counts if held_counts is None else np.asarray(held_counts, dtype=np.float64)
+        model.stacker = fit_stacker(inputs, multi_hot(held.labels, labels), logc, cfg.ensemble.stack_top_k,
+                                    cfg.ensemble.stack_c)
+        raw = model.fuse(inputs, logc)
+        f1_ens = precision_recall_f1_at_k(raw, held.labels, labels, (1,))["f1@1"]  # in-sample for the stacker
     model.manifest.extra = {**model.manifest.extra, "ensemble": {
         "members": list(specs), "inputs": model.input_names, "weights": list(weights), "n_heldout": len(held.labels),
-        "heldout_f1@1": {"ensemble": best["f1@1"], **alone}}}
+        "fusion": model.fusion, "heldout_f1@1": {"ensemble": f1_ens, **alone}}}
     if cfg.calibration.method != "none":
         calibrate_model(model, raw, held.labels, cfg.calibration, "probability")
     return model
 
 
 def with_members(model: EnsembleCPCModel, members: list[CPCModel],
-                 neighbours: Sequence[NeighbourVote | None] | None = None) -> EnsembleCPCModel:
-    """The same weights, calibrator and thresholds over other (re-fitted) members and their
-    neighbour votes (default: the old votes)."""
+                 neighbours: Sequence[NeighbourVote | None] | None = None,
+                 counts: dict[str, float] | None = None) -> EnsembleCPCModel:
+    """The same weights (or stacker), calibrator and thresholds over other (re-fitted) members and
+    their neighbour votes (default: the old votes) and label counts (default: the old ones)."""
     labels = EnsembleCPCModel.union_labels(members)
     manifest = dataclasses.replace(model.manifest, labels=labels)
     if labels != model.labels and model.manifest.label_thresholds is not None:
@@ -311,4 +383,5 @@ def with_members(model: EnsembleCPCModel, members: list[CPCModel],
             cal[key] = [old_maps.get(c) for c in labels]
         manifest.extra = {**manifest.extra, "calibration": cal}
     return EnsembleCPCModel(manifest, members, model.weights, model.specs,
-                            model.neighbours if neighbours is None else neighbours, model.neighbour_weights)
+                            model.neighbours if neighbours is None else neighbours, model.neighbour_weights,
+                            model.stacker, model.label_counts if counts is None else counts)

@@ -33,7 +33,7 @@ import numpy as np
 
 from patentcpc.errors import ConfigError
 from patentcpc.io import atomic_write_text
-from patentcpc.kinds.ensemble.model import EnsembleCPCModel, bag, combine, fit_ensemble, with_members
+from patentcpc.kinds.ensemble.model import EnsembleCPCModel, bag, fit_ensemble, label_counts, with_members
 from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 from patentcpc.models.base import CPCModel
 from patentcpc.results import TrainResult
@@ -123,10 +123,12 @@ def neighbour_votes(cfg, members: Sequence[CPCModel], texts: Sequence[str],
     return votes
 
 
-def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[np.ndarray], list, list[str]]:
+def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path
+                    ) -> tuple[list[np.ndarray], list, list[str], np.ndarray]:
     """Cross-fitted inputs: ``ensemble.folds`` stratified folds of ``full``; for each, the members
     (and their neighbour votes) trained without it score it. Returns (each input's scores on all
-    documents, aligned on ``labels``; the documents' gold codes in the same order; ``labels``)."""
+    documents, aligned on ``labels``; the documents' gold codes in the same order; ``labels``;
+    each document's fold)."""
     from patentcpc.data import split_data
     from patentcpc.models.artifact import Manifest
 
@@ -135,6 +137,7 @@ def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[n
     labels = sorted({c for g in full.labels for c in g})
     inputs: list[list[np.ndarray]] = []
     gold: list = []
+    fold: list[int] = []
     for i, part in enumerate(parts):
         rest = [p for j, p in enumerate(parts) if j != i]
         texts = [t for p in rest for t in p.texts]
@@ -146,7 +149,8 @@ def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path) -> tuple[list[n
                                   votes, [1.0] * len(members))
         inputs.append(scorer.inputs(part.texts))
         gold += part.labels
-    return [np.concatenate(cols) for cols in zip(*inputs, strict=True)], gold, labels
+        fold += [i] * len(part)
+    return [np.concatenate(cols) for cols in zip(*inputs, strict=True)], gold, labels, np.asarray(fold)
 
 
 def _train_on_all(cfg, specs, full, work: Path) -> list[CPCModel]:
@@ -160,21 +164,31 @@ def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
     held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
     members = _train_on_all(cfg, specs, full, work)
     model = fit_ensemble(members, held, cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels))
+                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels),
+                         counts=label_counts(full.labels))
     return model, evaluate_model(model, held)
 
 
 def _fit_crossfitted(cfg, specs, full, work, fields):
+    from patentcpc.calibration import multi_hot
     from patentcpc.metrics import evaluate_scores
 
-    oof, gold, labels = crossfit_inputs(cfg, specs, full, work)
+    oof, gold, labels, fold = crossfit_inputs(cfg, specs, full, work)
     members = _train_on_all(cfg, specs, full, work)
     index = {c: j for j, c in enumerate(labels)}
-    cols = np.array([index[c] for c in EnsembleCPCModel.union_labels(members)])
+    union = EnsembleCPCModel.union_labels(members)
+    cols = np.array([index[c] for c in union])
     inputs = [x[:, cols] for x in oof]
+    # the stacker's frequency feature: each document's label counts in the data its fold members
+    # were trained on; the saved members', scaled to the folds' mean training size
+    y = multi_hot(gold, union)
+    per_fold = {f: y[fold == f].sum(0) for f in set(fold.tolist())}
+    held_counts = np.log1p(y.sum(0)[None, :] - np.stack([per_fold[f] for f in fold.tolist()]))
+    k = cfg.ensemble.folds
     model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs)
-    scores = model.calibrate(combine(inputs, model.input_weights))
+                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs,
+                         held_counts=held_counts, counts=label_counts(full.labels, (k - 1) / k))
+    scores = model.calibrate(model.fuse(inputs, held_counts))
     metrics = evaluate_scores(scores, gold, model.labels, model.thresholds)
     if cfg.ensemble.bagging:  # each member: the mean of its fold models and its all-data model
         from patentcpc.registry import load_model
@@ -193,11 +207,13 @@ def _fit_held_out(cfg, specs, full, work, fields):
     part, held = split_data(full, (1 - ens.valid_fraction, ens.valid_fraction), cfg.seed)
     members = train_members(cfg, specs, _write_part(part.texts, part.labels, work / "part.jsonl"), work, "part")
     model = fit_ensemble(members, held, cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, part.texts, part.labels))
+                         neighbours=neighbour_votes(cfg, members, part.texts, part.labels),
+                         counts=label_counts(part.labels))
     metrics = evaluate_model(model, held)
     if ens.refit:
         members = _train_on_all(cfg, specs, full, work)
-        model = with_members(model, members, neighbour_votes(cfg, members, full.texts, full.labels))
+        model = with_members(model, members, neighbour_votes(cfg, members, full.texts, full.labels),
+                             label_counts(full.labels, len(part) / max(len(full), 1)))
     return model, metrics
 
 
