@@ -390,3 +390,23 @@ def test_held_out_stacked_ensemble_counts_follow_the_refit(tiny_jsonl, tmp_path)
     assert m.fusion == "stack" and m.manifest.extra["ensemble"]["refit_on_all"] is True
     # the re-fitted members saw all 24 documents (A01B: 4); counts scaled to the 12-document part
     assert m.label_counts["A01B"] == pytest.approx(4 * 12 / 24)
+
+
+def test_a_member_that_knows_codes_the_data_lacks_cross_fits(tiny_jsonl, tmp_path, monkeypatch):
+    """A member may know codes no training patent carries (the cold-start scheme model knows every
+    subclass): the cross-fitted inputs cover every member's codes (was a KeyError)."""
+    from patentcpc.data import load_data
+    from patentcpc.kinds.ensemble import trainer as ensemble_trainer
+
+    def members(cfg, specs, data_path, work, tag):  # the second member also learned a code the data lacks
+        part = load_data(data_path)
+        extra = [*part.texts, "a combine harvester cutting grain", "a harvester threshing corn"]
+        return [LinearCPCModel.fit(part.texts, part.labels, LinearConfig()),
+                LinearCPCModel.fit(extra, [*part.labels, ["A01D"], ["A01D"]], LinearConfig())]
+
+    monkeypatch.setattr(ensemble_trainer, "train_members", members)
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
+    assert "A01D" in model.labels
+    assert model.predict(["A plough with adjustable tines for tilling soil"], top_k=1)[0]

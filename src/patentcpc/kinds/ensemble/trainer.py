@@ -134,17 +134,22 @@ def crossfit_inputs(cfg, specs: Sequence[str], full, work: Path
 
     k = cfg.ensemble.folds
     parts = split_data(full, (1 / k,) * k, cfg.seed)
-    labels = sorted({c for g in full.labels for c in g})
-    inputs: list[list[np.ndarray]] = []
-    gold: list = []
-    fold: list[int] = []
+    trained = []
     for i, part in enumerate(parts):
         rest = [p for j, p in enumerate(parts) if j != i]
         texts = [t for p in rest for t in p.texts]
         codes = [g for p in rest for g in p.labels]
         log.info("ensemble: fold %d of %d (%d training, %d held-out documents)", i + 1, k, len(texts), len(part))
         members = train_members(cfg, specs, _write_part(texts, codes, work / f"fold{i}.jsonl"), work, f"fold{i}")
-        votes = neighbour_votes(cfg, members, texts, codes)
+        trained.append((members, neighbour_votes(cfg, members, texts, codes)))
+    # the columns: every code of the data and every code a member knows (the scheme model knows the
+    # whole scheme, not only the codes of these patents)
+    labels = sorted({c for g in full.labels for c in g} | {c for members, _ in trained for m in members
+                                                           for c in m.labels})
+    inputs: list[list[np.ndarray]] = []
+    gold: list = []
+    fold: list[int] = []
+    for i, (part, (members, votes)) in enumerate(zip(parts, trained, strict=True)):
         scorer = EnsembleCPCModel(Manifest(kind="ensemble", labels=labels), members, [1.0] * len(members), specs,
                                   votes, [1.0] * len(members))
         inputs.append(scorer.inputs(part.texts))
