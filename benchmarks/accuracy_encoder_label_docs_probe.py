@@ -18,12 +18,13 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_conformal import write_split  # noqa: E402
-from accuracy_label_docs import CATS  # noqa: E402
+from accuracy_label_docs import CATS, by_frequency  # noqa: E402
 
 
 def main() -> None:
@@ -54,8 +55,6 @@ def main() -> None:
         z = np.load(cache)
         x_docs, x_ld = torch.as_tensor(z["docs"]), torch.as_tensor(z["label_docs"])
     else:
-        from types import SimpleNamespace
-
         from datasets import Dataset
 
         def embed(texts, labels):
@@ -90,16 +89,9 @@ def main() -> None:
             W, b = fit_probe(x, y.float(), 1.0, balanced=True, row_weight=rw)
             scores = torch.sigmoid(x_docs[te_idx] @ W.T + b).numpy()
             m = evaluate_scores(scores, test.labels, tr_vocab.labels, np.full(len(tr_vocab), 0.5))
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-            cats = {c: [0, 0, 0] for c in CATS}
-            for i, g in enumerate(test.labels):
-                ranked = [tr_vocab.labels[j] for j in top[i]]
-                for code in set(g):
-                    n = counts.get(code, 0)
-                    cat = "unseen" if n == 0 else "rare" if n < 5 else "frequent"
-                    cats[cat][0] += 1
-                    cats[cat][1] += code == ranked[0]
-                    cats[cat][2] += code in ranked
+            freq = by_frequency(SimpleNamespace(labels=tr_vocab.labels), scores, test.labels, counts)
+            cats = {c: [f["n"], round((f["hit@1"] or 0) * f["n"]), round((f["hit@5"] or 0) * f["n"])]
+                    for c, f in freq.items()}
             res[v].append((m["f1@1"], cats))
             print(f"split {seed} {v:10s} f1@1 {m['f1@1']:.3f} " + " ".join(
                 f"{c} h1 {k[1] / max(k[0], 1):.2f} h5 {k[2] / max(k[0], 1):.2f}" for c, k in cats.items()), flush=True)
