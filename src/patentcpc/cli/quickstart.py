@@ -27,12 +27,12 @@ def quickstart(
 ) -> None:
     """Train the cold-start model on the IPC scheme's own text (once) and classify an example abstract."""
     from patentcpc.api import load_model, train
-    from patentcpc.kinds.linear.model import OLD_WEIGHTS
+    from patentcpc.models.artifact import OLD_LINEAR_WEIGHTS
     from patentcpc.streaming import predict_texts
     from patentcpc.validation import check_text
 
     check_text(text)
-    old_format = (model_dir / OLD_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
+    old_format = (model_dir / OLD_LINEAR_WEIGHTS).exists()  # our own cold-start model in the skops format: retrain it
     if (model_dir / "manifest.json").exists() and not old_format:
         m = load_model(model_dir)
     else:

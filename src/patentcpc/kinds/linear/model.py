@@ -34,14 +34,14 @@ import numpy as np
 from patentcpc.config import LinearConfig
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.folder_files import MiB, check_folder_file, limit, read_folder_bytes, read_folder_json
-from patentcpc.models.artifact import Manifest, check_no_code_files
+from patentcpc.models.artifact import OLD_LINEAR_WEIGHTS, Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
 
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
 SETTINGS = "linear.json"
-OLD_WEIGHTS = "linear.skops"  # format of patentcpc <= 0.1.0: never loaded (it can run code)
+OLD_WEIGHTS = OLD_LINEAR_WEIGHTS  # the old skops format: never loaded (it can run code)
 DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose another
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
