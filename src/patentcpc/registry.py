@@ -251,7 +251,7 @@ def load_model(path: str | os.PathLike, onnx_file: str | os.PathLike | None = No
 
     manifest = read_manifest(path)
     check_no_code_files(path)
-    kind = get(manifest.kind, package=manifest.extra.get("kind_package"), where=os.fspath(path))
+    kind = _manifest_kind(manifest, path)
     if onnx_file is not None:  # the folder of an exported kind (or of an onnx model itself)
         if kind.name != "onnx":
             kind.require("onnx_export", os.fspath(path))
@@ -268,7 +268,11 @@ def kind_of_folder(path: str | os.PathLike) -> Kind:
     commands that must refuse a kind before loading a possibly large model."""
     from patentcpc.models.artifact import read_manifest
 
-    manifest = read_manifest(path)
+    return _manifest_kind(read_manifest(path), path)
+
+
+def _manifest_kind(manifest, path: str | os.PathLike) -> Kind:
+    """The kind a folder's manifest names (unregistered: one line, with the package it records)."""
     return get(manifest.kind, package=manifest.extra.get("kind_package"), where=os.fspath(path))
 
 

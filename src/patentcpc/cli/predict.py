@@ -194,17 +194,11 @@ def predict_batch(
 
 
 def _manifest_kind(model: Path):
-    """The registered kind (:class:`patentcpc.registry.Kind`) a local model folder's manifest names
-    (None where there is none to read, or it is not registered: loading says why)."""
-    import json
+    """The registered kind (:class:`patentcpc.registry.Kind`) of a local model folder, from its
+    manifest (:func:`patentcpc.registry.kind_of_folder`); None for a hub id (no folder here)."""
+    from patentcpc.registry import kind_of_folder
 
-    from patentcpc.registry import kinds
-
-    try:
-        kind = json.loads((Path(model) / "manifest.json").read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return kinds().get(kind) if isinstance(kind, str) else None
+    return kind_of_folder(model) if (Path(model) / "manifest.json").is_file() else None
 
 
 def print_prediction(res: dict, score_type: str = "probability") -> None:
