@@ -161,10 +161,17 @@ def test_hostile_files_get_one_line_naming_the_file(hostile, kind, message):
 @pytest.mark.slow
 def test_a_file_over_its_time_bound_is_one_line_and_the_run_goes_on(tmp_path, grant):
     pytest.importorskip("rapidocr_onnxruntime")
+    from PIL import Image
+
     from documents_pages import raster
     from patentcpc.documents.reader import ReadOptions, iter_records
 
-    scan = raster(grant, tmp_path / "scan.png", crop_top=1.0)  # OCR of a page: seconds, over a 2 s bound
+    page = Image.open(raster(grant, tmp_path / "page.png", crop_top=1.0))
+    tall = Image.new("L", (page.width, 4 * page.height), 255)  # four pages of text in one image: OCR takes
+    for k in range(4):  # well over the 2 s bound (one page alone can take under 2 s on a quiet machine)
+        tall.paste(page, (0, k * page.height))
+    scan = tmp_path / "scan.png"
+    tall.save(scan, dpi=(200, 200))
     out = list(iter_records([scan, grant], ReadOptions(timeout_s=2), workers=1))
     assert out[0][1] is None and "took longer than 2 s" in out[0][2] and str(scan) in out[0][2]
     assert out[1][1] is not None  # the worker pool was replaced; the next file is read
