@@ -64,9 +64,32 @@ def write_split(work: Path, seed: int) -> Path:
     return root
 
 
-def cli(*args: str) -> str:
+# ``--keep-inputs``: the train command run with the ensemble trainer's cross-fitted inputs saved
+# (``crossfit_inputs``' return value) to the file named by PATENTCPC_BENCH_KEEP_INPUTS, so that
+# fusion and calibration variants can be compared on them later without training again.
+KEEP_INPUTS = """
+import json, os, runpy, sys
+import numpy as np
+import patentcpc.kinds.ensemble.trainer as t
+orig = t.crossfit_inputs
+def keep(*a, **k):
+    inputs, gold, labels, fold = orig(*a, **k)
+    np.savez(os.environ["PATENTCPC_BENCH_KEEP_INPUTS"], *inputs, fold=fold,
+             labels=np.array(labels), gold=np.array([json.dumps(list(g)) for g in gold]))
+    return inputs, gold, labels, fold
+t.crossfit_inputs = keep
+sys.argv = ["patentcpc", *sys.argv[1:]]
+runpy.run_module("patentcpc", run_name="__main__")
+"""
+
+
+def cli(*args: str, keep_inputs: Path | None = None) -> str:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    r = subprocess.run([sys.executable, "-m", "patentcpc", *args], capture_output=True, text=True, env=env)
+    run = ["-m", "patentcpc"]
+    if keep_inputs is not None:
+        env["PATENTCPC_BENCH_KEEP_INPUTS"] = str(keep_inputs)
+        run = ["-c", KEEP_INPUTS]
+    r = subprocess.run([sys.executable, *run, *args], capture_output=True, text=True, env=env)
     if r.returncode:
         raise SystemExit(f"patentcpc {' '.join(args)} failed:\n{r.stderr[-2000:]}")
     return r.stdout
@@ -167,6 +190,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--no-train", action="store_true", help="only evaluate splits already trained")
     ap.add_argument("--members", default="tfidf,minilm", help="member specs; minilm = the offline MiniLM")
+    ap.add_argument("--keep-inputs", action="store_true",
+                    help="save the trainer's cross-fitted inputs to WORK/sN/crossfit.npz")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a --set KEY=VALUE for the train command, e.g. ensemble.bagging=true")
     args = ap.parse_args()
@@ -183,7 +208,8 @@ def main() -> None:
                 continue
             t0 = time.time()
             cli("train", "--model", "ensemble", "--members", ",".join(members), "--data", str(root / "train.jsonl"),
-                "--output", str(ens), *[a for kv in args.overrides for a in ("--set", kv)])
+                "--output", str(ens), *[a for kv in args.overrides for a in ("--set", kv)],
+                keep_inputs=root / "crossfit.npz" if args.keep_inputs else None)
             print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
         res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
                "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
