@@ -271,6 +271,40 @@ def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, r
     torch.testing.assert_close(model.network.head.bias.detach().cpu(), b, atol=1e-3, rtol=1e-2)
 
 
+def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, monkeypatch):
+    """The same rows with the same encoder are embedded once; a new row is embedded alone; a changed
+    encoder weight (not a changed head) embeds again; what comes back equals a fresh embedding."""
+    import torch
+
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.data import load_data
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
+    from patentcpc.training import batches, head
+
+    head.clear_memo()
+    model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
+    rows = [(f"plough tines soil {i}", "A01B") if i % 2 else (f"silicon wafer etching {i}", "H01L") for i in range(12)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in rows))
+    data = load_data(tmp_path / "d.jsonl")
+    ds = batches.encode(model, data, LabelVocab.from_label_lists(data.labels))
+    embedded = []
+    original = type(model).pooled_embeddings
+    monkeypatch.setattr(type(model), "pooled_embeddings",
+                        lambda self, d, *a: embedded.append(len(d)) or original(self, d, *a))
+    part = ds.select(range(8))
+    first = head.pooled_embeddings(model, part)
+    torch.testing.assert_close(head.pooled_embeddings(model, part), first)
+    model.set_head(torch.ones(2, model.embedding_dim))  # the head does not change an embedding
+    whole = head.pooled_embeddings(model, ds)
+    assert embedded == [8, 4]  # then only the 4 rows not embedded before
+    torch.testing.assert_close(whole, original(model, ds), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        next(model.network.encoder.parameters()).add_(0.01)
+    again = head.pooled_embeddings(model, part)
+    assert embedded[-1] == 8 and not torch.allclose(again, first)
+    head.clear_memo()
+
+
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data

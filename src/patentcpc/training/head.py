@@ -7,11 +7,20 @@
 
 Everything goes through the model's public methods (:class:`~patentcpc.models.network.PooledHeadModel`:
 ``pooled_embeddings``, ``set_head``, ``network_state``, ...).
+
+The head fits of one run embed the same rows with the same encoder more than once: the probe start
+and WiSE-FT's start (both the pretrained encoder), the head re-fit and the re-fit on all data (the
+same fine-tuned encoder), and, in a cross-fitted ensemble, every fold's fine-tune embeds its label
+documents with the same pretrained encoder. :func:`pooled_embeddings` therefore remembers rows by
+(encoder state, row tokens) for the last few encoder states (:data:`MEMO_STATES`, at most
+:data:`MEMO_MAX_ROWS` rows in all), so each is embedded once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -19,10 +28,55 @@ import torch
 from patentcpc.config import TransformerConfig
 from patentcpc.training.batches import dense_rows
 
+MEMO_STATES = 3  # encoder states remembered (the pretrained one, the latest fine-tuned ones)
+MEMO_MAX_ROWS = 60_000  # rows remembered in all; a larger dataset is embedded without being remembered
+_MEMO: OrderedDict[tuple, dict[bytes, torch.Tensor]] = OrderedDict()
+
+
+def encoder_state(model) -> tuple:
+    """A fingerprint of what a pooled embedding depends on: the network's class, pooling and
+    attention settings, and the dtype, device, sum and sum of squares of every floating-point
+    parameter and buffer outside the head (the head does not change an embedding)."""
+    net = model.network
+    named = [(n, t) for n, t in (*net.named_parameters(), *net.named_buffers())
+             if not n.startswith("head.") and t.is_floating_point()]
+    with torch.no_grad():
+        sums = torch.stack([s for _, t in named for s in (t.float().sum(), t.float().square().sum())]
+                           ).cpu().tolist() if named else []
+    first = named[0][1] if named else None
+    return (type(net).__name__, str(getattr(net, "pooling", "")), str(getattr(net, "_attention", "")),
+            str(first.dtype) if first is not None else "", str(first.device) if first is not None else "",
+            tuple(n for n, _ in named), tuple(sums))
+
+
+def _row_key(ids) -> bytes:
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
+
+
+def clear_memo() -> None:
+    """Forget every remembered embedding."""
+    _MEMO.clear()
+
 
 def pooled_embeddings(model, ds, batch_size: int = 64) -> torch.Tensor:
-    """Frozen pooled encoder output of every row of an encoded dataset (in order)."""
-    return model.pooled_embeddings(ds, batch_size)
+    """Frozen pooled encoder output of every row of an encoded dataset (in order); rows embedded
+    before by the same encoder state are not embedded again (see the module docstring)."""
+    if len(ds) == 0 or len(ds) > MEMO_MAX_ROWS:
+        return model.pooled_embeddings(ds, batch_size)
+    state = encoder_state(model)
+    rows = [_row_key(ids) for ids in ds["input_ids"]]
+    memo = _MEMO.pop(state, {})
+    missing = [i for i, r in enumerate(rows) if r not in memo]
+    if missing:
+        new = model.pooled_embeddings(ds if len(missing) == len(ds) else ds.select(missing), batch_size)
+        memo.update((rows[i], v) for i, v in zip(missing, new, strict=True))
+    out = torch.stack([memo[r] for r in rows])
+    _MEMO[state] = memo  # the most recent state last
+    while len(_MEMO) > MEMO_STATES or (len(_MEMO) > 1 and sum(map(len, _MEMO.values())) > MEMO_MAX_ROWS):
+        _MEMO.popitem(last=False)
+    if sum(map(len, _MEMO.values())) > MEMO_MAX_ROWS:
+        _MEMO.clear()
+    return out
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, C: float = 10.0, max_iter: int = 200,

@@ -1,0 +1,236 @@
+"""Issue 30 items 2 and 5 on the held-out parts of benchmarks/ensemble_splits.py's seeded splits.
+
+For every split ``WORK/sN`` trained by ``ensemble_splits.py`` (``E`` = the ensemble the documented
+command saved, ``test.jsonl`` = the split's 20 %): the saved ensemble's and each saved member's
+scores on the test part, then
+
+* per split and mean F1@1, and the paired difference ensemble - best member (mean over splits,
+  95 % t-interval);
+* ECE@1 (10 equal-width bins) and AUROC@1 **pooled** over all splits' test patents (each scored by
+  its own split's model: ~550 held-out patents; on ~110 a split, sampling alone gives ECE ~0.1);
+* conformal coverage and mean set size at 0.8 / 0.9 / 0.95 from each model's own stored table,
+  pooled.
+
+``--variants``: where the split was trained with ``ensemble_splits.py --keep-inputs`` (its
+cross-fitted inputs in ``crossfit.npz``), other ensembles over the same saved members are fitted
+exactly as the trainer fits them (:func:`patentcpc.kinds.ensemble.model.fit_ensemble` on the
+cross-fitted inputs, calibration included) and scored on the test part: what the command would
+have saved with that configuration (``as saved`` re-fits the command's own configuration: a
+check that the re-fit reproduces the saved model).
+
+    PYTHONPATH=src python benchmarks/ensemble_pooled.py WORK [--seeds 0 1 2 3 4] [--variants] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+COVERAGES = (0.8, 0.9, 0.95)
+T975_DF = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def test_inputs(root: Path):
+    """(ensemble, test data, the ensemble's inputs on the test part), the inputs cached."""
+    from patentcpc.data import load_data
+    from patentcpc.registry import load_model
+
+    ens = load_model(root / "E")
+    data = load_data(root / "test.jsonl", preferred_text_fields=ens.manifest.text_view.get("fields"))
+    cache = root / "test_inputs.npz"
+    if cache.exists():
+        z = np.load(cache)
+        inputs = [z[f"arr_{i}"] for i in range(len(z.files))]
+    else:
+        inputs = ens.inputs(data.texts)
+        np.savez(cache, *inputs)
+    return ens, data, inputs
+
+
+def measures(model, scores: np.ndarray, gold) -> dict:
+    """F1@1, P@1, the top-1 (confidence, hit) pairs and the conformal hits and set sizes."""
+    from patentcpc.conformal import model_table, set_mask, threshold
+    from patentcpc.metrics import precision_recall_f1_at_k, top1_confidence
+
+    r = precision_recall_f1_at_k(scores, gold, model.labels, (1,))
+    conf, hit = top1_confidence(scores, gold, model.labels)
+    out = {"f1@1": r["f1@1"], "precision@1": r["precision@1"], "conf": conf, "hit": hit}
+    table = model_table(model) if (model.manifest.extra or {}).get("conformal") else None
+    index = {c: j for j, c in enumerate(model.labels)}
+    for cov in COVERAGES if table else ():
+        mask = set_mask(scores, threshold(table, cov))
+        out[f"cover@{cov:g}"] = np.array([any(c in index and mask[i, index[c]] for c in g)
+                                          for i, g in enumerate(gold)], dtype=float)
+        out[f"size@{cov:g}"] = mask.sum(1).astype(float)
+    return out
+
+
+def member_scores(ens, i: int, inputs) -> tuple[object, np.ndarray]:
+    """Member ``i`` and its scores on its own labels (from the ensemble's aligned input)."""
+    m = ens.members[i]
+    index = {c: j for j, c in enumerate(ens.labels)}
+    return m, inputs[i][:, [index[c] for c in m.labels]]
+
+
+def oof_texts(root: Path, seed: int = 42, folds: int = 5) -> list[str]:
+    """The training part's texts in the order of the trainer's cross-fitted inputs (fold by fold,
+    ``split_data(full, (1/k,) * k, cfg.seed)`` as ``crossfit_inputs`` splits them)."""
+    from patentcpc.data import load_data, split_data
+
+    return [t for part in split_data(load_data(root / "train.jsonl"), (1 / folds,) * folds, seed)
+            for t in part.texts]
+
+
+def widen(x: np.ndarray, labels: list[str], wide: list[str]) -> np.ndarray:
+    """``x`` (columns ``labels``) on the columns ``wide`` (a superset), zeros elsewhere, as the
+    ensemble aligns a member's scores on its labels."""
+    out = np.zeros((len(x), len(wide)))
+    index = {c: j for j, c in enumerate(wide)}
+    out[:, [index[c] for c in labels]] = x
+    return out
+
+
+def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
+    """Ensembles over the saved members fitted on the kept cross-fitted inputs, as the trainer
+    fits them (``_fit_crossfitted``), with other fusion settings; their test scores. With
+    ``scheme`` (a ``patentcpc train --model scheme`` model, which reads no patents and is thus the
+    same in every fold): also the ensemble with it as a third member (``--members
+    tfidf,MINILM,scheme``), its inputs computed here."""
+    from patentcpc.calibration import multi_hot
+    from patentcpc.config import TrainConfig, from_dict
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
+
+    z = np.load(root / "crossfit.npz")
+    n_in = sum(f.startswith("arr_") for f in z.files)
+    oof = [z[f"arr_{i}"] for i in range(n_in)]
+    labels = [str(c) for c in z["labels"]]
+    gold = [json.loads(g) for g in z["gold"]]
+    fold = z["fold"]
+    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
+    members = ens.members
+    union = EnsembleCPCModel.union_labels(members)
+    index = {c: j for j, c in enumerate(labels)}
+    cols = np.array([index[c] for c in union])
+    inputs = [x[:, cols] for x in oof]
+    y = multi_hot(gold, union)
+    per_fold = {f: y[fold == f].sum(0) for f in set(fold.tolist())}
+    held_counts = np.log1p(y.sum(0)[None, :] - np.stack([per_fold[f] for f in fold.tolist()]))
+    k = cfg.ensemble.folds
+    train_gold = [json.loads(line)["cpc_ids"].split(",") for line in (root / "train.jsonl").open()]
+    counts = label_counts(train_gold, (k - 1) / k)
+    n_members = len(members)
+    has_votes = any(v is not None for v in ens.neighbours)
+    runs = [("as saved", cfg.ensemble.fusion, cfg.ensemble.neighbours, False),
+            ("stack, no neighbour vote", "stack", False, False),
+            ("weights, neighbour vote", "weights", True, False),
+            ("weights, no neighbour vote (the default)", "weights", False, False)]
+    if scheme is not None:
+        runs += [("stack, neighbour vote, + scheme member", "stack", True, True),
+                 ("stack, no neighbour vote, + scheme member", "stack", False, True)]
+        wide = EnsembleCPCModel.union_labels([*members, scheme])
+        s_oof = widen(scheme.scores(oof_texts(root, cfg.seed, k)), scheme.labels, wide)
+        s_test = widen(scheme.scores(test_texts), scheme.labels, wide)
+        wide_oof = [widen(x, union, wide) for x in inputs]
+        wide_test = [widen(x, union, wide) for x in test_in]
+        wide_counts = widen(held_counts, union, wide)
+    out = {}
+    for name, fusion, votes, with_scheme in runs:
+        if votes and not has_votes:
+            continue
+        c = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, fusion=fusion, neighbours=votes))
+        keep = slice(None) if votes else slice(0, n_members)
+        ms, specs, vs, x, xt, hc = (members, cfg.ensemble.members, ens.neighbours if votes else [None] * n_members,
+                                    inputs[keep], test_in[keep], held_counts)
+        if with_scheme:  # inputs: the members', then the neighbour votes
+            ms, specs, vs, hc = [*members, scheme], [*specs, "scheme"], [*vs, None], wide_counts
+            x = [*wide_oof[:n_members], s_oof, *wide_oof[n_members:][: len(wide_oof) - n_members if votes else 0]]
+            xt = [*wide_test[:n_members], s_test, *wide_test[n_members:][: len(wide_test) - n_members if votes else 0]]
+        model = fit_ensemble(ms, SimpleNamespace(labels=gold), c, specs, {"extra": {"model_name": "ensemble"}},
+                             neighbours=vs, inputs=x, held_counts=hc, counts=counts)
+        out[f"variant: {name}"] = (model, model.calibrate(model.fuse(xt)))
+    return out
+
+
+def t_interval(d: list[float]) -> tuple[float, float, float]:
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return float(d.mean()), float("nan"), float("nan")
+    half = T975_DF.get(len(d) - 1, 1.96) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def main() -> None:
+    from patentcpc.metrics import auroc, ece
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--variants", action="store_true", help="re-fit fusion variants from crossfit.npz")
+    ap.add_argument("--scheme", type=Path, help="a scheme model folder: also the variants with it as a member")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    scheme = None
+    if args.scheme:
+        from patentcpc.registry import load_model
+
+        scheme = load_model(args.scheme)
+    per: dict[str, dict[int, dict]] = {}
+    for seed in args.seeds:
+        root = args.work / f"s{seed}"
+        if not (root / "E" / "manifest.json").exists():
+            print(f"split {seed}: not trained, skipped")
+            continue
+        ens, data, inputs = test_inputs(root)
+        models = {"ensemble (as saved)": (ens, ens.calibrate(ens.fuse(inputs)))}
+        for i, spec in enumerate(ens.specs):
+            name = "minilm" if "minilm" in spec.lower() else spec
+            models[f"member-{i} {name}"] = member_scores(ens, i, inputs)
+        if args.variants and (root / "crossfit.npz").exists():
+            models.update(refit_variants(ens, root, inputs, data.texts, scheme))
+        for name, (model, scores) in models.items():
+            per.setdefault(name, {})[seed] = measures(model, scores, data.labels)
+    seeds = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []
+    summary = {}
+    print(f"splits {seeds}")
+    for name, by_seed in per.items():
+        rows = [by_seed[s] for s in sorted(by_seed)]
+        conf = np.concatenate([r["conf"] for r in rows])
+        hit = np.concatenate([r["hit"] for r in rows])
+        s = {"splits": sorted(by_seed), "f1@1": [r["f1@1"] for r in rows],
+             "mean f1@1": float(np.mean([r["f1@1"] for r in rows])),
+             "mean precision@1": float(np.mean([r["precision@1"] for r in rows])),
+             "pooled n": len(conf), "pooled ece@1": ece(conf, hit), "pooled auroc@1": auroc(conf, hit),
+             "mean split ece@1": float(np.mean([ece(r["conf"], r["hit"]) for r in rows]))}
+        for cov in COVERAGES:
+            if f"cover@{cov:g}" in rows[0]:
+                s[f"coverage@{cov:g}"] = float(np.concatenate([r[f"cover@{cov:g}"] for r in rows]).mean())
+                s[f"mean set@{cov:g}"] = float(np.concatenate([r[f"size@{cov:g}"] for r in rows]).mean())
+                s[f"median set@{cov:g}"] = float(np.median(np.concatenate([r[f"size@{cov:g}"] for r in rows])))
+        summary[name] = s
+        print(f"{name:48s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{x:.3f}' for x in s['f1@1'])})  "
+              f"ECE@1 {s['pooled ece@1']:.3f} (splits {s['mean split ece@1']:.3f})  AUROC@1 {s['pooled auroc@1']:.3f}  "
+              + "  ".join(f"cov@{c:g} {s.get(f'coverage@{c:g}', np.nan):.3f}/{s.get(f'mean set@{c:g}', np.nan):.1f}"
+                          for c in COVERAGES))
+    members = [n for n in per if n.startswith("member-")]
+    for name in per:
+        if name.startswith("member-"):
+            continue
+        common = [s for s in seeds if s in per[name]]
+        if not common:
+            continue
+        best = max(members, key=lambda m: np.mean([per[m][s]["f1@1"] for s in common]))
+        d = [per[name][s]["f1@1"] - per[best][s]["f1@1"] for s in common]
+        mean, lo, hi = t_interval(d)
+        summary[name][f"vs best member ({best})"] = {"splits": common, "diffs": d, "mean": mean, "ci95": [lo, hi]}
+        print(f"{name:48s} - {best}: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over splits {common}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
