@@ -101,9 +101,9 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
     ``scheme`` (a ``patentcpc train --model scheme`` model, which reads no patents and is thus the
     same in every fold): also the ensemble with it as a third member (``--members
     tfidf,MINILM,scheme``), its inputs computed here."""
-    from patentcpc.calibration import multi_hot
     from patentcpc.config import TrainConfig, from_dict
     from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
+    from patentcpc.kinds.ensemble.trainer import on_labels
 
     z = np.load(root / "crossfit.npz")
     n_in = sum(f.startswith("arr_") for f in z.files)
@@ -114,12 +114,7 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
     cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
     members = ens.members
     union = EnsembleCPCModel.union_labels(members)
-    index = {c: j for j, c in enumerate(labels)}
-    cols = np.array([index[c] for c in union])
-    inputs = [x[:, cols] for x in oof]
-    y = multi_hot(gold, union)
-    per_fold = {f: y[fold == f].sum(0) for f in set(fold.tolist())}
-    held_counts = np.log1p(y.sum(0)[None, :] - np.stack([per_fold[f] for f in fold.tolist()]))
+    inputs, held_counts = on_labels(oof, gold, labels, fold, union)
     k = cfg.ensemble.folds
     train_gold = [json.loads(line)["cpc_ids"].split(",") for line in (root / "train.jsonl").open()]
     counts = label_counts(train_gold, (k - 1) / k)

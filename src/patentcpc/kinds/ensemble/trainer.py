@@ -174,22 +174,29 @@ def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
     return model, evaluate_model(model, held)
 
 
-def _fit_crossfitted(cfg, specs, full, work, fields):
+def on_labels(oof: Sequence[np.ndarray], gold: Sequence[Sequence[str]], labels: Sequence[str], fold: np.ndarray,
+              union: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`crossfit_inputs`' output on the saved members' labels ``union``: (each input's
+    scores on those columns, the stacker's frequency feature, i.e. each document's ``log1p`` label
+    counts in the data its fold members were trained on)."""
     from patentcpc.calibration import multi_hot
+
+    index = {c: j for j, c in enumerate(labels)}
+    cols = np.array([index[c] for c in union])
+    y = multi_hot(gold, union)
+    per_fold = {f: y[fold == f].sum(0) for f in set(fold.tolist())}
+    held_counts = np.log1p(y.sum(0)[None, :] - np.stack([per_fold[f] for f in fold.tolist()]))
+    return [x[:, cols] for x in oof], held_counts
+
+
+def _fit_crossfitted(cfg, specs, full, work, fields):
     from patentcpc.metrics import evaluate_scores
 
     oof, gold, labels, fold = crossfit_inputs(cfg, specs, full, work)
     members = _train_on_all(cfg, specs, full, work)
-    index = {c: j for j, c in enumerate(labels)}
     union = EnsembleCPCModel.union_labels(members)
-    cols = np.array([index[c] for c in union])
-    inputs = [x[:, cols] for x in oof]
-    # the stacker's frequency feature: each document's label counts in the data its fold members
-    # were trained on; the saved members', scaled to the folds' mean training size
-    y = multi_hot(gold, union)
-    per_fold = {f: y[fold == f].sum(0) for f in set(fold.tolist())}
-    held_counts = np.log1p(y.sum(0)[None, :] - np.stack([per_fold[f] for f in fold.tolist()]))
-    k = cfg.ensemble.folds
+    inputs, held_counts = on_labels(oof, gold, labels, fold, union)
+    k = cfg.ensemble.folds  # the saved members' label counts, scaled to the folds' mean training size:
     model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
                          neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs,
                          held_counts=held_counts, counts=label_counts(full.labels, (k - 1) / k))
