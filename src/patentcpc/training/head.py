@@ -11,9 +11,10 @@ Everything goes through the model's public methods (:class:`~patentcpc.models.ne
 The head fits of one run embed the same rows with the same encoder more than once: the probe start
 and WiSE-FT's start (both the pretrained encoder), the head re-fit and the re-fit on all data (the
 same fine-tuned encoder), and, in a cross-fitted ensemble, every fold's fine-tune embeds its label
-documents with the same pretrained encoder. :func:`pooled_embeddings` therefore remembers rows by
-(encoder state, row tokens) for the last few encoder states (:data:`MEMO_STATES`, at most
-:data:`MEMO_MAX_ROWS` rows in all), so each is embedded once.
+documents with the same pretrained encoder. Inside :func:`remember_embeddings` (a fine-tuning run,
+a whole ensemble training), :func:`pooled_embeddings` therefore remembers rows by (encoder state,
+row tokens) for the last few encoder states (:data:`MEMO_STATES`, at most :data:`MEMO_MAX_BYTES`
+in all), so each is embedded once; when the outermost block ends, they are forgotten.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -29,8 +32,23 @@ from patentcpc.config import TransformerConfig
 from patentcpc.training.batches import dense_rows
 
 MEMO_STATES = 3  # encoder states remembered (the pretrained one, the latest fine-tuned ones)
-MEMO_MAX_ROWS = 60_000  # rows remembered in all; a larger dataset is embedded without being remembered
+MEMO_MAX_BYTES = 256 * 2**20  # embeddings remembered in all; a larger dataset is embedded, not remembered
 _MEMO: OrderedDict[tuple, dict[bytes, torch.Tensor]] = OrderedDict()
+_depth = 0  # open remember_embeddings blocks
+
+
+@contextmanager
+def remember_embeddings() -> Iterator[None]:
+    """Within this block (nested blocks share it), :func:`pooled_embeddings` remembers what it
+    embedded; when the outermost block ends, everything is forgotten."""
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            _MEMO.clear()
 
 
 def encoder_state(model) -> tuple:
@@ -53,15 +71,12 @@ def _row_key(ids) -> bytes:
     return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).digest()
 
 
-def clear_memo() -> None:
-    """Forget every remembered embedding."""
-    _MEMO.clear()
-
-
 def pooled_embeddings(model, ds, batch_size: int = 64) -> torch.Tensor:
-    """Frozen pooled encoder output of every row of an encoded dataset (in order); rows embedded
-    before by the same encoder state are not embedded again (see the module docstring)."""
-    if len(ds) == 0 or len(ds) > MEMO_MAX_ROWS:
+    """Frozen pooled encoder output of every row of an encoded dataset (in order); inside
+    :func:`remember_embeddings`, rows embedded before by the same encoder state are not embedded
+    again (see the module docstring)."""
+    max_rows = MEMO_MAX_BYTES // (4 * max(int(model.embedding_dim), 1))
+    if _depth == 0 or len(ds) == 0 or len(ds) > max_rows:
         return model.pooled_embeddings(ds, batch_size)
     state = encoder_state(model)
     rows = [_row_key(ids) for ids in ds["input_ids"]]
@@ -72,9 +87,9 @@ def pooled_embeddings(model, ds, batch_size: int = 64) -> torch.Tensor:
         memo.update((rows[i], v) for i, v in zip(missing, new, strict=True))
     out = torch.stack([memo[r] for r in rows])
     _MEMO[state] = memo  # the most recent state last
-    while len(_MEMO) > MEMO_STATES or (len(_MEMO) > 1 and sum(map(len, _MEMO.values())) > MEMO_MAX_ROWS):
-        _MEMO.popitem(last=False)
-    if sum(map(len, _MEMO.values())) > MEMO_MAX_ROWS:
+    while len(_MEMO) > MEMO_STATES or (len(_MEMO) > 1 and sum(map(len, _MEMO.values())) > max_rows):
+        _MEMO.popitem(last=False)  # the oldest state first
+    if len(memo) > max_rows:
         _MEMO.clear()
     return out
 

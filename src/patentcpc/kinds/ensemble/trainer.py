@@ -261,7 +261,10 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
                                 "n_skipped": full.n_skipped, "eval_source": how}}
     fit = (partial(_fit_with_eval_data, eval_data=eval_data) if eval_data
            else _fit_crossfitted if crossfit else _fit_held_out)
-    model, metrics = fit(cfg, specs, full, work, fields)
+    from patentcpc.training.head import remember_embeddings
+
+    with remember_embeddings():  # every fold's encoder member embeds its label documents with one pretrained encoder
+        model, metrics = fit(cfg, specs, full, work, fields)
     model.manifest.extra["ensemble"].update(tuned_on=how, refit_on_all=refit, bagged=crossfit and ens.bagging)
     if cfg.explain.index:
         from patentcpc.explain import ExplainIndex
