@@ -343,6 +343,23 @@ def test_parquet_from_arbitrary_text(tmp_path_factory, records, binary):
     _read(path)
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_json_keys_with_a_nul_character_are_read_row_by_row(tmp_path, suffix):
+    """pyarrow's JSON reader cuts object keys at a NUL ({"": 1, "\\u0000": 2}: two fields of one name,
+    a ValueError or KeyError later, once a crash): such a file is read with Python's json."""
+    import gzip
+
+    lines = [{"text": "plough", "cpc": "A01B", "x": {"": 1, "\u0000": 2}}, {"text": "wafer", "cpc": "H01L",
+                                                                              "x": {"\u0000a": None}},
+             {"te\u0000xt": "ignored", "text": "gate", "cpc": "H01L"}]
+    body = "".join(json.dumps(r) + "\n" for r in lines).encode()
+    path = tmp_path / f"f{suffix}"
+    path.write_bytes(gzip.compress(body) if suffix.endswith(".gz") else body)
+    for mode in ("error", "skip"):
+        data = load_data(path, on_bad_row=mode)
+        assert data.texts == ["plough", "wafer", "gate"] and data.labels == [["A01B"], ["H01L"], ["H01L"]]
+
+
 def test_read_raw_keeps_its_signature(tmp_path):
     path = _file(tmp_path, "ok.csv", HEADER + b"a,H04L\n")
     assert read_raw(path).column_names == ["text", "cpc_ids"]

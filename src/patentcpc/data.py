@@ -278,9 +278,9 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
                                   lambda stop: ic.iter_csv_rows(path, delimiter, limit, src, bad, stop)), bad
         if fmt in ("jsonl", "json") and ic.can_scan(path) and not _starts_with(path, b"["):
             deep = ic.scan_json_depth(path)
-            if deep is not None:
-                if on_bad_row == "error":
-                    raise DataError(src, f"line {deep}: JSON nested deeper than {ic.MAX_JSON_DEPTH} levels")
+            if deep is not None and on_bad_row == "error":
+                raise DataError(src, f"line {deep}: JSON nested deeper than {ic.MAX_JSON_DEPTH} levels")
+            if deep is not None or ic.has_escaped_nul(path):  # the careful reader (see has_escaped_nul)
                 return _read_rows(path, src, fmt, bad, on_bad_row, limit,
                                   lambda stop: ic.iter_jsonl_rows(path, bad, stop)), bad
         builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "json": "json", "parquet": "parquet"}[fmt]
@@ -385,7 +385,8 @@ def _read_rows(path: Path, src: str, fmt: str, bad: dict, on_bad_row: str, limit
 
 def _rows_table(rows: list[dict], fmt: str):
     """An Arrow table of rows: CSV values are strings; a JSON column whose values are all lists
-    becomes a list of strings, any other a string column (lists in a mixed column as JSON text)."""
+    becomes a list of strings, any other a string column (lists and objects in a mixed column as
+    JSON text)."""
     import json
 
     import pyarrow as pa
@@ -410,7 +411,8 @@ def _rows_table(rows: list[dict], fmt: str):
                                 for v in values], pa.list_(pa.string()))
         else:
             cols[n] = pa.array([text(v) for v in values], pa.string())
-    return pa.table(cols)
+    # a NUL in a column name: Arrow's C layers cut names there (two columns of one name): U+FFFD instead
+    return pa.table({n.replace("\x00", "\ufffd"): c for n, c in cols.items()})
 
 
 _PLACEHOLDER = "__patentcpc_bad_rows__"

@@ -319,6 +319,20 @@ def _block_depth(block: bytes, depth_in: int, limit: int) -> tuple[int | None, i
     return None, max(0, int(depth[-1]))
 
 
+def has_escaped_nul(path: Path) -> bool:
+    """Whether a JSON (Lines) file holds ``\\u0000`` (an escaped NUL character). pyarrow's JSON
+    reader cuts object keys at a NUL (``{"": 1, "\\u0000": 2}`` becomes two fields of one name:
+    errors later, or a crash), so such a file is read row by row with Python's ``json``."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    tail = b""
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if b"\\u0000" in tail + chunk:
+                return True
+            tail = chunk[-5:]
+    return False
+
+
 def scan_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> int | None:
     """Line number of the first place where JSON (Lines) nesting exceeds ``limit``, or None."""
     opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
@@ -400,5 +414,6 @@ def fingerprint(path: Path, *parts: object) -> str:
     return h.hexdigest()[:32]
 
 
-__all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "iter_csv_rows",
+__all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "has_escaped_nul",
+           "iter_csv_rows",
            "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth"]
