@@ -415,5 +415,4 @@ def fingerprint(path: Path, *parts: object) -> str:
 
 
 __all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "has_escaped_nul",
-           "iter_csv_rows",
-           "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth"]
+           "iter_csv_rows", "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth"]

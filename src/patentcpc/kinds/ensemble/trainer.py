@@ -196,7 +196,7 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
     members = _train_on_all(cfg, specs, full, work)
     union = EnsembleCPCModel.union_labels(members)
     inputs, held_counts = on_labels(oof, gold, labels, fold, union)
-    k = cfg.ensemble.folds  # the saved members' label counts, scaled to the folds' mean training size:
+    k = cfg.ensemble.folds  # counts: the saved members' label counts, scaled to the folds' mean training size
     model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
                          neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs,
                          held_counts=held_counts, counts=label_counts(full.labels, (k - 1) / k))
