@@ -82,9 +82,6 @@ def session22(path: str) -> None:
 
 # ----------------------------------------------------------------------------- session 25
 
-T95 = {4: 2.776, 3: 3.182, 2: 4.303, 9: 2.262}
-
-
 def calibrate(raw_tr: np.ndarray, y_tr: np.ndarray, raw_te: np.ndarray, score_type: str = "probability"
               ) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's calibrator (defaults of CalibrationConfig, known-only rows) fitted on the
@@ -136,6 +133,8 @@ def conformal_at(tr: np.ndarray, y_tr: np.ndarray, te: np.ndarray, y_te: np.ndar
 
 def session25(path: str, json_out: str | None) -> None:
     import json
+
+    from ensemble_pooled import t_interval  # this folder: the same paired interval as the held-out splits'
 
     from patentcpc.kinds.ensemble.model import combine, tune_weights, weight_grid
     from patentcpc.kinds.ensemble.stacking import fit_stacker
@@ -206,7 +205,6 @@ def session25(path: str, json_out: str | None) -> None:
     alone = {n: np.mean(rules[f"{n} alone"]["f1"]) for n in names if n != "scheme"}
     ref = max(alone, key=alone.get)
     ref_f1 = np.asarray(rules[f"{ref} alone"]["f1"])
-    t = T95.get(len(folds) - 1, 2.0)
     print(f"reference (best single input by mean F1@1): {ref}\n")
     print("| rule | " + " | ".join(f"fold {k}" for k in folds)
           + " | mean F1@1 | vs best input (95 % t-interval) | ECE@1 | AUROC@1 | coverage@0.9 | mean set@0.9 |")
@@ -214,16 +212,15 @@ def session25(path: str, json_out: str | None) -> None:
     summary = {}
     for rule, r in rules.items():
         f1 = np.asarray(r["f1"])
-        diff = f1 - ref_f1
-        half = t * diff.std(ddof=1) / np.sqrt(len(diff))
+        mean, lo, hi = t_interval(f1 - ref_f1)
         conf, hit = np.asarray(r["conf"]), np.asarray(r["hit"])
         e, a = ece(conf, hit), auroc(conf, hit)
         cov, size, n = r["cov"]
-        summary[rule] = {"f1": f1.tolist(), "mean": f1.mean(), "diff": diff.mean(), "lo": diff.mean() - half,
-                         "hi": diff.mean() + half, "ece": e, "auroc": a, "coverage@0.9": cov / n if n else None,
+        summary[rule] = {"f1": f1.tolist(), "mean": f1.mean(), "diff": mean, "lo": lo,
+                         "hi": hi, "ece": e, "auroc": a, "coverage@0.9": cov / n if n else None,
                          "set@0.9": size / n if n else None, "extra": r["extra"]}
-        print(f"| {rule} | " + " | ".join(f"{v:.3f}" for v in f1) + f" | {f1.mean():.4f} | {diff.mean():+.4f} "
-              f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}] | {e:.3f} | {a:.3f} | "
+        print(f"| {rule} | " + " | ".join(f"{v:.3f}" for v in f1) + f" | {f1.mean():.4f} | {mean:+.4f} "
+              f"[{lo:+.4f}, {hi:+.4f}] | {e:.3f} | {a:.3f} | "
               + (f"{cov / n:.3f} | {size / n:.1f} |" if n else "- | - |"))
     if json_out:
         Path(json_out).write_text(json.dumps({"reference": ref, "rules": summary}, indent=1, default=float))

@@ -32,7 +32,6 @@ from types import SimpleNamespace
 import numpy as np
 
 COVERAGES = (0.8, 0.9, 0.95)
-T975_DF = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def test_inputs(root: Path):
@@ -53,21 +52,15 @@ def test_inputs(root: Path):
 
 
 def measures(model, scores: np.ndarray, gold) -> dict:
-    """F1@1, P@1, the top-1 (confidence, hit) pairs and the conformal hits and set sizes."""
-    from patentcpc.conformal import model_table, set_mask, threshold
+    """F1@1, P@1, the top-1 (confidence, hit) pairs, the number of documents and the conformal
+    figures of :func:`patentcpc.conformal.evaluate_sets` (means over the documents)."""
+    from patentcpc.conformal import evaluate_sets
     from patentcpc.metrics import precision_recall_f1_at_k, top1_confidence
 
     r = precision_recall_f1_at_k(scores, gold, model.labels, (1,))
     conf, hit = top1_confidence(scores, gold, model.labels)
-    out = {"f1@1": r["f1@1"], "precision@1": r["precision@1"], "conf": conf, "hit": hit}
-    table = model_table(model) if (model.manifest.extra or {}).get("conformal") else None
-    index = {c: j for j, c in enumerate(model.labels)}
-    for cov in COVERAGES if table else ():
-        mask = set_mask(scores, threshold(table, cov))
-        out[f"cover@{cov:g}"] = np.array([any(c in index and mask[i, index[c]] for c in g)
-                                          for i, g in enumerate(gold)], dtype=float)
-        out[f"size@{cov:g}"] = mask.sum(1).astype(float)
-    return out
+    return {"f1@1": r["f1@1"], "precision@1": r["precision@1"], "conf": conf, "hit": hit, "n": len(gold),
+            **evaluate_sets(model, scores, gold, COVERAGES)}
 
 
 def member_scores(ens, i: int, inputs) -> tuple[object, np.ndarray]:
@@ -77,13 +70,12 @@ def member_scores(ens, i: int, inputs) -> tuple[object, np.ndarray]:
     return m, inputs[i][:, [index[c] for c in m.labels]]
 
 
-def oof_texts(root: Path, seed: int = 42, folds: int = 5) -> list[str]:
+def oof_texts(full, seed: int = 42, folds: int = 5) -> list[str]:
     """The training part's texts in the order of the trainer's cross-fitted inputs (fold by fold,
     ``split_data(full, (1/k,) * k, cfg.seed)`` as ``crossfit_inputs`` splits them)."""
-    from patentcpc.data import load_data, split_data
+    from patentcpc.data import split_data
 
-    return [t for part in split_data(load_data(root / "train.jsonl"), (1 / folds,) * folds, seed)
-            for t in part.texts]
+    return [t for part in split_data(full, (1 / folds,) * folds, seed) for t in part.texts]
 
 
 def widen(x: np.ndarray, labels: list[str], wide: list[str]) -> np.ndarray:
@@ -102,6 +94,7 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
     same in every fold): also the ensemble with it as a third member (``--members
     tfidf,MINILM,scheme``), its inputs computed here."""
     from patentcpc.config import TrainConfig, from_dict
+    from patentcpc.data import load_data
     from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
     from patentcpc.kinds.ensemble.trainer import on_labels
 
@@ -116,8 +109,8 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
     union = EnsembleCPCModel.union_labels(members)
     inputs, held_counts = on_labels(oof, gold, labels, fold, union)
     k = cfg.ensemble.folds
-    train_gold = [json.loads(line)["cpc_ids"].split(",") for line in (root / "train.jsonl").open()]
-    counts = label_counts(train_gold, (k - 1) / k)
+    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())  # as the trainer reads it
+    counts = label_counts(full.labels, (k - 1) / k)
     n_members = len(members)
     has_votes = any(v is not None for v in ens.neighbours)
     runs = [("as saved", cfg.ensemble.fusion, cfg.ensemble.neighbours, False),
@@ -128,7 +121,7 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
         runs += [("stack, neighbour vote, + scheme member", "stack", True, True),
                  ("stack, no neighbour vote, + scheme member", "stack", False, True)]
         wide = EnsembleCPCModel.union_labels([*members, scheme])
-        s_oof = widen(scheme.scores(oof_texts(root, cfg.seed, k)), scheme.labels, wide)
+        s_oof = widen(scheme.scores(oof_texts(full, cfg.seed, k)), scheme.labels, wide)
         s_test = widen(scheme.scores(test_texts), scheme.labels, wide)
         wide_oof = [widen(x, union, wide) for x in inputs]
         wide_test = [widen(x, union, wide) for x in test_in]
@@ -151,11 +144,14 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
     return out
 
 
-def t_interval(d: list[float]) -> tuple[float, float, float]:
+def t_interval(d) -> tuple[float, float, float]:
+    """(mean, lower, upper): the mean of paired differences ``d`` and its 95 % Student-t interval."""
+    from scipy.stats import t
+
     d = np.asarray(d, dtype=float)
     if len(d) < 2:
         return float(d.mean()), float("nan"), float("nan")
-    half = T975_DF.get(len(d) - 1, 1.96) * d.std(ddof=1) / np.sqrt(len(d))
+    half = t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
@@ -201,11 +197,11 @@ def main() -> None:
              "mean precision@1": float(np.mean([r["precision@1"] for r in rows])),
              "pooled n": len(conf), "pooled ece@1": ece(conf, hit), "pooled auroc@1": auroc(conf, hit),
              "mean split ece@1": float(np.mean([ece(r["conf"], r["hit"]) for r in rows]))}
-        for cov in COVERAGES:
-            if f"cover@{cov:g}" in rows[0]:
-                s[f"coverage@{cov:g}"] = float(np.concatenate([r[f"cover@{cov:g}"] for r in rows]).mean())
-                s[f"mean set@{cov:g}"] = float(np.concatenate([r[f"size@{cov:g}"] for r in rows]).mean())
-                s[f"median set@{cov:g}"] = float(np.median(np.concatenate([r[f"size@{cov:g}"] for r in rows])))
+        n = np.array([r["n"] for r in rows])
+        for cov in COVERAGES:  # pooled over the documents: the splits' means weighted by their sizes
+            if f"conformal_coverage@{cov:g}" in rows[0]:
+                s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
+                s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
         summary[name] = s
         print(f"{name:48s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{x:.3f}' for x in s['f1@1'])})  "
               f"ECE@1 {s['pooled ece@1']:.3f} (splits {s['mean split ece@1']:.3f})  AUROC@1 {s['pooled auroc@1']:.3f}  "

@@ -59,12 +59,16 @@ def test_fit_ensemble_of_two_linear_members(tiny_jsonl):
     np.testing.assert_allclose(raw, combine([p1, p2], ens.weights), rtol=1e-5, atol=1e-6)
 
 
+def _train_two_tfidf(data, out, **ensemble):
+    """(folder, TrainResult) of an ensemble of two TF-IDF members with these ``ensemble`` settings."""
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], **ensemble),
+                      calibration=CalibrationConfig(cv_folds=2))
+    return out, train_model(cfg, str(data), None, out)
+
+
 @pytest.fixture
 def ensemble_folder(tiny_jsonl, tmp_path):
-    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], valid_fraction=0.3),
-                      calibration=CalibrationConfig(cv_folds=2))
-    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
-    return tmp_path / "ens", result
+    return _train_two_tfidf(tiny_jsonl, tmp_path / "ens", valid_fraction=0.3)
 
 
 def test_train_save_load_predict_round_trip(ensemble_folder, tiny_jsonl):
@@ -322,11 +326,7 @@ def test_stacker_learns_which_input_to_trust_and_round_trips():
 
 @pytest.fixture
 def stacked_folder(tiny_jsonl, tmp_path):
-    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2,
-                                                                fusion="stack", stack_top_k=3),
-                      calibration=CalibrationConfig(cv_folds=2))
-    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "stack")
-    return tmp_path / "stack", result
+    return _train_two_tfidf(tiny_jsonl, tmp_path / "stack", folds=2, fusion="stack", stack_top_k=3)
 
 
 def test_stacked_ensemble_saves_loads_and_scores_with_its_stacker(stacked_folder, tiny_jsonl):

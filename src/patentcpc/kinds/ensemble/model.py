@@ -165,10 +165,9 @@ class EnsembleCPCModel(CPCModel):
         return self.inputs(texts, batch_size)[: len(self.members)]
 
     def raw_scores(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Weighted mean of the inputs, or the stacker's probability (then the ensemble's calibrator)."""
-        if self.stacker is not None:
-            return self.fuse(self.inputs(texts, batch_size)).astype(np.float32)
-        return combine(self.inputs(texts, batch_size, skip_unweighted=True), self.input_weights).astype(np.float32)
+        """Weighted mean of the inputs, or the stacker's probability (then the ensemble's calibrator);
+        a weighted mean skips the inputs of weight 0 (the stacker reads every input)."""
+        return self.fuse(self.inputs(texts, batch_size, skip_unweighted=self.stacker is None)).astype(np.float32)
 
     # ----------------------------------------------------------------- persistence
     def _save_weights(self, folder: Path) -> None:

@@ -41,7 +41,6 @@ from patentcpc.numeric import sigmoid
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
 SETTINGS = "linear.json"
-OLD_WEIGHTS = OLD_LINEAR_WEIGHTS  # the old skops format: never loaded (it can run code)
 DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose another
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
@@ -287,9 +286,9 @@ class LinearCPCModel(CPCModel):
     @classmethod
     def load(cls, path: str | os.PathLike, manifest: Manifest, **kwargs) -> LinearCPCModel:
         folder = Path(path)
-        if (folder / OLD_WEIGHTS).exists():
-            raise ModelError(f"{folder}: saved by an older patentcpc as {OLD_WEIGHTS}, a format that is no longer "
-                             "loaded (it can run code); retrain the model with `patentcpc train`")
+        if (folder / OLD_LINEAR_WEIGHTS).exists():  # the old skops format: never loaded (it can run code)
+            raise ModelError(f"{folder}: saved by an older patentcpc as {OLD_LINEAR_WEIGHTS}, a format that is no "
+                             "longer loaded (it can run code); retrain the model with `patentcpc train`")
         check_no_code_files(folder)
         if not (folder / WEIGHTS).exists():
             raise ModelError(f"{folder}: missing {WEIGHTS}")
