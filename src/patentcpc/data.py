@@ -277,10 +277,10 @@ def _read_raw(source, split: str = "train", on_bad_row: str = "error", max_field
                 return _read_rows(path, src, "csv", bad, on_bad_row, limit,
                                   lambda stop: ic.iter_csv_rows(path, delimiter, limit, src, bad, stop)), bad
         if fmt in ("jsonl", "json") and ic.can_scan(path) and not _starts_with(path, b"["):
-            deep = ic.scan_json_depth(path)
+            deep, nul = ic.scan_jsonl(path)
             if deep is not None and on_bad_row == "error":
                 raise DataError(src, f"line {deep}: JSON nested deeper than {ic.MAX_JSON_DEPTH} levels")
-            if deep is not None or ic.has_escaped_nul(path):  # the careful reader (see has_escaped_nul)
+            if deep is not None or nul:  # the careful reader (see scan_jsonl)
                 return _read_rows(path, src, fmt, bad, on_bad_row, limit,
                                   lambda stop: ic.iter_jsonl_rows(path, bad, stop)), bad
         builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "json": "json", "parquet": "parquet"}[fmt]

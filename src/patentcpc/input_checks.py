@@ -319,30 +319,20 @@ def _block_depth(block: bytes, depth_in: int, limit: int) -> tuple[int | None, i
     return None, max(0, int(depth[-1]))
 
 
-def has_escaped_nul(path: Path) -> bool:
-    """Whether a JSON (Lines) file holds ``\\u0000`` (an escaped NUL character). pyarrow's JSON
-    reader cuts object keys at a NUL (``{"": 1, "\\u0000": 2}`` becomes two fields of one name:
-    errors later, or a crash), so such a file is read row by row with Python's ``json``."""
+def scan_jsonl(path: Path, limit: int = MAX_JSON_DEPTH) -> tuple[int | None, bool]:
+    """One pass over a JSON (Lines) file: (the line number of the first place where nesting
+    exceeds ``limit``, or None; whether the file holds ``\\u0000``, an escaped NUL character, up
+    to there). pyarrow's JSON reader cuts object keys at a NUL (``{"": 1, "\\u0000": 2}`` becomes
+    two fields of one name: errors later, or a crash), so such a file, like a too deep one, is
+    read row by row with Python's ``json``."""
     opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
-    tail = b""
-    with opener(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            if b"\\u0000" in tail + chunk:
-                return True
-            tail = chunk[-5:]
-    return False
-
-
-def scan_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> int | None:
-    """Line number of the first place where JSON (Lines) nesting exceeds ``limit``, or None."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
-    depth, line_no, carry = 0, 0, b""
+    depth, line_no, carry, nul = 0, 0, b"", False
     with opener(path, "rb") as fh:
         while True:
             chunk = fh.read(_CHUNK)
             data = carry + chunk
             if not data:
-                return None
+                return None, nul
             cut = data.rfind(b"\n") + 1 if chunk else len(data)
             if cut == 0:
                 cut = len(data) if len(data) > 4 * _CHUNK else 0
@@ -350,12 +340,18 @@ def scan_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> int | None:
                 carry = data
                 continue
             block, carry = data[:cut], data[cut:]
+            nul = nul or b"\\u0000" in block  # blocks end at a line end (but in a line of over 64 MiB)
             off, depth = _block_depth(block, depth, limit)
             if off is not None:
-                return line_no + block.count(b"\n", 0, off) + 1
+                return line_no + block.count(b"\n", 0, off) + 1, nul
             line_no += block.count(b"\n")
             if not chunk:
-                return None
+                return None, nul
+
+
+def scan_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """Line number of the first place where JSON (Lines) nesting exceeds ``limit``, or None."""
+    return scan_jsonl(path, limit)[0]
 
 
 def json_line_problem(line: str | bytes, limit: int = MAX_JSON_DEPTH) -> tuple[dict | None, str | None]:
@@ -414,5 +410,5 @@ def fingerprint(path: Path, *parts: object) -> str:
     return h.hexdigest()[:32]
 
 
-__all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "has_escaped_nul",
-           "iter_csv_rows", "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth"]
+__all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "iter_csv_rows",
+           "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth", "scan_jsonl"]
