@@ -119,7 +119,9 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
             ("weights, no neighbour vote (the default)", "weights", False, False)]
     if scheme is not None:
         runs += [("stack, neighbour vote, + scheme member", "stack", True, True),
-                 ("stack, no neighbour vote, + scheme member", "stack", False, True)]
+                 ("stack, no neighbour vote, + scheme member", "stack", False, True),
+                 ("weights, neighbour vote, + scheme member", "weights", True, True),
+                 ("weights, no neighbour vote, + scheme member", "weights", False, True)]
         wide = EnsembleCPCModel.union_labels([*members, scheme])
         s_oof = widen(scheme.scores(oof_texts(full, cfg.seed, k)), scheme.labels, wide)
         s_test = widen(scheme.scores(test_texts), scheme.labels, wide)

@@ -44,7 +44,7 @@ def test_fit_ensemble_of_two_linear_members(tiny_jsonl):
     part, held = split_data(data, (0.6, 0.4), 0)
     m1 = LinearCPCModel.fit(part.texts, part.labels, LinearConfig())
     m2 = LinearCPCModel.fit(part.texts, part.labels, LinearConfig(classifier="logreg", ngram_max=2))
-    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(weight_step=0.1))
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(weight_step=0.1, fusion="weights"))
     ens = fit_ensemble([m1, m2], held, cfg, ["tfidf", "tfidf-logreg"])
     assert ens.labels == sorted(set(m1.labels) | set(m2.labels))
     assert abs(ens.weights.sum() - 1) < 1e-9
@@ -68,7 +68,7 @@ def _train_two_tfidf(data, out, **ensemble):
 
 @pytest.fixture
 def ensemble_folder(tiny_jsonl, tmp_path):
-    return _train_two_tfidf(tiny_jsonl, tmp_path / "ens", valid_fraction=0.3)
+    return _train_two_tfidf(tiny_jsonl, tmp_path / "ens", valid_fraction=0.3, fusion="weights")
 
 
 def test_train_save_load_predict_round_trip(ensemble_folder, tiny_jsonl):
@@ -165,7 +165,7 @@ def encoder_folder(tmp_path_factory):
 
 def test_crossfitted_ensemble_with_an_encoder_member(tiny_jsonl, encoder_folder, tmp_path):
     cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", str(encoder_folder)], folds=2,
-                                                                neighbours=True),
+                                                                neighbours=True, fusion="weights"),
                       calibration=CalibrationConfig(cv_folds=2), transformer=QUICK)
     result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
     doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
@@ -324,9 +324,28 @@ def test_stacker_learns_which_input_to_trust_and_round_trips():
             Stacker.from_dict(broken)
 
 
+def test_stacker_fits_on_a_seeded_sample_of_many_documents(monkeypatch):
+    import patentcpc.kinds.ensemble.stacking as stacking
+
+    rng = np.random.default_rng(1)
+    n, n_labels = 300, 6
+    gold = np.zeros((n, n_labels), dtype=bool)
+    gold[np.arange(n), rng.integers(0, n_labels, n)] = True
+    inputs = [np.where(gold, 0.5, 0.0) + rng.random((n, n_labels)) * 0.6]
+    counts = np.log1p(rng.integers(0, 9, (n, n_labels)))  # per document, as cross-fitted inputs give them
+    full = stacking.fit_stacker(inputs, gold, counts, top_k=3)
+    monkeypatch.setattr(stacking, "MAX_FIT_DOCS", 100)
+    sampled = stacking.fit_stacker(inputs, gold, counts, top_k=3)
+    keep = np.sort(np.random.default_rng(0).choice(n, 100, replace=False))
+    by_hand = stacking.fit_stacker([inputs[0][keep]], gold[keep], counts[keep], top_k=3)
+    np.testing.assert_allclose(sampled.coef, by_hand.coef)
+    assert not np.allclose(sampled.coef, full.coef)
+    assert sampled.scores(inputs, counts).shape == (n, n_labels)  # it still scores every document
+
+
 @pytest.fixture
 def stacked_folder(tiny_jsonl, tmp_path):
-    return _train_two_tfidf(tiny_jsonl, tmp_path / "stack", folds=2, fusion="stack", stack_top_k=3)
+    return _train_two_tfidf(tiny_jsonl, tmp_path / "stack", folds=2, stack_top_k=3)  # stack: the default fusion
 
 
 def test_stacked_ensemble_saves_loads_and_scores_with_its_stacker(stacked_folder, tiny_jsonl):

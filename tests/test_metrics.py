@@ -10,6 +10,7 @@ from patentcpc.metrics import (
     binarize,
     evaluate_scores,
     hierarchy_accuracy_at_1,
+    label_ranking_average_precision,
     per_label_report,
     precision_recall_f1_at_k,
     threshold_metrics,
@@ -170,3 +171,21 @@ def test_tune_label_thresholds():
     th = tune_label_thresholds(scores, gold, vocab, global_threshold=0.5, min_support=3)
     # A: positives at 0.9, 0.8, 0.7, 0.6 -> threshold 0.6 gives F1 1.0 ; B has 2 positives < min_support
     assert th.tolist() == [0.6, 0.5]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_ranking_average_precision_matches_sklearn(seed):
+    from sklearn.metrics import label_ranking_average_precision_score
+
+    rng = np.random.default_rng(seed)
+    y = rng.random((60, 9)) < 0.25
+    y[0] = True  # every label gold, and a document with none: both count 1 in scikit-learn
+    y[1] = False
+    scores = np.round(rng.random((60, 9)), 1)  # ties among scores
+    scores[2] = 0.5  # a row of equal scores
+    want = label_ranking_average_precision_score(y, scores)
+    assert label_ranking_average_precision(y, scores) == pytest.approx(want, abs=1e-12)
+    # the memory bound splits the gold entries into chunks: the same figure
+    assert label_ranking_average_precision(y, scores, max_elements=20) == pytest.approx(want, abs=1e-12)
+    assert label_ranking_average_precision(y[3:4], scores[3:4]) == pytest.approx(
+        label_ranking_average_precision_score(y[3:4], scores[3:4]), abs=1e-12)

@@ -297,10 +297,8 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
     the more even weights). LRAP reads every gold code's rank, so on a hundred documents it picks
     steadier weights than F1@1 alone (benchmarks/ensemble.md). The grid step doubles until the
     grid has at most ``MAX_GRID`` points. Returns (weights, the grid's results)."""
-    from sklearn.metrics import label_ranking_average_precision_score
-
     from patentcpc.calibration import multi_hot
-    from patentcpc.metrics import precision_recall_f1_at_k
+    from patentcpc.metrics import label_ranking_average_precision, precision_recall_f1_at_k
 
     y = multi_hot(gold, labels)
     keep = y.sum(1) > 0
@@ -312,7 +310,7 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
     for w in grid:
         s = combine(member_scores, w)
         f1 = precision_recall_f1_at_k(s, gold, labels, (1,))["f1@1"]
-        lrap = float(label_ranking_average_precision_score(y[keep], s[keep])) if keep.any() else 0.0
+        lrap = label_ranking_average_precision(y[keep], s[keep]) if keep.any() else 0.0
         results.append({"weights": list(w), "f1@1": f1, "lrap": lrap})
     best = max(results, key=lambda r: (round(r["f1@1"] + r["lrap"], 9), -np.std(r["weights"])))
     return tuple(best["weights"]), results

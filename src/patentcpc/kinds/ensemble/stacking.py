@@ -27,6 +27,7 @@ from patentcpc.errors import ModelError
 FORMAT = 1
 PER_INPUT = ("p", "log_rank", "gap")
 CHUNK = 1024  # documents whose (labels x features) block is built at once
+MAX_FIT_DOCS = 50_000  # the stacker is fitted on a seeded sample of at most this many documents
 
 
 def _rows(log_counts: np.ndarray, rows: slice) -> np.ndarray:
@@ -121,9 +122,14 @@ def fit_stacker(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: np.n
                 C: float = 1.0) -> Stacker:  # noqa: N803
     """Fit a :class:`Stacker` on cross-fitted ``inputs`` ((documents, labels) each), the multi-hot
     ``gold`` (documents, labels) and ``log_counts`` (see :func:`features`), on each document's
-    candidates (:func:`candidates`)."""
+    candidates (:func:`candidates`); above :data:`MAX_FIT_DOCS` documents, on a seeded sample of them."""
     from sklearn.linear_model import LogisticRegression
 
+    if len(gold) > MAX_FIT_DOCS:  # a few features: 50,000 documents' candidates are plenty, and memory stays bounded
+        keep = np.sort(np.random.default_rng(0).choice(len(gold), MAX_FIT_DOCS, replace=False))
+        lc = np.asarray(log_counts)
+        return fit_stacker([np.asarray(s)[keep] for s in inputs], np.asarray(gold)[keep],
+                           lc[keep] if lc.ndim == 2 else lc, top_k, C)
     mask = candidates(inputs, top_k)
     n = len(mask)
     x = np.concatenate([features([np.asarray(s)[r] for s in inputs], _rows(log_counts, r))[mask[r]]
