@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from patentcpc.cpc import CPCSymbol, normalize, parse_labels, parse_symbol
 from patentcpc.data import load_data, read_raw
 from patentcpc.errors import CPCError, DataError, PatentCPCError
-from patentcpc.input_checks import scan_json_depth
+from patentcpc.input_checks import scan_jsonl
 
 ENV = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "400",
        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
@@ -167,11 +167,11 @@ def test_deep_json_lines_is_an_error_not_a_crash(tmp_path):
 def test_depth_scan_ignores_brackets_in_strings(tmp_path):
     text = "[" * 2000 + ' \\" {{{ ' + "]" * 10
     path = _file(tmp_path, "brackets.jsonl", (json.dumps({"text": text, "cpc": ["H04L"]}) + "\n").encode())
-    assert scan_json_depth(path) is None
+    assert scan_jsonl(path)[0] is None
     assert load_data(path).texts == [text.replace('\\"', '"')] or load_data(path).texts == [text]
     # and an escaped quote does not hide real nesting that follows it
     deep = _file(tmp_path, "d.jsonl", b'{"t": "a\\"b", "x": ' + b"[" * 600 + b"]" * 600 + b"}\n")
-    assert scan_json_depth(deep) == 1
+    assert scan_jsonl(deep)[0] == 1
 
 
 def test_bad_json_lines_skipped_and_counted(tmp_path):

@@ -349,11 +349,6 @@ def scan_jsonl(path: Path, limit: int = MAX_JSON_DEPTH) -> tuple[int | None, boo
                 return None, nul
 
 
-def scan_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> int | None:
-    """Line number of the first place where JSON (Lines) nesting exceeds ``limit``, or None."""
-    return scan_jsonl(path, limit)[0]
-
-
 def json_line_problem(line: str | bytes, limit: int = MAX_JSON_DEPTH) -> tuple[dict | None, str | None]:
     """(record, None) for a good JSON Lines line, (None, problem) for a bad one; (None, None) if blank."""
     if not line.strip():
@@ -411,4 +406,4 @@ def fingerprint(path: Path, *parts: object) -> str:
 
 
 __all__ = ["MAX_FIELD_CHARS", "MAX_JSON_DEPTH", "BadRecord", "BadRecordError", "check_header", "iter_csv_rows",
-           "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_json_depth", "scan_jsonl"]
+           "iter_jsonl_rows", "json_line_problem", "max_field_chars", "scan_csv", "scan_jsonl"]

@@ -302,6 +302,7 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
 
     y = multi_hot(gold, labels)
     keep = y.sum(1) > 0
+    y_kept = y[keep]  # the documents with a gold code: LRAP's rows at every grid point
     grid = weight_grid(len(member_scores), step)
     while len(grid) > MAX_GRID:
         step *= 2
@@ -310,7 +311,7 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
     for w in grid:
         s = combine(member_scores, w)
         f1 = precision_recall_f1_at_k(s, gold, labels, (1,))["f1@1"]
-        lrap = label_ranking_average_precision(y[keep], s[keep]) if keep.any() else 0.0
+        lrap = label_ranking_average_precision(y_kept, s[keep]) if keep.any() else 0.0
         results.append({"weights": list(w), "f1@1": f1, "lrap": lrap})
     best = max(results, key=lambda r: (round(r["f1@1"] + r["lrap"], 9), -np.std(r["weights"])))
     return tuple(best["weights"]), results
