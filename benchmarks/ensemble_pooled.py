@@ -16,7 +16,8 @@ cross-fitted inputs in ``crossfit.npz``), other ensembles over the same saved me
 exactly as the trainer fits them (:func:`patentcpc.kinds.ensemble.model.fit_ensemble` on the
 cross-fitted inputs, calibration included) and scored on the test part: what the command would
 have saved with that configuration (``as saved`` re-fits the command's own configuration: a
-check that the re-fit reproduces the saved model).
+check that the re-fit reproduces the saved model, when the saved model was trained by the same
+code: a stacked folder saved before session 28 was calibrated on the stacker's in-sample output).
 
     PYTHONPATH=src python benchmarks/ensemble_pooled.py WORK [--seeds 0 1 2 3 4] [--variants] [--json OUT]
 """
@@ -79,12 +80,12 @@ def oof_texts(full, seed: int = 42, folds: int = 5) -> list[str]:
 
 
 def widen(x: np.ndarray, labels: list[str], wide: list[str]) -> np.ndarray:
-    """``x`` (columns ``labels``) on the columns ``wide`` (a superset), zeros elsewhere, as the
-    ensemble aligns a member's scores on its labels."""
-    out = np.zeros((len(x), len(wide)))
+    """``x`` (columns ``labels``) on the columns ``wide`` (a superset), as the ensemble aligns a
+    member's scores on its labels (:func:`patentcpc.kinds.ensemble.model.aligned`)."""
+    from patentcpc.kinds.ensemble.model import aligned
+
     index = {c: j for j, c in enumerate(wide)}
-    out[:, [index[c] for c in labels]] = x
-    return out
+    return aligned(x, np.array([index[c] for c in labels], dtype=np.int64), len(wide))
 
 
 def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
@@ -141,7 +142,7 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
             x = [*wide_oof[:n_members], s_oof, *wide_oof[n_members:][: len(wide_oof) - n_members if votes else 0]]
             xt = [*wide_test[:n_members], s_test, *wide_test[n_members:][: len(wide_test) - n_members if votes else 0]]
         model = fit_ensemble(ms, SimpleNamespace(labels=gold), c, specs, {"extra": {"model_name": "ensemble"}},
-                             neighbours=vs, inputs=x, held_counts=hc, counts=counts)
+                             neighbours=vs, inputs=x, held_counts=hc, counts=counts, folds=fold)
         out[f"variant: {name}"] = (model, model.calibrate(model.fuse(xt)))
     return out
 

@@ -4,6 +4,7 @@ evaluation through the CLI, and a folder that points outside itself is refused."
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from patentcpc.errors import ConfigError, ModelError
 from patentcpc.explain import explain_predictions
 from patentcpc.kinds.ensemble.model import EnsembleCPCModel, combine, fit_ensemble, tune_weights, weight_grid
 from patentcpc.kinds.linear.model import LinearCPCModel
+from patentcpc.metrics import precision_recall_f1_at_k
 from patentcpc.registry import load_model, train_model
 from patentcpc.streaming import predict_texts
 
@@ -239,17 +241,17 @@ def test_a_stopped_run_resumes_with_its_finished_members(tiny_jsonl, tmp_path, m
 
     cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=2),
                       calibration=CalibrationConfig(cv_folds=2))
-    real, calls = training_ensemble.fit_ensemble, []
+    real, calls = training_ensemble.fit_ensemble_scored, []
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training_ensemble, "fit_ensemble", stop)
+    monkeypatch.setattr(training_ensemble, "fit_ensemble_scored", stop)
     with pytest.raises(KeyboardInterrupt):
         train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
     work = tmp_path / ".ens.ensemble-work"
     assert (work / "RUN.json").is_file() and (work / "all-member-1" / "manifest.json").is_file()
-    monkeypatch.setattr(training_ensemble, "fit_ensemble", real)
+    monkeypatch.setattr(training_ensemble, "fit_ensemble_scored", real)
     monkeypatch.setattr("patentcpc.registry.train_model",
                         lambda *a, **k: calls.append(a) or pytest.fail("a finished member was trained again"))
     model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
@@ -429,3 +431,127 @@ def test_a_member_that_knows_codes_the_data_lacks_cross_fits(tiny_jsonl, tmp_pat
     model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens").model
     assert "A01D" in model.labels
     assert model.predict(["A plough with adjustable tines for tilling soil"], top_k=1)[0]
+
+
+def test_a_code_a_member_does_not_know_ranks_below_every_code_it_knows():
+    """Aligning a member's scores on the ensemble's columns: probabilities get 0 for an unknown code;
+    uncalibrated margins (the scheme model's, all below 0) get just below the document's lowest
+    margin, not a 0 that would top the member's ranking (the stacker reads its ranks)."""
+    from patentcpc.kinds.ensemble.model import aligned
+
+    probs = np.array([[0.7, 0.2], [0.1, 0.05]])
+    np.testing.assert_array_equal(aligned(probs, np.array([2, 0]), 3), [[0.2, 0.0, 0.7], [0.05, 0.0, 0.1]])
+    margins = np.array([[-0.3, -0.9], [-1.2, -0.4]])
+    out = aligned(margins, np.array([0, 3]), 4)
+    known, unknown = out[:, [0, 3]], out[:, [1, 2]]
+    np.testing.assert_array_equal(known, margins)
+    assert (unknown < known.min(axis=1, keepdims=True)).all() and np.allclose(unknown, [[-0.9] * 2, [-1.2] * 2])
+    ranks = np.argsort(np.argsort(-out, axis=1, kind="stable"), axis=1)
+    assert (ranks[:, [1, 2]] >= 2).all()  # last, also under a stable sort that would break a tie by column
+    np.testing.assert_array_equal(aligned(margins, np.array([0, 3]), 4, "zero")[:, [1, 2]], 0.0)  # old folders
+    assert not np.isnan(aligned(np.array([[np.nan, -0.5]]), np.array([0, 1]), 3)[0, 2])
+    assert aligned(np.zeros((0, 2)), np.array([0, 1]), 3).shape == (0, 3)
+    assert aligned(np.zeros((2, 0)), np.array([], dtype=np.int64), 3).tolist() == [[0.0] * 3] * 2
+
+
+def test_an_uncalibrated_member_s_unknown_codes_rank_last_and_old_folders_keep_zero(tiny_jsonl, tmp_path):
+    """The ensemble's inputs put the codes an uncalibrated member does not know below the ones it
+    knows; the rule is saved, and a folder without it (written before) keeps the 0 it was fitted on."""
+    data = load_data(tiny_jsonl)
+    part, held = split_data(data, (0.6, 0.4), 0)
+    wide = LinearCPCModel.fit(part.texts, part.labels, LinearConfig())
+    keep = [i for i, g in enumerate(part.labels) if wide.labels[0] not in g]  # a member that lacks one code
+    narrow = LinearCPCModel.fit([part.texts[i] for i in keep], [part.labels[i] for i in keep], LinearConfig())
+    missing = sorted(set(wide.labels) - set(narrow.labels))
+    assert missing and narrow.output_score_type == "margin" and (narrow.scores(held.texts).min(axis=1) < 0).all()
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(stack_top_k=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    ens = fit_ensemble([wide, narrow], held, cfg, ["a", "b"])
+    x = ens.inputs(held.texts)[1]
+    cols = [ens.labels.index(c) for c in missing]
+    known = [j for j in range(len(ens.labels)) if j not in cols]
+    assert (x[:, cols].max(axis=1) < x[:, known].min(axis=1)).all()
+    ens.save(tmp_path / "ens")
+    doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert doc["unknown_codes"] == "lowest" and load_model(tmp_path / "ens").unknown_codes == "lowest"
+    del doc["unknown_codes"]
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps(doc))
+    old = load_model(tmp_path / "ens")
+    assert old.unknown_codes == "zero" and (old.inputs(held.texts)[1][:, cols] == 0).all()
+    doc["unknown_codes"] = "nan"
+    (tmp_path / "ens" / "ensemble.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="unknown_codes"):
+        load_model(tmp_path / "ens")
+
+
+def test_the_stacker_is_calibrated_on_its_cross_fitted_output():
+    """Each fold is scored by a stacker fitted on the other folds; the ensemble's calibrator and its
+    held-out figures come from those scores, not from the saved stacker's in-sample output."""
+    import patentcpc.kinds.ensemble.stacking as stacking
+    from patentcpc.calibration import multi_hot
+    from patentcpc.kinds.ensemble.model import fit_ensemble_scored
+
+    rng = np.random.default_rng(2)
+    n, labels = 120, ["A01B", "B60K", "C07D", "G06F", "H04L"]
+    gold = [[labels[i]] for i in rng.integers(0, len(labels), n)]
+    y = multi_hot(gold, labels)
+    inputs = [np.where(y, 0.4, 0.0) + rng.random((n, len(labels))) * 0.7, rng.random((n, len(labels)))]
+    counts = np.log1p(rng.integers(0, 9, (n, len(labels))))
+    folds = np.arange(n) % 3
+    out = stacking.crossfit_scores(inputs, y, counts, folds, top_k=3)
+    rest = folds != 0
+    by_hand = stacking.fit_stacker([x[rest] for x in inputs], y[rest], counts[rest], top_k=3)
+    np.testing.assert_allclose(out[~rest], by_hand.scores([x[~rest] for x in inputs], counts[~rest]))
+    in_sample = stacking.fit_stacker(inputs, y, counts, top_k=3).scores(inputs, counts)
+    assert not np.allclose(out, in_sample)
+    np.testing.assert_allclose(stacking.crossfit_scores(inputs, y, counts, np.zeros(n), top_k=3), in_sample)
+
+    texts = ["plough soil", "engine car", "pyridine compound", "computer memory", "network packet"]
+    members = [LinearCPCModel.fit(texts, [[c] for c in labels], LinearConfig())] * 2  # the inputs are given
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(stack_top_k=3))
+    model, scores = fit_ensemble_scored(members, SimpleNamespace(labels=gold), cfg, ["a", "b"], inputs=inputs,
+                                        held_counts=counts, folds=folds)
+    np.testing.assert_allclose(scores, model.calibrate(out))
+    assert model.manifest.extra["ensemble"]["heldout_f1@1"]["ensemble"] == pytest.approx(
+        precision_recall_f1_at_k(out, gold, labels, (1,))["f1@1"])
+
+
+def test_a_weighted_mean_over_an_uncalibrated_member_warns(tiny_jsonl, caplog):
+    data = load_data(tiny_jsonl)
+    part, held = split_data(data, (0.6, 0.4), 0)
+    from patentcpc.calibration import calibrate_model
+
+    calibrated = LinearCPCModel.fit(part.texts, part.labels, LinearConfig())
+    calibrate_model(calibrated, calibrated.raw_scores(part.texts), part.labels, CalibrationConfig(cv_folds=2))
+    margins = LinearCPCModel.fit(part.texts, part.labels, LinearConfig())  # as the scheme model: no calibrator
+    assert margins.output_score_type == "margin" and calibrated.output_score_type == "probability"
+    for fusion, warned in (("weights", True), ("stack", False)):
+        caplog.clear()
+        cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(fusion=fusion, stack_top_k=2),
+                          calibration=CalibrationConfig(cv_folds=2))
+        with caplog.at_level("WARNING", logger="patentcpc.kinds.ensemble.model"):
+            fit_ensemble([calibrated, margins], held, cfg, ["tfidf", "scheme"])
+        assert ("member scheme gives uncalibrated margin scores" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("folds", [2, 0])  # cross-fitted members; a held-out part
+def test_train_calibrates_and_reports_the_stacker_on_its_cross_fitted_output(tiny_jsonl, tmp_path, monkeypatch, folds):
+    import patentcpc.kinds.ensemble.stacking as stacking
+
+    calls, real = [], stacking.crossfit_scores
+
+    def spy(inputs, gold, log_counts, fold_ids, *args):
+        out = real(inputs, gold, log_counts, fold_ids, *args)
+        calls.append((np.asarray(fold_ids).copy(), out))
+        return out
+
+    monkeypatch.setattr(stacking, "crossfit_scores", spy)
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", "tfidf"], folds=folds,
+                                                                valid_fraction=0.5, stack_top_k=2),
+                      calibration=CalibrationConfig(cv_folds=2))
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    (fold_ids, raw), = calls
+    n = len(load_data(tiny_jsonl)) if folds else 12  # every document cross-fitted, or the held-out half
+    assert fold_ids.shape == (n,) and len(set(fold_ids.tolist())) == (folds or 5)
+    heldout = result.model.manifest.extra["ensemble"]["heldout_f1@1"]["ensemble"]
+    assert result.model.manifest.metrics["f1@1"] == pytest.approx(heldout)  # the held-out figures: cross-fitted

@@ -162,15 +162,15 @@ def test_ensemble_resume_reuses_the_finished_members_of_a_stopped_run(tiny_jsonl
     sets = ["--set", "ensemble.folds=2", "--set", "calibration.cv_folds=2"]
     args = ["train", "--model", "ensemble", "--members", "tfidf,tfidf", "--data", tiny_jsonl,
             "--output", tmp_path / "ens", *sets]
-    real, trained = ensemble_trainer.fit_ensemble, []
+    real, trained = ensemble_trainer.fit_ensemble_scored, []
 
     def stop(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ensemble_trainer, "fit_ensemble", stop)
+    monkeypatch.setattr(ensemble_trainer, "fit_ensemble_scored", stop)
     assert cli(*args).returncode == 130  # Ctrl-C after the members: they stay for the next run
     assert (tmp_path / ".ens.ensemble-work" / "all-member-1" / "manifest.json").is_file()
-    monkeypatch.setattr(ensemble_trainer, "fit_ensemble", real)
+    monkeypatch.setattr(ensemble_trainer, "fit_ensemble_scored", real)
     from patentcpc.kinds.linear import trainer as linear_trainer  # what trains each tfidf member
 
     monkeypatch.setattr(linear_trainer, "train_linear", lambda *a, **k: trained.append(a) or pytest.fail("retrained"))

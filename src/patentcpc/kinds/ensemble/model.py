@@ -25,14 +25,16 @@ Folder layout (beside ``manifest.json``)::
     neighbours-1.safetensors
 
 The ensemble's raw score of a label is ``sum_i w_i p_i`` over its inputs (members' calibrated
-probabilities, neighbour votes; an input without the label contributes 0); its calibrator (in the
-manifest, like every kind's) maps that to the final probability.
+probabilities, neighbour votes; an input without the label contributes 0, or its own lowest score
+on the document where that is below 0, see :func:`aligned`); its calibrator (in the manifest, like
+every kind's) maps that to the final probability.
 
 With ``ensemble.fusion=stack`` the raw score is instead a *stacker*'s probability
 (:mod:`patentcpc.kinds.ensemble.stacking`: a logistic regression on each input's probability, rank and gap
 to the best other label, and the label's training count), fitted on the same cross-fitted inputs;
 ``ensemble.json`` is then format 3 with a ``fusion`` entry (the stacker's arrays and the label
-counts, JSON); the calibrator, thresholds and conformal table are fitted on its output as before.
+counts, JSON); the calibrator, thresholds and conformal table are fitted on its cross-fitted output
+(one stacker per fold, fitted on the other folds: :func:`fit_ensemble_scored`).
 A folder without a ``fusion`` entry (format 1 or 2) is a weighted mean, as it always was.
 """
 
@@ -61,6 +63,9 @@ ENSEMBLE_FILE = "ensemble.json"
 _MEMBER_DIR = re.compile(r"^member-\d{1,3}$")
 _NEIGHBOUR_FILE = re.compile(r"^neighbours-\d{1,3}\.safetensors$")
 MAX_GRID = 2000  # weight vectors tried at most (the grid step doubles until it fits)
+# how a code a member does not know is scored (:func:`aligned`): "lowest" since 0.2.0; a folder
+# written before (no "unknown_codes" in ensemble.json) keeps "zero", what its fusion was fitted on
+UNKNOWN_CODES = ("lowest", "zero")
 
 
 class EnsembleCPCModel(CPCModel):
@@ -69,8 +74,11 @@ class EnsembleCPCModel(CPCModel):
     def __init__(self, manifest: Manifest, members: list[CPCModel], weights: Sequence[float],
                  specs: Sequence[str] | None = None, neighbours: Sequence[NeighbourVote | None] | None = None,
                  neighbour_weights: Sequence[float] | None = None, stacker: Stacker | None = None,
-                 label_counts: dict[str, float] | None = None):
+                 label_counts: dict[str, float] | None = None, unknown_codes: str = "lowest"):
         super().__init__(manifest)
+        if unknown_codes not in UNKNOWN_CODES:
+            raise ModelError(f"unknown_codes must be one of {', '.join(UNKNOWN_CODES)}, not '{unknown_codes}'")
+        self.unknown_codes = unknown_codes
         if len(members) != len(weights) or not members:
             raise ModelError("an ensemble needs at least one member and one weight per member")
         self.members = list(members)
@@ -150,11 +158,12 @@ class EnsembleCPCModel(CPCModel):
             s = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
             use_vote = vote is not None and not (skip_unweighted and wv == 0)
             if len(texts) and use_vote:
-                s[:, cols], emb = m.scores_and_embeddings(texts, batch_size=batch_size)
+                member, emb = m.scores_and_embeddings(texts, batch_size=batch_size)
+                s = aligned(member, cols, len(self.labels), self.unknown_codes)
                 votes.append(vote.aligned(emb, self.labels))
             else:
                 if len(texts) and not (skip_unweighted and w == 0):
-                    s[:, cols] = m.scores(texts, batch_size=batch_size)
+                    s = aligned(m.scores(texts, batch_size=batch_size), cols, len(self.labels), self.unknown_codes)
                 if vote is not None:
                     votes.append(np.zeros_like(s))
             scores.append(s)
@@ -181,9 +190,9 @@ class EnsembleCPCModel(CPCModel):
                 vote.save(folder / f"neighbours-{i}.safetensors")
                 entry["neighbours"] = {"file": f"neighbours-{i}.safetensors", "weight": float(wv)}
             entries.append(entry)
-        doc: dict = {"format": 2, "members": entries}
+        doc: dict = {"format": 2, "members": entries, "unknown_codes": self.unknown_codes}
         if self.stacker is not None:  # format 3: a reader that does not know stacking refuses the folder
-            doc = {"format": 3, "members": entries,
+            doc = {"format": 3, "members": entries, "unknown_codes": self.unknown_codes,
                    "fusion": {**self.stacker.to_dict(), "label_counts": {c: float(self.label_counts.get(c, 0.0))
                                                                          for c in self.labels}}}
         atomic_write_text(folder / ENSEMBLE_FILE, json.dumps(doc, indent=2) + "\n")
@@ -203,10 +212,13 @@ class EnsembleCPCModel(CPCModel):
             votes = [e.get("neighbours") for e in entries]
             vote_files = [v["file"] if v is not None else None for v in votes]
             vote_weights = [float(v["weight"]) if v is not None else 0.0 for v in votes]
+            unknown = doc.get("unknown_codes", "zero")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{file}: not a readable ensemble description ({str(exc).splitlines()[0]})") from None
         if doc.get("format") not in (1, 2, 3) or not isinstance(entries, list) or not entries:
             raise ModelError(f"{file}: unsupported format or no members")
+        if unknown not in UNKNOWN_CODES:
+            raise ModelError(f"{file}: unknown_codes must be one of {', '.join(UNKNOWN_CODES)}")
         stacker, counts = None, None
         if doc.get("format") == 3:
             fusion = doc.get("fusion")
@@ -237,7 +249,24 @@ class EnsembleCPCModel(CPCModel):
                 raise ModelError(f"{file}: a neighbour vote needs an encoder member, not '{m.kind}'")
         if not set(cls.union_labels(members)) <= set(manifest.labels):
             raise ModelError(f"{folder}: the members' labels are not covered by the manifest's")
-        return cls(manifest, members, weights, specs, neighbours, vote_weights, stacker, counts)
+        return cls(manifest, members, weights, specs, neighbours, vote_weights, stacker, counts, unknown)
+
+
+def aligned(scores: np.ndarray, cols: np.ndarray, n_labels: int, unknown_codes: str = "lowest") -> np.ndarray:
+    """A member's ``scores`` (documents x its labels) on the ensemble's ``n_labels`` columns
+    (``cols``: where each of its labels goes). With ``unknown_codes="lowest"`` a code the member
+    does not know ranks below every code it knows: 0 for a member whose scores are probabilities,
+    just below the document's lowest score where that is below 0 (the cold-start ``scheme`` model's
+    uncalibrated margins are all negative: a 0 there put the CPC-only codes it cannot know at the
+    top of its ranking). ``"zero"``: 0 always (ensemble folders written before 0.2.0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    fill = np.zeros((len(scores), 1))
+    if unknown_codes == "lowest" and scores.size:
+        low = np.min(np.where(np.isnan(scores), np.inf, scores), axis=1, keepdims=True)
+        fill = np.where(low < 0, np.nextafter(low, -np.inf), 0.0)
+    out = np.repeat(fill, n_labels, axis=1)
+    out[:, cols] = scores
+    return out
 
 
 def _thresholds_on(model: CPCModel, labels: Sequence[str]) -> list[float]:
@@ -320,10 +349,18 @@ def tune_weights(member_scores: Sequence[np.ndarray], gold: Sequence[Sequence[st
 # ----------------------------------------------------------------------------- training
 
 
-def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manifest_fields: dict | None = None, *,
-                 neighbours: Sequence[NeighbourVote | None] | None = None,
-                 inputs: Sequence[np.ndarray] | None = None,
-                 held_counts: np.ndarray | None = None, counts: dict[str, float] | None = None) -> EnsembleCPCModel:
+def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manifest_fields: dict | None = None,
+                 **kwargs) -> EnsembleCPCModel:
+    """:func:`fit_ensemble_scored`'s ensemble (the same arguments)."""
+    return fit_ensemble_scored(members, held, cfg, specs, manifest_fields, **kwargs)[0]
+
+
+def fit_ensemble_scored(members: list[CPCModel], held, cfg, specs: Sequence[str],
+                        manifest_fields: dict | None = None, *,
+                        neighbours: Sequence[NeighbourVote | None] | None = None,
+                        inputs: Sequence[np.ndarray] | None = None,
+                        held_counts: np.ndarray | None = None, counts: dict[str, float] | None = None,
+                        folds: np.ndarray | None = None) -> tuple[EnsembleCPCModel, np.ndarray]:
     """Weights (or, with ``ensemble.fusion=stack``, the stacker), calibrator and thresholds of an
     ensemble of fitted ``members`` (and their neighbour votes) on data they were not trained on:
     ``held`` (``.labels``, and ``.texts`` unless ``inputs`` gives the inputs' scores on them,
@@ -331,7 +368,15 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     feature: ``counts``, the label counts of the data the saved members were trained on (scaled to
     the tuning members' training size), and ``held_counts``, the ``log1p`` label counts the members
     that scored ``held`` were trained on (per label, or per held document and label for
-    cross-fitted inputs; default ``counts``)."""
+    cross-fitted inputs; default ``counts``).
+
+    A stacker is fitted on all of ``held``, but its calibrator, thresholds and conformal table are
+    fitted on its *cross-fitted* output (:func:`~patentcpc.kinds.ensemble.stacking.crossfit_scores`:
+    each of ``folds`` scored by a stacker fitted on the others; ``folds``: each held document's
+    cross-fitting fold, default a seeded split into ``ensemble.folds`` folds, 5 when that is 0): its
+    output on the documents it was fitted on is more confident than on new patents. Returns the
+    ensemble and its calibrated scores on ``held`` (for a stacker, those cross-fitted ones: what
+    the ensemble's held-out figures are computed on)."""
     from patentcpc.calibration import calibrate_model
 
     labels = EnsembleCPCModel.union_labels(members)
@@ -339,6 +384,12 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     manifest = Manifest(kind="ensemble", labels=labels, score_type="probability", threshold=0.5, **fields)
     model = EnsembleCPCModel(manifest, members, [1.0] * len(members), specs, neighbours, [1.0] * len(members))
     inputs = list(inputs) if inputs is not None else model.inputs(held.texts)
+    if cfg.ensemble.fusion == "weights":
+        for spec, m in zip(specs, members, strict=True):
+            if m.output_score_type != "probability":
+                log.warning("ensemble: member %s gives uncalibrated %s scores, which a weighted mean adds to "
+                            "probabilities; --set ensemble.fusion=stack reads them as features", spec,
+                            m.output_score_type)
     weights, grid = tune_weights(inputs, held.labels, labels, cfg.ensemble.weight_step)
     model.input_weights = weights
     raw = combine(inputs, weights)
@@ -348,21 +399,24 @@ def fit_ensemble(members: list[CPCModel], held, cfg, specs: Sequence[str], manif
     f1_ens = best["f1@1"]
     if cfg.ensemble.fusion == "stack":
         from patentcpc.calibration import multi_hot
-        from patentcpc.kinds.ensemble.stacking import fit_stacker
+        from patentcpc.kinds.ensemble.stacking import crossfit_scores, fit_stacker
         from patentcpc.metrics import precision_recall_f1_at_k
 
         model.label_counts = dict(counts if counts is not None else label_counts(held.labels))
         logc = model.log_counts if held_counts is None else np.asarray(held_counts, dtype=np.float64)
-        model.stacker = fit_stacker(inputs, multi_hot(held.labels, labels), logc, cfg.ensemble.stack_top_k,
-                                    cfg.ensemble.stack_c)
-        raw = model.fuse(inputs, logc)
-        f1_ens = precision_recall_f1_at_k(raw, held.labels, labels, (1,))["f1@1"]  # in-sample for the stacker
+        y = multi_hot(held.labels, labels)
+        model.stacker = fit_stacker(inputs, y, logc, cfg.ensemble.stack_top_k, cfg.ensemble.stack_c)
+        if folds is None:
+            k = cfg.ensemble.folds if cfg.ensemble.folds >= 2 else 5
+            folds = np.random.default_rng(cfg.seed).permutation(len(y)) % k
+        raw = crossfit_scores(inputs, y, logc, folds, cfg.ensemble.stack_top_k, cfg.ensemble.stack_c)
+        f1_ens = precision_recall_f1_at_k(raw, held.labels, labels, (1,))["f1@1"]
     model.manifest.extra = {**model.manifest.extra, "ensemble": {
         "members": list(specs), "inputs": model.input_names, "weights": list(weights), "n_heldout": len(held.labels),
         "fusion": model.fusion, "heldout_f1@1": {"ensemble": f1_ens, **alone}}}
     if cfg.calibration.method != "none":
-        calibrate_model(model, raw, held.labels, cfg.calibration, "probability")
-    return model
+        return model, calibrate_model(model, raw, held.labels, cfg.calibration, "probability")
+    return model, model.calibrate(raw)
 
 
 def with_members(model: EnsembleCPCModel, members: list[CPCModel],
@@ -382,4 +436,4 @@ def with_members(model: EnsembleCPCModel, members: list[CPCModel],
         manifest.extra = {**manifest.extra, "calibration": cal}
     return EnsembleCPCModel(manifest, members, model.weights, model.specs,
                             model.neighbours if neighbours is None else neighbours, model.neighbour_weights,
-                            model.stacker, model.label_counts if counts is None else counts)
+                            model.stacker, model.label_counts if counts is None else counts, model.unknown_codes)

@@ -143,3 +143,27 @@ def fit_stacker(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: np.n
         lr = LogisticRegression(C=C, max_iter=2000).fit((x - mean) / scale, y)
         coef, intercept = lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
     return Stacker(len(inputs), mean, scale, coef, intercept, top_k, C)
+
+
+def crossfit_scores(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: np.ndarray, folds: np.ndarray,
+                    top_k: int = 20, C: float = 1.0) -> np.ndarray:  # noqa: N803
+    """Cross-fitted stacker probabilities: the documents of each fold (``folds``: one id per
+    document) scored by a stacker fitted (:func:`fit_stacker`) on the other folds (on a seeded
+    sample of :data:`MAX_FIT_DOCS` of them, drawn before any copy); with a single fold, the
+    in-sample scores of one stacker fitted on all. Costs one stacker fit per fold."""
+    folds = np.asarray(folds)
+    if folds.shape != (len(gold),):
+        raise ValueError(f"folds: one fold id per document ({len(gold)}), not shape {folds.shape}")
+    ids = np.unique(folds)
+    if len(ids) < 2:
+        return fit_stacker(inputs, gold, log_counts, top_k, C).scores(inputs, log_counts)
+    out = np.zeros(np.shape(inputs[0]), dtype=np.float64)
+    for f in ids:
+        rest = np.flatnonzero(folds != f)
+        if len(rest) > MAX_FIT_DOCS:
+            rest = np.sort(np.random.default_rng(0).choice(rest, MAX_FIT_DOCS, replace=False))
+        held = np.flatnonzero(folds == f)
+        part = fit_stacker([np.asarray(s)[rest] for s in inputs], np.asarray(gold)[rest], _rows(log_counts, rest),
+                           top_k, C)
+        out[held] = part.scores([np.asarray(s)[held] for s in inputs], _rows(log_counts, held))
+    return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from patentcpc.errors import ConfigError
 from patentcpc.io import atomic_write_text
-from patentcpc.kinds.ensemble.model import EnsembleCPCModel, bag, fit_ensemble, label_counts, with_members
+from patentcpc.kinds.ensemble.model import EnsembleCPCModel, bag, fit_ensemble_scored, label_counts, with_members
 from patentcpc.kinds.ensemble.neighbours import NeighbourVote
 from patentcpc.models.base import CPCModel
 from patentcpc.results import TrainResult
@@ -164,14 +164,14 @@ def _train_on_all(cfg, specs, full, work: Path) -> list[CPCModel]:
 
 def _fit_with_eval_data(cfg, specs, full, work, fields, eval_data: str):
     from patentcpc.data import load_data
-    from patentcpc.metrics import evaluate_model
+    from patentcpc.metrics import evaluate_scores
 
     held = load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
     members = _train_on_all(cfg, specs, full, work)
-    model = fit_ensemble(members, held, cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels),
-                         counts=label_counts(full.labels))
-    return model, evaluate_model(model, held)
+    model, scores = fit_ensemble_scored(members, held, cfg, specs, fields,
+                                        neighbours=neighbour_votes(cfg, members, full.texts, full.labels),
+                                        counts=label_counts(full.labels))
+    return model, evaluate_scores(scores, held.labels, model.labels, model.thresholds)
 
 
 def on_labels(oof: Sequence[np.ndarray], gold: Sequence[Sequence[str]], labels: Sequence[str], fold: np.ndarray,
@@ -197,10 +197,10 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
     union = EnsembleCPCModel.union_labels(members)
     inputs, held_counts = on_labels(oof, gold, labels, fold, union)
     k = cfg.ensemble.folds  # counts: the saved members' label counts, scaled to the folds' mean training size
-    model = fit_ensemble(members, SimpleNamespace(labels=gold), cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, full.texts, full.labels), inputs=inputs,
-                         held_counts=held_counts, counts=label_counts(full.labels, (k - 1) / k))
-    scores = model.calibrate(model.fuse(inputs, held_counts))
+    model, scores = fit_ensemble_scored(members, SimpleNamespace(labels=gold), cfg, specs, fields,
+                                        neighbours=neighbour_votes(cfg, members, full.texts, full.labels),
+                                        inputs=inputs, held_counts=held_counts,
+                                        counts=label_counts(full.labels, (k - 1) / k), folds=fold)
     metrics = evaluate_scores(scores, gold, model.labels, model.thresholds)
     if cfg.ensemble.bagging:  # each member: the mean of its fold models and its all-data model
         from patentcpc.registry import load_model
@@ -213,15 +213,15 @@ def _fit_crossfitted(cfg, specs, full, work, fields):
 
 def _fit_held_out(cfg, specs, full, work, fields):
     from patentcpc.data import split_data
-    from patentcpc.metrics import evaluate_model
+    from patentcpc.metrics import evaluate_scores
 
     ens = cfg.ensemble
     part, held = split_data(full, (1 - ens.valid_fraction, ens.valid_fraction), cfg.seed)
     members = train_members(cfg, specs, _write_part(part.texts, part.labels, work / "part.jsonl"), work, "part")
-    model = fit_ensemble(members, held, cfg, specs, fields,
-                         neighbours=neighbour_votes(cfg, members, part.texts, part.labels),
-                         counts=label_counts(part.labels))
-    metrics = evaluate_model(model, held)
+    model, scores = fit_ensemble_scored(members, held, cfg, specs, fields,
+                                        neighbours=neighbour_votes(cfg, members, part.texts, part.labels),
+                                        counts=label_counts(part.labels))
+    metrics = evaluate_scores(scores, held.labels, model.labels, model.thresholds)
     if ens.refit:
         members = _train_on_all(cfg, specs, full, work)
         model = with_members(model, members, neighbour_votes(cfg, members, full.texts, full.labels),
