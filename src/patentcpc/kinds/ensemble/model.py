@@ -155,17 +155,17 @@ class EnsembleCPCModel(CPCModel):
         scores, votes = [], []
         for m, cols, vote, w, wv in zip(self.members, self._columns, self.neighbours, self.weights,
                                         self.neighbour_weights, strict=True):
-            s = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-            use_vote = vote is not None and not (skip_unweighted and wv == 0)
-            if len(texts) and use_vote:
-                member, emb = m.scores_and_embeddings(texts, batch_size=batch_size)
-                s = aligned(member, cols, len(self.labels), self.unknown_codes)
+            use_vote = bool(texts) and vote is not None and not (skip_unweighted and wv == 0)
+            own = None  # the member's scores on its labels, where computed
+            if use_vote:
+                own, emb = m.scores_and_embeddings(texts, batch_size=batch_size)
                 votes.append(vote.aligned(emb, self.labels))
-            else:
-                if len(texts) and not (skip_unweighted and w == 0):
-                    s = aligned(m.scores(texts, batch_size=batch_size), cols, len(self.labels), self.unknown_codes)
-                if vote is not None:
-                    votes.append(np.zeros_like(s))
+            elif texts and not (skip_unweighted and w == 0):
+                own = m.scores(texts, batch_size=batch_size)
+            s = (aligned(own, cols, len(self.labels), self.unknown_codes) if own is not None
+                 else np.zeros((len(texts), len(self.labels)), dtype=np.float64))
+            if vote is not None and not use_vote:
+                votes.append(np.zeros_like(s))
             scores.append(s)
         return scores + votes
 

@@ -30,6 +30,13 @@ CHUNK = 1024  # documents whose (labels x features) block is built at once
 MAX_FIT_DOCS = 50_000  # the stacker is fitted on a seeded sample of at most this many documents
 
 
+def _fit_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows``, or a seeded sample of :data:`MAX_FIT_DOCS` of them (sorted) where there are more."""
+    if len(rows) <= MAX_FIT_DOCS:
+        return rows
+    return np.sort(np.random.default_rng(0).choice(rows, MAX_FIT_DOCS, replace=False))
+
+
 def _rows(log_counts: np.ndarray, rows: slice) -> np.ndarray:
     c = np.asarray(log_counts, dtype=np.float64)
     return c[rows] if c.ndim == 2 else c
@@ -126,10 +133,9 @@ def fit_stacker(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: np.n
     from sklearn.linear_model import LogisticRegression
 
     if len(gold) > MAX_FIT_DOCS:  # a few features: 50,000 documents' candidates are plenty, and memory stays bounded
-        keep = np.sort(np.random.default_rng(0).choice(len(gold), MAX_FIT_DOCS, replace=False))
-        lc = np.asarray(log_counts)
-        return fit_stacker([np.asarray(s)[keep] for s in inputs], np.asarray(gold)[keep],
-                           lc[keep] if lc.ndim == 2 else lc, top_k, C)
+        keep = _fit_rows(np.arange(len(gold)))
+        return fit_stacker([np.asarray(s)[keep] for s in inputs], np.asarray(gold)[keep], _rows(log_counts, keep),
+                           top_k, C)
     mask = candidates(inputs, top_k)
     n = len(mask)
     x = np.concatenate([features([np.asarray(s)[r] for s in inputs], _rows(log_counts, r))[mask[r]]
@@ -159,9 +165,7 @@ def crossfit_scores(inputs: Sequence[np.ndarray], gold: np.ndarray, log_counts: 
         return fit_stacker(inputs, gold, log_counts, top_k, C).scores(inputs, log_counts)
     out = np.zeros(np.shape(inputs[0]), dtype=np.float64)
     for f in ids:
-        rest = np.flatnonzero(folds != f)
-        if len(rest) > MAX_FIT_DOCS:
-            rest = np.sort(np.random.default_rng(0).choice(rest, MAX_FIT_DOCS, replace=False))
+        rest = _fit_rows(np.flatnonzero(folds != f))
         held = np.flatnonzero(folds == f)
         part = fit_stacker([np.asarray(s)[rest] for s in inputs], np.asarray(gold)[rest], _rows(log_counts, rest),
                            top_k, C)
