@@ -19,7 +19,15 @@ have saved with that configuration (``as saved`` re-fits the command's own confi
 check that the re-fit reproduces the saved model, when the saved model was trained by the same
 code: a stacked folder saved before session 28 was calibrated on the stacker's in-sample output).
 
-    PYTHONPATH=src python benchmarks/ensemble_pooled.py WORK [--seeds 0 1 2 3 4] [--variants] [--json OUT]
+``--member SPEC`` (with ``--variants``): the ensembles with one more member ``SPEC`` (as
+``--members`` takes it, e.g. ``probe:MINILM``), trained by the trainer's own code on the split's
+folds (:func:`patentcpc.kinds.ensemble.trainer.crossfit_inputs`, the same seeded folds as the
+kept inputs) and on the whole training part, in ``WORK/sN/member-<SPEC's name>`` (reused when
+there): what ``--members tfidf,MINILM,SPEC`` would have saved. The member alone is listed too,
+so "vs best member" compares every ensemble with the best of the three.
+
+    PYTHONPATH=src python benchmarks/ensemble_pooled.py WORK [--seeds 0 1 2 3 4] [--variants] [--member SPEC]
+        [--scheme SCHEME_MODEL] [--json OUT]
 """
 
 from __future__ import annotations
@@ -88,12 +96,38 @@ def widen(x: np.ndarray, labels: list[str], wide: list[str]) -> np.ndarray:
     return aligned(x, np.array([index[c] for c in labels], dtype=np.int64), len(wide))
 
 
-def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
+def member_work(root: Path, spec: str) -> Path:
+    """``root/member-<spec, readable>-<hash of spec>``: one folder per member spec."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", spec)[-40:].strip("-")
+    return root / f"member-{slug}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
+
+
+def extra_member(cfg, spec: str, full, root: Path, gold, fold, test_texts):
+    """(member trained on the whole training part, its test scores on its own labels, its
+    cross-fitted and test inputs on its labels ∪ the data's codes, those labels)."""
+    from patentcpc.kinds.ensemble.trainer import _train_on_all, crossfit_inputs
+
+    work = member_work(root, spec)
+    work.mkdir(exist_ok=True)
+    c = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, members=[spec], neighbours=False))
+    oof, oof_gold, labels, oof_fold = crossfit_inputs(c, [spec], full, work)
+    if oof_gold != gold or not np.array_equal(oof_fold, fold):
+        raise SystemExit(f"{root}: the folds of {spec} are not those of crossfit.npz")
+    (member,) = _train_on_all(c, [spec], full, work)
+    own = member.scores(test_texts)
+    return member, own, oof[0], widen(own, member.labels, labels), labels
+
+
+def refit_variants(ens, root: Path, test_in, test_texts, scheme=None, member: str | None = None) -> dict:
     """Ensembles over the saved members fitted on the kept cross-fitted inputs, as the trainer
     fits them (``_fit_crossfitted``), with other fusion settings; their test scores. With
     ``scheme`` (a ``patentcpc train --model scheme`` model, which reads no patents and is thus the
     same in every fold): also the ensemble with it as a third member (``--members
-    tfidf,MINILM,scheme``), its inputs computed here."""
+    tfidf,MINILM,scheme``), its inputs computed here; with ``member`` (a member spec): the
+    ensemble with that member trained on the folds (:func:`extra_member`)."""
     from patentcpc.config import TrainConfig, from_dict
     from patentcpc.data import load_data
     from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
@@ -118,32 +152,43 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None) -> dict:
             ("stack, no neighbour vote", "stack", False, False),
             ("weights, neighbour vote", "weights", True, False),
             ("weights, no neighbour vote (the default)", "weights", False, False)]
-    if scheme is not None:
+    extra = None  # (name, model, cross-fitted inputs, test inputs) on ``wide``
+    if member is not None:
+        runs += [(f"stack, no neighbour vote, + {member} member", "stack", False, True),
+                 (f"weights, no neighbour vote, + {member} member", "weights", False, True)]
+        m, m_own, m_oof, m_test, m_labels = extra_member(cfg, member, full, root, gold, fold, test_texts)
+        wide = EnsembleCPCModel.union_labels([*members, m])
+        extra = (member, m, widen(m_oof, m_labels, wide), widen(m_test, m_labels, wide))
+    elif scheme is not None:
         runs += [("stack, neighbour vote, + scheme member", "stack", True, True),
                  ("stack, no neighbour vote, + scheme member", "stack", False, True),
                  ("weights, neighbour vote, + scheme member", "weights", True, True),
                  ("weights, no neighbour vote, + scheme member", "weights", False, True)]
         wide = EnsembleCPCModel.union_labels([*members, scheme])
-        s_oof = widen(scheme.scores(oof_texts(full, cfg.seed, k)), scheme.labels, wide)
-        s_test = widen(scheme.scores(test_texts), scheme.labels, wide)
+        extra = ("scheme", scheme, widen(scheme.scores(oof_texts(full, cfg.seed, k)), scheme.labels, wide),
+                 widen(scheme.scores(test_texts), scheme.labels, wide))
+    if extra is not None:
         wide_oof = [widen(x, union, wide) for x in inputs]
         wide_test = [widen(x, union, wide) for x in test_in]
         wide_counts = widen(held_counts, union, wide)
     out = {}
-    for name, fusion, votes, with_scheme in runs:
+    for name, fusion, votes, with_extra in runs:
         if votes and not has_votes:
             continue
         c = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, fusion=fusion, neighbours=votes))
         keep = slice(None) if votes else slice(0, n_members)
         ms, specs, vs, x, xt, hc = (members, cfg.ensemble.members, ens.neighbours if votes else [None] * n_members,
                                     inputs[keep], test_in[keep], held_counts)
-        if with_scheme:  # inputs: the members', then the neighbour votes
-            ms, specs, vs, hc = [*members, scheme], [*specs, "scheme"], [*vs, None], wide_counts
-            x = [*wide_oof[:n_members], s_oof, *wide_oof[n_members:][: len(wide_oof) - n_members if votes else 0]]
-            xt = [*wide_test[:n_members], s_test, *wide_test[n_members:][: len(wide_test) - n_members if votes else 0]]
+        if with_extra:  # inputs: the members', then the neighbour votes
+            name_x, model_x, oof_x, test_x = extra
+            ms, specs, vs, hc = [*members, model_x], [*specs, name_x], [*vs, None], wide_counts
+            x = [*wide_oof[:n_members], oof_x, *wide_oof[n_members:][: len(wide_oof) - n_members if votes else 0]]
+            xt = [*wide_test[:n_members], test_x, *wide_test[n_members:][: len(wide_test) - n_members if votes else 0]]
         model = fit_ensemble(ms, SimpleNamespace(labels=gold), c, specs, {"extra": {"model_name": "ensemble"}},
                              neighbours=vs, inputs=x, held_counts=hc, counts=counts, folds=fold)
         out[f"variant: {name}"] = (model, model.calibrate(model.fuse(xt)))
+    if member is not None:  # a member too: "vs best member" compares with the best of all three
+        out[f"member-x {member}"] = (m, m_own)
     return out
 
 
@@ -166,8 +211,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variants", action="store_true", help="re-fit fusion variants from crossfit.npz")
     ap.add_argument("--scheme", type=Path, help="a scheme model folder: also the variants with it as a member")
+    ap.add_argument("--member", help="a member spec (probe:MINILM): also the variants with it, trained on the folds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.member and (args.scheme or not args.variants):
+        ap.error("--member goes with --variants, and without --scheme")
     scheme = None
     if args.scheme:
         from patentcpc.registry import load_model
@@ -185,7 +233,7 @@ def main() -> None:
             name = "minilm" if "minilm" in spec.lower() else spec
             models[f"member-{i} {name}"] = member_scores(ens, i, inputs)
         if args.variants and (root / "crossfit.npz").exists():
-            models.update(refit_variants(ens, root, inputs, data.texts, scheme))
+            models.update(refit_variants(ens, root, inputs, data.texts, scheme, args.member))
         for name, (model, scores) in models.items():
             per.setdefault(name, {})[seed] = measures(model, scores, data.labels)
     seeds = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []

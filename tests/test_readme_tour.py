@@ -135,6 +135,7 @@ def test_every_tour_line_names_real_commands_options_and_files():
         for name in INPUT_OPTIONS:
             for value in opts.get(name, []):
                 for item in value.split(",") if name == "--models" else [value]:
+                    item = item.removeprefix("probe:")  # --model probe:ENCODER: that encoder, frozen
                     if item in (M_PLACEHOLDER, "lsa", *MODEL_KINDS) or item.startswith(("lsa:", "arch:")):
                         continue
                     norm = item.rstrip("/")

@@ -3,7 +3,9 @@ folder through evaluate/predict, kill -9 and --resume, configuration errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -246,29 +248,37 @@ def test_fit_head_uses_the_probe_or_the_refit_settings(tmp_path):
 def test_refit_head_is_the_probe_on_the_final_embeddings(tiny_jsonl, tmp_path, refit_on):
     """After training, the saved head is the balanced probe (refit_C) on the final model's pooled
     embeddings of the training part, or of the training + validation parts with refit_on=all."""
-    import torch
-    from datasets import concatenate_datasets
-
-    from patentcpc.cpc import LabelVocab
     from patentcpc.registry import train_model
-    from patentcpc.training.batches import encode, load_train_eval, multi_hot
-    from patentcpc.training.head import fit_probe, pooled_embeddings
 
     cfg = _cfg("transformer.epochs=1", "transformer.valid_fraction=0.25", "transformer.refit_C=0.5",
                f"transformer.refit_on={refit_on}", "transformer.recipe=few-shot",  # auto: no re-fit for --arch
                "transformer.label_docs=none")  # patents only (label documents: test_label_docs_join_every_head_fit)
     model = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m").model
     assert model.manifest.extra["head_steps"]["head re-fit"]["kept"]  # it did not lower validation f1@1
-    train, valid = load_train_eval(cfg, str(tiny_jsonl), None)
+    _assert_head_is_the_balanced_probe(model, cfg, tiny_jsonl, refit_on, 0.5)
+
+
+def _assert_head_is_the_balanced_probe(model, cfg, data, refit_on: str, C: float):
+    """The saved head equals fit_probe (balanced, C) on the model's own pooled embeddings of the
+    training part (refit_on=all: training + validation parts); returns the validation part."""
+    import torch
+    from datasets import concatenate_datasets
+
+    from patentcpc.cpc import LabelVocab
+    from patentcpc.training.batches import encode, load_train_eval, multi_hot
+    from patentcpc.training.head import fit_probe, pooled_embeddings
+
+    train, valid = load_train_eval(cfg, str(data), None)
     vocab = LabelVocab(list(model.labels))
     ds = encode(model, train, vocab)
     if refit_on == "all":
         ds = concatenate_datasets([ds, encode(model, valid, vocab)])
-    w, b = fit_probe(pooled_embeddings(model, ds), torch.as_tensor(multi_hot(ds["label_ids"], len(vocab))), 0.5,
+    w, b = fit_probe(pooled_embeddings(model, ds), torch.as_tensor(multi_hot(ds["label_ids"], len(vocab))), C,
                      balanced=True)
     # float32 L-BFGS: a few weights differ by ~2e-4 between two runs on the same embeddings
     torch.testing.assert_close(model.network.head.weight.detach().cpu(), w, atol=1e-3, rtol=1e-2)
     torch.testing.assert_close(model.network.head.bias.detach().cpu(), b, atol=1e-3, rtol=1e-2)
+    return valid
 
 
 def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, monkeypatch):
@@ -436,6 +446,8 @@ def test_label_docs_auto_is_seen_where_a_probe_is_fitted_on_cpc_labels():
     reference, _ = resolve_recipe(TransformerConfig(arch="bert-tiny"), 100)  # no probe, no re-fit
     assert resolve_label_docs(reference, ["A01B", "H04L"], "subclass") == "none"
     assert resolve_label_docs(TransformerConfig(label_docs="none"), ["A01B"], "subclass") == "none"
+    probe = TransformerConfig(recipe="probe", head_init="random", refit_head=False)  # its head is a probe anyway
+    assert resolve_label_docs(probe, ["A01B", "H04L"], "subclass") == "seen"
 
 
 def test_group_by_length_sampler_gets_the_length_column_as_one_list():
@@ -499,3 +511,55 @@ def test_gradient_checkpointing_is_on_for_cpu_training_and_keeps_the_gradients(m
     assert plain.keys() == ckpt.keys() and len(plain) > 10
     for name, grad in plain.items():
         torch.testing.assert_close(ckpt[name], grad, msg=name)
+
+
+def test_probe_prefix_is_the_encoder_with_the_probe_recipe(caplog):
+    from patentcpc.training.finetune import resolve_recipe
+
+    given = TransformerConfig()
+    cfg = TrainConfig(model="probe: some/encoder", transformer=given)
+    assert cfg.model == "some/encoder" and cfg.transformer.recipe == "probe"
+    assert given.recipe == "auto" and cfg.transformer is not given  # the caller's section is not changed
+    again = dataclasses.replace(cfg, seed=1)  # the prefix is gone from model; the recipe stays
+    assert again.model == "some/encoder" and again.transformer.recipe == "probe"
+    assert resolve(TrainConfig, None, {"model": "probe:enc"}, []).transformer.recipe == "probe"
+    assert resolve(TrainConfig, None, {"model": "enc"}, ["transformer.recipe=probe"]).model == "enc"
+    with pytest.raises(ConfigError, match="needs an encoder after it"):
+        TrainConfig(model="probe:")
+    with caplog.at_level(logging.WARNING, logger="patentcpc.config"):
+        assert TrainConfig(model="probe:enc", transformer=TransformerConfig(recipe="reference")
+                           ).transformer.recipe == "probe"
+    assert "transformer.recipe reference is replaced by probe" in caplog.text
+    assert resolve_recipe(TransformerConfig(recipe="probe"), 10**6) == (TransformerConfig(recipe="probe"), "probe")
+    with pytest.raises(ConfigError, match="needs a pretrained encoder"):
+        resolve_recipe(TransformerConfig(recipe="probe", arch="bert-tiny"), 100)
+
+
+@pytest.mark.parametrize("refit_on", ["train", "all"])
+def test_probe_recipe_saves_the_pretrained_encoder_with_the_refit_probe_as_head(tiny_jsonl, tmp_path, refit_on):
+    """--model probe:ENCODER: no optimizer step; the saved encoder is the pretrained one weight for
+    weight; the head is the balanced re-fit probe (refit_C) on its embeddings of the training part
+    (refit_on=all: of training + validation parts); the folder loads and scores as trained."""
+    import torch
+    from safetensors.torch import load_file
+
+    from patentcpc.kinds.transformer.model import TransformerCPCModel
+    from patentcpc.registry import load_model, train_model
+
+    torch.manual_seed(0)
+    base = TransformerCPCModel.create(["A01B"], arch="bert-tiny", max_length=32, device="cpu")
+    base.network.encoder.save_pretrained(tmp_path / "enc")
+    base.tokenizer.save_pretrained(tmp_path / "enc")
+    cfg = resolve(TrainConfig, None, {"model": f"probe:{tmp_path / 'enc'}"},
+                  ["transformer.max_length=32", "transformer.valid_fraction=0.25", "transformer.refit_C=0.5",
+                   f"transformer.refit_on={refit_on}", "transformer.label_docs=none", "guard=warn"])
+    result = train_model(cfg, str(tiny_jsonl), None, tmp_path / "m")
+    model = result.model
+    assert model.manifest.extra["recipe"] == "probe" and model.manifest.extra["training"]["global_steps"] == 0
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]["transformer"]["recipe"] == "probe"
+    pretrained = load_file(tmp_path / "enc" / "model.safetensors")
+    tuned = model.network.encoder.state_dict()
+    assert pretrained and all(torch.equal(v, tuned[k]) for k, v in pretrained.items())
+    texts = _assert_head_is_the_balanced_probe(model, cfg, tiny_jsonl, refit_on, 0.5).texts[:4]
+    np.testing.assert_allclose(load_model(tmp_path / "m").scores(texts), model.scores(texts), rtol=1e-5, atol=1e-6)
+    assert not (tmp_path / "m" / "checkpoints").exists() and "f1@1" in result.metrics

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import re
 import types
@@ -194,7 +195,13 @@ class TransformerConfig:
             random-init ``arch`` encoder (its probes would fit noise); ``reference``: USPTO-3M's reference run
             (BCE, lr 8e-5, batch 32, 2 epochs, bf16 on a GPU, no probe start / WiSE-FT / re-fit;
             the head's bias starts at the label priors); ``few-shot``: always the few-shot
-            settings. The recipe replaces only fields left at their defaults (benchmarks/scale.md).
+            settings; ``probe``: no fine-tuning (linear probing): the pretrained encoder is saved as
+            it is, with the head re-fit's probe (``refit_C``, ``refit_class_weight``, the label
+            documents of ``label_docs``) on its frozen embeddings, calibrated and thresholded on the
+            validation split, then (``refit_on: all``) re-fitted on all the training data. ``--model
+            probe:ENCODER`` (or the ensemble member ``probe:ENCODER``) is ``--model ENCODER`` with this
+            recipe (benchmarks/accuracy.md, item 2). The recipe replaces only fields left at their
+            defaults (benchmarks/scale.md).
         few_shot_max_docs: the size (training documents) up to which ``auto`` uses the few-shot
             settings (default 20,000).
         keep_checkpoints: keep ``checkpoints/`` in the model folder after training.
@@ -262,7 +269,7 @@ class TransformerConfig:
         choices = {"pooling": ("cls", "mean"), "loss": ("bce", "weighted", "focal", "hierarchical"),
                    "class_weight": ("balanced", "inv_sqrt"), "head_init": ("probe", "prior", "random"),
                    "probe_class_weight": (None, "balanced"), "refit_class_weight": (None, "balanced"),
-                   "refit_on": ("train", "all"), "recipe": ("auto", "reference", "few-shot"),
+                   "refit_on": ("train", "all"), "recipe": ("auto", "reference", "few-shot", "probe"),
                    "precision": ("auto", "bf16", "fp32"), "label_docs": ("auto", "none", "seen")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -346,7 +353,8 @@ class EnsembleConfig:
     """``--model ensemble`` (benchmarks/ensemble.md).
 
     Args:
-        members: what ``--model`` accepts, e.g. ``tfidf`` or an encoder folder (at least two).
+        members: what ``--model`` accepts, e.g. ``tfidf``, an encoder folder (fine-tuned) or
+            ``probe:`` and an encoder folder (frozen, with a probe head); at least two.
         folds: cross-fitting: each member is trained ``folds`` times, each time without one fold,
             and the weights, calibrator and thresholds are tuned on its predictions for the
             documents left out (all of the data, each predicted by a model that did not see it);
@@ -375,7 +383,9 @@ class EnsembleConfig:
             :mod:`patentcpc.kinds.ensemble.stacking`; its calibrator is fitted on its own
             cross-fitted output). Default ``stack``: over 5 held-out splits it beat the weighted
             mean of TF-IDF + MiniLM (F1@1 0.500 against 0.493; ECE@1 0.051 against 0.048;
-            benchmarks/ensemble.md, session 28). A weighted mean needs members that give
+            benchmarks/ensemble.md, session 28) and of TF-IDF + the frozen-MiniLM probe
+            (``--members tfidf,probe:MINILM``, the documented ensemble: 0.507 against 0.503;
+            session 29). A weighted mean needs members that give
             probabilities; an uncalibrated member (the cold-start ``scheme`` model's margins) is
             read by a stacker as features.
         stack_top_k: the stacker is fitted on each document's candidates, the union of every
@@ -519,10 +529,15 @@ class RouterConfig:
             raise ConfigError(f"router.valid_fraction must be in (0, 1), not {self.valid_fraction}")
 
 
+PROBE_PREFIX = "probe:"  # --model probe:ENCODER: that encoder, frozen, with a probe head (recipe probe)
+
+
 @dataclass
 class TrainConfig:
     """Everything ``patentcpc train`` needs. ``model`` is ``tfidf``, ``scheme`` (cold start from
-    the IPC scheme) or a transformer (hub id or local folder, default ModernBERT-base)."""
+    the IPC scheme) or a transformer (hub id or local folder, default ModernBERT-base);
+    ``probe:ENCODER`` is the transformer ``ENCODER`` with ``transformer.recipe: probe`` (a head on
+    its frozen embeddings): the prefix is taken off ``model`` and saved as the recipe."""
 
     model: str = "answerdotai/ModernBERT-base"
     data: DataConfig = field(default_factory=DataConfig)
@@ -543,6 +558,14 @@ class TrainConfig:
     guard: str = "error"
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, str) and self.model.startswith(PROBE_PREFIX):
+            self.model = self.model[len(PROBE_PREFIX):].strip()
+            if not self.model:
+                raise ConfigError(f"model '{PROBE_PREFIX}' needs an encoder after it (a folder or a hub id)")
+            if self.transformer.recipe not in ("auto", "probe"):
+                logging.getLogger(__name__).warning(
+                    "model probe:%s: transformer.recipe %s is replaced by probe", self.model, self.transformer.recipe)
+            self.transformer = dataclasses.replace(self.transformer, recipe="probe")
         if not self.model:
             raise ConfigError("model must not be empty")
         check_seed(self.seed)

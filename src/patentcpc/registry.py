@@ -136,6 +136,9 @@ class Kind:
         if cfg.options and "options" not in self.config:  # read by no one: refused, not silently ignored
             raise ConfigError(f"options.{next(iter(cfg.options))}: a '{self.name}' model takes no options (that "
                               "section holds the settings of a model kind from another package)")
+        if cfg.transformer.recipe == "probe" and "transformer" not in self.config:  # probe:tfidf
+            log.warning("transformer.recipe probe (probe:%s) does not apply to a '%s' model: it is trained as it "
+                        "always is", cfg.model, self.name)
         return self.hook("train")(cfg, data, eval_data, output, **kwargs)
 
 

