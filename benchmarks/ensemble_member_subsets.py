@@ -39,30 +39,21 @@ NAMES = ("tfidf", "minilm", "probe")
 
 def split_models(root: Path, member: str) -> dict:
     """Name -> (model, test scores) for the three members and every fusion of SUBSETS, one split."""
-    from ensemble_pooled import extra_member, test_inputs, widen
+    from ensemble_pooled import extra_member, kept_inputs, test_inputs, widen
 
-    from patentcpc.config import TrainConfig, from_dict
-    from patentcpc.data import load_data
-    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
-    from patentcpc.kinds.ensemble.trainer import on_labels
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble
     from patentcpc.training.head import remember_embeddings
 
     ens, data, test_in = test_inputs(root)
-    z = np.load(root / "crossfit.npz")
-    oof = [z[f"arr_{i}"] for i in range(sum(f.startswith("arr_") for f in z.files))]
-    gold, fold = [json.loads(g) for g in z["gold"]], z["fold"]
-    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
-    union = EnsembleCPCModel.union_labels(ens.members)
-    inputs, held = on_labels(oof, gold, [str(c) for c in z["labels"]], fold, union)
-    k = cfg.ensemble.folds
-    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())
+    kept = kept_inputs(root, ens)
+    cfg, full, gold, fold, union, inputs = kept.cfg, kept.full, kept.gold, kept.fold, kept.union, kept.inputs
     with remember_embeddings():  # as the trainer: a frozen encoder embeds each document once
         m, own, m_oof, m_test, m_labels = extra_member(cfg, member, full, root, gold, fold, data.texts)
     members, specs = [*ens.members[:2], m], [*cfg.ensemble.members[:2], member]
     wide = EnsembleCPCModel.union_labels(members)
     x = [widen(a, union, wide) for a in inputs[:2]] + [widen(m_oof, m_labels, wide)]
     xt = [widen(a, union, wide) for a in test_in[:2]] + [widen(m_test, m_labels, wide)]
-    hc, counts = widen(held, union, wide), label_counts(full.labels, (k - 1) / k)
+    hc, counts = widen(kept.held_counts, union, wide), kept.counts
     out = {n: (mm, xt[i][:, [wide.index(c) for c in mm.labels]])
            for i, (n, mm) in enumerate(zip(NAMES[:2], members[:2], strict=True))}
     out["probe"] = (m, own)  # the member alone, as it scores by itself

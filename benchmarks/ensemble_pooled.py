@@ -79,6 +79,28 @@ def member_scores(ens, i: int, inputs) -> tuple[object, np.ndarray]:
     return m, inputs[i][:, [index[c] for c in m.labels]]
 
 
+def kept_inputs(root: Path, ens) -> SimpleNamespace:
+    """The split's kept cross-fitted inputs (``crossfit.npz``) as the trainer reads them: ``cfg``
+    (the saved ensemble's configuration), ``full`` (the training part), ``gold``, ``fold``,
+    ``union`` (the saved members' labels), ``inputs`` and ``held_counts`` on ``union``, ``counts``
+    (the saved members' label counts, scaled to the folds' training size)."""
+    from patentcpc.config import TrainConfig, from_dict
+    from patentcpc.data import load_data
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, label_counts
+    from patentcpc.kinds.ensemble.trainer import on_labels
+
+    z = np.load(root / "crossfit.npz")
+    oof = [z[f"arr_{i}"] for i in range(sum(f.startswith("arr_") for f in z.files))]
+    gold, fold = [json.loads(g) for g in z["gold"]], z["fold"]
+    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
+    union = EnsembleCPCModel.union_labels(ens.members)
+    inputs, held_counts = on_labels(oof, gold, [str(c) for c in z["labels"]], fold, union)
+    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())  # as the trainer reads it
+    k = cfg.ensemble.folds
+    return SimpleNamespace(cfg=cfg, full=full, gold=gold, fold=fold, union=union, inputs=inputs,
+                           held_counts=held_counts, counts=label_counts(full.labels, (k - 1) / k))
+
+
 def oof_texts(full, seed: int = 42, folds: int = 5) -> list[str]:
     """The training part's texts in the order of the trainer's cross-fitted inputs (fold by fold,
     ``split_data(full, (1/k,) * k, cfg.seed)`` as ``crossfit_inputs`` splits them)."""
@@ -128,24 +150,12 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None, member: st
     same in every fold): also the ensemble with it as a third member (``--members
     tfidf,MINILM,scheme``), its inputs computed here; with ``member`` (a member spec): the
     ensemble with that member trained on the folds (:func:`extra_member`)."""
-    from patentcpc.config import TrainConfig, from_dict
-    from patentcpc.data import load_data
-    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble, label_counts
-    from patentcpc.kinds.ensemble.trainer import on_labels
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, fit_ensemble
 
-    z = np.load(root / "crossfit.npz")
-    n_in = sum(f.startswith("arr_") for f in z.files)
-    oof = [z[f"arr_{i}"] for i in range(n_in)]
-    labels = [str(c) for c in z["labels"]]
-    gold = [json.loads(g) for g in z["gold"]]
-    fold = z["fold"]
-    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
+    kept = kept_inputs(root, ens)
+    cfg, full, gold, fold, union = kept.cfg, kept.full, kept.gold, kept.fold, kept.union
+    inputs, held_counts, counts, k = kept.inputs, kept.held_counts, kept.counts, cfg.ensemble.folds
     members = ens.members
-    union = EnsembleCPCModel.union_labels(members)
-    inputs, held_counts = on_labels(oof, gold, labels, fold, union)
-    k = cfg.ensemble.folds
-    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())  # as the trainer reads it
-    counts = label_counts(full.labels, (k - 1) / k)
     n_members = len(members)
     has_votes = any(v is not None for v in ens.neighbours)
     runs = [("as saved", cfg.ensemble.fusion, cfg.ensemble.neighbours, False),

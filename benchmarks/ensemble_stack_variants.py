@@ -45,28 +45,19 @@ VARIANTS = {  # name: (inputs, stacker keyword arguments)
 
 def split_inputs(root: Path, scheme, embed) -> dict:
     """The split's cross-fitted and test inputs by name, gold codes, folds, label counts."""
-    from ensemble_pooled import oof_texts, test_inputs, widen
+    from ensemble_pooled import kept_inputs, oof_texts, test_inputs, widen
 
     from patentcpc.calibration import multi_hot
-    from patentcpc.config import TrainConfig, from_dict
-    from patentcpc.data import load_data
-    from patentcpc.kinds.ensemble.model import EnsembleCPCModel, label_counts
-    from patentcpc.kinds.ensemble.trainer import on_labels
+    from patentcpc.kinds.ensemble.model import EnsembleCPCModel
     from patentcpc.retrieval.evaluation import KNNOptions, knn_scores, linear_probe_scores
 
     ens, data, test_in = test_inputs(root)
-    z = np.load(root / "crossfit.npz")
-    oof = [z[f"arr_{i}"] for i in range(sum(f.startswith("arr_") for f in z.files))]
-    gold = [json.loads(g) for g in z["gold"]]
-    fold = z["fold"]
-    cfg = from_dict(TrainConfig, json.loads((root / "E" / "manifest.json").read_text())["config"])
-    union = EnsembleCPCModel.union_labels(ens.members)
-    inputs, held = on_labels(oof, gold, [str(c) for c in z["labels"]], fold, union)
-    full = load_data(root / "train.jsonl", **cfg.data.load_kwargs())
-    k = cfg.ensemble.folds
-    texts = oof_texts(full, cfg.seed, k)
+    kept = kept_inputs(root, ens)
+    cfg, full, gold, fold, union, inputs, held = (kept.cfg, kept.full, kept.gold, kept.fold, kept.union, kept.inputs,
+                                                  kept.held_counts)
+    texts = oof_texts(full, cfg.seed, cfg.ensemble.folds)
     wide = EnsembleCPCModel.union_labels([*ens.members, scheme])
-    counts = label_counts(full.labels, (k - 1) / k)
+    counts = kept.counts
     x = {"tfidf": (inputs[0], test_in[0]), "minilm": (inputs[1], test_in[1])}
     x = {n: (widen(a, union, wide), widen(b, union, wide)) for n, (a, b) in x.items()}
     x["scheme"] = tuple(widen(scheme.scores(t), scheme.labels, wide) for t in (texts, data.texts))

@@ -476,7 +476,7 @@ class Trainer:
             with phases("explain index"):
                 self.build_explain_index()
         metrics = evaluate_scores(scores, self.valid.labels, self.vocab.labels, model.thresholds)
-        if (tcfg.refit_head or trainer is None) and tcfg.refit_on == "all" and not self.eval_data and self.refit_kept:
+        if tcfg.refit_on == "all" and not self.eval_data and self.refit_kept:  # a re-fit head (or the probe's)
             with phases("head re-fit on all"):
                 self.refit_on_all()
             scores = None  # the saved head is not the measured one: the check scores it again
