@@ -189,7 +189,7 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="only evaluate splits already trained")
     ap.add_argument("--members", default="tfidf,minilm", help="member specs; minilm = the offline MiniLM")
     ap.add_argument("--keep-inputs", action="store_true",
-                    help="save the trainer's cross-fitted inputs to WORK/sN/crossfit.npz")
+                    help="save the trainer's cross-fitted inputs to WORK/sN (rN)/crossfit.npz")
     ap.add_argument("--random-split", action="store_true",
                     help="seeded random (unstratified) 80/20 splits in WORK/rN, as new patents come")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
