@@ -85,6 +85,22 @@ def f1_at_1(rows: np.ndarray) -> float:
     return float(2 * p * r / (p + r)) if p + r else 0.0
 
 
+def subset_shares(pooled: np.ndarray, n: int, rng: np.random.Generator, size: int = 300) -> dict:
+    """Shares of ``n`` random ``size``-patent subsets of the :func:`per_document` rows ``pooled``
+    (the hidden holdout's size) that miss each done-means bar of issue 30."""
+    from patentcpc.metrics import ece
+
+    sub = []
+    for _ in range(n):
+        b = pooled[rng.choice(len(pooled), size, replace=False)]
+        sub.append((ece(b[:, 0], b[:, 1]), f1_at_1(b), b[:, 3].mean(), b[:, 4].mean()))
+    sub = np.array(sub)
+    outside = (sub[:, 2] < 0.86) | (sub[:, 2] > 0.96)
+    return {"ece@1 > 0.08": float((sub[:, 0] > 0.08).mean()), "f1@1 < 0.49": float((sub[:, 1] < 0.49).mean()),
+            "f1@1 < 0.424": float((sub[:, 1] < 0.424).mean()),
+            "0.9 coverage outside 0.86-0.96": float(outside.mean()), "0.9 mean set > 8": float((sub[:, 3] > 8).mean())}
+
+
 def main() -> None:
     from ensemble_pooled import COVERAGES, measures, minilm_probe, t_interval
 
@@ -118,17 +134,7 @@ def main() -> None:
             s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
         for base in NAMES:
             s[f"vs {base}"] = t_interval(np.subtract(f1, [r["f1@1"] for r in per[base]]))
-        pooled = np.concatenate(docs[name])
-        sub = []
-        for _ in range(args.subsets):
-            b = pooled[rng.choice(len(pooled), 300, replace=False)]
-            sub.append((ece(b[:, 0], b[:, 1]), f1_at_1(b), b[:, 3].mean(), b[:, 4].mean()))
-        sub = np.array(sub)
-        outside = (sub[:, 2] < 0.86) | (sub[:, 2] > 0.96)
-        s["300-patent subsets"] = {"ece@1 > 0.08": float((sub[:, 0] > 0.08).mean()),
-                                   "f1@1 < 0.49": float((sub[:, 1] < 0.49).mean()),
-                                   "0.9 coverage outside 0.86-0.96": float(outside.mean()),
-                                   "0.9 mean set > 8": float((sub[:, 3] > 8).mean())}
+        s["300-patent subsets"] = subset_shares(np.concatenate(docs[name]), args.subsets, rng)
         summary[name] = s
         print(f"{name:28s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{v:.3f}' for v in f1)})  "
               f"ECE@1 {s['pooled ece@1']:.3f}  AUROC@1 {s['pooled auroc@1']:.3f}  "

@@ -233,6 +233,8 @@ def main() -> None:
     ap.add_argument("--member", help="a member spec (probe:MINILM): also the variants with it, trained on the folds")
     ap.add_argument("--random-split", action="store_true",
                     help="the random splits WORK/rN (ensemble_splits.py --random-split)")
+    ap.add_argument("--subsets", type=int, default=0,
+                    help="also the shares of this many random 300-patent subsets that miss each done-means bar")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.member and (args.scheme or not args.variants):
@@ -243,6 +245,7 @@ def main() -> None:
 
         scheme = load_model(args.scheme)
     per: dict[str, dict[int, dict]] = {}
+    docs: dict[str, list] = {}
     for seed in args.seeds:
         root = args.work / f"{'r' if args.random_split else 's'}{seed}"
         if not (root / "E" / "manifest.json").exists():
@@ -257,6 +260,10 @@ def main() -> None:
             models.update(refit_variants(ens, root, inputs, data.texts, scheme, args.member))
         for name, (model, scores) in models.items():
             per.setdefault(name, {})[seed] = measures(model, scores, data.labels)
+            if args.subsets:
+                from ensemble_member_subsets import per_document
+
+                docs.setdefault(name, []).append(per_document(model, scores, data.labels))
     seeds = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []
     summary = {}
     print(f"splits {seeds}")
@@ -274,11 +281,17 @@ def main() -> None:
             if f"conformal_coverage@{cov:g}" in rows[0]:
                 s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
                 s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
+        if args.subsets:
+            from ensemble_member_subsets import subset_shares
+
+            s["300-patent subsets"] = subset_shares(np.concatenate(docs[name]), args.subsets, np.random.default_rng(0))
         summary[name] = s
         print(f"{name:48s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{x:.3f}' for x in s['f1@1'])})  "
               f"ECE@1 {s['pooled ece@1']:.3f} (splits {s['mean split ece@1']:.3f})  AUROC@1 {s['pooled auroc@1']:.3f}  "
               + "  ".join(f"cov@{c:g} {s.get(f'coverage@{c:g}', np.nan):.3f}/{s.get(f'mean set@{c:g}', np.nan):.1f}"
-                          for c in COVERAGES))
+                          for c in COVERAGES)
+              + ("  300-subsets: " + " ".join(f"{k} {v:.3f}" for k, v in s["300-patent subsets"].items())
+                 if args.subsets else ""))
     members = [n for n in per if n.startswith("member-")]
     for name in per:
         if name.startswith("member-"):
