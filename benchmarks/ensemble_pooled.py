@@ -170,7 +170,7 @@ def refit_variants(ens, root: Path, test_in, test_texts, scheme=None, member: st
     runs = [("as saved", cfg.ensemble.fusion, cfg.ensemble.neighbours, False),
             ("stack, no neighbour vote", "stack", False, False),
             ("weights, neighbour vote", "weights", True, False),
-            ("weights, no neighbour vote (the default)", "weights", False, False)]
+            ("weights, no neighbour vote", "weights", False, False)]
     extra = None  # (name, model, cross-fitted inputs, test inputs) on ``wide``
     if member is not None:
         runs += [(f"stack, no neighbour vote, + {member} member", "stack", False, True),

@@ -384,8 +384,10 @@ class EnsembleConfig:
             cross-fitted output). Default ``stack``: over 5 held-out splits it beat the weighted
             mean of TF-IDF + MiniLM (F1@1 0.500 against 0.493; ECE@1 0.051 against 0.048;
             benchmarks/ensemble.md, session 28) and of TF-IDF + the frozen-MiniLM probe
-            (``--members tfidf,probe:MINILM``, the documented ensemble: 0.507 against 0.503;
-            session 29). A weighted mean needs members that give
+            (``--members tfidf,probe:MINILM``, session 29's documented ensemble: 0.507 against 0.503;
+            session 29). On new-patent-like (random) splits the weighted mean of TF-IDF + the probe
+            did better (F1@1 0.475 against 0.466, ECE@1 0.040 against 0.068; session 30), so the
+            documented ensemble sets ``fusion: weights``. A weighted mean needs members that give
             probabilities; an uncalibrated member (the cold-start ``scheme`` model's margins) is
             read by a stacker as features.
         stack_top_k: the stacker is fitted on each document's candidates, the union of every
