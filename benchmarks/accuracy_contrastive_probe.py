@@ -28,9 +28,10 @@ BATCH, LR, MAX_LENGTH = 16, 2e-5, 256
 
 def pool(model, tok, texts: list[str]) -> torch.Tensor:
     """Mean of the last hidden states over the real tokens (the trainer's ``mean`` pooling)."""
+    from patentcpc.numeric import pool as pool_hidden
+
     b = tok(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
-    m = b["attention_mask"][..., None].float()
-    return (model(**b).last_hidden_state * m).sum(1) / m.sum(1)
+    return pool_hidden(model(**b).last_hidden_state, b["attention_mask"], "mean")
 
 
 @torch.no_grad()

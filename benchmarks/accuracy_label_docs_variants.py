@@ -7,7 +7,8 @@ with label documents weighted by sample weight, scored on the 20 %. Variants: ``
 (the cold-start documents themselves: one per subclass title, one per main group with its
 subgroup titles); SCOPE ``seen`` (the training labels) or ``all`` (every subclass); W the weight;
 an optional fourth field ``:C`` sets the LinearSVC's C (default 0.5), and fields after it
-``:key=value`` other ``linear`` settings (``groups:seen:0.1:0.5:ngram_max=2``).
+``:key=value`` other ``linear`` settings, as ``--set linear.key=value`` takes them
+(``groups:seen:0.1:0.5:ngram_max=2``, ``...:class_weight=null``).
 
     PYTHONPATH=src python benchmarks/accuracy_label_docs_variants.py WORK none,groups:seen:0.1,...
 """
@@ -21,18 +22,18 @@ import time
 import numpy as np
 
 
-def fit(texts, labels, weights, C=0.5, **overrides):
+def fit(texts, labels, weights, C=0.5, settings=()):
     import sklearn
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    from patentcpc.config import LinearConfig
+    from patentcpc.api import train_config
     from patentcpc.kinds.linear.model import LinearCPCModel, _arrays_from_pipeline, build_pipeline
     from patentcpc.models.artifact import Manifest
 
     vocab = sorted({c for ls in labels for c in ls})
     y = MultiLabelBinarizer(classes=vocab, sparse_output=True).fit_transform(labels)
     with sklearn.config_context(enable_metadata_routing=True):
-        pipe = build_pipeline(LinearConfig(C=C, **overrides))
+        pipe = build_pipeline(train_config(overrides=[f"linear.C={C}", *settings]).linear)
         pipe.named_steps["clf"].estimator.set_fit_request(sample_weight=True)
         pipe.fit(list(texts), y, sample_weight=np.asarray(weights, dtype=float))
     tf, coef, b = _arrays_from_pipeline(pipe, "margin")
@@ -52,18 +53,6 @@ def variant(name, train, by_label):
             labels.append([code])
             weights.append(float(w))
     return texts, labels, weights
-
-
-def overrides(name: str) -> dict:
-    """``linear`` settings from a variant's fields after its C, ``key=value`` each (``ngram_max=2``,
-    ``class_weight=None``, ``sublinear_tf=False``)."""
-    out = {}
-    for field in name.split(":")[4:]:
-        key, value = field.split("=", 1)
-        out[key] = None if value == "None" else {"True": True, "False": False}.get(value, value)
-        if isinstance(out[key], str):
-            out[key] = int(value) if value.isdigit() else value
-    return out
 
 
 def measure(model, test, counts):
@@ -99,7 +88,8 @@ def main() -> None:
         for v in variants:
             t0 = time.time()
             c = float(v.split(":")[3]) if v.count(":") >= 3 else 0.5
-            f1, cat = measure(fit(*variant(v, train, by_label), C=c, **overrides(v)), test, counts)
+            settings = [f"linear.{kv}" for kv in v.split(":")[4:]]  # as --set takes them
+            f1, cat = measure(fit(*variant(v, train, by_label), C=c, settings=settings), test, counts)
             res[v].append((f1, cat))
             print(seed, v, f"f1@1 {f1:.3f}", {k: f"n{a} h1 {b:.2f} h5 {c:.2f}" for k, (a, b, c) in sorted(cat.items())},
                   f"{time.time() - t0:.0f}s", flush=True)

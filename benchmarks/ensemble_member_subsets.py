@@ -102,9 +102,7 @@ def subset_shares(pooled: np.ndarray, n: int, rng: np.random.Generator, size: in
 
 
 def main() -> None:
-    from ensemble_pooled import COVERAGES, measures, minilm_probe, t_interval
-
-    from patentcpc.metrics import auroc, ece
+    from ensemble_pooled import COVERAGES, measures, minilm_probe, pooled, t_interval
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -124,14 +122,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     summary = {}
     for name, rows in per.items():
-        f1 = [r["f1@1"] for r in rows]
-        conf, hit = np.concatenate([r["conf"] for r in rows]), np.concatenate([r["hit"] for r in rows])
-        n = np.array([r["n"] for r in rows])
-        s = {"f1@1": f1, "mean f1@1": float(np.mean(f1)), "pooled ece@1": ece(conf, hit),
-             "pooled auroc@1": auroc(conf, hit)}
-        for cov in COVERAGES:
-            s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
-            s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
+        s = pooled(rows)
+        f1 = s["f1@1"]
         for base in NAMES:
             s[f"vs {base}"] = t_interval(np.subtract(f1, [r["f1@1"] for r in per[base]]))
         s["300-patent subsets"] = subset_shares(np.concatenate(docs[name]), args.subsets, rng)

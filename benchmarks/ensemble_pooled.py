@@ -43,6 +43,24 @@ import numpy as np
 COVERAGES = (0.8, 0.9, 0.95)
 
 
+def pooled(rows: list[dict]) -> dict:
+    """The splits' :func:`measures` rows summed up: F1@1 per split and mean; ECE@1 and AUROC@1 of
+    the pooled documents; conformal coverage and mean set size pooled over the documents (the
+    splits' means weighted by their sizes), where the model has a conformal table."""
+    from patentcpc.metrics import auroc, ece
+
+    f1 = [r["f1@1"] for r in rows]
+    conf, hit = np.concatenate([r["conf"] for r in rows]), np.concatenate([r["hit"] for r in rows])
+    s = {"f1@1": f1, "mean f1@1": float(np.mean(f1)), "pooled n": len(conf), "pooled ece@1": ece(conf, hit),
+         "pooled auroc@1": auroc(conf, hit)}
+    n = np.array([r["n"] for r in rows])
+    for cov in COVERAGES:
+        if f"conformal_coverage@{cov:g}" in rows[0]:
+            s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
+            s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
+    return s
+
+
 def minilm_probe() -> str:
     """The member spec of the frozen-MiniLM probe: ``probe:`` + the offline all-MiniLM-L6-v2 folder."""
     import os
@@ -223,7 +241,7 @@ def t_interval(d) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from patentcpc.metrics import auroc, ece
+    from patentcpc.metrics import ece
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -269,18 +287,9 @@ def main() -> None:
     print(f"splits {seeds}")
     for name, by_seed in per.items():
         rows = [by_seed[s] for s in sorted(by_seed)]
-        conf = np.concatenate([r["conf"] for r in rows])
-        hit = np.concatenate([r["hit"] for r in rows])
-        s = {"splits": sorted(by_seed), "f1@1": [r["f1@1"] for r in rows],
-             "mean f1@1": float(np.mean([r["f1@1"] for r in rows])),
+        s = {"splits": sorted(by_seed), **pooled(rows),
              "mean precision@1": float(np.mean([r["precision@1"] for r in rows])),
-             "pooled n": len(conf), "pooled ece@1": ece(conf, hit), "pooled auroc@1": auroc(conf, hit),
              "mean split ece@1": float(np.mean([ece(r["conf"], r["hit"]) for r in rows]))}
-        n = np.array([r["n"] for r in rows])
-        for cov in COVERAGES:  # pooled over the documents: the splits' means weighted by their sizes
-            if f"conformal_coverage@{cov:g}" in rows[0]:
-                s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
-                s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
         if args.subsets:
             from ensemble_member_subsets import subset_shares
 

@@ -56,6 +56,7 @@ VARIANTS = {  # name: (member indices: 0 TF-IDF, 1 fine-tuned MiniLM, 2 probe; e
 
 def extended(base, extras: tuple[str, ...]):
     """``stacking.features`` with the ``extras`` columns appended."""
+    from patentcpc.kinds.ensemble import stacking
 
     def features(inputs, log_counts):
         f = base(inputs, log_counts)
@@ -65,7 +66,8 @@ def extended(base, extras: tuple[str, ...]):
         s = np.stack([np.asarray(x, dtype=np.float64) for x in inputs], -1)
         cols = []
         if "agree" in extras:
-            log_rank = f[..., 1:3 * len(inputs):3]
+            k = len(stacking.PER_INPUT)
+            log_rank = f[..., stacking.PER_INPUT.index("log_rank"):k * len(inputs):k]
             cols += [(log_rank == 0).sum(-1).astype(np.float64), s.min(-1)]
         if "prod" in extras:
             cols.append(np.log(np.clip(s, 1e-12, None)).sum(-1))
@@ -139,9 +141,8 @@ def split_runs(root: Path, member: str, names: list[str]) -> tuple[dict, list]:
 
 
 def main() -> None:
-    from ensemble_pooled import COVERAGES, measures, minilm_probe, t_interval
+    from ensemble_pooled import COVERAGES, measures, minilm_probe, pooled, t_interval
 
-    from patentcpc.metrics import auroc, ece
 
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
@@ -161,14 +162,9 @@ def main() -> None:
     base = [r["f1@1"] for r in per[next(iter(VARIANTS))]]
     summary = {}
     for name, rows in per.items():
-        f1 = [r["f1@1"] for r in rows]
-        conf, hit = np.concatenate([r["conf"] for r in rows]), np.concatenate([r["hit"] for r in rows])
-        n = np.array([r["n"] for r in rows])
-        s = {"f1@1": f1, "mean f1@1": float(np.mean(f1)), "vs documented": t_interval(np.subtract(f1, base)),
-             "pooled ece@1": ece(conf, hit), "pooled auroc@1": auroc(conf, hit)}
-        for cov in COVERAGES:
-            s[f"coverage@{cov:g}"] = float(n @ [r[f"conformal_coverage@{cov:g}"] for r in rows] / n.sum())
-            s[f"mean set@{cov:g}"] = float(n @ [r[f"conformal_set_size@{cov:g}"] for r in rows] / n.sum())
+        s = pooled(rows)
+        s["vs documented"] = t_interval(np.subtract(s["f1@1"], base))
+        f1 = s["f1@1"]
         summary[name] = s
         d = s["vs documented"]
         print(f"{name:38s} F1@1 {s['mean f1@1']:.4f} ({' '.join(f'{v:.3f}' for v in f1)})  "
