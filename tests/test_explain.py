@@ -51,7 +51,8 @@ def test_terms_are_tfidf_times_coefficient(explained):
     x = np.zeros(len(names))
     x[idx] = val
     w = coef[m.labels.index("A01B")]
-    j = list(names).index(terms[0]["term"])
+    assert all(t["term"] in QUERY.lower().split() for t in terms)  # the query's words, not their stems
+    j = list(names).index(" ".join(tfidf.tokenize(terms[0]["term"])))  # its stem's column
     assert terms[0]["weight"] == pytest.approx(x[j] * w[j], abs=1e-4)
     assert terms[0]["weight"] == pytest.approx(np.max(x * w), abs=1e-4)
 

@@ -24,13 +24,13 @@ def tiny_model(tiny_jsonl):
 
 def test_defaults_are_the_documented_ones():
     cfg = LinearConfig()
-    # C=None: the strength chosen per model kind (0.5 for tfidf, build_pipeline's default)
-    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight) == ("svc", None, 1, True,
-                                                                                          "balanced")
+    # C=None: the strength chosen per model kind (1 for tfidf, build_pipeline's default)
+    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight, cfg.stemmer) == (
+        "svc", None, 1, True, "balanced", "english")
     pipe = build_pipeline(cfg)
     tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]
-    assert tfidf.ngram_range == (1, 1) and tfidf.sublinear_tf
-    assert clf.estimator.C == 0.5 and clf.estimator.class_weight == "balanced"
+    assert tfidf.ngram_range == (1, 1) and tfidf.sublinear_tf and tfidf.tokenizer.stemmer == "english"
+    assert clf.estimator.C == 1.0 and clf.estimator.class_weight == "balanced"
 
 
 def test_fit_scores_and_vocab(tiny_model, tiny_jsonl):
@@ -72,6 +72,55 @@ def test_config_validation():
         LinearConfig(C=0)
     with pytest.raises(ConfigError):
         LinearConfig(classifier="rf")
+    with pytest.raises(ConfigError, match="linear.stemmer must be none or one of .*english"):
+        LinearConfig(stemmer="klingon")
+    assert LinearConfig(stemmer="none").stemmer is None and LinearConfig(stemmer="german").stemmer == "german"
+
+
+STEM_TEXTS = ["Curing cauls are cured; the caul cures resins", "A wireless network transmits packets",
+              "Transmitting packet data over networks", "Résumé of curable résins"]
+
+
+@pytest.mark.parametrize("stemmer", [None, "english"])
+def test_numpy_tfidf_matches_sklearn_with_and_without_stemmer(stemmer):
+    """The stored TF-IDF (NumPy, no scikit-learn) gives the fitted vectorizer's rows, stemmed or not."""
+    from patentcpc.kinds.linear.model import _arrays_from_pipeline
+
+    labels = [["B29C"], ["H04L"], ["H04L"], ["B29C"]]
+    m = LinearCPCModel.fit(STEM_TEXTS, labels, LinearConfig(stemmer=stemmer, label_docs="none"))
+    vec = m.pipeline.named_steps["tfidf"]
+    stems = {"cure", "caul", "resin", "network", "transmit", "packet"}
+    assert (stems <= set(vec.vocabulary_)) == (stemmer == "english")
+    assert ("curing" in vec.vocabulary_) == (stemmer is None)
+    tfidf = _arrays_from_pipeline(m.pipeline, "margin")[0]
+    want = vec.transform(STEM_TEXTS + ["cured networking"]).toarray()
+    for i, text in enumerate(STEM_TEXTS + ["cured networking"]):
+        idx, val = tfidf.transform_one(text)
+        row = np.zeros(want.shape[1], dtype=np.float32)
+        row[idx] = val
+        assert np.allclose(row, want[i], atol=1e-6)
+
+
+def test_stemmer_round_trips_and_old_folders_read_unstemmed(tmp_path):
+    labels = [["B29C"], ["H04L"], ["H04L"], ["B29C"]]
+    m = LinearCPCModel.fit(STEM_TEXTS, labels, LinearConfig(label_docs="none"))
+    m.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.tfidf.stemmer == "english"
+    assert np.array_equal(loaded.scores(["the cured caul"]), m.scores(["the cured caul"]))
+    assert loaded.scores(["curing"])[0].tolist() == loaded.scores(["cures"])[0].tolist()  # one stem
+    assert loaded.tfidf.surface_forms("The CURED cauls, cured") == {"the": "the", "cure": "cured", "caul": "cauls"}
+    settings = json.loads((tmp_path / "m" / "linear.json").read_text())
+    for value, ok in ((None, True), ("klingon", False), ("../x", False)):
+        settings["stemmer"] = value
+        if value is None:  # a folder saved before linear.stemmer: no such key, words as written
+            del settings["stemmer"]
+        (tmp_path / "m" / "linear.json").write_text(json.dumps(settings))
+        if ok:
+            assert load_model(tmp_path / "m").tfidf.stemmer is None
+        else:
+            with pytest.raises(ModelError, match="linear.json"):
+                load_model(tmp_path / "m")
 
 
 def test_save_load_round_trip(tiny_model, tiny_jsonl, tmp_path):
@@ -97,7 +146,9 @@ def test_train_model_tfidf_end_to_end(tiny_jsonl, tmp_path):
     assert manifest["training_data"]["n_docs"] == 24
     assert manifest["training_data"]["fingerprint"] == load_data(tiny_jsonl).fingerprint()
     assert manifest["metrics"]["f1@1"] == pytest.approx(result.metrics["f1@1"])
-    assert manifest["config"]["linear"]["C"] == 0.5 and manifest["config"]["model"] == "tfidf"
+    assert manifest["config"]["linear"]["C"] == 1.0 and manifest["config"]["model"] == "tfidf"
+    assert manifest["config"]["linear"]["stemmer"] == "english"
+    assert json.loads((tmp_path / "model" / "linear.json").read_text())["stemmer"] == "english"
     loaded = load_model(tmp_path / "model")
     ev = load_for_model(str(tiny_jsonl), DataConfig(), loaded)
     assert evaluate_model(loaded, ev)["f1@1"] == pytest.approx(result.metrics["f1@1"])
@@ -125,3 +176,17 @@ def test_abstracts_holdout_f1(shared_data):
     m = LinearCPCModel.fit(train.texts, train.labels)
     metrics = evaluate_scores(m.scores(test.texts), test.labels, m.labels, m.thresholds)
     assert metrics["f1@1"] >= 0.30, metrics
+
+
+def test_word_tokenizer_copies_and_pickles_by_name():
+    """scikit-learn clones the vectorizer (deepcopy) and joblib may pickle it: the stemmer goes by name."""
+    import copy
+    import pickle
+
+    from patentcpc.words import WordTokenizer
+
+    tok = WordTokenizer("english")
+    assert tok("curing cauls x") == ["cure", "caul"]  # one-letter words are not tokens (scikit-learn's pattern)
+    for other in (copy.deepcopy(tok), pickle.loads(pickle.dumps(tok))):  # noqa: S301  (our own object)
+        assert other.stemmer == "english" and other("curing cauls") == ["cure", "caul"]
+    assert WordTokenizer(None)("curing cauls") == ["curing", "cauls"]

@@ -143,7 +143,8 @@ def _parts(model) -> list:
 
 def top_terms(model, text: str, code: str, n: int = 5) -> list[dict]:
     """The terms of ``text`` with the largest TF-IDF value x coefficient for ``code`` (linear
-    models, and the linear members of an ensemble); [] for other models."""
+    models, and the linear members of an ensemble), as the text writes them (a stemmed model's
+    stem shown as the text's first word with that stem); [] for other models."""
     for m in _parts(model):
         parts = linear_parts(m)
         if parts is None or code not in m.labels:
@@ -152,8 +153,9 @@ def top_terms(model, text: str, code: str, n: int = 5) -> list[dict]:
         idx, val = tfidf.transform_one(text)
         contrib = val * coef[m.labels.index(code)][idx]
         order = np.argsort(-contrib)[:n]
-        return [{"kind": "term", "term": str(names[idx[k]]), "weight": round(float(contrib[k]), 4)}
-                for k in order if contrib[k] > 0]
+        words = tfidf.surface_forms(text) if getattr(tfidf, "stemmer", None) else {}
+        return [{"kind": "term", "term": words.get(str(names[idx[k]]), str(names[idx[k]])),
+                 "weight": round(float(contrib[k]), 4)} for k in order if contrib[k] > 0]
     return []
 
 

@@ -14,8 +14,10 @@ Folder layout (beside ``manifest.json``)::
 Scores: ``decision = tfidf(text) @ coef_t + intercept``; ``svc`` models give these margins,
 ``logreg`` models their sigmoid (scikit-learn's one-vs-rest probabilities). The TF-IDF transform is
 scikit-learn's ``TfidfVectorizer`` (lowercase, unicode accent stripping, token pattern
-``(?u)\\b\\w\\w+\\b``, sublinear tf, smooth idf, l2 norm) re-done with NumPy (a test pins it to
-scikit-learn's output): predicting does not import scikit-learn, which keeps startup fast.
+``(?u)\\b\\w\\w+\\b``, the Snowball stemmer of ``linear.stemmer`` (``linear.json``'s
+``stemmer``; none in folders saved before it), sublinear tf, smooth idf, l2 norm) re-done with NumPy
+(a test pins it to scikit-learn's output): predicting does not import scikit-learn, which keeps
+startup fast.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,13 +37,12 @@ from patentcpc.folder_files import MiB, check_folder_file, limit, read_folder_by
 from patentcpc.models.artifact import OLD_LINEAR_WEIGHTS, Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
+from patentcpc.words import TOKEN_PATTERN, WordTokenizer, stemmer_names, strip_accents
 
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
 SETTINGS = "linear.json"
-DEFAULT_C = 0.5  # LinearConfig.C = None means this, unless the model kind chose another
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
-_TOKEN_RE = re.compile(TOKEN_PATTERN)
+DEFAULT_C = 1.0  # LinearConfig.C = None means this, unless the model kind chose another
 _CONSTANT_LOGIT = 1e4  # a label present in every training document: its probability is 1
 
 
@@ -72,7 +71,8 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
 
     vectorizer = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
                                  max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32,
-                                 token_pattern=TOKEN_PATTERN, lowercase=True, norm="l2", smooth_idf=True)
+                                 tokenizer=WordTokenizer(cfg.stemmer), token_pattern=None, lowercase=True,
+                                 norm="l2", smooth_idf=True)
     C = DEFAULT_C if cfg.C is None else cfg.C
     if cfg.classifier == "svc":
         base = LinearSVC(C=C, class_weight=cfg.class_weight, random_state=seed)
@@ -93,6 +93,7 @@ def _settings_schema():
         lowercase: Literal[True]
         strip_accents: Literal["unicode"]
         ngram_range: tuple[Literal[1], Annotated[int, Field(ge=1, le=10)]]
+        stemmer: Annotated[str, Field(pattern=r"^[a-z_]{2,40}$")] | None = None  # absent before session 31
         sublinear_tf: bool
         norm: Literal["l2"]
         n_features: int = Field(ge=1)
@@ -102,13 +103,6 @@ def _settings_schema():
 
 
 # ----------------------------------------------------------------------------- TF-IDF with NumPy
-
-
-def _strip_accents(s: str) -> str:
-    """scikit-learn's ``strip_accents_unicode``."""
-    if s.isascii():
-        return s
-    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
 
 
 def training_vocab(texts: Sequence[str], labels: Sequence[Sequence[str]]) -> list[str]:
@@ -125,19 +119,33 @@ def training_vocab(texts: Sequence[str], labels: Sequence[Sequence[str]]) -> lis
 class TfidfArrays:
     """The TF-IDF transform of a fitted ``TfidfVectorizer``, from its vocabulary and idf."""
 
-    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, ngram_max: int, sublinear_tf: bool):
+    def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, ngram_max: int, sublinear_tf: bool,
+                 stemmer: str | None = None):
         self.vocabulary = vocabulary
         self.idf = np.asarray(idf, dtype=np.float32)
         self.ngram_max = int(ngram_max)
         self.sublinear_tf = bool(sublinear_tf)
+        self.stemmer = stemmer
+        self.tokenize = WordTokenizer(stemmer)
 
     def terms(self, text: str) -> list[str]:
-        tokens = _TOKEN_RE.findall(_strip_accents(text.lower()))
+        tokens = self.tokenize(strip_accents(text.lower()))
         if self.ngram_max == 1:
             return tokens
         out = list(tokens)
         for n in range(2, min(self.ngram_max, len(tokens)) + 1):
             out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    def surface_forms(self, text: str) -> dict[str, str]:
+        """Each term of ``text`` (a stem, or n-gram of stems) -> the words of the text it first came
+        from (lower-cased, accents stripped): what an explanation shows of a stemmed model."""
+        words = WordTokenizer(None)(strip_accents(text.lower()))
+        terms = self.tokenize(strip_accents(text.lower())) if self.stemmer else words
+        out: dict[str, str] = {}
+        for n in range(1, min(self.ngram_max, len(terms)) + 1):
+            for i in range(len(terms) - n + 1):
+                out.setdefault(" ".join(terms[i : i + n]), " ".join(words[i : i + n]))
         return out
 
     def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +279,7 @@ class LinearCPCModel(CPCModel):
 
         settings = {"format_version": 2, "analyzer": "word", "token_pattern": TOKEN_PATTERN, "lowercase": True,
                     "strip_accents": "unicode", "ngram_range": [1, self.tfidf.ngram_max],
-                    "sublinear_tf": self.tfidf.sublinear_tf, "norm": "l2",
+                    "stemmer": self.tfidf.stemmer, "sublinear_tf": self.tfidf.sublinear_tf, "norm": "l2",
                     "n_features": int(self.coef_t.shape[0]), "n_labels": int(self.coef_t.shape[1])}
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         (folder / VOCABULARY).write_text(json.dumps(self.tfidf.vocabulary, ensure_ascii=False), encoding="utf-8")
@@ -307,8 +315,11 @@ class LinearCPCModel(CPCModel):
                              f"{len(manifest.labels)} labels)")
         if not (np.isfinite(idf).all() and np.isfinite(intercept).all()):
             raise ModelError(f"{folder / WEIGHTS}: idf or intercept holds NaN or infinity")
+        if settings.stemmer is not None and settings.stemmer not in stemmer_names():
+            raise ModelError(f"{folder / SETTINGS}: unknown stemmer '{settings.stemmer}' (this install has "
+                             f"{', '.join(stemmer_names())})")
         vocabulary = _read_vocabulary(folder / VOCABULARY, n_features)
-        tfidf = TfidfArrays(vocabulary, idf, settings.ngram_range[1], settings.sublinear_tf)
+        tfidf = TfidfArrays(vocabulary, idf, settings.ngram_range[1], settings.sublinear_tf, settings.stemmer)
         return cls(manifest, tfidf, coef_t, intercept)
 
 
@@ -326,7 +337,8 @@ def _arrays_from_pipeline(pipeline, score_type: str) -> tuple[TfidfArrays, np.nd
         else:  # scikit-learn's _ConstantPredictor: a label in every (or no) training document
             y = float(np.ravel(est.y_)[0])
             intercept[k] = y if score_type == "margin" else (_CONSTANT_LOGIT if y > 0 else -_CONSTANT_LOGIT)
-    tfidf = TfidfArrays(vocabulary, np.asarray(vec.idf_, dtype=np.float32), vec.ngram_range[1], vec.sublinear_tf)
+    tfidf = TfidfArrays(vocabulary, np.asarray(vec.idf_, dtype=np.float32), vec.ngram_range[1], vec.sublinear_tf,
+                        vec.tokenizer.stemmer)
     return tfidf, coef_t, intercept
 
 

@@ -55,6 +55,7 @@ from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noq
 from patentcpc.kinds.linear.model import training_vocab, vocabulary_errors  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
+from patentcpc.words import stemmer_names  # noqa: E402
 
 _FD_LOCK = threading.Lock()
 
@@ -153,7 +154,7 @@ class OmikujiCPCModel(CPCModel):
                 trees = omikuji.Model.train_on_data(str(path), omikuji.Model.default_hyper_param(), n_threads)
         fields = dict(manifest_fields or {})
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type="probability", threshold=0.5, **fields)
-        manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "min_df": cfg.min_df,
+        manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "stemmer": cfg.stemmer, "min_df": cfg.min_df,
                                    "max_features": cfg.max_features, "sublinear_tf": cfg.sublinear_tf}
         return cls(manifest, vec, trees)
 
@@ -178,7 +179,11 @@ class OmikujiCPCModel(CPCModel):
         if not all((folder / f).exists() for f in (VOCAB_FILE, IDF_FILE, TREES_DIR)):
             raise ModelError(f"{folder}: incomplete omikuji model (needs {VOCAB_FILE}, {IDF_FILE}, {TREES_DIR}/)")
         t = manifest.extra.get("tfidf", {})
+        stemmer = t.get("stemmer")  # absent (none) in folders saved before session 31
+        if stemmer is not None and (not isinstance(stemmer, str) or stemmer not in stemmer_names()):
+            raise ModelError(f"{folder}: manifest extra.tfidf.stemmer names no stemmer of this install: {stemmer!r}")
         vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
+                                       stemmer=stemmer,
                                        max_features=t.get("max_features"),
                                        sublinear_tf=bool(t.get("sublinear_tf", True))))
         idf = load_npy(folder, IDF_FILE, error=ModelError, what="the model folder")
