@@ -575,6 +575,10 @@ def test_an_encoder_can_be_a_fine_tuned_and_a_probe_member_of_one_ensemble(tiny_
     saved = [json.loads((tmp_path / "ens" / f"member-{i}" / "manifest.json").read_text()) for i in (1, 2)]
     assert [d["extra"]["recipe"] for d in saved] == ["few-shot", "probe"]
     assert [d["config"]["transformer"]["recipe"] for d in saved] == ["auto", "probe"]
+    # the probe reads the title and the rest apart (views first_line), the fine-tune the whole text;
+    # the embedding memo keeps the two apart though their encoders start from the same weights
+    assert [d["config"]["transformer"]["views"] for d in saved] == ["one", "first_line"]
+    assert m.members[2].embedding_dim == 2 * m.members[1].embedding_dim
     assert saved[1]["config"]["model"] == str(encoder_folder)
     pretrained = load_file(encoder_folder / "model.safetensors")
     frozen, tuned = (m.members[i].network.encoder.state_dict() for i in (2, 1))

@@ -291,6 +291,7 @@ def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, mon
     from patentcpc.kinds.transformer.model import TransformerCPCModel
     from patentcpc.training import batches, head
 
+    torch.manual_seed(0)
     model = TransformerCPCModel.create(["A01B", "H01L"], arch="bert-tiny", max_length=32, device="cpu")
     rows = [(f"plough tines soil {i}", "A01B") if i % 2 else (f"silicon wafer etching {i}", "H01L") for i in range(12)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t, "cpc_ids": c}) + "\n" for t, c in rows))
@@ -309,8 +310,9 @@ def test_pooled_embeddings_are_remembered_by_encoder_state_and_row(tmp_path, mon
         whole = head.pooled_embeddings(model, ds)
         assert embedded == [8, 4]  # then only the 4 rows not embedded before
         torch.testing.assert_close(whole, original(model, ds), atol=1e-5, rtol=1e-5)
-        with torch.no_grad():
-            next(model.network.encoder.parameters()).add_(0.01)
+        with torch.no_grad():  # not a constant shift (the embeddings' LayerNorm would undo it): noise
+            p = next(model.network.encoder.parameters())
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
         again = head.pooled_embeddings(model, part)
         assert embedded[-1] == 8 and not torch.allclose(again, first)
     head.pooled_embeddings(model, part)  # the outermost block has ended: forgotten, and not remembered
@@ -535,6 +537,80 @@ def test_probe_prefix_is_the_encoder_with_the_probe_recipe(caplog):
         resolve_recipe(TransformerConfig(recipe="probe", arch="bert-tiny"), 100)
 
 
+def test_first_line_views_embed_the_title_and_the_rest_apart():
+    """views first_line: a text's first line and its rest are tokenized apart into one row; the
+    network splits the row again and its pooled vector is the two parts' normalised vectors side
+    by side, each equal to embedding that part alone; a text of one line is both parts."""
+    import torch
+
+    from patentcpc.kinds.transformer.model import TransformerCPCModel, split_views
+    from patentcpc.models.network import pad_batch
+
+    torch.manual_seed(0)
+    m = TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=32, dropout=0.0, device="cpu",
+                                   pooling="mean", views="first_line")
+    m.network.eval()
+    one = TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=32, dropout=0.0, device="cpu",
+                                     pooling="mean")
+    one.network.encoder.load_state_dict(m.network.encoder.state_dict())
+    one.network.eval()
+    texts = ["A PLOUGH\nA plough with tines works the soil", "a modem on one line", "\nEmpty first line\nrest"]
+    ids = m.tokenize(texts)["input_ids"]
+    alone = one.tokenize(["A PLOUGH", "A plough with tines works the soil", "a modem on one line",
+                          "Empty first line", "rest"])["input_ids"]
+    assert ids == [alone[0] + alone[1], alone[2], alone[3] + alone[4]]
+    assert all(len(r) <= 32 for r in one.tokenize(["x " * 100])["input_ids"])  # each part truncated alone
+    batch, mask = pad_batch(ids, 0)
+    (a, am), (b, bm) = split_views(batch, mask)
+    assert [r[k.bool()].tolist() for r, k in zip(a, am, strict=True)] == [alone[0], alone[2], alone[3]]
+    assert [r[k.bool()].tolist() for r, k in zip(b, bm, strict=True)] == [alone[1], alone[2], alone[4]]
+    with torch.no_grad():
+        got = m.network.embed(batch, mask)
+        want = torch.nn.functional.normalize(one.network.embed(*pad_batch(alone, 0), None), dim=-1)
+    assert got.shape == (3, 2 * m.network.encoder.config.hidden_size) == (3, m.embedding_dim)
+    torch.testing.assert_close(got, torch.cat([want[[0, 2, 3]], want[[1, 2, 4]]], dim=1), atol=1e-5, rtol=1e-4)
+
+
+def test_views_resolve_per_recipe_and_kind():
+    from patentcpc.training.finetune import resolve_views
+
+    assert resolve_views(TransformerConfig(), "probe") == "first_line"
+    assert resolve_views(TransformerConfig(), "few-shot") == "one"
+    assert resolve_views(TransformerConfig(views="first_line"), "reference") == "first_line"
+    assert resolve_views(TransformerConfig(), "probe", ("one",)) == "one"  # a decoder: its whole text
+    with pytest.raises(ConfigError, match="transformer.views first_line"):
+        resolve_views(TransformerConfig(views="first_line"), "probe", ("one",))
+    with pytest.raises(ConfigError, match="transformer.views must be one of"):
+        TransformerConfig(views="title")
+
+
+def test_first_line_views_refuse_onnx_padding_free_and_startless_tokenizers(tmp_path):
+    import torch
+
+    from patentcpc.errors import ModelError
+    from patentcpc.inference_options import InferenceOptions
+    from patentcpc.kinds.transformer.engine import BatchPredictor
+    from patentcpc.kinds.transformer.export import export_onnx
+    from patentcpc.kinds.transformer.model import TransformerCPCModel, check_start_token
+
+    torch.manual_seed(0)
+    m = TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=32, device="cpu", views="first_line")
+    with pytest.raises(ModelError, match="ONNX export of a model of transformer.views first_line"):
+        export_onnx(m, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(ConfigError, match="padding-free inference is not available"):
+        BatchPredictor(m, InferenceOptions(padding_free="on"))
+
+    class NoStart:  # a decoder's tokenizer: no special token in front
+        all_special_ids = [0]
+
+        def __call__(self, texts):
+            return {"input_ids": [[ord(t[0])] for t in texts]}
+
+    with pytest.raises(ConfigError, match="starts every text with a special token"):
+        check_start_token(NoStart())
+
+
 @pytest.mark.parametrize("refit_on", ["train", "all"])
 def test_probe_recipe_saves_the_pretrained_encoder_with_the_refit_probe_as_head(tiny_jsonl, tmp_path, refit_on):
     """--model probe:ENCODER: no optimizer step; the saved encoder is the pretrained one weight for
@@ -560,6 +636,10 @@ def test_probe_recipe_saves_the_pretrained_encoder_with_the_refit_probe_as_head(
     pretrained = load_file(tmp_path / "enc" / "model.safetensors")
     tuned = model.network.encoder.state_dict()
     assert pretrained and all(torch.equal(v, tuned[k]) for k, v in pretrained.items())
+    # transformer.views auto: the probe recipe reads the first line and the rest apart
+    assert model.manifest.extra["views"] == "first_line" and model.network.views == "first_line"
+    assert model.embedding_dim == 2 * model.network.encoder.config.hidden_size
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]["transformer"]["views"] == "first_line"
     texts = _assert_head_is_the_balanced_probe(model, cfg, tiny_jsonl, refit_on, 0.5).texts[:4]
     np.testing.assert_allclose(load_model(tmp_path / "m").scores(texts), model.scores(texts), rtol=1e-5, atol=1e-6)
     assert not (tmp_path / "m" / "checkpoints").exists() and "f1@1" in result.metrics

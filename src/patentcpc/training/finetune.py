@@ -105,6 +105,18 @@ def resolve_recipe(tcfg: TransformerConfig, n_train: int) -> tuple[TransformerCo
     return dataclasses.replace(tcfg, **changes), name
 
 
+def resolve_views(tcfg: TransformerConfig, recipe: str, allowed: Sequence[str] = ("one", "first_line")) -> str:
+    """``transformer.views`` resolved: ``auto`` is ``first_line`` for the ``probe`` recipe (the
+    frozen encoder's title and rest embedded apart, benchmarks/accuracy.md) where the model builds
+    it (``allowed``), else ``one``."""
+    if tcfg.views == "auto":
+        return "first_line" if recipe == "probe" and "first_line" in allowed else "one"
+    if tcfg.views not in allowed:
+        raise ConfigError(f"transformer.views {tcfg.views}: this model kind reads its whole text "
+                          f"(use transformer.views={allowed[0]})")
+    return tcfg.views
+
+
 def resolve_label_docs(tcfg: TransformerConfig, labels, level: str) -> str:
     """``transformer.label_docs`` resolved: ``auto`` is ``seen`` where a head is fitted as a probe
     (``head_init: probe`` or ``refit_head``: the few-shot recipe; the ``probe`` recipe) on CPC
@@ -240,16 +252,18 @@ class Trainer:
     ``config_sections``: the configuration sections saved with the model (its kind's; all if None).
     ``model_factory``: what builds the model, the kind's ``create`` classmethod (a
     :class:`~patentcpc.models.network.PooledHeadModel`): its hooks ``check_attention``,
-    ``config_checkpointing`` and ``wise_ft`` say what the loop may do with it."""
+    ``config_checkpointing`` and ``wise_ft`` say what the loop may do with it. ``views``: the
+    ``transformer.views`` it builds (a decoder: ``one`` only)."""
 
     def __init__(self, cfg: TrainConfig, data: str | None, eval_data: str | None = None,
                  output: str | os.PathLike | None = None, resume: bool = False,
                  callbacks: list | None = None, *, model_factory,
-                 config_sections: Sequence[str] | None = None):
+                 config_sections: Sequence[str] | None = None, views: Sequence[str] = ("one", "first_line")):
         self.cfg, self.data, self.eval_data, self.output = cfg, data, eval_data, output
         self.resume = resume
         self.extra_callbacks = list(callbacks or [])
         self.model_factory = model_factory
+        self.views = tuple(views)
         self.config_sections = config_sections  # the kind's sections of the config, saved with the model
         self.main = int(os.environ.get("RANK", "0")) == 0  # the process that writes (DDP)
         self.overlap = None
@@ -328,9 +342,10 @@ class Trainer:
         self.vocab = LabelVocab.from_label_lists(labels, cfg.data.level)
         if len(self.vocab) == 0:
             raise ConfigError(f"{data}: no labels to learn")
-        tcfg = self.cfg.transformer  # transformer.label_docs resolved (and saved so)
+        tcfg = self.cfg.transformer  # transformer.label_docs and views resolved (and saved so)
         self.cfg = dataclasses.replace(self.cfg, transformer=dataclasses.replace(
-            tcfg, label_docs=resolve_label_docs(tcfg, self.vocab.labels, cfg.data.level)))
+            tcfg, label_docs=resolve_label_docs(tcfg, self.vocab.labels, cfg.data.level),
+            views=resolve_views(tcfg, self.recipe, self.views)))
 
     def train_info(self) -> dict:
         """The manifest's ``training_data``."""
@@ -344,7 +359,7 @@ class Trainer:
         self.model = self.model_factory(
             self.vocab.labels, model=None if tcfg.arch else cfg.model, arch=tcfg.arch, tokenizer=tcfg.tokenizer,
             pooling=tcfg.pooling, max_length=tcfg.max_length, dropout=tcfg.dropout,
-            attn_implementation=tcfg.attn_implementation,
+            attn_implementation=tcfg.attn_implementation, views=tcfg.views,
             manifest_fields={"label_level": cfg.data.level, "text_view": self.train.text_view,
                              "training_data": self.train_info(),
                              "config": to_dict(cfg, self.config_sections),

@@ -52,8 +52,8 @@ def remember_embeddings() -> Iterator[None]:
 
 
 def encoder_state(model) -> tuple:
-    """A fingerprint of what a pooled embedding depends on: the network's class, pooling and
-    attention settings, and the dtype, device, sum and sum of squares of every floating-point
+    """A fingerprint of what a pooled embedding depends on: the network's class, pooling, views
+    and attention settings, and the dtype, device, sum and sum of squares of every floating-point
     parameter and buffer outside the head (the head does not change an embedding)."""
     net = model.network
     named = [(n, t) for n, t in (*net.named_parameters(), *net.named_buffers())
@@ -62,7 +62,8 @@ def encoder_state(model) -> tuple:
         sums = torch.stack([s for _, t in named for s in (t.float().sum(), t.float().square().sum())]
                            ).cpu().tolist() if named else []
     first = named[0][1] if named else None
-    return (type(net).__name__, str(getattr(net, "pooling", "")), str(getattr(net, "_attention", "")),
+    return (type(net).__name__, str(getattr(net, "pooling", "")), str(getattr(net, "views", "")),
+            str(getattr(net, "_attention", "")),
             str(first.dtype) if first is not None else "", str(first.device) if first is not None else "",
             tuple(n for n, _ in named), tuple(sums))
 

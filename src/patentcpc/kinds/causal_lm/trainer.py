@@ -46,13 +46,13 @@ def train_causal_lm(cfg: TrainConfig, data: str | None, eval_data: str | None = 
     from patentcpc.training.finetune import Trainer
 
     def factory(labels, model=None, arch=None, tokenizer=None, pooling=None, max_length=512, dropout=0.1,
-                manifest_fields=None, attn_implementation=None):  # decoders always load with sdpa
+                manifest_fields=None, attn_implementation=None, views="one"):  # decoders always load with sdpa
         return CausalLMCPCModel.create(labels, model=model, arch=arch, tokenizer=tokenizer, llm_cfg=cfg.llm,
                                        lora_cfg=cfg.lora, max_length=max_length, dropout=dropout,
                                        precision=cfg.transformer.precision, manifest_fields=manifest_fields)
 
     return Trainer(cfg, data, eval_data, output, resume, callbacks, model_factory=factory,
-                   config_sections=KIND.config).run()
+                   config_sections=KIND.config, views=("one",)).run()
 
 
 def _batches(n: int, batch_size: int, seed: int):

@@ -74,7 +74,7 @@ class BatchPredictor:
         self.padding_free = self._use_padding_free()
         enc = net.encoder
         self.cls_last_layer = (self.options.cls_last_layer and cls_shortcut_supported() and not self.options.compile
-                               and net.pooling == "cls" and not self.padding_free
+                               and net.pooling == "cls" and not self.padding_free and net.views == "one"
                                and getattr(enc.config, "model_type", "") == "modernbert"
                                and str(getattr(enc.config, "_attn_implementation", "")) in ("sdpa", "eager"))
 
@@ -96,6 +96,11 @@ class BatchPredictor:
         mode = self.options.padding_free
         net = self.model.network
         enc = net.encoder
+        if getattr(net, "views", "one") != "one":  # two parts a row, each embedded apart: padded batches
+            if mode == "on":
+                raise ConfigError("padding-free inference is not available for a model of transformer.views "
+                                  "first_line")
+            return None
         model_type = getattr(enc.config, "model_type", "")
         attn = str(getattr(enc.config, "_attn_implementation", ""))
         if mode == "off" or model_type != "modernbert":

@@ -41,6 +41,9 @@ def export_onnx(model, path: str | os.PathLike, opset: int = 17, quantize: bool 
 
     if not isinstance(model, TransformerCPCModel):
         raise ModelError(f"ONNX export needs a transformer model, not '{getattr(model, 'kind', '?')}'")
+    if model.network.views != "one":
+        raise ModelError("ONNX export of a model of transformer.views first_line (two encoder passes a "
+                         "document) is not supported: it runs in PyTorch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = model.network.to("cpu").eval()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from patentcpc.errors import ModelError
+from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
 from patentcpc.models.network import PooledHeadModel
@@ -162,14 +162,69 @@ def _check_device(device: str | None) -> str | None:
     return device
 
 
+VIEWS = ("one", "first_line")  # transformer.views: what the head reads (EncoderClassifier.embed)
+
+
+def first_line_tokens(tokenizer, texts: Sequence[str], max_length: int) -> dict:
+    """Token ids of ``texts`` for ``views: first_line``: a text's first line (the title of the
+    ``title\nabstract`` view) and its rest tokenized apart, each with its special tokens and
+    truncated to ``max_length``, joined in one row (``[CLS] line [SEP] [CLS] rest [SEP]``); a
+    text of one line (or an empty rest) is one part."""
+    parts = [str(t).strip().split("\n", 1) for t in texts]
+    heads = [p[0].strip() for p in parts]
+    rests = [p[1].strip() if len(p) == 2 else "" for p in parts]
+    two = [bool(h and r) for h, r in zip(heads, rests, strict=True)]
+    first = tokenizer([h if t else str(x) for h, t, x in zip(heads, two, texts, strict=True)], truncation=True,
+                      max_length=max_length, padding=False)["input_ids"]
+    rest_ids = iter(tokenizer([r for r, t in zip(rests, two, strict=True) if t], truncation=True,
+                              max_length=max_length, padding=False)["input_ids"] if any(two) else [])
+    ids = [a + next(rest_ids) if t else a for a, t in zip(first, two, strict=True)]
+    return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
+
+
+def split_views(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A right-padded batch of :func:`first_line_tokens` rows as two right-padded batches: each
+    row's first part and its second (from the second occurrence of the row's first token, its
+    start token); a row of one part is both."""
+    lengths = attention_mask.sum(1).tolist()
+    starts = (input_ids == input_ids[:, :1]) & attention_mask.bool()
+    starts[:, 0] = False
+    second = torch.where(starts.any(1), starts.int().argmax(1), attention_mask.sum(1)).tolist()
+    views: list[list[torch.Tensor]] = [[], []]
+    for row, n, p in zip(input_ids, lengths, second, strict=True):
+        views[0].append(row[:p] if p < n else row[:n])
+        views[1].append(row[p:n] if p < n else row[:n])
+    out = []
+    for rows in views:
+        ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=0)
+        mask = nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
+        out.append((ids, mask.to(attention_mask.dtype)))
+    return out
+
+
+def check_start_token(tokenizer, error: type[Exception] = ConfigError) -> None:
+    """``views: first_line`` finds a row's second part by its start token: the tokenizer must begin
+    every text with the same special token ([CLS], <s>)."""
+    a, b = tokenizer(["a"])["input_ids"][0], tokenizer(["b"])["input_ids"][0]
+    if not a or not b or a[0] != b[0] or a[0] not in set(tokenizer.all_special_ids):
+        raise error("transformer.views first_line needs a tokenizer that starts every text with a special token "
+                    "([CLS], <s>); this one does not: use transformer.views=one")
+
+
 class EncoderClassifier(nn.Module):
-    """encoder -> pooled vector (``cls`` or ``mean``) -> dropout -> linear -> one logit per label."""
+    """encoder -> pooled vector (``cls`` or ``mean``) -> dropout -> linear -> one logit per label.
+
+    ``views: first_line``: each row holds two parts (:func:`first_line_tokens`); the encoder runs
+    on each apart and the head reads their pooled vectors, each L2-normalised, side by side."""
 
     def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "cls", dropout: float = 0.1,
-                 attention: str = "auto"):
+                 attention: str = "auto", views: str = "one"):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ModelError(f"pooling must be 'cls' or 'mean', not '{pooling}'")
+        if views not in VIEWS:
+            raise ModelError(f"views must be one of {', '.join(VIEWS)}, not {views!r}")
+        self.views = views
         self.encoder = encoder
         pooler = getattr(encoder, "pooler", None)
         if isinstance(pooler, nn.Module):  # BERT's own pooler is never used here: not trained (and DDP
@@ -177,7 +232,7 @@ class EncoderClassifier(nn.Module):
         self.pooling = pooling
         self.attention = attention
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+        self.head = nn.Linear(encoder.config.hidden_size * (2 if views == "first_line" else 1), n_labels)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return pool(hidden, attention_mask, self.pooling)
@@ -228,7 +283,12 @@ class EncoderClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attention_kernel: str | None = "auto"
               ) -> torch.Tensor:
         """Pooled vectors of a right-padded batch. ``attention_kernel``: ``auto`` (see
-        :attr:`attention`), None (the padded forward), or a kernel name (unpadded, forced)."""
+        :attr:`attention`), None (the padded forward), or a kernel name (unpadded, forced); with
+        ``views: first_line``, each part's normalised vector, side by side (the padded forward)."""
+        if self.views == "first_line":
+            return torch.cat([nn.functional.normalize(self.pool(self.encoder(input_ids=ids, attention_mask=mask)
+                                                                .last_hidden_state, mask), dim=-1)
+                              for ids, mask in split_views(input_ids, attention_mask)], dim=-1)
         kernel = self.unpadded_kernel(input_ids.device) if attention_kernel == "auto" else attention_kernel
         if kernel is not None:
             from patentcpc.kinds.transformer.unpadded import unpad
@@ -241,6 +301,8 @@ class EncoderClassifier(nn.Module):
     def embed_packed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_len: int, layout,
                      kernel: str) -> torch.Tensor:
         """Pooled vectors of documents packed back to back (see :mod:`patentcpc.kinds.transformer.unpadded`)."""
+        if self.views != "one":  # the engine runs such a network padded (BatchPredictor._use_padding_free)
+            raise ModelError("a network of views: first_line embeds padded batches only")
         from patentcpc.kinds.transformer.unpadded import pool_packed, unpadded_hidden
 
         hidden = unpadded_hidden(self.encoder, input_ids, cu_seqlens, max_len, layout, kernel)
@@ -289,8 +351,11 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
     def create(cls, labels: list[str], model: str | None = DEFAULT_MODEL, arch: str | None = None,
                tokenizer: str | None = None, pooling: str = "cls", max_length: int = 512, dropout: float = 0.1,
                trust_remote_code: bool = False, manifest_fields: dict | None = None,
-               attn_implementation: str | None = "sdpa", device: str | None = None) -> TransformerCPCModel:
-        """A new classifier: pretrained ``model`` (hub id / folder), or random-init ``arch`` preset."""
+               attn_implementation: str | None = "sdpa", device: str | None = None,
+               views: str = "one") -> TransformerCPCModel:
+        """A new classifier: pretrained ``model`` (hub id / folder), or random-init ``arch`` preset;
+        ``views``: what the head reads (``one``: the text's pooled vector; ``first_line``: the first
+        line's and the rest's, each normalised, :class:`EncoderClassifier`)."""
         if arch:
             tok = load_tokenizer(tokenizer or default_tokenizer_path(), trust_remote_code)
             encoder = build_encoder_from_arch(arch, tok, max(max_length, 512), attn_implementation)
@@ -299,10 +364,13 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
                 raise ModelError("give a pretrained --model or an --arch preset")
             tok = load_tokenizer(tokenizer or model, trust_remote_code)
             encoder = load_encoder(model, trust_remote_code, attn_implementation)
-        network = EncoderClassifier(encoder, len(labels), pooling, dropout)
+        if views == "first_line":
+            check_start_token(tok)
+        network = EncoderClassifier(encoder, len(labels), pooling, dropout, views=views)
         fields = dict(manifest_fields or {})
         extra = {"pooling": pooling, "max_length": max_length, "base_model": None if arch else model,
-                 "arch": arch, "model_type": encoder.config.model_type, **fields.pop("extra", {})}
+                 "arch": arch, "model_type": encoder.config.model_type,
+                 **({"views": views} if views != "one" else {}), **fields.pop("extra", {})}
         manifest = Manifest(kind=cls.kind, labels=list(labels), score_type="probability", threshold=0.5,
                             extra=extra, **fields)
         return cls(manifest, network, tok, device)
@@ -318,6 +386,8 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
 
     # ----------------------------------------------------------------- inference
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict:
+        if self.network.views == "first_line":
+            return first_line_tokens(self.tokenizer, list(texts), max_length or self.max_length)
         return self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length,
                               padding=False)
 
@@ -372,10 +442,16 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
         if type(max_length) is not int or not 1 <= max_length <= 1_000_000:
             raise ModelError(f"{folder}: manifest key 'extra.max_length' must be a positive integer, "
                              f"not {max_length!r}")
+        views = manifest.extra.get("views", "one")  # absent before session 31: one
+        if views not in VIEWS:
+            raise ModelError(f"{folder}: manifest key 'extra.views' must be one of {', '.join(VIEWS)}, not {views!r}")
         tok = load_tokenizer(str(enc_dir))
+        if views == "first_line":
+            check_start_token(tok, ModelError)
         encoder = load_encoder(str(enc_dir), trust_remote_code=False, attn_implementation=attn_implementation,
                                dtype=dtype)
-        network = EncoderClassifier(encoder, len(manifest.labels), manifest.extra.get("pooling", "cls"), 0.0)
+        network = EncoderClassifier(encoder, len(manifest.labels), manifest.extra.get("pooling", "cls"), 0.0,
+                                    views=views)
         try:  # a file that is not safetensors, or a head of another shape: one line naming it
             network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
