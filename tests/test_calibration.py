@@ -216,7 +216,8 @@ def test_tfidf_training_calibrates_out_of_fold(tiny_jsonl, tmp_path):
     cal = m.manifest.extra["calibration"]
     assert cal["info"]["n_docs"] == 24 and cal["info"]["fit_on"]
     # the default platt-gap, or (24 documents) its refusal of a negative gap weight: plain Platt
-    assert cal["method"] == "platt-gap" or (cal["method"] == "platt" and cal["info"]["refused"]["method"] == "platt-gap")
+    assert cal["method"] == "platt-gap" or (cal["method"] == "platt"
+                                            and cal["info"]["refused"]["method"] == "platt-gap")
     s = m.scores(["Plough with tines for soil", "Semiconductor transistor gate oxide"])
     assert s.min() >= 0 and s.max() <= 1
     assert m.raw_scores(["Plough with tines"]).min() < 0  # the margins underneath
