@@ -571,6 +571,31 @@ def test_first_line_views_embed_the_title_and_the_rest_apart():
     torch.testing.assert_close(got, torch.cat([want[[0, 2, 3]], want[[1, 2, 4]]], dim=1), atol=1e-5, rtol=1e-4)
 
 
+def test_first_line_views_hold_against_odd_rows():
+    """A "[CLS]" written in the text does not move the split; a float mask splits as a long one; the
+    attention check runs on the parts the encoder runs (a row of title + rest may exceed the
+    encoder's positions, each part does not)."""
+    import torch
+
+    from patentcpc.kinds.transformer.model import TransformerCPCModel, row_parts, split_views
+    from patentcpc.models.network import pad_batch
+
+    torch.manual_seed(0)
+    m = TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=512, dropout=0.0, device="cpu",
+                                   views="first_line")
+    m.network.eval()
+    rows = m.tokenize(["a [CLS] b\nthe rest", "one [CLS] line"])["input_ids"]
+    assert [len(row_parts(r)) for r in rows] == [2, 1]
+    assert row_parts(rows[0])[1] == m.tokenize(["the rest"])["input_ids"][0]
+    ids, mask = pad_batch(rows, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(m.network.embed(ids, mask.float()), m.network.embed(ids, mask))
+    assert [p.shape for p, _ in split_views(ids, mask.float())] == [p.shape for p, _ in split_views(ids, mask)]
+    long = m.tokenize([" ".join(["alpha"] * 600) + "\n" + " ".join(["beta"] * 600)])["input_ids"]
+    assert len(long[0]) == 1024 and all(len(p) == 512 for p in row_parts(long[0]))
+    assert isinstance(m.check_attention(long, 0), dict)
+
+
 def test_views_resolve_per_recipe_and_kind():
     from patentcpc.training.finetune import resolve_views
 

@@ -121,13 +121,15 @@ def naive_logits(model, texts: list[str], batch_size: int) -> tuple[np.ndarray, 
     Returns the logits and the number of (padded) token positions processed."""
     import torch
 
+    from patentcpc.models.network import pad_batch
+
     out, positions = [], 0
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            enc = model.tokenizer(texts[start : start + batch_size], truncation=True, max_length=model.max_length,
-                                  padding="longest", return_tensors="pt")
-            positions += enc["input_ids"].numel()
-            logits = model.network(enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device))
+            ids, mask = pad_batch(model.tokenize(texts[start : start + batch_size])["input_ids"],
+                                  model.tokenizer.pad_token_id or 0)  # the model's own rows (views), padded right
+            positions += ids.numel()
+            logits = model.network(ids.to(model.device), mask.to(model.device))
             out.append(logits.float().cpu().numpy())
     return np.concatenate(out), positions
 

@@ -174,10 +174,12 @@ def first_line_tokens(tokenizer, texts: Sequence[str], max_length: int) -> dict:
     heads = [p[0].strip() for p in parts]
     rests = [p[1].strip() if len(p) == 2 else "" for p in parts]
     two = [bool(h and r) for h, r in zip(heads, rests, strict=True)]
+    # split_special_tokens: a "[CLS]" written in the text is words, not a start token that would move the split
     first = tokenizer([h if t else str(x) for h, t, x in zip(heads, two, texts, strict=True)], truncation=True,
-                      max_length=max_length, padding=False)["input_ids"]
+                      max_length=max_length, padding=False, split_special_tokens=True)["input_ids"]
     rest_ids = iter(tokenizer([r for r, t in zip(rests, two, strict=True) if t], truncation=True,
-                              max_length=max_length, padding=False)["input_ids"] if any(two) else [])
+                              max_length=max_length, padding=False, split_special_tokens=True)["input_ids"]
+                    if any(two) else [])
     ids = [a + next(rest_ids) if t else a for a, t in zip(first, two, strict=True)]
     return {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
 
@@ -186,10 +188,11 @@ def split_views(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[t
     """A right-padded batch of :func:`first_line_tokens` rows as two right-padded batches: each
     row's first part and its second (from the second occurrence of the row's first token, its
     start token); a row of one part is both."""
-    lengths = attention_mask.sum(1).tolist()
+    lengths = attention_mask.bool().sum(1)
     starts = (input_ids == input_ids[:, :1]) & attention_mask.bool()
     starts[:, 0] = False
-    second = torch.where(starts.any(1), starts.int().argmax(1), attention_mask.sum(1)).tolist()
+    second = torch.where(starts.any(1), starts.int().argmax(1), lengths).tolist()
+    lengths = lengths.tolist()
     views: list[list[torch.Tensor]] = [[], []]
     for row, n, p in zip(input_ids, lengths, second, strict=True):
         views[0].append(row[:p] if p < n else row[:n])
@@ -200,6 +203,12 @@ def split_views(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[t
         mask = nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
         out.append((ids, mask.to(attention_mask.dtype)))
     return out
+
+
+def row_parts(row: Sequence[int]) -> list[Sequence[int]]:
+    """The parts of one :func:`first_line_tokens` row (token ids), as :func:`split_views` cuts them."""
+    second = next((i for i in range(1, len(row)) if row[i] == row[0]), len(row))
+    return [row[:second], row[second:]] if second < len(row) else [row]
 
 
 def check_start_token(tokenizer, error: type[Exception] = ConfigError) -> None:
@@ -383,6 +392,13 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
         """Replace the encoder's weights by those of the pretrained encoder ``name_or_path`` (the
         model this one was fine-tuned from: WiSE-FT's start)."""
         self.network.encoder.load_state_dict(load_encoder(name_or_path).state_dict())
+
+    def check_attention(self, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
+                        tol: float = 0.05) -> dict:
+        """The attention check on the rows the encoder runs: with ``views: first_line``, each part."""
+        if self.network.views == "first_line":
+            input_ids = [part for row in input_ids for part in row_parts(list(row))]
+        return super().check_attention(input_ids, pad_id, bf16=bf16, tol=tol)
 
     # ----------------------------------------------------------------- inference
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict:
