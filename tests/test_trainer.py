@@ -577,22 +577,27 @@ def test_first_line_views_hold_against_odd_rows():
     encoder's positions, each part does not)."""
     import torch
 
-    from patentcpc.kinds.transformer.model import TransformerCPCModel, row_parts, split_views
+    from patentcpc.kinds.transformer.model import TransformerCPCModel, split_views
     from patentcpc.models.network import pad_batch
+
+    def parts(rows):  # each row's (first part, second part), as the network cuts them
+        cut = [[r[k.bool()].tolist() for r, k in zip(*view, strict=True)] for view in split_views(*pad_batch(rows, 0))]
+        return list(zip(*cut, strict=True))
 
     torch.manual_seed(0)
     m = TransformerCPCModel.create(["A01B", "H04L"], arch="bert-tiny", max_length=512, dropout=0.0, device="cpu",
                                    views="first_line")
     m.network.eval()
     rows = m.tokenize(["a [CLS] b\nthe rest", "one [CLS] line"])["input_ids"]
-    assert [len(row_parts(r)) for r in rows] == [2, 1]
-    assert row_parts(rows[0])[1] == m.tokenize(["the rest"])["input_ids"][0]
+    (title, rest), (one, also) = parts(rows)
+    assert title + rest == rows[0] and rest == m.tokenize(["the rest"])["input_ids"][0]
+    assert one == also == rows[1]  # one line, one part: both views
     ids, mask = pad_batch(rows, 0)
     with torch.no_grad():
         torch.testing.assert_close(m.network.embed(ids, mask.float()), m.network.embed(ids, mask))
     assert [p.shape for p, _ in split_views(ids, mask.float())] == [p.shape for p, _ in split_views(ids, mask)]
     long = m.tokenize([" ".join(["alpha"] * 600) + "\n" + " ".join(["beta"] * 600)])["input_ids"]
-    assert len(long[0]) == 1024 and all(len(p) == 512 for p in row_parts(long[0]))
+    assert len(long[0]) == 1024 and [len(p) for p in parts(long)[0]] == [512, 512]
     assert isinstance(m.check_attention(long, 0), dict)
 
 

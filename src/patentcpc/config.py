@@ -138,12 +138,11 @@ class LinearConfig:
             self.stemmer = self.stemmer.strip().lower()
             if self.stemmer in ("", "none", "null"):
                 self.stemmer = None
-        if self.stemmer is not None:
-            from patentcpc.words import stemmer_names
+        from patentcpc.words import known_stemmer, stemmer_names
 
-            if not isinstance(self.stemmer, str) or self.stemmer not in stemmer_names():
-                raise ConfigError(f"linear.stemmer must be none or one of {', '.join(stemmer_names())}, "
-                                  f"not '{self.stemmer}'")
+        if not known_stemmer(self.stemmer):
+            raise ConfigError(f"linear.stemmer must be none or one of {', '.join(stemmer_names())}, "
+                              f"not '{self.stemmer}'")
         if self.max_features is not None and self.max_features < 1:
             raise ConfigError(f"linear.max_features must be >= 1 or null, not {self.max_features}")
         if self.n_jobs == 0 or not -1024 <= self.n_jobs <= 1024:

@@ -20,6 +20,11 @@ def stemmer_names() -> tuple[str, ...]:
     return tuple(sorted(Stemmer.algorithms()))
 
 
+def known_stemmer(name: object) -> bool:
+    """Whether ``name`` is None (no stemmer) or a Snowball algorithm of this install."""
+    return name is None or (isinstance(name, str) and name in stemmer_names())
+
+
 def strip_accents(s: str) -> str:
     """scikit-learn's ``strip_accents_unicode``."""
     if s.isascii():

@@ -37,7 +37,7 @@ from patentcpc.folder_files import MiB, check_folder_file, limit, read_folder_by
 from patentcpc.models.artifact import OLD_LINEAR_WEIGHTS, Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
-from patentcpc.words import TOKEN_PATTERN, WordTokenizer, stemmer_names, strip_accents
+from patentcpc.words import TOKEN_PATTERN, WordTokenizer, known_stemmer, stemmer_names, strip_accents
 
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
@@ -140,8 +140,9 @@ class TfidfArrays:
     def surface_forms(self, text: str) -> dict[str, str]:
         """Each term of ``text`` (a stem, or n-gram of stems) -> the words of the text it first came
         from (lower-cased, accents stripped): what an explanation shows of a stemmed model."""
-        words = WordTokenizer(None)(strip_accents(text.lower()))
-        terms = self.tokenize(strip_accents(text.lower())) if self.stemmer else words
+        plain = strip_accents(text.lower())
+        words = WordTokenizer(None)(plain)
+        terms = self.tokenize(plain) if self.stemmer else words
         out: dict[str, str] = {}
         for n in range(1, min(self.ngram_max, len(terms)) + 1):
             for i in range(len(terms) - n + 1):
@@ -315,7 +316,7 @@ class LinearCPCModel(CPCModel):
                              f"{len(manifest.labels)} labels)")
         if not (np.isfinite(idf).all() and np.isfinite(intercept).all()):
             raise ModelError(f"{folder / WEIGHTS}: idf or intercept holds NaN or infinity")
-        if settings.stemmer is not None and settings.stemmer not in stemmer_names():
+        if not known_stemmer(settings.stemmer):
             raise ModelError(f"{folder / SETTINGS}: unknown stemmer '{settings.stemmer}' (this install has "
                              f"{', '.join(stemmer_names())})")
         vocabulary = _read_vocabulary(folder / VOCABULARY, n_features)

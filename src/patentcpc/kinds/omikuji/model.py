@@ -55,7 +55,7 @@ from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noq
 from patentcpc.kinds.linear.model import training_vocab, vocabulary_errors  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
-from patentcpc.words import stemmer_names  # noqa: E402
+from patentcpc.words import known_stemmer  # noqa: E402
 
 _FD_LOCK = threading.Lock()
 
@@ -180,7 +180,7 @@ class OmikujiCPCModel(CPCModel):
             raise ModelError(f"{folder}: incomplete omikuji model (needs {VOCAB_FILE}, {IDF_FILE}, {TREES_DIR}/)")
         t = manifest.extra.get("tfidf", {})
         stemmer = t.get("stemmer")  # absent (none) in folders saved before session 31
-        if stemmer is not None and (not isinstance(stemmer, str) or stemmer not in stemmer_names()):
+        if not known_stemmer(stemmer):
             raise ModelError(f"{folder}: manifest extra.tfidf.stemmer names no stemmer of this install: {stemmer!r}")
         vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
                                        stemmer=stemmer,

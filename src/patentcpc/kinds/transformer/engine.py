@@ -96,7 +96,7 @@ class BatchPredictor:
         mode = self.options.padding_free
         net = self.model.network
         enc = net.encoder
-        if getattr(net, "views", "one") != "one":  # two parts a row, each embedded apart: padded batches
+        if net.views != "one":  # two parts a row, each embedded apart: padded batches
             if mode == "on":
                 raise ConfigError("padding-free inference is not available for a model of transformer.views "
                                   "first_line")

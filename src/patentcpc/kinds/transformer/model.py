@@ -29,7 +29,7 @@ from torch import nn
 from patentcpc.errors import ConfigError, ModelError
 from patentcpc.models.artifact import Manifest
 from patentcpc.models.base import CPCModel
-from patentcpc.models.network import PooledHeadModel
+from patentcpc.models.network import PooledHeadModel, pad_batch
 from patentcpc.numeric import pool, sigmoid
 
 logger = logging.getLogger(__name__)
@@ -203,12 +203,6 @@ def split_views(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[t
         mask = nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0)
         out.append((ids, mask.to(attention_mask.dtype)))
     return out
-
-
-def row_parts(row: Sequence[int]) -> list[Sequence[int]]:
-    """The parts of one :func:`first_line_tokens` row (token ids), as :func:`split_views` cuts them."""
-    second = next((i for i in range(1, len(row)) if row[i] == row[0]), len(row))
-    return [row[:second], row[second:]] if second < len(row) else [row]
 
 
 def check_start_token(tokenizer, error: type[Exception] = ConfigError) -> None:
@@ -396,8 +390,9 @@ class TransformerCPCModel(PooledHeadModel, CPCModel):
     def check_attention(self, input_ids: Sequence[Sequence[int]], pad_id: int = 0, bf16: bool = False,
                         tol: float = 0.05) -> dict:
         """The attention check on the rows the encoder runs: with ``views: first_line``, each part."""
-        if self.network.views == "first_line":
-            input_ids = [part for row in input_ids for part in row_parts(list(row))]
+        if self.network.views == "first_line":  # the rows of each part, as the network cuts them
+            input_ids = [r[m.bool()].tolist() for ids, mask in split_views(*pad_batch(input_ids, pad_id))
+                         for r, m in zip(ids, mask, strict=True)]
         return super().check_attention(input_ids, pad_id, bf16=bf16, tol=tol)
 
     # ----------------------------------------------------------------- inference
