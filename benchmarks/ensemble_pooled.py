@@ -154,12 +154,13 @@ def member_work(root: Path, spec: str) -> Path:
     return root / f"member-{slug}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
 
 
-def extra_member(cfg, spec: str, full, root: Path, gold, fold, test_texts):
+def extra_member(cfg, spec: str, full, root: Path, gold, fold, test_texts, work: Path | None = None):
     """(member trained on the whole training part, its test scores on its own labels, its
-    cross-fitted and test inputs on its labels ∪ the data's codes, those labels)."""
+    cross-fitted and test inputs on its labels ∪ the data's codes, those labels); trained in
+    ``work`` (default :func:`member_work`), reused from there when present."""
     from patentcpc.kinds.ensemble.trainer import _train_on_all, crossfit_inputs
 
-    work = member_work(root, spec)
+    work = work or member_work(root, spec)
     work.mkdir(exist_ok=True)
     c = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, members=[spec], neighbours=False))
     oof, oof_gold, labels, oof_fold = crossfit_inputs(c, [spec], full, work)

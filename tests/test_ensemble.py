@@ -82,13 +82,25 @@ def test_train_save_load_predict_round_trip(ensemble_folder, tiny_jsonl):
     m = load_model(folder)
     assert isinstance(m, EnsembleCPCModel) and m.kind == "ensemble"
     assert m.manifest.extra["ensemble"]["refit_on_all"] is True
-    for member in m.members:  # re-fitted on all 24 documents
-        assert member.manifest.training_data["n_docs"] == 24
+    for member in m.members:  # re-fitted on all 24 documents, their titles weighed (a tfidf's default)
+        assert member.manifest.training_data["n_docs"] == 24 and member.tfidf.title_weight == 10
     texts = load_data(tiny_jsonl).texts[:5]
     np.testing.assert_allclose(m.scores(texts), result.model.scores(texts), rtol=1e-5)
     res = predict_texts(m, texts, top_k=3)
     assert all(len(r["predictions"]) <= 3 and r["predictions"][0]["assigned"] for r in res)
     assert res[0]["predictions"][0]["code"] == "A01B"
+
+
+def test_members_weigh_no_title_where_the_data_has_none(tiny_jsonl, tmp_path):
+    """The members read the texts from whole-text files of their own; texts that start with an
+    abstract keep their first line at weight 1 there too."""
+    rows = [json.loads(line) for line in tiny_jsonl.read_text().splitlines()]
+    abstracts = tmp_path / "abstracts.jsonl"
+    abstracts.write_text("".join(json.dumps({"abstract": f"{r['abstract']}\nmore", "cpc": r["cpc"]}) + "\n"
+                                 for r in rows))
+    _, result = _train_two_tfidf(abstracts, tmp_path / "ens", valid_fraction=0.3, fusion="weights")
+    assert [m.tfidf.title_weight for m in result.model.members] == [1, 1]
+    assert result.model.manifest.config["linear"]["title_weight"] == 1
 
 
 def test_evaluate_and_predict_cli(ensemble_folder, tiny_jsonl):

@@ -25,11 +25,12 @@ def tiny_model(tiny_jsonl):
 def test_defaults_are_the_documented_ones():
     cfg = LinearConfig()
     # C=None: the strength chosen per model kind (1 for tfidf, build_pipeline's default)
-    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight, cfg.stemmer) == (
-        "svc", None, 1, True, "balanced", "english")
+    assert (cfg.classifier, cfg.C, cfg.ngram_max, cfg.sublinear_tf, cfg.class_weight, cfg.stemmer,
+            cfg.title_weight) == ("svc", None, 1, True, "balanced", "english", None)
     pipe = build_pipeline(cfg)
     tfidf, clf = pipe.named_steps["tfidf"], pipe.named_steps["clf"]
-    assert tfidf.ngram_range == (1, 1) and tfidf.sublinear_tf and tfidf.tokenizer.stemmer == "english"
+    words = tfidf.analyzer
+    assert tfidf.sublinear_tf and (words.stemmer, words.ngram_max, words.title_weight) == ("english", 1, 10)
     assert clf.estimator.C == 1.0 and clf.estimator.class_weight == "balanced"
 
 
@@ -75,30 +76,120 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="linear.stemmer must be none or one of .*english"):
         LinearConfig(stemmer="klingon")
     assert LinearConfig(stemmer="none").stemmer is None and LinearConfig(stemmer="german").stemmer == "german"
+    for bad in (0, 101, -3, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="linear.title_weight must be a whole number from 1 to 100"):
+            LinearConfig(title_weight=bad)
+    assert LinearConfig(title_weight=1).title_weight == 1
 
 
 STEM_TEXTS = ["Curing cauls are cured; the caul cures resins", "A wireless network transmits packets",
               "Transmitting packet data over networks", "Résumé of curable résins"]
+TITLED_TEXTS = ["CURING CAUL\nCuring cauls are cured; the caul cures resins", "Network\nA wireless network sends",
+                "PACKET DATA\nTransmitting packet data over networks\nsecond line", "Résumé\n", "x\ncurable résins"]
 
 
-@pytest.mark.parametrize("stemmer", [None, "english"])
-def test_numpy_tfidf_matches_sklearn_with_and_without_stemmer(stemmer):
-    """The stored TF-IDF (NumPy, no scikit-learn) gives the fitted vectorizer's rows, stemmed or not."""
+@pytest.mark.parametrize(("stemmer", "title_weight", "ngram_max"),
+                         [(None, 1, 1), ("english", 1, 1), ("english", 10, 1), (None, 3, 2), ("english", 1, 3)])
+def test_numpy_tfidf_matches_sklearn(stemmer, title_weight, ngram_max):
+    """The stored TF-IDF (NumPy, no scikit-learn) gives the fitted vectorizer's rows, stemmed or
+    not, with the title weighted or not, with n-grams."""
     from patentcpc.kinds.linear.model import _arrays_from_pipeline
 
-    labels = [["B29C"], ["H04L"], ["H04L"], ["B29C"]]
-    m = LinearCPCModel.fit(STEM_TEXTS, labels, LinearConfig(stemmer=stemmer, label_docs="none"))
+    texts = STEM_TEXTS + TITLED_TEXTS
+    labels = [["B29C"], ["H04L"], ["H04L"], ["B29C"], ["B29C"], ["H04L"], ["H04L"], ["B29C"], ["B29C"]]
+    cfg = LinearConfig(stemmer=stemmer, title_weight=title_weight, ngram_max=ngram_max, label_docs="none")
+    m = LinearCPCModel.fit(texts, labels, cfg)
     vec = m.pipeline.named_steps["tfidf"]
     stems = {"cure", "caul", "resin", "network", "transmit", "packet"}
     assert (stems <= set(vec.vocabulary_)) == (stemmer == "english")
     assert ("curing" in vec.vocabulary_) == (stemmer is None)
     tfidf = _arrays_from_pipeline(m.pipeline, "margin")[0]
-    want = vec.transform(STEM_TEXTS + ["cured networking"]).toarray()
-    for i, text in enumerate(STEM_TEXTS + ["cured networking"]):
+    assert (tfidf.title_weight, tfidf.ngram_max) == (title_weight, ngram_max)
+    new = ["cured networking", "CURED NETWORK\nresins"]
+    want = vec.transform(texts + new).toarray()
+    for i, text in enumerate(texts + new):
         idx, val = tfidf.transform_one(text)
         row = np.zeros(want.shape[1], dtype=np.float32)
         row[idx] = val
         assert np.allclose(row, want[i], atol=1e-6)
+
+
+def test_word_analyzer_is_sklearns_word_analyzer_at_title_weight_1():
+    """Unstemmed and at title weight 1 the analyzer gives scikit-learn's own word analyzer's terms
+    (an independent implementation: lower-casing, accent stripping, token pattern, n-grams)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from patentcpc.words import WordAnalyzer
+
+    for n in (1, 2, 3):
+        theirs = TfidfVectorizer(ngram_range=(1, n), strip_accents="unicode").build_analyzer()
+        for text in STEM_TEXTS + TITLED_TEXTS + ["", "a", "Ωmega ÉCOLE\n\nx y zz"]:
+            assert WordAnalyzer(None, n, 1)(text) == theirs(text)
+
+
+def test_word_analyzer_counts_the_title_line_title_weight_times():
+    import copy
+    import pickle
+    from collections import Counter
+
+    from patentcpc.words import WordAnalyzer
+
+    words = WordAnalyzer("english", 2, 4)
+    got = Counter(words("Curing Caul\nthe cauls cure"))
+    # the title's terms (and its bigram) 4 times; across the line break and in the rest once
+    assert [got[t] for t in ("cure", "caul", "cure caul", "caul the", "the", "the caul")] == [5, 5, 4, 1, 1, 1]
+    one_line = "Curing cauls cure"  # no title: nothing weighted (nor with an empty rest)
+    assert words(one_line) == WordAnalyzer("english", 2, 1)(one_line)
+    assert words("Curing cauls\n  \n") == WordAnalyzer("english", 2, 1)("Curing cauls\n  \n")
+    for other in (copy.deepcopy(words), pickle.loads(pickle.dumps(words))):  # noqa: S301  (our own object)
+        assert other("Curing Caul\nthe cauls cure") == words("Curing Caul\nthe cauls cure")
+
+
+def test_title_weight_round_trips_and_old_folders_read_weight_1(tmp_path):
+    labels = [["B29C"], ["H04L"], ["H04L"], ["B29C"], ["B29C"], ["H04L"], ["H04L"], ["B29C"], ["B29C"]]
+    m = LinearCPCModel.fit(STEM_TEXTS + TITLED_TEXTS, labels, LinearConfig(label_docs="none", title_weight=7))
+    m.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.tfidf.title_weight == 7
+    probe = ["NETWORK PACKETS\ncured resins"]
+    assert np.array_equal(loaded.scores(probe), m.scores(probe))
+    settings = json.loads((tmp_path / "m" / "linear.json").read_text())
+    assert settings["title_weight"] == 7
+    del settings["title_weight"]  # a folder saved before linear.title_weight: the title counts once
+    (tmp_path / "m" / "linear.json").write_text(json.dumps(settings))
+    old = load_model(tmp_path / "m")
+    assert old.tfidf.title_weight == 1 and not np.array_equal(old.scores(probe), m.scores(probe))
+    for bad in (0, 101, 2.5, "7", True):
+        settings["title_weight"] = bad
+        (tmp_path / "m" / "linear.json").write_text(json.dumps(settings))
+        with pytest.raises(ModelError, match="linear.json"):
+            load_model(tmp_path / "m")
+
+
+def test_first_line_is_title():
+    from patentcpc.data import first_line_is_title
+
+    for view in ({"fields": ["title", "abstract"]}, {"fields": ["Invention Title", "Abstract"]}, {"fields": ["text"]}):
+        assert first_line_is_title(view)  # a title column (an export's name too), or whole texts
+    for view in ({"fields": ["abstract", "title"]}, {"fields": ["claims"]}, {"fields": []}, {}, None):
+        assert not first_line_is_title(view)
+
+
+def test_title_weight_default_only_where_texts_start_with_a_title(tiny_jsonl, tmp_path):
+    """A tfidf model weighs a title line by default when its texts begin with a title field (or
+    are whole texts, read as ``title\\nabstract``); texts of other fields keep every line at 1."""
+    rows = [json.loads(line) for line in tiny_jsonl.read_text().splitlines()]
+    whole = tmp_path / "text.jsonl"
+    whole.write_text("".join(json.dumps({"text": f"{r['title']}\n{r['abstract']}", "cpc": r["cpc"]}) + "\n"
+                             for r in rows))
+    abstracts = tmp_path / "abstracts.jsonl"
+    abstracts.write_text("".join(json.dumps({"abstract": f"{r['abstract']}\nmore", "cpc": r["cpc"]}) + "\n"
+                                 for r in rows))
+    for path, want in ((tiny_jsonl, 10), (whole, 10), (abstracts, 1)):
+        model = train_model(TrainConfig(model="tfidf"), str(path)).model
+        assert model.manifest.config["linear"]["title_weight"] == want == model.tfidf.title_weight
+    model = train_model(TrainConfig(model="tfidf", linear=LinearConfig(title_weight=4)), str(abstracts)).model
+    assert model.tfidf.title_weight == 4  # set by the user: as set
 
 
 def test_stemmer_round_trips_and_old_folders_read_unstemmed(tmp_path):
@@ -148,7 +239,9 @@ def test_train_model_tfidf_end_to_end(tiny_jsonl, tmp_path):
     assert manifest["metrics"]["f1@1"] == pytest.approx(result.metrics["f1@1"])
     assert manifest["config"]["linear"]["C"] == 1.0 and manifest["config"]["model"] == "tfidf"
     assert manifest["config"]["linear"]["stemmer"] == "english"
-    assert json.loads((tmp_path / "model" / "linear.json").read_text())["stemmer"] == "english"
+    assert manifest["config"]["linear"]["title_weight"] == 10
+    stored = json.loads((tmp_path / "model" / "linear.json").read_text())
+    assert (stored["stemmer"], stored["title_weight"]) == ("english", 10)
     loaded = load_model(tmp_path / "model")
     ev = load_for_model(str(tiny_jsonl), DataConfig(), loaded)
     assert evaluate_model(loaded, ev)["f1@1"] == pytest.approx(result.metrics["f1@1"])

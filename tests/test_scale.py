@@ -222,7 +222,10 @@ def test_linear_fit_in_threads_equals_one_thread():
 
 
 def test_omikuji_learner_trains_saves_and_loads(tmp_path):
+    import json
+
     from patentcpc.config import LinearConfig
+    from patentcpc.errors import ModelError
     from patentcpc.kinds.omikuji.model import OmikujiCPCModel
     from patentcpc.registry import load_model
 
@@ -236,6 +239,19 @@ def test_omikuji_learner_trains_saves_and_loads(tmp_path):
     assert not list((tmp_path / "m").rglob("*.pkl")) and not list((tmp_path / "m").rglob("*.skops"))
     again = load_model(tmp_path / "m")
     np.testing.assert_allclose(again.scores(texts[:40]), s, rtol=1e-5)  # its text format rounds
+    assert model.manifest.extra["tfidf"]["title_weight"] == 10 and again.vectorizer.analyzer.title_weight == 10
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    for value, ok in ((None, True), (0, False), ("3", False), (2.0, False)):
+        if value is None:  # saved before linear.title_weight: the title counts once
+            del manifest["extra"]["tfidf"]["title_weight"]
+        else:
+            manifest["extra"]["tfidf"]["title_weight"] = value
+        (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+        if ok:
+            assert load_model(tmp_path / "m").vectorizer.analyzer.title_weight == 1
+        else:
+            with pytest.raises(ModelError, match="title_weight"):
+                load_model(tmp_path / "m")
 
 
 def test_auto_learner_switches_to_label_trees_at_tree_min_docs():

@@ -102,10 +102,12 @@ def test_scheme_model_uses_scheme_linear_settings_unless_configured(monkeypatch)
     result = train_model(TrainConfig(model="scheme"), None)
     assert result.model.manifest.config["linear"]["C"] == scheme.SCHEME_LINEAR["C"]
     assert scheme.SCHEME_LINEAR["C"] == result.model.pipeline.named_steps["clf"].estimator.C
+    # its documents have no titles: a patent's title counts once (a tfidf model's: 10 times)
+    assert result.model.manifest.config["linear"]["title_weight"] == 1 == result.model.tfidf.title_weight
     from patentcpc.config import LinearConfig
 
-    result = train_model(TrainConfig(model="scheme", linear=LinearConfig(C=3.0)), None)
-    assert result.model.manifest.config["linear"]["C"] == 3.0
+    result = train_model(TrainConfig(model="scheme", linear=LinearConfig(C=3.0, title_weight=4)), None)
+    assert result.model.manifest.config["linear"]["C"] == 3.0 and result.model.tfidf.title_weight == 4
 
 
 def test_explicit_C_is_kept_for_the_scheme_model(tmp_path, monkeypatch):

@@ -83,6 +83,14 @@ class LinearConfig:
             names: ``english``, ``german``, ``french``, ...), or null (``none``): words as written.
             Default ``english`` (benchmarks/accuracy.md: +0.015 to +0.04 F1@1 on the shared
             abstracts); the model folder records it and prediction stems the same way.
+        title_weight: how many times the terms of a text's first line (the title of a
+            ``title\\nabstract`` text) are counted; 1: like every other line. A text of one line has
+            no title to weight. Null: chosen for the model kind when the training texts start with
+            a title (their first field is a title or a whole ``text`` column: the default view),
+            10 for ``tfidf`` (and its label trees) and 1 for ``scheme``, whose training documents
+            have no titles; 1 for texts that start with another field, e.g. ``--text-fields
+            abstract,claims`` (benchmarks/accuracy.md, benchmarks/cold_start.md, session 32). The
+            model folder records it and prediction weights the first line of a text the same way.
         min_df: minimum document frequency of a term.
         max_features: vocabulary cap (None: no cap).
         sublinear_tf: use 1 + log(tf).
@@ -108,6 +116,7 @@ class LinearConfig:
     C: float | None = None
     ngram_max: int = 1
     stemmer: str | None = "english"
+    title_weight: int | None = None
     min_df: int = 1
     max_features: int | None = 500_000
     sublinear_tf: bool = True
@@ -138,11 +147,15 @@ class LinearConfig:
             self.stemmer = self.stemmer.strip().lower()
             if self.stemmer in ("", "none", "null"):
                 self.stemmer = None
-        from patentcpc.words import known_stemmer, stemmer_names
+        from patentcpc.words import MAX_TITLE_WEIGHT, known_stemmer, stemmer_names
 
         if not known_stemmer(self.stemmer):
             raise ConfigError(f"linear.stemmer must be none or one of {', '.join(stemmer_names())}, "
                               f"not '{self.stemmer}'")
+        if self.title_weight is not None and (isinstance(self.title_weight, bool) or not isinstance(
+                self.title_weight, int) or not 1 <= self.title_weight <= MAX_TITLE_WEIGHT):
+            raise ConfigError(f"linear.title_weight must be a whole number from 1 to {MAX_TITLE_WEIGHT}, "
+                              f"not {self.title_weight!r}")
         if self.max_features is not None and self.max_features < 1:
             raise ConfigError(f"linear.max_features must be >= 1 or null, not {self.max_features}")
         if self.n_jobs == 0 or not -1024 <= self.n_jobs <= 1024:

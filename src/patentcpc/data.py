@@ -328,6 +328,16 @@ def column_key(name: str) -> str:
     return "_".join(re.findall(r"[a-z0-9]+", str(name).lower()))
 
 
+def first_line_is_title(text_view: dict | None) -> bool:
+    """Whether the texts of a text view (a manifest's ``text_view``) are read as starting with a
+    title line: its first field is a title column (``title``, ``Invention Title``, ...) or a
+    whole-text column (``text``, ...), whose texts are taken to follow the default view's
+    ``title\\nabstract``; not when it starts with another field (an abstract, claims)."""
+    fields = (text_view or {}).get("fields") or []
+    first = column_key(fields[0]) if fields else ""
+    return first in {column_key(a) for a in (*VIEW_FIELD_ALIASES["title"], *TEXT_COLUMN_CANDIDATES)}
+
+
 def _find_column(keys: dict[str, str], candidates: Sequence[str]) -> str | None:
     return next((keys[column_key(c)] for c in candidates if column_key(c) in keys), None)
 

@@ -1,6 +1,7 @@
 """The words of the TF-IDF models (``tfidf``, ``scheme``, Omikuji): scikit-learn's token pattern and
-accent stripping, and an optional Snowball stemmer (PyStemmer) that every training and prediction
-path applies the same way (``linear.stemmer``; the model folder records it)."""
+accent stripping, an optional Snowball stemmer (PyStemmer) and the weight of a text's first line
+(its title), which every training and prediction path applies the same way (``linear.stemmer``,
+``linear.title_weight``; the model folder records both)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import unicodedata
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
+MAX_TITLE_WEIGHT = 100  # linear.title_weight's ceiling
 
 
 @functools.cache
@@ -59,3 +61,42 @@ class WordTokenizer:
 
     def __repr__(self) -> str:
         return f"WordTokenizer({self.stemmer!r})"
+
+
+class WordAnalyzer:
+    """The terms a TF-IDF model counts in a raw text, for ``TfidfVectorizer(analyzer=...)`` and the
+    stored models' NumPy transform alike: lower-cased, accents stripped, :class:`WordTokenizer`'s
+    words (stemmed), their n-grams from 1 to ``ngram_max``; with ``title_weight`` w > 1 the terms
+    of the text's first line (the title of a ``title\\nabstract`` text) are counted w times (an
+    n-gram across the line break once). A text of one line has no title: its terms count once.
+    With w = 1 the terms are scikit-learn's word analyzer's. Copies and pickles by its settings."""
+
+    def __init__(self, stemmer: str | None = None, ngram_max: int = 1, title_weight: int = 1):
+        self.stemmer, self.ngram_max, self.title_weight = stemmer, int(ngram_max), int(title_weight)
+        self.tokenize = WordTokenizer(stemmer)
+
+    def ngrams(self, tokens: list[str]) -> list[str]:
+        if self.ngram_max == 1:
+            return tokens
+        out = list(tokens)
+        for n in range(2, min(self.ngram_max, len(tokens)) + 1):
+            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    def __call__(self, text: str) -> list[str]:
+        plain = strip_accents(text.lower())
+        terms = self.ngrams(self.tokenize(plain))
+        if self.title_weight > 1:
+            title, newline, rest = plain.partition("\n")
+            if newline and rest.strip():
+                terms += self.ngrams(self.tokenize(title)) * (self.title_weight - 1)
+        return terms
+
+    def __getstate__(self) -> dict:
+        return {"stemmer": self.stemmer, "ngram_max": self.ngram_max, "title_weight": self.title_weight}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["stemmer"], state["ngram_max"], state["title_weight"])
+
+    def __repr__(self) -> str:
+        return f"WordAnalyzer({self.stemmer!r}, ngram_max={self.ngram_max}, title_weight={self.title_weight})"

@@ -15,7 +15,9 @@ Scores: ``decision = tfidf(text) @ coef_t + intercept``; ``svc`` models give the
 ``logreg`` models their sigmoid (scikit-learn's one-vs-rest probabilities). The TF-IDF transform is
 scikit-learn's ``TfidfVectorizer`` (lowercase, unicode accent stripping, token pattern
 ``(?u)\\b\\w\\w+\\b``, the Snowball stemmer of ``linear.stemmer`` (``linear.json``'s
-``stemmer``; none in folders saved before it), sublinear tf, smooth idf, l2 norm) re-done with NumPy
+``stemmer``; none in folders saved before it), the first line's terms counted ``linear.title_weight``
+times (``linear.json``'s ``title_weight``; 1 in folders saved before it; :class:`patentcpc.words.WordAnalyzer`),
+sublinear tf, smooth idf, l2 norm) re-done with NumPy
 (a test pins it to scikit-learn's output): predicting does not import scikit-learn, which keeps
 startup fast.
 """
@@ -37,12 +39,21 @@ from patentcpc.folder_files import MiB, check_folder_file, limit, read_folder_by
 from patentcpc.models.artifact import OLD_LINEAR_WEIGHTS, Manifest, check_no_code_files
 from patentcpc.models.base import CPCModel
 from patentcpc.numeric import sigmoid
-from patentcpc.words import TOKEN_PATTERN, WordTokenizer, known_stemmer, stemmer_names, strip_accents
+from patentcpc.words import (
+    MAX_TITLE_WEIGHT,
+    TOKEN_PATTERN,
+    WordAnalyzer,
+    WordTokenizer,
+    known_stemmer,
+    stemmer_names,
+    strip_accents,
+)
 
 WEIGHTS = "linear.safetensors"
 VOCABULARY = "vocabulary.json"
 SETTINGS = "linear.json"
 DEFAULT_C = 1.0  # LinearConfig.C = None means this, unless the model kind chose another
+DEFAULT_TITLE_WEIGHT = 10  # LinearConfig.title_weight = None means this, unless the model kind chose another
 _CONSTANT_LOGIT = 1e4  # a label present in every training document: its probability is 1
 
 
@@ -69,10 +80,11 @@ def build_pipeline(cfg: LinearConfig, seed: int = 42):
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, cfg.ngram_max), sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
-                                 max_features=cfg.max_features, strip_accents="unicode", dtype=np.float32,
-                                 tokenizer=WordTokenizer(cfg.stemmer), token_pattern=None, lowercase=True,
-                                 norm="l2", smooth_idf=True)
+    # the analyzer lower-cases, strips accents, tokenizes, stems, forms n-grams and weights the title
+    title_weight = DEFAULT_TITLE_WEIGHT if cfg.title_weight is None else cfg.title_weight
+    vectorizer = TfidfVectorizer(analyzer=WordAnalyzer(cfg.stemmer, cfg.ngram_max, title_weight),
+                                 sublinear_tf=cfg.sublinear_tf, min_df=cfg.min_df,
+                                 max_features=cfg.max_features, dtype=np.float32, norm="l2", smooth_idf=True)
     C = DEFAULT_C if cfg.C is None else cfg.C
     if cfg.classifier == "svc":
         base = LinearSVC(C=C, class_weight=cfg.class_weight, random_state=seed)
@@ -94,6 +106,7 @@ def _settings_schema():
         strip_accents: Literal["unicode"]
         ngram_range: tuple[Literal[1], Annotated[int, Field(ge=1, le=10)]]
         stemmer: Annotated[str, Field(pattern=r"^[a-z_]{2,40}$")] | None = None  # absent before session 31
+        title_weight: Annotated[int, Field(ge=1, le=MAX_TITLE_WEIGHT)] = 1  # absent before session 32
         sublinear_tf: bool
         norm: Literal["l2"]
         n_features: int = Field(ge=1)
@@ -120,22 +133,15 @@ class TfidfArrays:
     """The TF-IDF transform of a fitted ``TfidfVectorizer``, from its vocabulary and idf."""
 
     def __init__(self, vocabulary: dict[str, int], idf: np.ndarray, ngram_max: int, sublinear_tf: bool,
-                 stemmer: str | None = None):
+                 stemmer: str | None = None, title_weight: int = 1):
         self.vocabulary = vocabulary
         self.idf = np.asarray(idf, dtype=np.float32)
         self.ngram_max = int(ngram_max)
         self.sublinear_tf = bool(sublinear_tf)
         self.stemmer = stemmer
-        self.tokenize = WordTokenizer(stemmer)
-
-    def terms(self, text: str) -> list[str]:
-        tokens = self.tokenize(strip_accents(text.lower()))
-        if self.ngram_max == 1:
-            return tokens
-        out = list(tokens)
-        for n in range(2, min(self.ngram_max, len(tokens)) + 1):
-            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-        return out
+        self.title_weight = int(title_weight)
+        self.terms = WordAnalyzer(stemmer, self.ngram_max, self.title_weight)
+        self.tokenize = self.terms.tokenize
 
     def surface_forms(self, text: str) -> dict[str, str]:
         """Each term of ``text`` (a stem, or n-gram of stems) -> the words of the text it first came
@@ -205,6 +211,12 @@ class LinearCPCModel(CPCModel):
     def default_C(cls) -> float:
         """The regularisation strength when the configuration leaves ``linear.C`` unset."""
         return DEFAULT_C
+
+    @classmethod
+    def default_title_weight(cls) -> int:
+        """How many times a title's terms count when the configuration leaves ``linear.title_weight``
+        unset (benchmarks/accuracy.md, session 32)."""
+        return DEFAULT_TITLE_WEIGHT
 
     @classmethod
     def training_documents(cls, cfg, data: str | None) -> tuple[list[str], list[list[str]], dict, dict, object]:
@@ -280,7 +292,8 @@ class LinearCPCModel(CPCModel):
 
         settings = {"format_version": 2, "analyzer": "word", "token_pattern": TOKEN_PATTERN, "lowercase": True,
                     "strip_accents": "unicode", "ngram_range": [1, self.tfidf.ngram_max],
-                    "stemmer": self.tfidf.stemmer, "sublinear_tf": self.tfidf.sublinear_tf, "norm": "l2",
+                    "stemmer": self.tfidf.stemmer, "title_weight": self.tfidf.title_weight,
+                    "sublinear_tf": self.tfidf.sublinear_tf, "norm": "l2",
                     "n_features": int(self.coef_t.shape[0]), "n_labels": int(self.coef_t.shape[1])}
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         (folder / VOCABULARY).write_text(json.dumps(self.tfidf.vocabulary, ensure_ascii=False), encoding="utf-8")
@@ -320,7 +333,8 @@ class LinearCPCModel(CPCModel):
             raise ModelError(f"{folder / SETTINGS}: unknown stemmer '{settings.stemmer}' (this install has "
                              f"{', '.join(stemmer_names())})")
         vocabulary = _read_vocabulary(folder / VOCABULARY, n_features)
-        tfidf = TfidfArrays(vocabulary, idf, settings.ngram_range[1], settings.sublinear_tf, settings.stemmer)
+        tfidf = TfidfArrays(vocabulary, idf, settings.ngram_range[1], settings.sublinear_tf, settings.stemmer,
+                            settings.title_weight)
         return cls(manifest, tfidf, coef_t, intercept)
 
 
@@ -338,8 +352,9 @@ def _arrays_from_pipeline(pipeline, score_type: str) -> tuple[TfidfArrays, np.nd
         else:  # scikit-learn's _ConstantPredictor: a label in every (or no) training document
             y = float(np.ravel(est.y_)[0])
             intercept[k] = y if score_type == "margin" else (_CONSTANT_LOGIT if y > 0 else -_CONSTANT_LOGIT)
-    tfidf = TfidfArrays(vocabulary, np.asarray(vec.idf_, dtype=np.float32), vec.ngram_range[1], vec.sublinear_tf,
-                        vec.tokenizer.stemmer)
+    words = vec.analyzer
+    tfidf = TfidfArrays(vocabulary, np.asarray(vec.idf_, dtype=np.float32), words.ngram_max, vec.sublinear_tf,
+                        words.stemmer, words.title_weight)
     return tfidf, coef_t, intercept
 
 

@@ -55,7 +55,7 @@ from patentcpc.folder_files import MiB, limit, load_npy, read_folder_json  # noq
 from patentcpc.kinds.linear.model import training_vocab, vocabulary_errors  # noqa: E402
 from patentcpc.models.artifact import Manifest  # noqa: E402
 from patentcpc.models.base import CPCModel  # noqa: E402
-from patentcpc.words import known_stemmer  # noqa: E402
+from patentcpc.words import MAX_TITLE_WEIGHT, known_stemmer  # noqa: E402
 
 _FD_LOCK = threading.Lock()
 
@@ -154,7 +154,8 @@ class OmikujiCPCModel(CPCModel):
                 trees = omikuji.Model.train_on_data(str(path), omikuji.Model.default_hyper_param(), n_threads)
         fields = dict(manifest_fields or {})
         manifest = Manifest(kind=cls.kind, labels=vocab, score_type="probability", threshold=0.5, **fields)
-        manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "stemmer": cfg.stemmer, "min_df": cfg.min_df,
+        manifest.extra["tfidf"] = {"ngram_max": cfg.ngram_max, "stemmer": cfg.stemmer,
+                                   "title_weight": vec.analyzer.title_weight, "min_df": cfg.min_df,
                                    "max_features": cfg.max_features, "sublinear_tf": cfg.sublinear_tf}
         return cls(manifest, vec, trees)
 
@@ -182,8 +183,12 @@ class OmikujiCPCModel(CPCModel):
         stemmer = t.get("stemmer")  # absent (none) in folders saved before session 31
         if not known_stemmer(stemmer):
             raise ModelError(f"{folder}: manifest extra.tfidf.stemmer names no stemmer of this install: {stemmer!r}")
+        title_weight = t.get("title_weight", 1)  # absent (1) in folders saved before session 32
+        if type(title_weight) is not int or not 1 <= title_weight <= MAX_TITLE_WEIGHT:
+            raise ModelError(f"{folder}: manifest extra.tfidf.title_weight must be a whole number from 1 to "
+                             f"{MAX_TITLE_WEIGHT}, not {title_weight!r}")
         vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
-                                       stemmer=stemmer,
+                                       stemmer=stemmer, title_weight=title_weight,
                                        max_features=t.get("max_features"),
                                        sublinear_tf=bool(t.get("sublinear_tf", True))))
         idf = load_npy(folder, IDF_FILE, error=ModelError, what="the model folder")
