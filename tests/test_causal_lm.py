@@ -249,6 +249,22 @@ def test_router_trains_and_reports_share(tmp_path, tiny_jsonl):
     assert m.routing_report()["n_routed"] in (0, 1, 2)
 
 
+def test_router_members_weigh_a_title_only_where_the_data_has_one(tmp_path, tiny_jsonl):
+    """The members read a whole-text copy of the data: the title weight follows the router's own
+    text view (a tfidf member weighs titles, not the first line of an abstract)."""
+    from patentcpc.registry import train_model
+
+    rows = [json.loads(line) for line in tiny_jsonl.read_text().splitlines()]
+    abstracts = tmp_path / "abstracts.jsonl"
+    abstracts.write_text("".join(json.dumps({"abstract": f"{r['abstract']}\nmore", "cpc": r["cpc"]}) + "\n"
+                                 for r in rows))
+    for data, want in ((tiny_jsonl, 10), (abstracts, 1)):
+        cfg = resolve(TrainConfig, None, {"model": "router", "router": {"members": "tfidf,tfidf"}},
+                      ["router.valid_fraction=0.3"])
+        model = train_model(cfg, str(data), None, tmp_path / f"r{want}").model
+        assert [m.tfidf.title_weight for m in model.members] == [want, want]
+
+
 def test_router_evaluate_json_has_share(tmp_path, tiny_jsonl, capsys):
     from patentcpc.cli import main
     from patentcpc.registry import train_model

@@ -241,17 +241,18 @@ def test_omikuji_learner_trains_saves_and_loads(tmp_path):
     np.testing.assert_allclose(again.scores(texts[:40]), s, rtol=1e-5)  # its text format rounds
     assert model.manifest.extra["tfidf"]["title_weight"] == 10 and again.vectorizer.analyzer.title_weight == 10
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    for value, ok in ((None, True), (0, False), ("3", False), (2.0, False)):
-        if value is None:  # saved before linear.title_weight: the title counts once
-            del manifest["extra"]["tfidf"]["title_weight"]
-        else:
-            manifest["extra"]["tfidf"]["title_weight"] = value
+    good = json.loads(json.dumps(manifest))
+    del manifest["extra"]["tfidf"]["title_weight"]  # saved before linear.title_weight: the title counts once
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(tmp_path / "m").vectorizer.analyzer.title_weight == 1
+    bad = [("title_weight", 0), ("title_weight", "3"), ("title_weight", 2.0), ("ngram_max", "abc"),
+           ("min_df", 0), ("max_features", 0), ("sublinear_tf", "no"), ("stemmer", "klingon")]
+    for key, value in bad:  # each a one-line ModelError naming the manifest and the field
+        manifest = json.loads(json.dumps(good))
+        manifest["extra"]["tfidf"][key] = value
         (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
-        if ok:
-            assert load_model(tmp_path / "m").vectorizer.analyzer.title_weight == 1
-        else:
-            with pytest.raises(ModelError, match="title_weight"):
-                load_model(tmp_path / "m")
+        with pytest.raises(ModelError, match=f"manifest.json: extra.tfidf.{key}"):
+            load_model(tmp_path / "m")
 
 
 def test_auto_learner_switches_to_label_trees_at_tree_min_docs():

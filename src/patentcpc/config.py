@@ -90,7 +90,9 @@ class LinearConfig:
             10 for ``tfidf`` (and its label trees) and 1 for ``scheme``, whose training documents
             have no titles; 1 for texts that start with another field, e.g. ``--text-fields
             abstract,claims`` (benchmarks/accuracy.md, benchmarks/cold_start.md, session 32). The
-            model folder records it and prediction weights the first line of a text the same way.
+            model folder records it and prediction weights the first line of a text the same way
+            (a row whose title is empty starts with its next field: that field's first line is
+            then weighted, in training as in prediction).
         min_df: minimum document frequency of a term.
         max_features: vocabulary cap (None: no cap).
         sublinear_tf: use 1 + log(tf).

@@ -338,6 +338,18 @@ def first_line_is_title(text_view: dict | None) -> bool:
     return first in {column_key(a) for a in (*VIEW_FIELD_ALIASES["title"], *TEXT_COLUMN_CANDIDATES)}
 
 
+def for_whole_texts(cfg, text_view: dict | None):
+    """``cfg`` (a :class:`~patentcpc.config.TrainConfig`) for models trained on a whole-text copy
+    (a ``text`` column) of data with this text view, as the ensemble, router and synthetic-data
+    arms write it: what the view decides is pinned, since the copy no longer shows it. Where the
+    texts do not start with a title, ``linear.title_weight`` unset becomes 1."""
+    import dataclasses
+
+    if cfg.linear.title_weight is None and not first_line_is_title(text_view):
+        return dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, title_weight=1))
+    return cfg
+
+
 def _find_column(keys: dict[str, str], candidates: Sequence[str]) -> str | None:
     return next((keys[column_key(c)] for c in candidates if column_key(c) in keys), None)
 

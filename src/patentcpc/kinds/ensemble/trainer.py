@@ -247,11 +247,9 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
         raise ConfigError("--output is required to train an ensemble")
     check_output_dir(output, "model", [data, eval_data])  # before the work
     full = load_data(data, **cfg.data.load_kwargs())
-    from patentcpc.data import first_line_is_title
+    from patentcpc.data import for_whole_texts
 
-    if cfg.linear.title_weight is None and not first_line_is_title(full.text_view):
-        # the members read the texts from a whole-text file: no title weight, as for the texts of --data
-        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, title_weight=1))
+    cfg = for_whole_texts(cfg, full.text_view)  # the members read whole-text copies of --data
     ens = cfg.ensemble
     crossfit = not eval_data and ens.folds >= 2 and len(full) <= ens.crossfit_max_docs
     refit = crossfit or (ens.refit and not eval_data)

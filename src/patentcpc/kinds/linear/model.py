@@ -25,6 +25,7 @@ startup fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -237,6 +238,8 @@ class LinearCPCModel(CPCModel):
         from sklearn.preprocessing import MultiLabelBinarizer
 
         cfg = cfg or LinearConfig()
+        if cfg.title_weight is None:  # unset (fitted without the trainer): this kind's default
+            cfg = dataclasses.replace(cfg, title_weight=cls.default_title_weight())
         vocab = training_vocab(texts, labels)
         weights = None
         label_docs = None

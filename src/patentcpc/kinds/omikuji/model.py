@@ -122,6 +122,28 @@ def _vectorizer(cfg: LinearConfig):
     return build_pipeline(cfg).named_steps["tfidf"]
 
 
+def _tfidf_settings(folder: Path, t: object) -> LinearConfig:
+    """The manifest's ``extra.tfidf`` (the vectorizer's settings) as a LinearConfig; a value of the
+    wrong type or range is a ModelError naming the manifest."""
+    where = f"{folder / 'manifest.json'}: extra.tfidf"
+    t = t if isinstance(t, dict) else {}
+    stemmer = t.get("stemmer")  # absent (none) in folders saved before session 31
+    if not known_stemmer(stemmer):
+        raise ModelError(f"{where}.stemmer names no stemmer of this install: {stemmer!r}")
+    ints = {"ngram_max": (1, 1, 10), "min_df": (1, 1, 2**31), "title_weight": (1, 1, MAX_TITLE_WEIGHT),
+            "max_features": (None, 1, 2**31)}  # default (absent: title_weight 1 before session 32), range
+    values = {}
+    for key, (default, low, high) in ints.items():
+        v = t.get(key, default)
+        if not (v is None and default is None) and (type(v) is not int or not low <= v <= high):
+            raise ModelError(f"{where}.{key} must be a whole number from {low} to {high}, not {v!r}")
+        values[key] = v
+    sublinear = t.get("sublinear_tf", True)
+    if type(sublinear) is not bool:
+        raise ModelError(f"{where}.sublinear_tf must be true or false, not {sublinear!r}")
+    return LinearConfig(stemmer=stemmer, sublinear_tf=sublinear, **values)
+
+
 class OmikujiCPCModel(CPCModel):
     """TF-IDF + Omikuji label trees (``linear.learner: omikuji``). Folder: the vectorizer as JSON
     (vocabulary) + ``.npy`` (idf, no pickle) and Omikuji's own model directory."""
@@ -179,18 +201,7 @@ class OmikujiCPCModel(CPCModel):
         folder = Path(path)
         if not all((folder / f).exists() for f in (VOCAB_FILE, IDF_FILE, TREES_DIR)):
             raise ModelError(f"{folder}: incomplete omikuji model (needs {VOCAB_FILE}, {IDF_FILE}, {TREES_DIR}/)")
-        t = manifest.extra.get("tfidf", {})
-        stemmer = t.get("stemmer")  # absent (none) in folders saved before session 31
-        if not known_stemmer(stemmer):
-            raise ModelError(f"{folder}: manifest extra.tfidf.stemmer names no stemmer of this install: {stemmer!r}")
-        title_weight = t.get("title_weight", 1)  # absent (1) in folders saved before session 32
-        if type(title_weight) is not int or not 1 <= title_weight <= MAX_TITLE_WEIGHT:
-            raise ModelError(f"{folder}: manifest extra.tfidf.title_weight must be a whole number from 1 to "
-                             f"{MAX_TITLE_WEIGHT}, not {title_weight!r}")
-        vec = _vectorizer(LinearConfig(ngram_max=int(t.get("ngram_max", 1)), min_df=int(t.get("min_df", 1)),
-                                       stemmer=stemmer, title_weight=title_weight,
-                                       max_features=t.get("max_features"),
-                                       sublinear_tf=bool(t.get("sublinear_tf", True))))
+        vec = _vectorizer(_tfidf_settings(folder, manifest.extra.get("tfidf", {})))
         idf = load_npy(folder, IDF_FILE, error=ModelError, what="the model folder")
         if idf.ndim != 1:
             raise ModelError(f"{folder / IDF_FILE}: must be a one-dimensional array")
