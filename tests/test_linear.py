@@ -141,6 +141,10 @@ def test_word_analyzer_counts_the_title_line_title_weight_times():
     one_line = "Curing cauls cure"  # no title: nothing weighted (nor with an empty rest)
     assert words(one_line) == WordAnalyzer("english", 2, 1)(one_line)
     assert words("Curing cauls\n  \n") == WordAnalyzer("english", 2, 1)("Curing cauls\n  \n")
+    title = "caul " * 99 + "cure"  # 499 characters: a title (a US title has at most 500)
+    assert Counter(words(f"  {title}  \nthe rest"))["cure"] == 4
+    long_line = "caul " * 100 + "cure\nthe rest"  # a first line of 504 characters is no title
+    assert words(long_line) == WordAnalyzer("english", 2, 1)(long_line)
     for other in (copy.deepcopy(words), pickle.loads(pickle.dumps(words))):  # noqa: S301  (our own object)
         assert other("Curing Caul\nthe cauls cure") == words("Curing Caul\nthe cauls cure")
 

@@ -85,7 +85,8 @@ class LinearConfig:
             abstracts); the model folder records it and prediction stems the same way.
         title_weight: how many times the terms of a text's first line (the title of a
             ``title\\nabstract`` text) are counted; 1: like every other line. A text of one line has
-            no title to weight. Null: chosen for the model kind when the training texts start with
+            no title to weight, nor has one whose first line is longer than a title can be (500
+            characters, the US limit). Null: chosen for the model kind when the training texts start with
             a title (their first field is a title or a whole ``text`` column: the default view),
             10 for ``tfidf`` (and its label trees) and 1 for ``scheme``, whose training documents
             have no titles; 1 for texts that start with another field, e.g. ``--text-fields

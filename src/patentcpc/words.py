@@ -12,6 +12,9 @@ import unicodedata
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 MAX_TITLE_WEIGHT = 100  # linear.title_weight's ceiling
+# A first line longer than this is not a title (a US patent's title has at most 500 characters,
+# 37 CFR 1.72(a)): it is counted once, which also bounds the repeated terms of any text.
+MAX_TITLE_CHARS = 500
 
 
 @functools.cache
@@ -68,7 +71,8 @@ class WordAnalyzer:
     stored models' NumPy transform alike: lower-cased, accents stripped, :class:`WordTokenizer`'s
     words (stemmed), their n-grams from 1 to ``ngram_max``; with ``title_weight`` w > 1 the terms
     of the text's first line (the title of a ``title\\nabstract`` text) are counted w times (an
-    n-gram across the line break once). A text of one line has no title: its terms count once.
+    n-gram across the line break once). A text of one line has no title, and a first line of more
+    than :data:`MAX_TITLE_CHARS` characters is none: their terms count once.
     With w = 1 the terms are scikit-learn's word analyzer's. Copies and pickles by its settings."""
 
     def __init__(self, stemmer: str | None = None, ngram_max: int = 1, title_weight: int = 1):
@@ -88,7 +92,7 @@ class WordAnalyzer:
         terms = self.ngrams(self.tokenize(plain))
         if self.title_weight > 1:
             title, newline, rest = plain.partition("\n")
-            if newline and rest.strip():
+            if newline and rest.strip() and len(title.strip()) <= MAX_TITLE_CHARS:
                 terms += self.ngrams(self.tokenize(title)) * (self.title_weight - 1)
         return terms
 
