@@ -338,11 +338,12 @@ def first_line_is_title(text_view: dict | None) -> bool:
     return first in {column_key(a) for a in (*VIEW_FIELD_ALIASES["title"], *TEXT_COLUMN_CANDIDATES)}
 
 
-def for_whole_texts(cfg, text_view: dict | None):
-    """``cfg`` (a :class:`~patentcpc.config.TrainConfig`) for models trained on a whole-text copy
-    (a ``text`` column) of data with this text view, as the ensemble, router and synthetic-data
-    arms write it: what the view decides is pinned, since the copy no longer shows it. Where the
-    texts do not start with a title, ``linear.title_weight`` unset becomes 1."""
+def pin_view_settings(cfg, text_view: dict | None):
+    """``cfg`` (a :class:`~patentcpc.config.TrainConfig`) with what its data's text view decides
+    pinned: where the texts do not start with a title, ``linear.title_weight`` unset becomes 1.
+    The linear trainer pins it for its data; the ensemble, router and synthetic-data arms for
+    theirs, before their models train on whole-text copies (a ``text`` column) that no longer
+    show the view."""
     import dataclasses
 
     if cfg.linear.title_weight is None and not first_line_is_title(text_view):

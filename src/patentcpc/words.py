@@ -88,12 +88,12 @@ class WordAnalyzer:
         return out
 
     def __call__(self, text: str) -> list[str]:
-        plain = strip_accents(text.lower())
-        terms = self.ngrams(self.tokenize(plain))
-        if self.title_weight > 1:
-            title, newline, rest = plain.partition("\n")
-            if newline and rest.strip() and len(title.strip()) <= MAX_TITLE_CHARS:
-                terms += self.ngrams(self.tokenize(title)) * (self.title_weight - 1)
+        # a line break is no word character: the text's words are its first line's, then the rest's
+        title, _, rest = strip_accents(text.lower()).partition("\n")
+        head = self.tokenize(title)
+        terms = self.ngrams(head + self.tokenize(rest))
+        if self.title_weight > 1 and rest and not rest.isspace() and len(title.strip()) <= MAX_TITLE_CHARS:
+            terms += self.ngrams(head) * (self.title_weight - 1)
         return terms
 
     def __getstate__(self) -> dict:

@@ -162,7 +162,7 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     """Run every arm for every seed; write ``results.json``, ``results.md``, ``results.png`` and
     the first seed's ``audit/`` to ``output``; return the results."""
     from patentcpc.config import TrainConfig, resolve
-    from patentcpc.data import for_whole_texts, load_data
+    from patentcpc.data import load_data, pin_view_settings
     from patentcpc.io import atomic_dir, check_interrupted, check_output_dir
     from patentcpc.registry import select
     from patentcpc.synth.audit import AuditOptions, audit_rows, write_report
@@ -187,7 +187,7 @@ def run_experiment(train_source: str, eval_source: str, options: ExperimentOptio
     dk = dict(data_kwargs or cfg0.data.load_kwargs())
     train = load_data(train_source, **dk)
     ev = load_data(eval_source, **dk)
-    cfg0 = for_whole_texts(cfg0, train.text_view)  # the arms read whole-text copies of the data
+    cfg0 = pin_view_settings(cfg0, train.text_view)  # the arms read whole-text copies of the data
     level = dk.get("level", "subclass")
     texts, labels = train.texts, train.labels
     ev_texts, ev_labels = ev.texts, ev.labels

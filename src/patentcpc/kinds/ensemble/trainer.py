@@ -247,9 +247,9 @@ def train_ensemble(cfg, data: str | None, eval_data: str | None = None, output: 
         raise ConfigError("--output is required to train an ensemble")
     check_output_dir(output, "model", [data, eval_data])  # before the work
     full = load_data(data, **cfg.data.load_kwargs())
-    from patentcpc.data import for_whole_texts
+    from patentcpc.data import pin_view_settings
 
-    cfg = for_whole_texts(cfg, full.text_view)  # the members read whole-text copies of --data
+    cfg = pin_view_settings(cfg, full.text_view)  # the members read whole-text copies of --data
     ens = cfg.ensemble
     crossfit = not eval_data and ens.folds >= 2 and len(full) <= ens.crossfit_max_docs
     refit = crossfit or (ens.refit and not eval_data)

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from patentcpc.config import TrainConfig, to_dict
-from patentcpc.data import PatentData, first_line_is_title, load_for_model
+from patentcpc.data import PatentData, load_for_model, pin_view_settings
 from patentcpc.metrics import evaluate_model, evaluate_scores
 from patentcpc.registry import get, select
 from patentcpc.results import TrainResult
@@ -30,9 +30,9 @@ def train_linear(cfg: TrainConfig, data: str | None, eval_data: str | None = Non
     if cfg.linear.C is None:  # not set by the user: the strength tuned for this kind (saved resolved)
         cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, C=cls.default_C()))
     texts, labels, text_view, train_info, train_data = cls.training_documents(cfg, data)
-    if cfg.linear.title_weight is None:  # likewise the title's weight, where the texts start with a title
-        weight = cls.default_title_weight() if first_line_is_title(text_view) else 1
-        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, title_weight=weight))
+    cfg = pin_view_settings(cfg, text_view)  # no title weight where the texts start with no title
+    if cfg.linear.title_weight is None:  # else, unset: the weight chosen for this kind (saved resolved)
+        cfg = dataclasses.replace(cfg, linear=dataclasses.replace(cfg.linear, title_weight=cls.default_title_weight()))
     # the cold-start scheme model keeps one-vs-rest unless a learner is named explicitly
     scheme_default = cls.from_scheme and cfg.linear.learner == "auto"
     learner = "ovr" if scheme_default else resolve_learner(cfg.linear, len(texts))

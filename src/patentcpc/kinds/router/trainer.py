@@ -28,9 +28,9 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
     ``router.share``, evaluate router and members there, and save the router folder."""
     from patentcpc.config import to_dict
     from patentcpc.data import (
-        for_whole_texts,
         load_data,
         load_for_model,
+        pin_view_settings,
         split_data,
     )
     from patentcpc.io import write_jsonl
@@ -49,7 +49,7 @@ def train_router(cfg, data: str | None, eval_data: str | None = None, output: st
     if not data:
         raise ConfigError("--data is required to train a router")
     full = load_data(data, **cfg.data.load_kwargs())
-    cfg = for_whole_texts(cfg, full.text_view)  # the members read a whole-text copy of --data
+    cfg = pin_view_settings(cfg, full.text_view)  # the members read a whole-text copy of --data
     if eval_data:
         train, valid = full, load_data(eval_data, **cfg.data.load_kwargs(), preferred_text_fields=full.text_fields)
     else:
